@@ -1,0 +1,1 @@
+"""PhysicalAI-AV motion-prediction pipeline."""

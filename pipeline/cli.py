@@ -1,0 +1,127 @@
+"""The `pipeline` command: one typer subcommand per stage. Commands build a config and call the stage's `run`.
+
+Heavy modules (torch, transformers, datasets) are imported inside the commands, so `pipeline --help` and the
+data stages stay fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from pipeline.errors import PipelineError
+
+app = typer.Typer(
+    name="pipeline",
+    help="PhysicalAI-AV → Qwen-VL motion prediction: download, segment, build-dataset, export, train, evaluate, demo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _todo(name: str) -> None:
+    raise PipelineError(f"`pipeline {name}` is not implemented yet")
+
+
+@app.command()
+def synth() -> None:
+    """Write a synthetic PhysicalAI-AV-shaped repository (rendered-road videos + egomotion)."""
+    _todo("synth")
+
+
+@app.command()
+def serve() -> None:
+    """Serve a repository directory over the Hugging Face Hub HTTP protocol on 127.0.0.1."""
+    _todo("serve")
+
+
+@app.command()
+def download() -> None:
+    """Download dataset chunks from the Hub (driven by features.csv and clip_index.parquet)."""
+    _todo("download")
+
+
+@app.command()
+def segment() -> None:
+    """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
+    _todo("segment")
+
+
+@app.command("build-dataset")
+def build_dataset() -> None:
+    """Build the train/test Hugging Face dataset in Qwen-VL conversation format."""
+    _todo("build-dataset")
+
+
+@app.command()
+def export() -> None:
+    """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift."""
+    _todo("export")
+
+
+@app.command("make-tiny-model")
+def make_tiny_model() -> None:
+    """Build a tiny random-init Qwen-VL model + processor (real Qwen vocabulary) for offline tests and the demo."""
+    _todo("make-tiny-model")
+
+
+@app.command()
+def train() -> None:
+    """Fine-tune a Qwen-VL video model (LoRA or full) with transformers Trainer (+ DeepSpeed)."""
+    _todo("train")
+
+
+@app.command("merge-lora")
+def merge_lora() -> None:
+    """Merge a LoRA adapter into its base model and save full weights with the processor."""
+    _todo("merge-lora")
+
+
+@app.command()
+def evaluate() -> None:
+    """Score a model (or a predictions file) on held-out clips against baselines; write a report."""
+    _todo("evaluate")
+
+
+@app.command()
+def demo() -> None:
+    """Run the whole chain offline on a synthetic dataset: synth → serve → download → … → evaluate."""
+    _todo("demo")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning `PipelineError` into one line on stderr and exit code 2.
+
+    Usage errors (unknown flag, bad value) are click's: also one line and exit code 2.
+    """
+    try:
+        app(args=argv)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: finished work was kept; a re-run resumes", file=sys.stderr)
+        sys.exit(130)
+
+
+def run_script(command: str) -> None:
+    """Run one subcommand with this process's arguments (for the thin top-level scripts)."""
+    main([command, *sys.argv[1:]])
+
+
+__all__ = ["app", "main", "run_script"]
