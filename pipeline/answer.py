@@ -1,0 +1,155 @@
+"""The assistant's answer text: n (velocity, curvature) pairs, one per line. Pure: strings and numpy only.
+
+Format (docs/ARCHITECTURE.md, "Answer format"): line k is ``f"{v:.2f},{c * 1000:.2f}"`` where ``v`` is the speed
+in m/s at ``(k + 1) / n`` s after the end of the video and ``c`` the curvature in 1/m, written in 1/km so that two
+decimals resolve 1e-5 1/m (rounding error <= 5e-6 1/m; velocity rounding error <= 0.005 m/s). ``-0.00`` is
+written as ``0.00`` so that one value has one spelling.
+
+Token cost (measured with the Qwen2/2.5/3 vocabulary, which splits numbers into single digits): a line such as
+``12.35,-1.23`` is 11 tokens with its newline (digits, ``.``, ``,-`` or ``,``, ``\n``), so 30 pairs cost about
+300 tokens at city speeds (``5.00,0.00``) to 360 at highway speeds with sharp curves (``25.50,12.30``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Curvature is written in 1/km: 1 1/m = 1000 1/km.
+CURVATURE_SCALE = 1000.0
+# Decimal places of both numbers in the answer text.
+DECIMALS = 2
+
+# One pair on one line: two decimal numbers separated by a comma (spaces and tabs allowed, no newline).
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_PAIR_RE = re.compile(rf"({_NUMBER})[ \t]*,[ \t]*({_NUMBER})")
+# Largest magnitude that survives the cast to float32 (larger values, and inf/nan, are unreadable).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Longest excerpt of unreadable text quoted in a problem message.
+_EXCERPT = 40
+
+
+def _fixed(value: float) -> str:
+    """`value` with `DECIMALS` decimals, never ``-0.00``."""
+    text = f"{value:.{DECIMALS}f}"
+    if text.startswith("-") and float(text) == 0.0:
+        text = text[1:]
+    return text
+
+
+def _check_pairs(velocity: np.ndarray, curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = np.asarray(velocity, dtype=np.float64)
+    c = np.asarray(curvature, dtype=np.float64)
+    if v.ndim != 1 or c.shape != v.shape:
+        raise ValueError(f"velocity and curvature must be 1-D of equal length, got {v.shape} and {c.shape}")
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
+        raise ValueError("velocity and curvature must be finite to be written as an answer")
+    return v, c
+
+
+def format_answer(velocity: np.ndarray, curvature: np.ndarray) -> str:
+    """Write the answer text.
+
+    Args:
+        velocity: (n,) speed, m/s.
+        curvature: (n,) curvature, 1/m (positive = left turn).
+
+    Returns:
+        n lines ``"{v:.2f},{c*1000:.2f}"`` joined by ``"\\n"`` (no trailing newline).
+
+    Raises:
+        ValueError: shapes differ, are not 1-D, or a value is not finite.
+    """
+    v, c = _check_pairs(velocity, curvature)
+    return "\n".join(f"{_fixed(a)},{_fixed(b * CURVATURE_SCALE)}" for a, b in zip(v.tolist(), c.tolist(), strict=True))
+
+
+def round_like_answer(velocity: np.ndarray, curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values exactly as `parse_answer(format_answer(velocity, curvature))` returns them.
+
+    Returns:
+        velocity (n,) float32 m/s and curvature (n,) float32 1/m, rounded to the answer's precision.
+    """
+    v, c = _check_pairs(velocity, curvature)
+    rv = np.array([float(_fixed(a)) for a in v.tolist()], dtype=np.float64)
+    rc = np.array([float(_fixed(b * CURVATURE_SCALE)) for b in c.tolist()], dtype=np.float64) / CURVATURE_SCALE
+    return rv.astype(np.float32), rc.astype(np.float32)
+
+
+@dataclass
+class ParsedAnswer:
+    """What `parse_answer` could read from one answer text."""
+
+    # (n,) float32 speed, m/s; NaN where the pair is missing or unreadable.
+    velocity: np.ndarray
+    # (n,) float32 curvature, 1/m; NaN where the pair is missing or unreadable.
+    curvature: np.ndarray
+    # Number of pairs read into the arrays (0..n); extra pairs beyond n are not counted.
+    n_pairs: int
+    # Human-readable notes on what could not be read (missing pairs, stray text, extra pairs).
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when all n pairs were read and are finite (stray text or extra pairs are tolerated)."""
+        return (
+            self.n_pairs == len(self.velocity)
+            and bool(np.all(np.isfinite(self.velocity)))
+            and bool(np.all(np.isfinite(self.curvature)))
+        )
+
+
+def _excerpt(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
+
+
+def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
+    """Read up to n (velocity, curvature) pairs from a model's answer. Never raises on any `text`.
+
+    Pairs are ``number , number`` on one line (several per line are accepted); lines without a pair and
+    pairs beyond the n-th are reported in `problems`, missing pairs are NaN.
+
+    Args:
+        text: the answer text (anything; a non-string gives an empty result with a problem).
+        n: number of pairs expected (>= 1).
+
+    Returns:
+        A `ParsedAnswer` with (n,) float32 arrays: velocity m/s, curvature 1/m.
+    """
+    n = max(int(n), 1)
+    velocity = np.full(n, np.nan, dtype=np.float32)
+    curvature = np.full(n, np.nan, dtype=np.float32)
+    problems: list[str] = []
+    if not isinstance(text, str):
+        return ParsedAnswer(velocity, curvature, 0, [f"answer is not text ({type(text).__name__})"])
+
+    found = 0
+    extra = 0
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        matches = list(_PAIR_RE.finditer(line))
+        rest = _PAIR_RE.sub(" ", line).strip(" \t;,")
+        if rest:
+            problems.append(f"line {line_no}: unreadable text {_excerpt(rest)!r}")
+        for match in matches:
+            if found >= n:
+                extra += 1
+                continue
+            v = float(match.group(1))
+            c = float(match.group(2)) / CURVATURE_SCALE
+            if abs(v) < _FLOAT32_MAX and abs(c) < _FLOAT32_MAX:
+                velocity[found] = v
+                curvature[found] = c
+            else:
+                problems.append(f"line {line_no}: number out of range {_excerpt(match.group(0))!r}")
+            found += 1
+    if found < n:
+        problems.append(f"missing pairs: read {found} of {n}")
+    if extra:
+        problems.append(f"ignored {extra} extra pair(s) after the first {n}")
+    return ParsedAnswer(velocity, curvature, found, problems)
+
+
+__all__ = ["CURVATURE_SCALE", "DECIMALS", "ParsedAnswer", "format_answer", "parse_answer", "round_like_answer"]

