@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,9 +76,34 @@ def export() -> None:
 
 
 @app.command("make-tiny-model")
-def make_tiny_model() -> None:
+def make_tiny_model(
+    output_dir: Annotated[Path, typer.Argument(help="Directory to write the model + processor to.")],
+    family: Annotated[str, typer.Option("--family", help="qwen3_vl or qwen2_5_vl.")] = "qwen3_vl",
+    hidden_size: Annotated[int, typer.Option("--hidden-size", "--hidden_size", help="Text hidden size.")] = 64,
+    layers: Annotated[int, typer.Option("--layers", help="Text decoder layers.")] = 2,
+    heads: Annotated[int, typer.Option("--heads", help="Text attention heads.")] = 4,
+    intermediate_size: Annotated[
+        int, typer.Option("--intermediate-size", "--intermediate_size", help="Text MLP width.")
+    ] = 128,
+    vision_depth: Annotated[int, typer.Option("--vision-depth", "--vision_depth", help="Vision blocks.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Random-init seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory.")] = False,
+) -> None:
     """Build a tiny random-init Qwen-VL model + processor (real Qwen vocabulary) for offline tests and the demo."""
-    _todo("make-tiny-model")
+    from pipeline.train.tiny_model import TinyModelConfig, make_tiny_model
+
+    config = TinyModelConfig(
+        family=family,
+        hidden_size=hidden_size,
+        layers=layers,
+        heads=heads,
+        kv_heads=max(1, heads // 2),
+        intermediate_size=intermediate_size,
+        vision_depth=vision_depth,
+        seed=seed,
+    )
+    path = make_tiny_model(output_dir, config, overwrite=overwrite)
+    print(path)
 
 
 @app.command()

