@@ -1,0 +1,448 @@
+"""Stage 5: score a model (or a predictions file) on held-out segments against baselines, then write the report.
+
+Answers come either from batched greedy generation with the training stage's loader and generation loop
+(`pipeline.train.modeling`, `pipeline.train.inference`) or from a JSONL file of `{"id": ..., "text": ...}` lines
+(any server's outputs, no model loaded). Each answer is read with `pipeline.answer.parse_answer`; an answer with
+fewer than n readable, finite pairs is a parse failure and is scored as the train-mean prediction (the per-step
+mean of the train split's targets). Metrics are reported over all samples and over the parsed ones, for the
+model and every baseline of `pipeline.baselines` on the same samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline import baselines as baselines_mod
+from pipeline.answer import parse_answer
+from pipeline.errors import PipelineError
+from pipeline.metrics import Scores, per_sample_errors, score
+from pipeline.progress import NullProgress, ProgressSink
+
+if TYPE_CHECKING:
+    import datasets
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model"
+"""Row name of the scored predictions in tables (baselines use `pipeline.baselines.BASELINE_NAMES`)."""
+
+FAILURE_POLICY = "train_mean"
+"""How a parse failure is scored: the train split's per-step mean target replaces the whole answer."""
+
+SUBSETS = ("all", "parsed")
+"""Sample subsets every predictor is scored on: every sample, and the samples whose answer parsed."""
+
+_TARGET_COLUMNS = ("id", "clip_id", "segment_index", "velocity", "curvature", "history_velocity", "history_curvature")
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of one evaluation run (written to `metrics.json` with the results)."""
+
+    # Stage-3 dataset directory (holds `{train,test}/` from `save_to_disk` and `dataset_meta.json`).
+    dataset_dir: Path
+    # Directory for report.md, metrics.json, predictions.csv and the PNG plots (created if missing).
+    output_dir: Path
+    # Split to score; the train split must also exist (it defines the train-mean baseline and fallback).
+    split: str = "test"
+    # Model directory or Hub id to generate with; exactly one of `model` and `predictions` is given.
+    model: str | None = None
+    # Optional LoRA adapter directory applied on top of `model`.
+    adapter: Path | None = None
+    # JSONL file of `{"id", "text"}` answers to score instead of generating (no model is loaded).
+    predictions: Path | None = None
+    # Also write the generated answers as `predictions.jsonl` (same format `predictions` reads).
+    save_predictions: bool = False
+    # Samples per generation batch.
+    batch_size: int = 4
+    # Score only the first this-many samples of the split (in split order); None = all.
+    max_samples: int | None = None
+    # Generation limit; 30 pairs cost ~300-360 tokens (pipeline.answer), so 512 leaves room for stray text.
+    max_new_tokens: int = 512
+    # Video decoding/sampling settings for generation, as in training (`pipeline.train.video_input.VideoSettings`);
+    # None = that module's defaults.
+    video_settings: Any = None
+    # Length of the input second and of the predicted future, s (docs/ARCHITECTURE.md: both 1 s).
+    window_s: float = 1.0
+    horizon_s: float = 1.0
+    # Number of example trajectories drawn in example_trajectories.png.
+    n_examples: int = 6
+
+    def __post_init__(self) -> None:
+        self.dataset_dir = Path(self.dataset_dir)
+        self.output_dir = Path(self.output_dir)
+        self.adapter = Path(self.adapter) if self.adapter is not None else None
+        self.predictions = Path(self.predictions) if self.predictions is not None else None
+        if (self.model is None) == (self.predictions is None):
+            raise PipelineError("give exactly one of --model (generate answers) and --predictions (score a file)")
+        if self.adapter is not None and self.model is None:
+            raise PipelineError("--adapter needs --model (a predictions file is scored without a model)")
+        if self.save_predictions and self.model is None:
+            raise PipelineError("--save-predictions needs --model (with --predictions the answers are already saved)")
+        if self.adapter is not None and not self.adapter.is_dir():
+            raise PipelineError(f"--adapter {self.adapter}: not a directory")
+        if self.predictions is not None and not self.predictions.is_file():
+            raise PipelineError(f"--predictions {self.predictions}: no such file")
+        if not self.dataset_dir.is_dir():
+            raise PipelineError(f"--dataset {self.dataset_dir}: no such directory")
+        if not self.split:
+            raise PipelineError("--split must not be empty")
+        if self.batch_size < 1:
+            raise PipelineError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise PipelineError(f"--max-samples must be >= 1, got {self.max_samples}")
+        if self.max_new_tokens < 1:
+            raise PipelineError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.window_s <= 0 or self.horizon_s <= 0:
+            raise PipelineError(f"window_s and horizon_s must be > 0, got {self.window_s} and {self.horizon_s}")
+        if self.n_examples < 0:
+            raise PipelineError(f"n_examples must be >= 0, got {self.n_examples}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved settings as JSON-ready values."""
+        out = {k: v for k, v in asdict(self).items() if k != "video_settings"}
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+        vs = self.video_settings
+        out["video_settings"] = asdict(vs) if vs is not None and hasattr(vs, "__dataclass_fields__") else vs
+        return out
+
+
+@dataclass
+class EvaluationResult:
+    """Everything the report needs: per-sample arrays, parse outcomes, baselines and scores."""
+
+    # (N,) sample ids, clip ids and segment indices, in split order.
+    ids: list[str]
+    clip_ids: list[str]
+    segment_index: list[int]
+    # (N,) raw answer texts.
+    texts: list[str]
+    # (N, n) ground truth: m/s and 1/m.
+    true_velocity: np.ndarray
+    true_curvature: np.ndarray
+    # (N, n) scored model predictions (parse failures replaced by the train mean): m/s and 1/m.
+    pred_velocity: np.ndarray
+    pred_curvature: np.ndarray
+    # (N,) whether each answer parsed to n finite pairs; (N,) pairs read; problems noted by the parser.
+    parsed: np.ndarray
+    n_pairs: np.ndarray
+    problems: list[list[str]]
+    # Baseline name -> ((N, n) m/s, (N, n) 1/m), in `pipeline.baselines.BASELINE_NAMES` order.
+    baselines: dict[str, tuple[np.ndarray, np.ndarray]]
+    # Subset ("all", "parsed") -> predictor name (model first, then baselines) -> scores.
+    scores: dict[str, dict[str, Scores]]
+    # Future length, s (step k is at (k + 1) * horizon_s / n).
+    horizon_s: float
+    # Provenance: model, adapter, predictions file, dataset dir/split/fingerprint, settings.
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_failures(self) -> int:
+        return int(np.sum(~self.parsed))
+
+    @property
+    def parse_failure_rate(self) -> float:
+        return self.n_failures / self.n_samples if self.n_samples else float("nan")
+
+    def per_sample(self) -> dict[str, np.ndarray]:
+        """Per-sample model errors, each (N,): velocity_mae m/s, curvature_mae 1/m, ade m, fde m."""
+        return per_sample_errors(
+            self.pred_velocity, self.pred_curvature, self.true_velocity, self.true_curvature, self.horizon_s
+        )
+
+
+def fallback_predictions(
+    texts: list[str], n: int, mean_velocity: np.ndarray, mean_curvature: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
+    """Parse answers; a failure (fewer than n readable finite pairs) takes the train-mean profile.
+
+    Args:
+        texts: N answer texts (anything; never raises on garbled text).
+        n: pairs expected per answer.
+        mean_velocity, mean_curvature: (n,) train-mean profile, m/s and 1/m.
+
+    Returns:
+        velocity (N, n) m/s, curvature (N, n) 1/m, parsed (N,) bool, n_pairs (N,) int, problems per answer.
+    """
+    n_samples = len(texts)
+    velocity = np.empty((n_samples, n))
+    curvature = np.empty((n_samples, n))
+    parsed = np.zeros(n_samples, dtype=bool)
+    n_pairs = np.zeros(n_samples, dtype=np.int64)
+    problems: list[list[str]] = []
+    for i, text in enumerate(texts):
+        answer = parse_answer(text, n=n)
+        n_pairs[i] = answer.n_pairs
+        problems.append(list(answer.problems))
+        if answer.complete:
+            parsed[i] = True
+            velocity[i] = answer.velocity
+            curvature[i] = answer.curvature
+        else:
+            velocity[i] = mean_velocity
+            curvature[i] = mean_curvature
+    return velocity, curvature, parsed, n_pairs, problems
+
+
+def score_answers(
+    texts: list[str],
+    targets: dict[str, Any],
+    mean_velocity: np.ndarray,
+    mean_curvature: np.ndarray,
+    window_s: float = 1.0,
+    horizon_s: float = 1.0,
+) -> EvaluationResult:
+    """Parse and score N answers against the targets, with every baseline on the same samples.
+
+    Args:
+        texts: N answer texts, in the order of `targets`.
+        targets: columns of the scored split: `id`, `clip_id`, `segment_index` (N,) and `velocity`, `curvature`,
+            `history_velocity`, `history_curvature` as (N, n) arrays (m/s, 1/m).
+        mean_velocity, mean_curvature: (n,) train-mean profile (fallback and baseline).
+        window_s, horizon_s: input and future lengths, s.
+    """
+    tv = np.asarray(targets["velocity"], dtype=np.float64)
+    tk = np.asarray(targets["curvature"], dtype=np.float64)
+    if len(texts) != len(tv):
+        raise ValueError(f"{len(texts)} answers for {len(tv)} samples")
+    n = tv.shape[1]
+    pv, pk, parsed, n_pairs, problems = fallback_predictions(texts, n, mean_velocity, mean_curvature)
+    base = baselines_mod.all_baselines(
+        targets["history_velocity"],
+        targets["history_curvature"],
+        n,
+        mean_velocity,
+        mean_curvature,
+        window_s=window_s,
+        horizon_s=horizon_s,
+    )
+    predictors = {MODEL_NAME: (pv, pk), **base}
+    scores: dict[str, dict[str, Scores]] = {}
+    for subset in SUBSETS:
+        rows = np.ones(len(tv), dtype=bool) if subset == "all" else parsed
+        scores[subset] = {
+            name: score(v[rows], k[rows], tv[rows], tk[rows], horizon_s=horizon_s)
+            for name, (v, k) in predictors.items()
+        }
+    return EvaluationResult(
+        ids=[str(x) for x in targets["id"]],
+        clip_ids=[str(x) for x in targets["clip_id"]],
+        segment_index=[int(x) for x in targets["segment_index"]],
+        texts=list(texts),
+        true_velocity=tv,
+        true_curvature=tk,
+        pred_velocity=pv,
+        pred_curvature=pk,
+        parsed=parsed,
+        n_pairs=n_pairs,
+        problems=problems,
+        baselines=base,
+        scores=scores,
+        horizon_s=horizon_s,
+    )
+
+
+def read_predictions(path: Path, known_ids: set[str] | None = None) -> dict[str, str]:
+    """Read a JSONL file of `{"id": str, "text": str}` lines (blank lines skipped).
+
+    Raises:
+        PipelineError: unreadable line, missing/non-string field, duplicate id, or (with `known_ids`) ids not in
+        the split; the message names the file and line or id.
+    """
+    out: dict[str, str] = {}
+    unknown: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PipelineError(f"--predictions {path}:{line_no}: not JSON ({err.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise PipelineError(f"--predictions {path}:{line_no}: expected an object with a string 'id'")
+            if not isinstance(record.get("text"), str):
+                raise PipelineError(f"--predictions {path}:{line_no}: expected a string 'text'")
+            sample_id = record["id"]
+            if sample_id in out:
+                raise PipelineError(f"--predictions {path}:{line_no}: duplicate id {sample_id!r}")
+            if known_ids is not None and sample_id not in known_ids:
+                unknown.append(sample_id)
+            out[sample_id] = record["text"]
+    if unknown:
+        raise PipelineError(f"--predictions {path}: {len(unknown)} id(s) not in the split, e.g. {unknown[0]!r}")
+    if not out:
+        raise PipelineError(f"--predictions {path}: no predictions in the file")
+    return out
+
+
+def _load(dataset_dir: Path, split: str) -> datasets.Dataset:
+    from pipeline.dataset import load_split
+
+    if not (dataset_dir / split).is_dir():
+        found = sorted(p.name for p in dataset_dir.iterdir() if (p / "dataset_info.json").is_file())
+        raise PipelineError(f"--dataset {dataset_dir}: no split {split!r} (found: {', '.join(found) or 'none'})")
+    return load_split(dataset_dir, split)
+
+
+def _columns(ds: datasets.Dataset) -> dict[str, Any]:
+    """Target columns of a split as lists (ids) and (N, n) float64 arrays (sequences)."""
+    missing = [c for c in _TARGET_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise PipelineError(f"dataset split has no column(s) {', '.join(missing)}")
+    table = ds.select_columns(list(_TARGET_COLUMNS)).to_dict()
+    out: dict[str, Any] = {key: table[key] for key in ("id", "clip_id", "segment_index")}
+    for key in ("velocity", "curvature", "history_velocity", "history_curvature"):
+        out[key] = np.asarray(table[key], dtype=np.float64).reshape(len(table[key]), -1)
+    return out
+
+
+def _fingerprint(ids: list[str], split: str, dataset_meta: dict[str, Any]) -> str:
+    """sha256 over the scored ids (in order), the split name and dataset_meta.json."""
+    payload = json.dumps({"split": split, "ids": ids, "dataset_meta": dataset_meta}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _generate(config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSink) -> list[str]:
+    """Greedy answers for every row of `ds`, batch by batch, with the training stage's loader and generator."""
+    from pipeline.train.inference import generate_answers
+    from pipeline.train.modeling import load_model_and_processor
+    from pipeline.train.video_input import VideoSettings
+
+    try:
+        model, processor = load_model_and_processor(config.model, adapter=config.adapter)
+    except PipelineError:
+        raise
+    except (ValueError, RuntimeError, KeyError, OSError) as err:
+        what = (
+            f"--adapter {config.adapter} does not match --model {config.model}"
+            if config.adapter
+            else (f"--model {config.model}: cannot load")
+        )
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PipelineError(f"{what}: {first_line}") from None
+    settings = config.video_settings if config.video_settings is not None else VideoSettings()
+    texts: list[str] = []
+    progress.start("generating answers", total=len(ds))
+    try:
+        for start in range(0, len(ds), config.batch_size):
+            rows = [ds[i] for i in range(start, min(start + config.batch_size, len(ds)))]
+            texts.extend(
+                generate_answers(
+                    model,
+                    processor,
+                    rows,
+                    video_settings=settings,
+                    max_new_tokens=config.max_new_tokens,
+                    batch_size=config.batch_size,
+                )
+            )
+            progress.advance(len(rows))
+    finally:
+        progress.finish()
+    return texts
+
+
+def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> EvaluationResult:
+    """Score the split, write the report into `config.output_dir` and return the result.
+
+    Raises:
+        PipelineError: missing split, bad predictions file (unknown/duplicate ids), a model or adapter that cannot
+        be loaded.
+    """
+    from pipeline.atomic import write_text
+    from pipeline.report import write_report
+
+    progress = progress or NullProgress()
+    ds = _load(config.dataset_dir, config.split)
+    train = _load(config.dataset_dir, "train")
+    meta_path = config.dataset_dir / "dataset_meta.json"
+    dataset_meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+
+    train_cols = _columns(train)
+    if len(train_cols["id"]) == 0:
+        raise PipelineError(f"--dataset {config.dataset_dir}: the train split is empty (needed for the train mean)")
+    mean_v, mean_k = baselines_mod.train_mean_profile(train_cols["velocity"], train_cols["curvature"])
+
+    split_ids = list(ds["id"])
+    if config.predictions is not None:
+        answers = read_predictions(config.predictions, known_ids=set(split_ids))
+        keep = [i for i, sample_id in enumerate(split_ids) if sample_id in answers]
+        if len(keep) < len(split_ids):
+            log.warning(
+                "%s covers %d of the %d samples of split %r; scoring those",
+                config.predictions,
+                len(keep),
+                len(split_ids),
+                config.split,
+            )
+        if config.max_samples is not None:
+            keep = keep[: config.max_samples]
+        ds = ds.select(keep)
+        texts = [answers[sample_id] for sample_id in ds["id"]]
+    else:
+        if config.max_samples is not None:
+            ds = ds.select(range(min(config.max_samples, len(ds))))
+        texts = _generate(config, ds, progress)
+
+    if len(ds) == 0:
+        raise PipelineError(f"--dataset {config.dataset_dir}: split {config.split!r} has no samples to score")
+    targets = _columns(ds)
+    if targets["velocity"].shape[1] != len(mean_v):
+        raise PipelineError(
+            f"--dataset {config.dataset_dir}: split {config.split!r} has {targets['velocity'].shape[1]} steps, "
+            f"train has {len(mean_v)}"
+        )
+    result = score_answers(texts, targets, mean_v, mean_k, window_s=config.window_s, horizon_s=config.horizon_s)
+    result.info = {
+        "model": config.model,
+        "adapter": str(config.adapter) if config.adapter else None,
+        "predictions_file": str(config.predictions) if config.predictions else None,
+        "dataset_dir": str(config.dataset_dir),
+        "split": config.split,
+        "split_size": len(split_ids),
+        "train_size": len(train_cols["id"]),
+        "dataset_fingerprint": _fingerprint(result.ids, config.split, dataset_meta),
+        "dataset_meta": dataset_meta,
+        "failure_policy": FAILURE_POLICY,
+        "settings": config.to_json(),
+    }
+    log.info(
+        "scored %d samples of %r: %d parse failure(s); velocity MAE %.3f m/s, ADE %.3f m",
+        result.n_samples,
+        config.split,
+        result.n_failures,
+        result.scores["all"][MODEL_NAME].velocity_mae,
+        result.scores["all"][MODEL_NAME].ade,
+    )
+    write_report(result, config.output_dir, n_examples=config.n_examples)
+    if config.save_predictions:
+        lines = [json.dumps({"id": i, "text": t}, ensure_ascii=False) for i, t in zip(result.ids, texts, strict=True)]
+        write_text(config.output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    return result
+
+
+__all__ = [
+    "FAILURE_POLICY",
+    "MODEL_NAME",
+    "SUBSETS",
+    "EvaluateConfig",
+    "EvaluationResult",
+    "fallback_predictions",
+    "read_predictions",
+    "run",
+    "score_answers",
+]
