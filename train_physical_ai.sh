@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Fine-tune a Qwen-VL video model on the PhysicalAI-AV motion dataset with torchrun + DeepSpeed, on every GPU of
+# this node (or of several nodes). Full fine-tuning by default; train_physical_ai_lora.sh is the LoRA variant.
+#
+# Environment (defaults in brackets):
+#   MODEL             Hub id or local model directory            [Qwen/Qwen3-VL-2B-Instruct]
+#   DATASET           dataset directory from `pipeline build-dataset`  [qwen_video_dataset]
+#   OUTPUT_DIR        where checkpoints and the final model go    [runs/physical_ai_full]
+#   DEEPSPEED_CONFIG  DeepSpeed JSON, or "none" for plain DDP      [configs/zero3.json]
+#   NPROC_PER_NODE    processes on this node                      [GPUs seen by nvidia-smi -L, else 1 CPU process]
+#   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT   multi-node rendezvous  [1, 0, 127.0.0.1, 29500]
+#   TORCHRUN          the torchrun command                        [.venv/bin/torchrun beside this script, else uv run]
+#   LOG_DIR           if set, torchrun writes one log per rank there
+# Every argument is passed on to `pipeline train` (later flags win), e.g.
+#   ./train_physical_ai.sh --max-steps 200 --video-max-frames 8
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+die() {
+    echo "error: $*" >&2
+    exit 2
+}
+
+MODEL="${MODEL:-Qwen/Qwen3-VL-2B-Instruct}"
+DATASET="${DATASET:-qwen_video_dataset}"
+OUTPUT_DIR="${OUTPUT_DIR:-runs/physical_ai_full}"
+DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG:-$ROOT/configs/zero3.json}"
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+MASTER_PORT="${MASTER_PORT:-29500}"
+
+# Flags given on the command line override the environment; read them back so the checks below see the real values.
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    a="${args[i]}"
+    next="${args[i + 1]:-}"
+    case "$a" in
+        --model) MODEL="$next" ;;
+        --model=*) MODEL="${a#*=}" ;;
+        --dataset | --dataset-dir | --dataset_dir) DATASET="$next" ;;
+        --dataset=* | --dataset-dir=* | --dataset_dir=*) DATASET="${a#*=}" ;;
+        --deepspeed) DEEPSPEED_CONFIG="$next" ;;
+        --deepspeed=*) DEEPSPEED_CONFIG="${a#*=}" ;;
+    esac
+done
+
+# Fail before torchrun starts (and before minutes of imports) when an input is missing.
+[[ -d "$DATASET" ]] || die "dataset directory not found: DATASET=$DATASET (build it with \`pipeline build-dataset\`)"
+# A Hub id is "org/name"; anything else (absolute, ./, ../, ~, deeper paths) or an existing path is a local model.
+if [[ ! "$MODEL" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [[ -e "$MODEL" ]]; then
+    [[ -d "$MODEL" ]] || die "model directory not found: MODEL=$MODEL (a local path must exist; a Hub id is org/name)"
+fi
+if [[ "$DEEPSPEED_CONFIG" == "none" || -z "$DEEPSPEED_CONFIG" ]]; then
+    DEEPSPEED_CONFIG=""
+else
+    [[ -f "$DEEPSPEED_CONFIG" ]] || die "DeepSpeed config not found: DEEPSPEED_CONFIG=$DEEPSPEED_CONFIG"
+fi
+
+# One process per visible GPU; without a GPU, one CPU process (gloo). CUDA_VISIBLE_DEVICES narrows the count.
+gpus=0
+if command -v nvidia-smi > /dev/null 2>&1; then
+    gpus="$(nvidia-smi -L 2> /dev/null | grep -c '^GPU' || true)"
+fi
+if [[ -n "${CUDA_VISIBLE_DEVICES+x}" && "$gpus" -gt 0 ]]; then
+    IFS=',' read -r -a visible <<< "$CUDA_VISIBLE_DEVICES"
+    gpus="${#visible[@]}"
+fi
+NPROC_PER_NODE="${NPROC_PER_NODE:-$((gpus > 0 ? gpus : 1))}"
+[[ "$NPROC_PER_NODE" =~ ^[1-9][0-9]*$ ]] || die "NPROC_PER_NODE must be a positive integer, got '$NPROC_PER_NODE'"
+
+if [[ "$gpus" -eq 0 && -z "$DEEPSPEED_CONFIG" ]]; then
+    # Plain DDP on CPU: accelerate only picks gloo and shards the data when told the run is a CPU run. (Not with
+    # DeepSpeed: this flag would silently turn DeepSpeed off; `pipeline train` sets DeepSpeed's gloo itself.)
+    export ACCELERATE_USE_CPU=true
+fi
+
+if [[ -n "${TORCHRUN:-}" ]]; then
+    read -r -a torchrun <<< "$TORCHRUN"
+elif [[ -x "$ROOT/.venv/bin/torchrun" ]]; then
+    torchrun=("$ROOT/.venv/bin/torchrun")
+else
+    torchrun=(uv run --project "$ROOT" torchrun)
+fi
+
+launch=(--nnodes "$NNODES" --node-rank "$NODE_RANK" --nproc-per-node "$NPROC_PER_NODE"
+    --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT")
+if [[ -n "${LOG_DIR:-}" ]]; then
+    launch+=(--log-dir "$LOG_DIR" --tee 3)
+fi
+
+train=(--model "$MODEL" --dataset "$DATASET" --output-dir "$OUTPUT_DIR")
+if [[ -n "$DEEPSPEED_CONFIG" ]]; then
+    train+=(--deepspeed "$DEEPSPEED_CONFIG")
+fi
+
+echo "torchrun: $NNODES node(s) x $NPROC_PER_NODE process(es), GPUs here: $gpus, DeepSpeed: ${DEEPSPEED_CONFIG:-off}" >&2
+exec "${torchrun[@]}" "${launch[@]}" -m pipeline train "${train[@]}" "$@"
