@@ -64,15 +64,96 @@ def segment() -> None:
 
 
 @app.command("build-dataset")
-def build_dataset() -> None:
+def build_dataset(
+    segments_path: Annotated[
+        Path, typer.Option("--segments-path", "--segments_path", help="segments.json written by `pipeline segment`.")
+    ] = Path("qwen_video_segments/metadata/segments.json"),
+    ego_motion_dir: Annotated[
+        Path | None,
+        typer.Option("--ego-motion-dir", "--ego_motion_dir", help="Accepted for compatibility; ignored."),
+    ] = None,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "--output_dir", help="Dataset directory to write.")
+    ] = Path("qwen_video_dataset"),
+    test_ratio: Annotated[
+        float, typer.Option("--test-ratio", "--test_ratio", help="Fraction of clips held out (--split-by clip).")
+    ] = 0.1,
+    fps: Annotated[int, typer.Option("--fps", help="Targets per second; must match segments.json.")] = 30,
+    max_samples: Annotated[
+        int | None,
+        typer.Option("--max-samples", "--max_samples", help="Keep about this many segments, whole clips only."),
+    ] = None,
+    overwrite_output: Annotated[
+        bool, typer.Option("--overwrite-output", "--overwrite_output", help="Replace an existing output dir.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the clip split and selection.")] = 42,
+    split_by: Annotated[
+        str, typer.Option("--split-by", "--split_by", help="clip (seeded, by clip id) or official (clip_index).")
+    ] = "clip",
+    history: Annotated[
+        bool, typer.Option("--history/--no-history", help="Put the input second's motion in the prompt.")
+    ] = False,
+    system_prompt: Annotated[
+        str | None, typer.Option("--system-prompt", "--system_prompt", help="Override the system prompt.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Override the user instruction.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="A missing segment video is an error.")] = False,
+) -> None:
     """Build the train/test Hugging Face dataset in Qwen-VL conversation format."""
-    _todo("build-dataset")
+    from pipeline.dataset import DatasetConfig, run
+    from pipeline.progress import RichProgress
+
+    config = DatasetConfig(
+        segments_path=segments_path,
+        output_dir=output_dir,
+        ego_motion_dir=ego_motion_dir,
+        test_ratio=test_ratio,
+        fps=fps,
+        max_samples=max_samples,
+        overwrite_output=overwrite_output,
+        seed=seed,
+        split_by=split_by,  # type: ignore[arg-type]
+        history=history,
+        system_prompt=system_prompt,
+        prompt=prompt,
+        strict=strict,
+    )
+    result = run(config, progress=RichProgress())
+    for note in result.notes:
+        print(note)
+    print(
+        f"train: {result.counts['train']} segments from {result.clip_counts['train']} clips; "
+        f"test: {result.counts['test']} segments from {result.clip_counts['test']} clips; "
+        f"skipped (missing video): {result.skipped_missing_video}"
+    )
+    print(f"wrote {result.output_dir}")
 
 
 @app.command()
-def export() -> None:
+def export(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="Dataset directory from `pipeline build-dataset`.")
+    ] = Path("qwen_video_dataset"),
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "--output_dir", help="Directory for the exports.")
+    ] = Path("qwen_video_exports"),
+    export_format: Annotated[
+        str, typer.Option("--format", help="qwen-vl-finetune, llama-factory, ms-swift or all.")
+    ] = "all",
+    overwrite_output: Annotated[
+        bool, typer.Option("--overwrite-output", "--overwrite_output", help="Replace an existing output dir.")
+    ] = False,
+) -> None:
     """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift."""
-    _todo("export")
+    from pipeline.export import ExportConfig, run
+    from pipeline.progress import RichProgress
+
+    config = ExportConfig(
+        dataset=dataset, output_dir=output_dir, format=export_format, overwrite_output=overwrite_output
+    )
+    result = run(config, progress=RichProgress())
+    for name, files in result.files.items():
+        print(f"{name}: " + ", ".join(str(f) for f in files))
 
 
 @app.command("make-tiny-model")
