@@ -46,15 +46,94 @@ def synth() -> None:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    directory: Annotated[Path, typer.Argument(help="Repository directory to serve (e.g. from `pipeline synth`).")],
+    port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1 (0: any free port).")] = 0,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Gated mode: require `Authorization: Bearer TOKEN`.")
+    ] = None,
+    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo id to answer as.")] = (
+        "nvidia/PhysicalAI-Autonomous-Vehicles"
+    ),
+    revision: Annotated[str, typer.Option("--revision", help="Branch name to answer as.")] = "main",
+) -> None:
     """Serve a repository directory over the Hugging Face Hub HTTP protocol on 127.0.0.1."""
-    _todo("serve")
+    import time
+
+    from pipeline.synthetic.hub_server import HubServer
+
+    server = HubServer(directory, repo_id=repo_id, revision=revision, token=token, port=port)
+    server.start()
+    print(f"serving {server.root} as dataset {repo_id}@{revision} (commit {server.commit})")
+    print(f"use it with: HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1 pipeline download --chunk 0")
+    print("press Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @app.command()
-def download() -> None:
+def download(
+    chunk: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--chunk",
+            "--chunks",
+            help="Chunk ids: repeat the flag or give a list (space or comma separated) and ranges: "
+            "--chunk 0001, --chunk '0 1 2', --chunk 0-9.",
+        ),
+    ] = None,
+    all_chunks: Annotated[bool, typer.Option("--all", help="Every chunk in clip_index.parquet.")] = False,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "--output_dir", help="Where files go.")] = Path(
+        "physical_ai_data"
+    ),
+    features: Annotated[
+        list[str] | None,
+        typer.Option("--features", "--feature", help="Feature names from features.csv (repeat or comma separate)."),
+    ] = None,
+    revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit of the dataset.")] = "main",
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, val or test: only chunks (and clips) of that split.")
+    ] = None,
+    max_workers: Annotated[int, typer.Option("--max-workers", "--max_workers", help="Parallel transfers.")] = 8,
+    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo on the Hub.")] = (
+        "nvidia/PhysicalAI-Autonomous-Vehicles"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Re-download files even if complete.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask above the size threshold.")] = False,
+    confirm_threshold_gb: Annotated[
+        float,
+        typer.Option("--confirm-threshold-gb", "--confirm_threshold_gb", help="Ask (or need --yes) above this size."),
+    ] = 50.0,
+) -> None:
     """Download dataset chunks from the Hub (driven by features.csv and clip_index.parquet)."""
-    _todo("download")
+    from pipeline import download as stage
+    from pipeline.catalog import DEFAULT_FEATURES
+    from pipeline.progress import RichProgress
+
+    config = stage.DownloadConfig(
+        output_dir=output_dir,
+        chunks=tuple(chunk or ()),
+        all_chunks=all_chunks,
+        features=tuple(features or DEFAULT_FEATURES),
+        split=split,
+        revision=revision,
+        repo_id=repo_id,
+        max_workers=max_workers,
+        force=force,
+        yes=yes,
+        confirm_threshold_gb=confirm_threshold_gb,
+    )
+    confirm = (lambda q: typer.confirm(q, default=False)) if sys.stdin.isatty() else None
+    result = stage.run(config, progress=RichProgress(), confirm=confirm)
+    print(
+        f"{len(result.downloaded)} files downloaded, {len(result.files) - len(result.downloaded)} already complete, "
+        f"{result.total_bytes / 1e9:.3f} GB of chunk files in {config.output_dir} (manifest: {result.manifest_path})"
+    )
 
 
 @app.command()
