@@ -279,9 +279,76 @@ def merge_lora() -> None:
 
 
 @app.command()
-def evaluate() -> None:
+def evaluate(
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model directory or Hub id to generate answers with.")
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option("--adapter", help="LoRA adapter directory applied on top of --model.")
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option("--predictions", help='Score this JSONL of {"id", "text"} answers instead (no model loaded).'),
+    ] = None,
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="Dataset directory from `pipeline build-dataset`.")
+    ] = Path("qwen_video_dataset"),
+    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "test",
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "--output_dir", help="Directory for the report files.")
+    ] = Path("eval_report"),
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per generation batch.")] = 4,
+    max_samples: Annotated[
+        int | None, typer.Option("--max-samples", "--max_samples", help="Score only the first N samples.")
+    ] = None,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", "--max_new_tokens", help="Generation limit per answer.")
+    ] = 512,
+    save_predictions: Annotated[
+        bool,
+        typer.Option("--save-predictions", "--save_predictions", help="Write the answers to predictions.jsonl."),
+    ] = False,
+    video_fps: Annotated[
+        float, typer.Option("--video-fps", "--video_fps", help="Frames sampled per second of video.")
+    ] = 4.0,
+    video_max_frames: Annotated[
+        int, typer.Option("--video-max-frames", "--video_max_frames", help="Most frames per clip.")
+    ] = 32,
+    video_max_pixels: Annotated[
+        int, typer.Option("--video-max-pixels", "--video_max_pixels", help="Largest H*W of a frame.")
+    ] = 448 * 448,
+    video_min_pixels: Annotated[
+        int, typer.Option("--video-min-pixels", "--video_min_pixels", help="Smallest H*W of a frame.")
+    ] = 32 * 32 * 4,
+) -> None:
     """Score a model (or a predictions file) on held-out clips against baselines; write a report."""
-    _todo("evaluate")
+    from pipeline.evaluate import EvaluateConfig, run
+    from pipeline.progress import RichProgress
+    from pipeline.report import headline_table
+
+    video_settings = None
+    if model is not None:
+        from pipeline.train.video_input import VideoSettings
+
+        video_settings = VideoSettings(
+            fps=video_fps, max_frames=video_max_frames, max_pixels=video_max_pixels, min_pixels=video_min_pixels
+        )
+    config = EvaluateConfig(
+        dataset_dir=dataset,
+        output_dir=output_dir,
+        split=split,
+        model=model,
+        adapter=adapter,
+        predictions=predictions,
+        save_predictions=save_predictions,
+        batch_size=batch_size,
+        max_samples=max_samples,
+        max_new_tokens=max_new_tokens,
+        video_settings=video_settings,
+    )
+    result = run(config, progress=RichProgress())
+    print(headline_table(result))
+    print(f"wrote {config.output_dir}")
 
 
 @app.command()

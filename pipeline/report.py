@@ -52,8 +52,10 @@ def _rows(result: EvaluationResult, subset: str) -> list[list[str]]:
     rows = []
     for name, s in result.scores[subset].items():
         cells = [name] + [_fmt(getattr(s, attr), spec) for _, attr, spec in _COLUMNS]
-        if name == MODEL_NAME:
+        if name == MODEL_NAME and subset == "all":
             cells.append(f"{result.n_failures}/{result.n_samples} ({100 * result.parse_failure_rate:.1f} %)")
+        elif name == MODEL_NAME:
+            cells.append(f"{result.n_failures} excluded")
         else:
             cells.append("-")
         rows.append(cells)

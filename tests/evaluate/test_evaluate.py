@@ -1,0 +1,273 @@
+"""Scoring predictions files end to end on the synthetic dataset: truth, train mean, parse failures, bad input."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.answer import format_answer, round_like_answer
+from pipeline.baselines import BASELINE_NAMES
+from pipeline.errors import PipelineError
+from pipeline.evaluate import MODEL_NAME, EvaluateConfig, read_predictions, run, score_answers
+from pipeline.metrics import score
+from pipeline.report import REPORT_FILES, headline_table
+
+
+def split_arrays(dataset_dir: Path, split: str) -> dict:
+    """An independent read of a split's targets with `datasets` directly (not through pipeline.dataset)."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(dataset_dir / split))
+    return {
+        "id": list(ds["id"]),
+        "velocity": np.array([list(v) for v in ds["velocity"]], dtype=np.float64),
+        "curvature": np.array([list(v) for v in ds["curvature"]], dtype=np.float64),
+    }
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_split(dataset_dir) -> dict:
+    return split_arrays(dataset_dir, "test")
+
+
+@pytest.fixture(scope="session")
+def train_mean(dataset_dir) -> tuple[np.ndarray, np.ndarray]:
+    train = split_arrays(dataset_dir, "train")
+    return train["velocity"].mean(axis=0), train["curvature"].mean(axis=0)
+
+
+@pytest.fixture(scope="session")
+def truth_report(dataset_dir, test_split, tmp_path_factory):
+    """Score a predictions file written from the ground truth; the report directory is shared by report tests."""
+    tmp = tmp_path_factory.mktemp("eval_truth")
+    records = [
+        {"id": i, "text": format_answer(v, k)}
+        for i, v, k in zip(test_split["id"], test_split["velocity"], test_split["curvature"], strict=True)
+    ]
+    preds = write_jsonl(tmp / "truth.jsonl", records)
+    out = tmp / "eval_report"
+    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=out, predictions=preds))
+    return result, out
+
+
+def test_ground_truth_predictions_score_zero_error(truth_report, test_split):
+    result, _ = truth_report
+    assert result.n_samples == len(test_split["id"]) > 0
+    assert result.n_failures == 0
+    s = result.scores["all"][MODEL_NAME]
+    # the only error left is the answer's rounding: <= 0.005 m/s and <= 5e-6 1/m
+    assert s.velocity_mae <= 0.005 + 1e-9
+    assert s.curvature_mae <= 5e-6 + 1e-12
+    assert s.ade < 0.005 and s.fde < 0.01
+    # and it is exactly the error of the rounded truth, computed independently
+    rounded = [round_like_answer(v, k) for v, k in zip(test_split["velocity"], test_split["curvature"], strict=True)]
+    rv = np.array([r[0] for r in rounded], dtype=np.float64)
+    rk = np.array([r[1] for r in rounded], dtype=np.float64)
+    ref = score(rv, rk, test_split["velocity"], test_split["curvature"])
+    assert s.velocity_mae == pytest.approx(ref.velocity_mae, abs=1e-12)
+    assert s.ade == pytest.approx(ref.ade, abs=1e-12)
+    assert set(result.scores["all"]) == {MODEL_NAME, *BASELINE_NAMES}
+
+
+def test_train_mean_predictions_equal_the_train_mean_baseline(dataset_dir, test_split, train_mean, tmp_path):
+    text = format_answer(*train_mean)
+    preds = write_jsonl(tmp_path / "mean.jsonl", [{"id": i, "text": text} for i in test_split["id"]])
+    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
+    model, base = result.scores["all"][MODEL_NAME], result.scores["all"]["train_mean"]
+    assert result.n_failures == 0
+    # equal up to the answer's rounding of the mean profile
+    assert model.velocity_mae == pytest.approx(base.velocity_mae, abs=0.005)
+    assert model.curvature_mae == pytest.approx(base.curvature_mae, abs=5e-6)
+    assert model.ade == pytest.approx(base.ade, abs=0.005)
+    # the baseline itself is the per-step mean of the train targets, checked against an independent read
+    expected = np.mean(np.abs(train_mean[0][None, :] - test_split["velocity"]))
+    assert base.velocity_mae == pytest.approx(expected, rel=1e-6)
+
+
+def test_garbled_answers_are_failures_scored_as_the_train_mean(dataset_dir, test_split, tmp_path):
+    garbage = ["", "I cannot tell.", "nan,nan\n" * 30, "\x00\ufffd" * 50]
+    records = [{"id": i, "text": garbage[j % len(garbage)]} for j, i in enumerate(test_split["id"])]
+    preds = write_jsonl(tmp_path / "garbage.jsonl", records)
+    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
+    assert result.n_failures == result.n_samples
+    assert result.parse_failure_rate == 1.0
+    model, base = result.scores["all"][MODEL_NAME], result.scores["all"]["train_mean"]
+    assert model.velocity_mae == base.velocity_mae
+    assert model.curvature_rmse == base.curvature_rmse
+    assert model.fde == base.fde
+    assert result.scores["parsed"][MODEL_NAME].n_samples == 0
+    assert math.isnan(result.scores["parsed"][MODEL_NAME].ade)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["scores"]["parsed"][MODEL_NAME]["ade"] is None
+    assert all((tmp_path / "out" / name).is_file() for name in REPORT_FILES)
+
+
+def test_parse_failures_counted_right():
+    n = 30
+    tv = np.tile(np.linspace(5, 6, n), (6, 1))
+    tk = np.zeros((6, n))
+    good = format_answer(tv[0], tk[0])
+    lines = good.splitlines()
+    texts = [
+        good,  # parsed
+        "Sure! Here it is:\n" + good + "\nHope this helps.",  # stray text, 30 pairs: parsed
+        "\n".join(lines[:29]),  # 29 pairs: failure
+        "",  # failure
+        good + "\n" + good,  # 60 pairs: the first 30 are read: parsed
+        good.replace(lines[3], "fast,left"),  # one pair unreadable: failure
+    ]
+    targets = {
+        "id": [f"s{i}" for i in range(6)],
+        "clip_id": ["c"] * 6,
+        "segment_index": list(range(6)),
+        "velocity": tv,
+        "curvature": tk,
+        "history_velocity": tv,
+        "history_curvature": tk,
+    }
+    mean_v, mean_k = np.full(n, 100.0), np.zeros(n)
+    result = score_answers(texts, targets, mean_v, mean_k)
+    np.testing.assert_array_equal(result.parsed, [True, True, False, False, True, False])
+    np.testing.assert_array_equal(result.n_pairs, [30, 30, 29, 0, 30, 29])
+    assert result.n_failures == 3
+    assert result.parse_failure_rate == 0.5
+    np.testing.assert_allclose(result.pred_velocity[2], 100.0)  # failures take the train mean, not partial answers
+    assert result.scores["parsed"][MODEL_NAME].n_samples == 3
+    assert result.scores["parsed"]["constant"].n_samples == 3
+    assert result.scores["parsed"][MODEL_NAME].velocity_mae <= 0.005
+    # all samples: 3 near-perfect + 3 at 100 m/s from the 5-6 m/s truth
+    assert result.scores["all"][MODEL_NAME].velocity_mae == pytest.approx(np.mean(100 - tv[:3]) / 2, abs=0.005)
+
+
+def test_report_files_are_real(truth_report, test_split):
+    from PIL import Image
+
+    result, out = truth_report
+    for name in REPORT_FILES:
+        assert (out / name).is_file(), name
+    for name in REPORT_FILES:
+        if name.endswith(".png"):
+            with Image.open(out / name) as img:
+                assert img.format == "PNG"
+                pixels = np.asarray(img.convert("RGB"))
+            assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+            assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, name  # lines, text, markers: not blank
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_samples"] == len(test_split["id"])
+    assert metrics["parse_failures"] == 0
+    assert metrics["split"] == "test"
+    assert len(metrics["dataset_fingerprint"]) == 64
+    assert metrics["scores"]["all"]["constant"]["ade"] == pytest.approx(result.scores["all"]["constant"].ade)
+    assert metrics["scores"]["all"][MODEL_NAME]["at_horizon"]["0.5s"]["time_s"] == pytest.approx(0.5)
+    assert len(metrics["scores"]["all"][MODEL_NAME]["by_step"]["velocity_mae"]) == 30
+    with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == test_split["id"]
+    assert all(r["parsed"] == "True" for r in rows)
+    true_v = np.array([float(x) for x in rows[0]["true_velocity_mps"].split()])
+    np.testing.assert_allclose(true_v, test_split["velocity"][0], atol=1e-4)
+    assert rows[0]["text"].count("\n") == 29
+    report = (out / "report.md").read_text()
+    for name in (MODEL_NAME, *BASELINE_NAMES):
+        assert f"| {name} |" in report
+    assert "train-mean prediction" in report
+    table = headline_table(result)
+    assert all(name in table for name in (MODEL_NAME, *BASELINE_NAMES))
+    assert "velocity MAE (m/s)" in table
+
+
+def test_model_is_compared_with_better_baselines_on_the_synthetic_data(truth_report):
+    """On the formula targets, the history predicts the future well: constant beats zero motion by far."""
+    result, _ = truth_report
+    s = result.scores["all"]
+    assert s["constant"].ade < s["zero_motion"].ade
+    assert s[MODEL_NAME].ade < s["constant"].ade
+
+
+def test_fingerprint_changes_with_the_samples(dataset_dir, test_split, tmp_path, truth_report):
+    preds = write_jsonl(tmp_path / "one.jsonl", [{"id": test_split["id"][0], "text": "x"}])
+    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
+    assert result.n_samples == 1
+    assert result.info["dataset_fingerprint"] != truth_report[0].info["dataset_fingerprint"]
+
+
+def test_read_predictions_errors(tmp_path):
+    dup = write_jsonl(tmp_path / "dup.jsonl", [{"id": "a", "text": "1,2"}, {"id": "a", "text": "1,2"}])
+    with pytest.raises(PipelineError, match="duplicate id 'a'"):
+        read_predictions(dup)
+    unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"id": "a", "text": ""}, {"id": "zz", "text": ""}])
+    with pytest.raises(PipelineError, match="1 id\\(s\\) not in the split, e.g. 'zz'"):
+        read_predictions(unknown, known_ids={"a"})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "1,2"}\nnot json\n')
+    with pytest.raises(PipelineError, match="bad.jsonl:2: not JSON"):
+        read_predictions(bad)
+    no_text = write_jsonl(tmp_path / "no_text.jsonl", [{"id": "a", "answer": "1,2"}])
+    with pytest.raises(PipelineError, match="string 'text'"):
+        read_predictions(no_text)
+
+
+def test_config_validation(dataset_dir, tmp_path):
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": ""}])
+    with pytest.raises(PipelineError, match="exactly one of --model"):
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="m", predictions=preds)
+    with pytest.raises(PipelineError, match="exactly one of --model"):
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path)
+    with pytest.raises(PipelineError, match="--batch-size"):
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="m", batch_size=0)
+    with pytest.raises(PipelineError, match="--predictions .*no such file"):
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, predictions=tmp_path / "nope.jsonl")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_input_is_one_line_exit_2(dataset_dir, test_split, tmp_path):
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": test_split["id"][0], "text": ""}, {"id": "nope", "text": ""}])
+    out = tmp_path / "out"
+    result = run_cli("evaluate", "--dataset", str(dataset_dir), "--predictions", str(preds), "--output-dir", str(out))
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: --predictions {preds}: 1 id(s) not in the split, e.g. 'nope'"
+    )
+    assert "Traceback" not in result.stderr
+    good = write_jsonl(tmp_path / "g.jsonl", [{"id": test_split["id"][0], "text": ""}])
+    result = run_cli("evaluate", "--dataset", str(dataset_dir), "--split", "val", "--predictions", str(good))
+    assert result.returncode == 2
+    assert "no split 'val'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_scores_a_predictions_file(dataset_dir, test_split, tmp_path):
+    records = [
+        {"id": i, "text": format_answer(v, k)}
+        for i, v, k in zip(test_split["id"], test_split["velocity"], test_split["curvature"], strict=True)
+    ]
+    preds = write_jsonl(tmp_path / "p.jsonl", records)
+    out = tmp_path / "out"
+    result = run_cli(
+        "evaluate",
+        "--dataset",
+        str(dataset_dir),
+        "--predictions",
+        str(preds),
+        "--output_dir",
+        str(out),
+        "--max-samples",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "linear_extrapolation" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_samples"] == 2
