@@ -40,9 +40,62 @@ def _todo(name: str) -> None:
 
 
 @app.command()
-def synth() -> None:
+def synth(
+    output_dir: Annotated[
+        str, typer.Option("--output-dir", "--output_dir", help="Repository directory to create.")
+    ] = "synthetic_physical_ai_av",
+    chunks: Annotated[int, typer.Option("--chunks", "--n-chunks", "--n_chunks", help="Number of chunks.")] = 1,
+    clips_per_chunk: Annotated[
+        int, typer.Option("--clips-per-chunk", "--clips_per_chunk", help="Clips in each chunk.")
+    ] = 3,
+    first_chunk: Annotated[int, typer.Option("--first-chunk", "--first_chunk", help="Id of the first chunk.")] = 0,
+    size: Annotated[
+        str | None, typer.Option("--size", help="Video size WxH, e.g. 1920x1080 (overrides --width/--height).")
+    ] = None,
+    width: Annotated[int, typer.Option("--width", help="Video width, px (even, >= 128).")] = 256,
+    height: Annotated[int, typer.Option("--height", help="Video height, px (even, >= 72).")] = 144,
+    duration: Annotated[
+        float, typer.Option("--duration", "--duration-s", "--duration_s", help="Clip length, s.")
+    ] = 20.0,
+    fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: same seed and flags give byte-identical files.")] = 0,
+    cameras: Annotated[
+        list[str] | None,
+        typer.Option("--camera", "--cameras", help="Camera feature(s) to render (repeatable).", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output-dir.")] = False,
+) -> None:
     """Write a synthetic PhysicalAI-AV-shaped repository (rendered-road videos + egomotion)."""
-    _todo("synth")
+    from pathlib import Path
+
+    from pipeline.progress import RichProgress
+    from pipeline.synthetic.repo import DEFAULT_CAMERA, SynthConfig, write_repo
+
+    if size is not None:
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise PipelineError(f"--size {size!r}: expected WxH, e.g. 1920x1080") from None
+    config = SynthConfig(
+        output_dir=Path(output_dir),
+        n_chunks=chunks,
+        clips_per_chunk=clips_per_chunk,
+        first_chunk=first_chunk,
+        width=width,
+        height=height,
+        duration_s=duration,
+        fps=fps,
+        seed=seed,
+        cameras=tuple(cameras) if cameras else (DEFAULT_CAMERA,),
+        overwrite=force,
+    )
+    summary = write_repo(config, progress=RichProgress())
+    splits = {s: sum(c.split == s for c in summary.clips) for s in ("train", "val", "test")}
+    print(
+        f"wrote {len(summary.clips)} clips in {config.n_chunks} chunk(s) "
+        f"({config.width}x{config.height}, {config.duration_s:g} s, seed {config.seed}; "
+        f"train/val/test {splits['train']}/{splits['val']}/{splits['test']}) to {summary.root}"
+    )
 
 
 @app.command()
@@ -76,8 +129,9 @@ def serve(
         server.stop()
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def download(
+    ctx: typer.Context,
     chunk: Annotated[
         list[str] | None,
         typer.Option(
@@ -115,9 +169,13 @@ def download(
     from pipeline.catalog import DEFAULT_FEATURES
     from pipeline.progress import RichProgress
 
+    # `--chunk 0000 0001 0002`: click takes one value per flag; the command has no positional arguments, so
+    # the extra words can only be more chunk ids.
+    if ctx.args and not chunk:
+        raise PipelineError(f"unexpected argument {ctx.args[0]!r} (chunk ids go after --chunk)")
     config = stage.DownloadConfig(
         output_dir=output_dir,
-        chunks=tuple(chunk or ()),
+        chunks=(*(chunk or ()), *ctx.args),
         all_chunks=all_chunks,
         features=tuple(features or DEFAULT_FEATURES),
         split=split,
