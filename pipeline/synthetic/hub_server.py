@@ -21,8 +21,8 @@ files (ETag = git blob sha1): a file is LFS if its suffix is in `LFS_SUFFIXES` o
 bytes; `features.csv`, `README.md` and the like stay plain git files, as on the real repository.
 
 Test hooks: `counts[(method, kind)]` per request kind (`resolve`, `revision`, `tree`, `paths-info`, `refs`, `other`),
-`requests` (a log of `RequestRecord`) and `inject_cut(path, after_bytes)` (the next GET of `path` is cut after
-that many body bytes: the connection closes mid-body, as a network failure would).
+`requests` (a log of `RequestRecord`) and `inject_cut(path, after_bytes, times=1)` (the next GET(s) of `path` are
+cut after that many body bytes: the connection closes mid-body, as a network failure would).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ class HubServer:
         self.snapshot = RepoSnapshot.scan(Path(root))
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.requests: list[RequestRecord] = []
-        self._cuts: dict[str, int] = {}
+        self._cuts: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._port = port
         self._server = None
@@ -246,12 +246,12 @@ class HubServer:
         host, port = self._socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
-    def inject_cut(self, path: str, after_bytes: int) -> None:
-        """Cut the next GET of repo `path` after `after_bytes` body bytes (once)."""
+    def inject_cut(self, path: str, after_bytes: int, times: int = 1) -> None:
+        """Cut the next `times` GETs of repo `path` after `after_bytes` body bytes each."""
         if path not in self.snapshot.files:
             raise KeyError(path)
         with self._lock:
-            self._cuts[path] = int(after_bytes)
+            self._cuts[path] = (int(after_bytes), int(times))
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -397,8 +397,12 @@ class HubServer:
         self._record(request, "resolve", path, status)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
+        cut_after = None
         with self._lock:
-            cut_after = self._cuts.pop(path, None)
+            if path in self._cuts:
+                cut_after, times = self._cuts.pop(path)
+                if times > 1:
+                    self._cuts[path] = (cut_after, times - 1)
         return StreamingResponse(
             _stream_file(snap.root / path, start, end, cut_after), status_code=status, headers=headers
         )
