@@ -22,6 +22,8 @@ CURVATURE_SCALE = 1000.0
 # Decimal places of both numbers in the answer text.
 DECIMALS = 2
 
+# How a negative value that rounds to zero is formatted (written without its sign).
+_NEGATIVE_ZERO = "-0." + "0" * DECIMALS
 # One pair on one line: two decimal numbers separated by a comma (spaces and tabs allowed, no newline).
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _PAIR_RE = re.compile(rf"({_NUMBER})[ \t]*,[ \t]*({_NUMBER})")
@@ -34,9 +36,7 @@ _EXCERPT = 40
 def _fixed(value: float) -> str:
     """`value` with `DECIMALS` decimals, never ``-0.00``."""
     text = f"{value:.{DECIMALS}f}"
-    if text.startswith("-") and float(text) == 0.0:
-        text = text[1:]
-    return text
+    return text[1:] if text == _NEGATIVE_ZERO else text
 
 
 def _check_pairs(velocity: np.ndarray, curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -253,13 +252,17 @@ def read_segments(path: Path, n: int) -> list[SegmentRecord]:
                 raise _field_error(path, i, rec, f"field {key!r} must be an integer, got {rec[key]!r}")
         for key in TARGET_FIELDS:
             values = rec[key]
-            if not isinstance(values, list) or not all(
-                isinstance(x, int | float) and not isinstance(x, bool) for x in values
-            ):
+            if not isinstance(values, list):
                 raise _field_error(path, i, rec, f"field {key!r} must be a list of numbers")
-            if len(values) != n:
+            try:
+                array = np.array(values)
+            except (TypeError, ValueError):
+                array = np.array([None])
+            if array.ndim != 1 or array.dtype.kind not in "iuf":
+                raise _field_error(path, i, rec, f"field {key!r} must be a list of numbers")
+            if array.shape != (n,):
                 raise _field_error(path, i, rec, f"field {key!r} has {len(values)} values, expected {n} (--fps {n})")
-            if not all(math.isfinite(x) for x in values):
+            if not np.isfinite(array).all():
                 raise _field_error(path, i, rec, f"field {key!r} holds a non-finite value")
         split = rec.get("split")
         if split is not None and not isinstance(split, str):

@@ -190,6 +190,9 @@ def test_missing_video_is_skipped_or_strict(tmp_path):
         (lambda recs: recs[2].update(curvature=[0.0] * 29), r"record 2 .*'curvature' has 29 values, expected 30"),
         (lambda recs: recs[1].update(chunk="0"), r"record 1 .*'chunk' must be an integer"),
         (lambda recs: recs[1].update(history_velocity=[None] * 30), r"'history_velocity' must be a list of numbers"),
+        (lambda recs: recs[1].update(velocity=["1.0"] * 30), r"'velocity' must be a list of numbers"),
+        (lambda recs: recs[3].update(curvature=[float("nan")] * 30), r"record 3 .*'curvature' holds a non-finite"),
+        (lambda recs: recs[0].update(video=""), r"record 0 .*'video' must be a non-empty string"),
     ],
 )
 def test_malformed_segments_name_file_and_field(tmp_path, mutate, message):
