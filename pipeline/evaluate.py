@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -316,24 +317,45 @@ def _fingerprint(ids: list[str], split: str, dataset_meta: dict[str, Any]) -> st
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def load_checked(model_id: str, adapter: Path | None) -> tuple[Any, Any]:
+    """`load_model_and_processor` for inference, with an adapter that does not fit the model made a `PipelineError`.
+
+    PEFT raises on shape mismatches but only warns when adapter weights have no place in the model (another
+    architecture or depth); both are refused here.
+
+    Raises:
+        PipelineError: the model, processor or adapter cannot be loaded, or the adapter does not match (one line).
+    """
+    from pipeline.train.modeling import load_model_and_processor
+
+    def first_line(err: BaseException) -> str:
+        text = str(err).strip()
+        return text.splitlines()[0][:300] if text else type(err).__name__
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model, processor = load_model_and_processor(model_id, adapter=adapter)
+        except PipelineError:
+            raise
+        except (ValueError, RuntimeError, KeyError, OSError) as err:
+            if adapter is None:
+                raise PipelineError(f"--model {model_id}: cannot load ({first_line(err)})") from None
+            raise PipelineError(f"--adapter {adapter} does not match --model {model_id} ({first_line(err)})") from None
+    for warning in caught:
+        message = str(warning.message)
+        if adapter is not None and "missing adapter keys" in message:
+            raise PipelineError(f"--adapter {adapter} does not match --model {model_id} (adapter weights missing)")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model, processor
+
+
 def _generate(config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSink) -> list[str]:
     """Greedy answers for every row of `ds`, batch by batch, with the training stage's loader and generator."""
+    model, processor = load_checked(config.model, config.adapter)
     from pipeline.train.inference import generate_answers
-    from pipeline.train.modeling import load_model_and_processor
     from pipeline.train.video_input import VideoSettings
 
-    try:
-        model, processor = load_model_and_processor(config.model, adapter=config.adapter)
-    except PipelineError:
-        raise
-    except (ValueError, RuntimeError, KeyError, OSError) as err:
-        what = (
-            f"--adapter {config.adapter} does not match --model {config.model}"
-            if config.adapter
-            else (f"--model {config.model}: cannot load")
-        )
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PipelineError(f"{what}: {first_line}") from None
     settings = config.video_settings if config.video_settings is not None else VideoSettings()
     texts: list[str] = []
     progress.start("generating answers", total=len(ds))
