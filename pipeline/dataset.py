@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
-# Official split of clip_index.parquet -> side of our split (`val` serves as test: the official test split is
-# the hold-out the dataset's authors keep for benchmarks, `val` is the same distribution).
+# Official split of clip_index.parquet -> side of our split: only `train` clips are trained on; `val` and `test`
+# clips both go to our test side.
 OFFICIAL_SPLIT_MAP = {"train": "train", "val": "test", "test": "test"}
 # Rows written to {split}_examples.json.
 N_EXAMPLES = 5
@@ -142,18 +142,21 @@ class SegmentRecord:
     chunk: int
     # 0-based index of the segment in its clip.
     segment_index: int
-    # Segment window [start_us, end_us), microseconds on the clip timeline.
+    # Segment window start (inclusive), microseconds on the clip timeline.
     start_us: int
+    # Segment window end (exclusive), microseconds on the clip timeline.
     end_us: int
     # mp4 path relative to the segments directory.
     video: str
     # Official split of the clip (train/val/test), None if the record has none.
     split: str | None
-    # (n,) next-second speed, m/s, and curvature, 1/m.
+    # (n,) next-second speed, m/s.
     velocity: list[float]
+    # (n,) next-second curvature, 1/m (positive = left turn).
     curvature: list[float]
-    # (n,) speed and curvature over the input second, m/s and 1/m.
+    # (n,) speed over the input second, m/s.
     history_velocity: list[float]
+    # (n,) curvature over the input second, 1/m.
     history_curvature: list[float]
 
 
@@ -612,6 +615,8 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     split_dir = dataset_dir / split
     if not split_dir.is_dir():
         raise PipelineError(f"split not found: {split_dir}")
+    if video_root is None and not isinstance(meta.get("video_root"), str):
+        raise PipelineError(f"{dataset_dir / META_FILE}: missing field 'video_root' (or pass video_root)")
     root = Path(video_root if video_root is not None else meta["video_root"]).resolve()
     ds = datasets.load_from_disk(str(split_dir))
 
@@ -635,14 +640,19 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "META_FILE",
+    "SPLITS",
     "BuildResult",
     "DatasetConfig",
     "SegmentRecord",
+    "answer_format_description",
     "build_messages",
+    "build_row",
     "clean_messages",
     "clip_order",
     "default_prompt",
     "features",
+    "history_text",
     "load_split",
     "read_meta",
     "read_segments",

@@ -154,7 +154,9 @@ def test_history_prompt_and_overrides(synthetic_segments_dir, tmp_path):
 
 
 def test_load_split_resolves_paths_and_strips_none(dataset_dir, synthetic_segments_dir, tmp_path):
+    files_before = sorted(p.name for p in (dataset_dir / "train").iterdir())
     ds = load_split(dataset_dir, "train")
+    assert sorted(p.name for p in (dataset_dir / "train").iterdir()) == files_before  # no cache files written
     row = ds[0]
     assert Path(row["video"]).is_absolute() and Path(row["video"]).is_file()
     assert row["messages"][1]["content"][0]["video"] == row["video"]
