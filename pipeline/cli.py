@@ -325,9 +325,91 @@ def make_tiny_model(
 
 
 @app.command()
-def train() -> None:
+def train(
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of options (CLI wins).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Hub id or local dir [Qwen/Qwen3-VL-2B-Instruct].")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dir from build-dataset [qwen_video_dataset].")
+    ] = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "--output_dir", help="Run directory.")] = None,
+    video_root: Annotated[str | None, typer.Option("--video-root", "--video_root", help="Moved segments.")] = None,
+    tune_mm_llm: Annotated[
+        bool | None, typer.Option("--tune-mm-llm/--no-tune-mm-llm", "--tune_mm_llm/--no_tune_mm_llm")
+    ] = None,
+    tune_mm_vision: Annotated[
+        bool | None, typer.Option("--tune-mm-vision/--no-tune-mm-vision", "--tune_mm_vision/--no_tune_mm_vision")
+    ] = None,
+    tune_mm_mlp: Annotated[
+        bool | None, typer.Option("--tune-mm-mlp/--no-tune-mm-mlp", "--tune_mm_mlp/--no_tune_mm_mlp")
+    ] = None,
+    lora_enable: Annotated[
+        bool | None,
+        typer.Option("--lora-enable/--no-lora-enable", "--lora_enable/--no_lora_enable", help="LoRA [on]; off=full."),
+    ] = None,
+    lora_r: Annotated[int | None, typer.Option("--lora-r", "--lora_r", help="LoRA rank [8].")] = None,
+    lora_alpha: Annotated[int | None, typer.Option("--lora-alpha", "--lora_alpha", help="LoRA alpha [16].")] = None,
+    lora_dropout: Annotated[float | None, typer.Option("--lora-dropout", "--lora_dropout", help="[0.0].")] = None,
+    lora_target_modules: Annotated[
+        str | None, typer.Option("--lora-target-modules", "--lora_target_modules", help="Comma-separated names.")
+    ] = None,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--learning_rate", help="[1e-4].")] = None,
+    num_train_epochs: Annotated[float | None, typer.Option("--num-train-epochs", "--num_train_epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", "--max_steps", help="[-1: epochs].")] = None,
+    per_device_train_batch_size: Annotated[
+        int | None, typer.Option("--per-device-train-batch-size", "--per_device_train_batch_size")
+    ] = None,
+    gradient_accumulation_steps: Annotated[
+        int | None, typer.Option("--gradient-accumulation-steps", "--gradient_accumulation_steps")
+    ] = None,
+    warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio", "--warmup_ratio")] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay", "--weight_decay")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 mixed precision.")] = None,
+    fp16: Annotated[bool | None, typer.Option("--fp16/--no-fp16", help="float16 mixed precision.")] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            "--gradient_checkpointing/--no_gradient_checkpointing",
+        ),
+    ] = None,
+    deepspeed: Annotated[str | None, typer.Option("--deepspeed", help="DeepSpeed JSON config.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    dataloader_num_workers: Annotated[
+        int | None, typer.Option("--dataloader-num-workers", "--dataloader_num_workers")
+    ] = None,
+    video_fps: Annotated[float | None, typer.Option("--video-fps", "--video_fps", help="[4.0].")] = None,
+    video_max_frames: Annotated[int | None, typer.Option("--video-max-frames", "--video_max_frames")] = None,
+    video_min_frames: Annotated[int | None, typer.Option("--video-min-frames", "--video_min_frames")] = None,
+    video_max_pixels: Annotated[int | None, typer.Option("--video-max-pixels", "--video_max_pixels")] = None,
+    video_min_pixels: Annotated[int | None, typer.Option("--video-min-pixels", "--video_min_pixels")] = None,
+    overwrite_output: Annotated[
+        bool | None, typer.Option("--overwrite-output/--no-overwrite-output", "--overwrite_output")
+    ] = None,
+    resume_from_checkpoint: Annotated[
+        str | None, typer.Option("--resume-from-checkpoint", "--resume_from_checkpoint", help="DIR or 'last'.")
+    ] = None,
+    logging_steps: Annotated[int | None, typer.Option("--logging-steps", "--logging_steps")] = None,
+    save_steps: Annotated[int | None, typer.Option("--save-steps", "--save_steps")] = None,
+    save_total_limit: Annotated[int | None, typer.Option("--save-total-limit", "--save_total_limit")] = None,
+    report_to: Annotated[str | None, typer.Option("--report-to", "--report_to", help="[tensorboard]|none.")] = None,
+    eval_: Annotated[bool | None, typer.Option("--eval/--no-eval", help="Test-split loss at the end.")] = None,
+    max_train_samples: Annotated[int | None, typer.Option("--max-train-samples", "--max_train_samples")] = None,
+) -> None:
     """Fine-tune a Qwen-VL video model (LoRA or full) with transformers Trainer (+ DeepSpeed)."""
-    _todo("train")
+    from pipeline.progress import RichProgress
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.trainer import run
+
+    overrides = {
+        k: v for k, v in locals().items() if k not in ("config_file", "eval_", "RichProgress", "TrainConfig", "run")
+    }
+    overrides["eval"] = eval_
+    config = TrainConfig.from_sources(config_file, overrides)
+    result = run(config, progress=RichProgress())
+    loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
+    print(f"{result.output_dir}: {result.global_step} steps, train loss {loss}, {len(result.skipped_samples)} skipped")
 
 
 @app.command("merge-lora")

@@ -1,0 +1,257 @@
+"""Turn one conversation row into model inputs (training: with labels; generation: prompt only) and batch them.
+
+Layout (checked against the reference Qwen3-VL processor of transformers 4.57 and Qwen's own `qwen-vl-utils`
+flow): Qwen3-VL writes each video as per-frame groups `<t seconds><|vision_start|><|video_pad|>*n<|vision_end|>`
+that *replace* the template's `<|vision_start|><|video_pad|><|vision_end|>`. transformers 5.24's processor expands
+only `<|video_pad|>`, which would leave an extra outer `<|vision_start|>`/`<|vision_end|>` pair around the groups,
+so for processors with timestamped frame groups we collapse the template's wrapper to the bare pad first.
+Qwen2.5-VL keeps the wrapper: `<|vision_start|><|video_pad|>*N<|vision_end|>`.
+
+Labels: -100 everywhere except the last assistant turn's answer tokens and its end-of-turn token. The span is
+found in the token ids: after the last occurrence of the generation-prompt ids (`<|im_start|>assistant\\n` for
+Qwen, derived from the chat template itself) up to and including the first end-of-turn id after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.train.video_input import VideoReadError, VideoSettings, load_video
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+# Per-token keys (padded along the sequence); every other tensor key is concatenated along dim 0.
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "token_type_ids")
+
+
+def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy of `messages` without None-valued content keys (datasets adds them; templates test `'video' in item`)."""
+    cleaned = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [{k: v for k, v in item.items() if v is not None} for item in content]
+        cleaned.append({**message, "content": content})
+    return cleaned
+
+
+def video_paths(messages: list[dict[str, Any]]) -> list[str]:
+    """Paths of the video items, in order."""
+    return [
+        item["video"]
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for item in message["content"]
+        if item.get("type") == "video" or "video" in item
+    ]
+
+
+def uses_frame_groups(processor: Any) -> bool:
+    """True for processors that expand a video into timestamped per-frame vision groups (Qwen3-VL family)."""
+    return hasattr(processor, "_calculate_timestamps") and hasattr(processor, "vision_start_token")
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """Id of the token that ends an assistant turn (`<|im_end|>` for Qwen; else the tokenizer's eos)."""
+    token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id is not None:
+        return token_id
+    if tokenizer.eos_token_id is None:
+        raise PipelineError("the tokenizer has neither <|im_end|> nor an eos token: cannot mark the answer's end")
+    return tokenizer.eos_token_id
+
+
+def generation_prompt_ids(processor: Any) -> list[int]:
+    """Token ids the chat template appends for `add_generation_prompt` (Qwen: <|im_start|>assistant\\n)."""
+    probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+    without = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
+    with_prompt = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    if not with_prompt.startswith(without) or with_prompt == without:
+        raise PipelineError("the chat template has no generation prompt: cannot locate the assistant answer")
+    return processor.tokenizer.encode(with_prompt[len(without) :], add_special_tokens=False)
+
+
+def find_subsequence(ids: list[int], pattern: list[int]) -> int:
+    """Index of the last occurrence of `pattern` in `ids`, -1 if absent."""
+    n = len(pattern)
+    for start in range(len(ids) - n, -1, -1):
+        if ids[start : start + n] == pattern:
+            return start
+    return -1
+
+
+def answer_labels(input_ids: list[int], header_ids: list[int], end_id: int) -> list[int]:
+    """Labels for one sequence: the token after the last `header_ids` up to and including the next `end_id`.
+
+    Raises:
+        PipelineError: no assistant header or no end-of-turn token after it (never a silent wrong label).
+    """
+    start = find_subsequence(input_ids, header_ids)
+    if start < 0:
+        raise PipelineError("no assistant turn found in the tokenized sample")
+    first = start + len(header_ids)
+    try:
+        last = input_ids.index(end_id, first)
+    except ValueError:
+        raise PipelineError("the assistant answer has no end-of-turn token (truncated?)") from None
+    labels = [IGNORE_INDEX] * len(input_ids)
+    labels[first : last + 1] = input_ids[first : last + 1]
+    return labels
+
+
+@dataclass
+class SampleEncoder:
+    """Encodes conversation rows with one processor and one video setting."""
+
+    processor: Any  # a Qwen-VL (or other chat-template VLM) processor
+    video_settings: VideoSettings = field(default_factory=VideoSettings)  # frame sampling and pixel budget
+
+    def __post_init__(self) -> None:
+        self.header_ids = generation_prompt_ids(self.processor)
+        self.end_id = end_of_turn_id(self.processor.tokenizer)
+        self.frame_groups = uses_frame_groups(self.processor)
+
+    def render(self, messages: list[dict[str, Any]], for_generation: bool) -> str:
+        """Chat-template text with the Qwen3-VL wrapper collapsed (see the module docstring)."""
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=for_generation)
+        if self.frame_groups:
+            p = self.processor
+            text = text.replace(f"{p.vision_start_token}{p.video_token}{p.vision_end_token}", p.video_token)
+        return text
+
+    def encode(self, messages: list[dict[str, Any]], for_generation: bool = False) -> dict[str, Any]:
+        """Model inputs for one row (batch dimension 1, torch tensors).
+
+        Training (`for_generation=False`): the whole conversation, with `labels`. Generation: the conversation up to
+        the last user turn plus the generation prompt, without labels.
+
+        Raises:
+            VideoReadError: a video is missing or unreadable.
+            PipelineError: no assistant answer to learn from (training).
+        """
+        messages = clean_messages(messages)
+        if for_generation and messages and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        if not for_generation and (not messages or messages[-1]["role"] != "assistant"):
+            raise PipelineError("a training row must end with the assistant's answer")
+        videos, metadata = [], []
+        for path in video_paths(messages):
+            frames, meta = load_video(path, self.video_settings)
+            videos.append(frames)
+            metadata.append(meta)
+        text = self.render(messages, for_generation)
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if videos:
+            # One clip per row in our data; with several, the budget follows the first clip's frame count.
+            video_kwargs = self.video_settings.processor_kwargs(self.processor.video_processor, len(videos[0]))
+            kwargs |= {"videos": videos, "video_metadata": metadata, **video_kwargs}
+        inputs = dict(self.processor(**kwargs))
+        if not for_generation:
+            import torch
+
+            ids = inputs["input_ids"][0].tolist()
+            inputs["labels"] = torch.tensor([answer_labels(ids, self.header_ids, self.end_id)])
+        return inputs
+
+
+def video_token_count(processor: Any, input_ids: Any) -> int:
+    """Number of `<|video_pad|>` tokens in `input_ids` (any shape)."""
+    video_id = getattr(processor, "video_token_id", None)
+    if video_id is None:
+        return 0
+    return int((input_ids == video_id).sum())
+
+
+def layout_summary(processor: Any, inputs: dict[str, Any]) -> str:
+    """One line describing a tokenized sample: total tokens, video tokens, grid, labelled tokens."""
+    ids = inputs["input_ids"]
+    parts = [f"{ids.shape[-1]} tokens", f"{video_token_count(processor, ids)} video tokens"]
+    if "video_grid_thw" in inputs:
+        parts.append(f"video grid (t,h,w) {inputs['video_grid_thw'].tolist()}")
+    if "labels" in inputs:
+        parts.append(f"{int((inputs['labels'] != IGNORE_INDEX).sum())} answer tokens carry loss")
+    return ", ".join(parts)
+
+
+def pad_batch(examples: list[dict[str, Any]], pad_token_id: int, padding_side: str = "right") -> dict[str, Any]:
+    """Stack encoded rows: per-token keys padded to the longest (input_ids with `pad_token_id`, labels with -100,
+    masks with 0) on `padding_side`; pixel values, grids and other tensors concatenated along dim 0."""
+    import torch
+
+    if not examples:
+        raise ValueError("empty batch")
+    longest = max(e["input_ids"].shape[-1] for e in examples)
+    batch: dict[str, Any] = {}
+    for key in examples[0]:
+        values = [e[key] for e in examples]
+        if key in SEQUENCE_KEYS:
+            fill = pad_token_id if key == "input_ids" else IGNORE_INDEX if key == "labels" else 0
+            rows = []
+            for v in values:
+                v = v.reshape(-1)
+                pad = torch.full((longest - v.shape[0],), fill, dtype=v.dtype)
+                rows.append(torch.cat([v, pad] if padding_side == "right" else [pad, v]))
+            batch[key] = torch.stack(rows)
+        elif isinstance(values[0], torch.Tensor):
+            batch[key] = torch.cat(values, dim=0)
+        elif isinstance(values[0], list):
+            batch[key] = torch.tensor([x for v in values for x in v])
+    return batch
+
+
+class VideoChatDataset:
+    """A torch-style dataset over conversation rows: item i = encoded row i, or None if its video fails."""
+
+    def __init__(self, rows: Any, encoder: SampleEncoder, for_generation: bool = False) -> None:
+        self.rows = rows  # a datasets.Dataset or list of dicts with `messages`
+        self.encoder = encoder
+        self.for_generation = for_generation
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        row = self.rows[int(index)]
+        try:
+            return self.encoder.encode(row["messages"], for_generation=self.for_generation)
+        except VideoReadError as err:
+            log.warning("skipping sample %s: %s", row.get("id", index), err)
+            return None
+
+
+@dataclass
+class VideoChatCollator:
+    """Trainer collator: drops samples whose video failed (counted in `skipped`), pads the rest."""
+
+    pad_token_id: int  # id used to pad input_ids
+    padding_side: str = "right"  # "right" for training, "left" for generation
+    skipped: int = 0  # samples dropped because their video could not be read (this process only)
+
+    def __call__(self, items: list[dict[str, Any] | None]) -> dict[str, Any]:
+        kept = [item for item in items if item is not None]
+        self.skipped += len(items) - len(kept)
+        if not kept:
+            raise PipelineError(f"every sample of a batch of {len(items)} has an unreadable video")
+        return pad_batch(kept, self.pad_token_id, self.padding_side)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "SampleEncoder",
+    "VideoChatCollator",
+    "VideoChatDataset",
+    "answer_labels",
+    "clean_messages",
+    "end_of_turn_id",
+    "find_subsequence",
+    "generation_prompt_ids",
+    "layout_summary",
+    "pad_batch",
+    "uses_frame_groups",
+    "video_paths",
+    "video_token_count",
+]

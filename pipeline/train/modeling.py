@@ -1,0 +1,192 @@
+"""Load a video VLM + processor (AutoModelForImageTextToText / AutoProcessor), split it into parts, attach LoRA.
+
+Parts (names follow transformers 5.x Qwen-VL modules, and generic VLM names where they differ):
+- `vision`: the vision tower (`visual`, `vision_tower`, `vision_model`) minus its projector;
+- `mlp`: the projector into the language model (Qwen `visual.merger` + Qwen3-VL `deepstack_merger_list`, or
+  `multi_modal_projector`);
+- `llm`: everything else (language model, embeddings, lm_head).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+VISION_MODULE_NAMES = ("visual", "vision_tower", "vision_model")
+PROJECTOR_MODULE_NAMES = ("merger", "deepstack_merger_list", "multi_modal_projector")
+# Linear layers of a Qwen/Llama-style decoder block: attention then MLP.
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Linear layers of the Qwen2.5-VL / Qwen3-VL vision blocks (used only with --tune-mm-vision).
+VISION_LORA_TARGETS = ("qkv", "proj", "gate_proj", "up_proj", "down_proj", "linear_fc1", "linear_fc2")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter shape (peft LoraConfig)."""
+
+    r: int = 8  # adapter rank
+    alpha: int = 16  # scaling numerator (scale = alpha / r)
+    dropout: float = 0.0  # dropout on the adapter input
+    target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS  # leaf names of the Linear layers to adapt
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise PipelineError(f"--lora-r: must be >= 1, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise PipelineError(f"--lora-dropout: must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise PipelineError("--lora-target-modules: empty")
+
+
+def part_of(name: str) -> str:
+    """`vision`, `mlp` or `llm` for a parameter or module name."""
+    parts = name.split(".")
+    if any(p in PROJECTOR_MODULE_NAMES for p in parts):
+        return "mlp"
+    if any(p in VISION_MODULE_NAMES for p in parts):
+        return "vision"
+    return "llm"
+
+
+def resolve_dtype(dtype: str | None) -> Any:
+    import torch
+
+    table = {
+        None: None,
+        "auto": "auto",
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }
+    if dtype not in table:
+        raise PipelineError(f"dtype: {dtype!r} is not one of float32, bfloat16, float16, auto")
+    return table[dtype]
+
+
+def load_model_and_processor(
+    model_id_or_path: str | Path,
+    adapter: str | Path | None = None,
+    dtype: str | None = None,
+    for_training: bool = False,
+) -> tuple[Any, Any]:
+    """(model, processor) from a local directory or a Hub id (honours HF_HUB_OFFLINE), plus an optional adapter.
+
+    The processor is read from `adapter` when it holds one (a training output), else from the base model.
+    With `for_training=False` the model is put in eval mode.
+
+    Raises:
+        PipelineError: the model, processor or adapter cannot be loaded (one line).
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    source = str(model_id_or_path)
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["dtype"] = resolve_dtype(dtype)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PipelineError(f"--model {source}: cannot load the model ({first})") from None
+    processor_source = source
+    if adapter is not None:
+        adapter_dir = Path(adapter)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise PipelineError(f"--adapter {adapter_dir}: no adapter_config.json (not a LoRA training output)")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=for_training)
+        if any((adapter_dir / f).is_file() for f in ("processor_config.json", "tokenizer_config.json")):
+            processor_source = str(adapter_dir)
+    try:
+        processor = AutoProcessor.from_pretrained(processor_source)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PipelineError(f"--model {processor_source}: cannot load the processor ({first})") from None
+    if not for_training:
+        model.eval()
+    return model, processor
+
+
+def set_trainable_parts(model: Any, tune_llm: bool, tune_vision: bool, tune_mlp: bool) -> dict[str, int]:
+    """Full fine-tuning: requires_grad per part. Returns trainable parameter counts per part."""
+    wanted = {"llm": tune_llm, "vision": tune_vision, "mlp": tune_mlp}
+    counts = {"llm": 0, "vision": 0, "mlp": 0}
+    for name, param in model.named_parameters():
+        part = part_of(name)
+        param.requires_grad_(wanted[part])
+        if wanted[part]:
+            counts[part] += param.numel()
+    if not any(counts.values()):
+        raise PipelineError("--tune-mm-llm/--tune-mm-vision/--tune-mm-mlp: nothing left to train")
+    return counts
+
+
+def lora_target_names(model: Any, targets: tuple[str, ...], tune_vision: bool) -> list[str]:
+    """Full names of the Linear layers to adapt: leaf name in `targets`, in the llm part (and vision if asked)."""
+    import torch
+
+    parts = {"llm", "vision"} if tune_vision else {"llm"}
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        and name.rsplit(".", 1)[-1] in targets
+        and part_of(name) in parts
+        and not name.endswith("lm_head")
+    ]
+    if not names:
+        raise PipelineError(f"--lora-target-modules: no Linear layer named {', '.join(targets)} in the model")
+    return names
+
+
+def apply_lora(model: Any, settings: LoraSettings, tune_vision: bool = False, tune_mlp: bool = False) -> Any:
+    """Wrap `model` in a peft LoRA model: adapters on the language model's attention + MLP projections (and the
+    vision blocks with `tune_vision`); with `tune_mlp` the projector is trained in full and saved with the adapter.
+    Everything else is frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = tuple(settings.target_modules)
+    if tune_vision:
+        targets = tuple(dict.fromkeys(targets + VISION_LORA_TARGETS))
+    names = lora_target_names(model, targets, tune_vision)
+    modules_to_save = None
+    if tune_mlp:
+        modules_to_save = sorted(
+            {n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in PROJECTOR_MODULE_NAMES}
+        )
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=names,
+        modules_to_save=modules_to_save or None,
+        task_type="CAUSAL_LM",
+    )
+    log.info("LoRA on %d Linear layers (r=%d, alpha=%d)", len(names), settings.r, settings.alpha)
+    return get_peft_model(model, config)
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+__all__ = [
+    "DEFAULT_LORA_TARGETS",
+    "LoraSettings",
+    "apply_lora",
+    "count_parameters",
+    "load_model_and_processor",
+    "lora_target_names",
+    "part_of",
+    "set_trainable_parts",
+]

@@ -1,0 +1,319 @@
+"""Stage 4: fine-tune a video VLM on the motion dataset with transformers `Trainer` (LoRA or full; DeepSpeed ready).
+
+Three blocks, as in TRL's VLM example: model (+ LoRA / frozen parts), data (rows → PyAV frames → processor →
+labelled ids), trainer. The output directory ends up holding the adapter (or full weights), the processor,
+`train_config.json` (the resolved config) and `run_summary.json`, so `--model DIR` / `--adapter DIR` load offline.
+Works unchanged under `torchrun` (every rank runs `run`; only rank 0 writes the side files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import write_json
+from pipeline.errors import PipelineError
+from pipeline.progress import NullProgress, ProgressSink
+from pipeline.train.collator import SampleEncoder, VideoChatCollator, VideoChatDataset, layout_summary, video_paths
+from pipeline.train.config import TrainConfig
+from pipeline.train.modeling import (
+    LoraSettings,
+    apply_lora,
+    count_parameters,
+    load_model_and_processor,
+    set_trainable_parts,
+)
+from pipeline.train.video_input import VideoSettings, probe_video
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "train_config.json"
+SUMMARY_FILE = "run_summary.json"
+REQUIRED_COLUMNS = ("messages",)
+# Files whose presence means a directory already holds a training run.
+RUN_MARKERS = (CONFIG_FILE, "trainer_state.json", "adapter_config.json", "model.safetensors", "training_args.bin")
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    output_dir: str  # where the adapter / weights and the processor were saved
+    global_step: int  # optimizer steps done (counting those before a resume)
+    train_loss: float | None  # mean training loss over this invocation's steps
+    losses: list[float] = field(default_factory=list)  # logged training losses, in order
+    eval_loss: float | None = None  # loss on the test split (with --eval)
+    train_samples: int = 0  # rows trained on
+    skipped_samples: list[dict[str, str]] = field(default_factory=list)  # {"id", "reason"} of rows left out
+    video_tokens_per_sample: int | None = None  # video tokens of the first sample
+    trainable_parameters: int = 0  # parameters updated
+    total_parameters: int = 0  # all parameters of the (wrapped) model
+    seconds: float = 0.0  # wall time of trainer.train()
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def video_settings_of(config: TrainConfig) -> VideoSettings:
+    return VideoSettings(
+        fps=config.video_fps,
+        max_frames=config.video_max_frames,
+        min_frames=config.video_min_frames,
+        max_pixels=config.video_max_pixels,
+        min_pixels=config.video_min_pixels,
+    )
+
+
+def holds_run(path: Path) -> bool:
+    """True if `path` holds files of a training run (config, state, weights or checkpoints)."""
+    if not path.is_dir():
+        return False
+    return any((path / m).exists() for m in RUN_MARKERS) or any(path.glob("checkpoint-*"))
+
+
+def check_output_dir(config: TrainConfig) -> str | None:
+    """Refuse an output dir holding another run unless resuming or overwriting; return the checkpoint to resume.
+
+    Raises:
+        PipelineError: the directory holds a run and neither flag is given, or the checkpoint is missing.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"--output-dir {out}: exists and is not a directory")
+    resume = config.resume_from_checkpoint
+    if resume is not None:
+        if str(resume).lower() in ("last", "true", "latest"):
+            last = get_last_checkpoint(str(out)) if out.is_dir() else None
+            if last is None:
+                raise PipelineError(f"--resume-from-checkpoint last: no checkpoint-* in {out}")
+            return last
+        if not Path(resume).is_dir():
+            raise PipelineError(f"--resume-from-checkpoint {resume}: not a directory")
+        return str(resume)
+    if holds_run(out):
+        if not config.overwrite_output:
+            raise PipelineError(
+                f"--output-dir {out}: holds another training run (pass --overwrite-output to replace it, "
+                "or --resume-from-checkpoint last to continue it)"
+            )
+        if is_main_process():
+            for child in out.iterdir():
+                if child.name.startswith("checkpoint-") or child.name in RUN_MARKERS or child.name == "runs":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+    return None
+
+
+def load_rows(dataset_dir: str | Path, split: str, video_root: str | None = None) -> Any:
+    """A split of the stage-3 dataset with absolute video paths, checked for the columns training needs.
+
+    Raises:
+        PipelineError: missing dataset/split or columns.
+    """
+    from pipeline.dataset import load_split
+
+    rows = load_split(dataset_dir, split, video_root=video_root)
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.column_names]
+    if missing:
+        raise PipelineError(
+            f"--dataset {dataset_dir}: split {split} lacks column(s) {', '.join(missing)} "
+            f"(has {', '.join(rows.column_names)})"
+        )
+    return rows
+
+
+def readable_rows(rows: Any, progress: ProgressSink) -> tuple[list[int], list[dict[str, str]]]:
+    """Indices of rows whose every video opens and decodes a frame; the others as {"id", "reason"}."""
+    keep: list[int] = []
+    skipped: list[dict[str, str]] = []
+    progress.start("checking videos", len(rows))
+    for i in range(len(rows)):
+        row = rows[i]
+        reasons = [r for r in (probe_video(p) for p in video_paths(row["messages"])) if r]
+        if reasons:
+            skipped.append({"id": str(row.get("id", i)), "reason": reasons[0]})
+        else:
+            keep.append(i)
+        progress.advance()
+    progress.finish()
+    return keep, skipped
+
+
+def prepare_model(config: TrainConfig, model: Any) -> Any:
+    """Freeze/unfreeze parts or attach LoRA per the config; returns the model to train."""
+    model.config.use_cache = False
+    if config.lora_enable:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()
+        settings = LoraSettings(
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=tuple(config.lora_target_modules),
+        )
+        model = apply_lora(model, settings, tune_vision=config.tune_mm_vision, tune_mlp=config.tune_mm_mlp)
+    else:
+        counts = set_trainable_parts(model, config.tune_mm_llm, config.tune_mm_vision, config.tune_mm_mlp)
+        log.info("full fine-tuning, trainable parameters per part: %s", counts)
+    return model
+
+
+def _progress_callback(progress: ProgressSink, losses: list[float]) -> Any:
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            progress.start("training", state.max_steps)
+            if state.global_step:
+                progress.advance(state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            progress.advance()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                log.info("step %d: loss %.4f", state.global_step, logs["loss"])
+
+        def on_train_end(self, args, state, control, **kwargs):
+            progress.finish()
+
+    return _Progress()
+
+
+def training_arguments(config: TrainConfig) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=config.output_dir,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        bf16=config.bf16,
+        fp16=config.fp16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        deepspeed=config.deepspeed,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to=[] if config.report_to == "none" else [config.report_to],
+        remove_unused_columns=False,
+        dataloader_num_workers=config.dataloader_num_workers,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        eval_strategy="no",
+    )
+
+
+def run(config: TrainConfig, progress: ProgressSink | None = None) -> TrainResult:
+    """Train per `config`; save the adapter (LoRA) or weights (full) + processor + config to `config.output_dir`.
+
+    Raises:
+        PipelineError: bad dataset/columns, unloadable model, output dir holding another run, no readable sample.
+    """
+    from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
+
+    progress = progress or NullProgress()
+    resume = check_output_dir(config)
+    rows = load_rows(config.dataset, "train", config.video_root)
+    if config.max_train_samples is not None:
+        rows = rows.select(range(min(config.max_train_samples, len(rows))))
+    eval_rows = load_rows(config.dataset, "test", config.video_root) if config.eval else None
+    video_settings = video_settings_of(config)
+    # TrainingArguments first: it sets up torch.distributed / DeepSpeed (ZeRO-3 needs it before the model loads).
+    args = training_arguments(config)
+
+    keep, skipped = readable_rows(rows, progress)
+    for item in skipped:
+        log.warning("skipping sample %s: %s", item["id"], item["reason"])
+    if not keep:
+        raise PipelineError(f"--dataset {config.dataset}: no train sample has a readable video")
+    rows = rows.select(keep)
+    if eval_rows is not None:
+        eval_keep, eval_skipped = readable_rows(eval_rows, progress)
+        eval_rows = eval_rows.select(eval_keep) if eval_keep else None
+        skipped += [dict(item, split="test") for item in eval_skipped]
+
+    model, processor = load_model_and_processor(
+        config.model, dtype="bfloat16" if config.bf16 else None, for_training=True
+    )
+    model = prepare_model(config, model)
+    trainable, total = count_parameters(model)
+    log.info("trainable parameters: %d of %d (%.2f %%)", trainable, total, 100.0 * trainable / max(total, 1))
+
+    encoder = SampleEncoder(processor, video_settings)
+    first = encoder.encode(rows[0]["messages"])
+    video_tokens = int((first["input_ids"] == getattr(processor, "video_token_id", -1)).sum())
+    log.info("first sample: %s", layout_summary(processor, first))
+    log.debug("first sample text: %r", processor.tokenizer.decode(first["input_ids"][0]))
+
+    pad_id = processor.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = processor.tokenizer.eos_token_id
+    collator = VideoChatCollator(pad_token_id=pad_id)
+    losses: list[float] = []
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=VideoChatDataset(rows, encoder),
+        eval_dataset=VideoChatDataset(eval_rows, encoder) if eval_rows is not None else None,
+        data_collator=collator,
+        callbacks=[_progress_callback(progress, losses)],
+    )
+    trainer.remove_callback(PrinterCallback)
+
+    t0 = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+    eval_loss = None
+    if eval_rows is not None:
+        eval_loss = float(trainer.evaluate()["eval_loss"])
+    if collator.skipped:
+        log.warning("%d sample(s) skipped during training: unreadable video", collator.skipped)
+        skipped.append({"id": "(during training)", "reason": f"{collator.skipped} unreadable at decode time"})
+
+    trainer.save_model(config.output_dir)
+    result = TrainResult(
+        output_dir=str(config.output_dir),
+        global_step=int(trainer.state.global_step),
+        train_loss=float(output.training_loss) if output.training_loss is not None else None,
+        losses=losses,
+        eval_loss=eval_loss,
+        train_samples=len(rows),
+        skipped_samples=skipped,
+        video_tokens_per_sample=video_tokens,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        seconds=seconds,
+    )
+    if trainer.is_world_process_zero():
+        out = Path(config.output_dir)
+        processor.save_pretrained(str(out))
+        write_json(out / CONFIG_FILE, config.to_json())
+        write_json(out / SUMMARY_FILE, asdict(result))
+        log.info("saved %s to %s", "adapter" if config.lora_enable else "weights", out)
+    return result
+
+
+__all__ = ["CONFIG_FILE", "SUMMARY_FILE", "TrainResult", "check_output_dir", "holds_run", "load_rows", "run"]
