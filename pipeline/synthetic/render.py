@@ -171,7 +171,7 @@ class RoadRenderer:
         d_grid = d_grid.reshape(ny, nx)
         d_grid[[0, -1], :] = _FAR
         d_grid[:, [0, -1]] = _FAR
-        self._raster = np.stack([s_grid.reshape(ny, nx), d_grid], axis=-1).view(np.complex64)[..., 0]
+        self._raster_s, self._raster_d = s_grid, d_grid.ravel()  # flat (ny * nx,) float32
         self._raster_origin = (x0, y0)
         self._raster_shape = (ny, nx)
         logger.debug("road raster %dx%d cells, path %.0f m", nx, ny, s_path[-1])
@@ -179,7 +179,6 @@ class RoadRenderer:
     def _build_camera_tables(self) -> None:
         cam = self.camera
         rays = cam.ray_directions().reshape(-1, 3)
-        n_pix = rays.shape[0]
         down = -rays[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             t_hit = np.where(down > 1e-6, cam.mount_height_m / down, np.inf)
@@ -212,14 +211,20 @@ class RoadRenderer:
 
         elevation = np.arcsin(np.clip(rays[:, 2], -1, 1))
         sky = ~ground & (elevation > -0.02)
-        self._sky_idx = np.flatnonzero(sky)
-        self._sky_az = np.arctan2(rays[self._sky_idx, 1], rays[self._sky_idx, 0]).astype(np.float32)
-        self._sky_el = elevation[self._sky_idx].astype(np.float32)
-        grad = np.clip(elevation[self._sky_idx] / 0.6, 0, 1)[:, None] ** 0.7
-        self._sky_color = (self._sky_horizon * (1 - grad) + self._sky_top * grad).astype(np.float32)
-        base = np.empty((n_pix, 3), dtype=np.uint8)
-        base[:] = self._haze.astype(np.uint8)  # far ground below the horizon
+        grad = np.clip(elevation / 0.6, 0, 1)[:, None] ** 0.7
+        sky_color = self._sky_horizon * (1 - grad) + self._sky_top * grad
+        base = np.where(sky[:, None], sky_color, self._haze).astype(np.uint8)  # far ground below the horizon: haze
         self._base = base
+        # Only pixels low enough to be covered by a mountain change from frame to frame.
+        band = np.flatnonzero(sky & (elevation < float(self._mountains.max()) + 1e-3))
+        self._band_idx = band
+        self._band_az = np.arctan2(rays[band, 1], rays[band, 0]).astype(np.float32)
+        self._band_el = elevation[band].astype(np.float32)
+        self._band_sky = base[band]
+        self._inv_fp = (1.0 / self._footprint).astype(np.float32)
+        fog = self._fog[:, 0]
+        self._fog_keep = (1.0 - fog).astype(np.float32)
+        self._fog_add = [(self._haze[c] * fog).astype(np.float32) for c in range(3)]
 
     # --- per frame ----------------------------------------------------------------------------------------------
 
@@ -233,45 +238,66 @@ class RoadRenderer:
 
         s_road, d_road = self._road_coords(wx, wy)
         noise = self._sample_noise(wx, wy)
-        fp = self._footprint
+        inv_fp = self._inv_fp
 
-        road = np.clip(
-            (0.5 * (_ROAD_D_MAX - _ROAD_D_MIN) - np.abs(d_road - 0.5 * (_ROAD_D_MAX + _ROAD_D_MIN))) / fp + 0.5, 0, 1
-        )
+        # Anti-aliased coverages: ramp(x) = clamp(x / footprint + 0.5, 0, 1) for a signed distance x (m) inside.
+        def ramp(inside_m: np.ndarray) -> np.ndarray:
+            inside_m *= inv_fp
+            inside_m += 0.5
+            np.maximum(inside_m, 0.0, out=inside_m)
+            return np.minimum(inside_m, 1.0, out=inside_m)
+
+        half, mid = 0.5 * (_ROAD_D_MAX - _ROAD_D_MIN), 0.5 * (_ROAD_D_MAX + _ROAD_D_MIN)
+        road = ramp(half - np.abs(d_road - np.float32(mid)))
         paint = np.zeros_like(d_road)
         for d0, width, dashed in _MARKINGS:
-            cover = np.clip((0.5 * width - np.abs(d_road - d0)) / fp + 0.5, 0, 1)
+            cover = ramp(np.float32(0.5 * width) - np.abs(d_road - np.float32(d0)))
             if dashed:
-                m = np.mod(s_road - 0.5 * DASH_LENGTH_M + 0.5 * DASH_PERIOD_M, DASH_PERIOD_M) - 0.5 * DASH_PERIOD_M
-                cover *= np.clip((0.5 * DASH_LENGTH_M - np.abs(m)) / fp + 0.5, 0, 1)
-            paint = np.maximum(paint, cover)
+                m = np.mod(s_road - np.float32(0.5 * DASH_LENGTH_M - 0.5 * DASH_PERIOD_M), np.float32(DASH_PERIOD_M))
+                m -= np.float32(0.5 * DASH_PERIOD_M)
+                cover *= ramp(np.float32(0.5 * DASH_LENGTH_M) - np.abs(m))
+            np.maximum(paint, cover, out=paint)
 
-        asphalt = self._asphalt + 14.0 * noise
-        verge = self._verge[None, :] * (1.0 + 0.22 * noise)[:, None]
-        road = road[:, None]
-        color = road * asphalt[:, None] + (1.0 - road) * verge
-        paint = paint[:, None]
-        color = color * (1.0 - paint) + 225.0 * paint
-        color = color * (1.0 - self._fog) + self._haze * self._fog
+        asphalt = np.float32(self._asphalt) + np.float32(14.0) * noise
+        verge_gain = np.float32(1.0) + np.float32(0.22) * noise
+        out = np.empty((len(road), 3), dtype=np.uint8)
+        for ch in range(3):
+            verge = np.float32(self._verge[ch]) * verge_gain
+            color = verge + road * (asphalt - verge)
+            color += paint * (np.float32(225.0) - color)
+            color *= self._fog_keep
+            color += self._fog_add[ch]
+            np.maximum(color, 0.0, out=color)
+            np.minimum(color, 255.0, out=color)
+            out[:, ch] = color
 
         frame = self._base.copy()
-        frame[self._ground_idx] = np.clip(color, 0, 255).astype(np.uint8)
-        frame[self._sky_idx] = self._sky_pixels(yaw)
+        frame.view("V3").ravel()[self._ground_idx] = out.view("V3").ravel()
+        frame[self._band_idx] = self._mountain_band(yaw)
         return frame.reshape(self.camera.height, self.camera.width, 3)
 
     def _road_coords(self, wx: np.ndarray, wy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bilinear (s, d) road coordinates at world points (m) from the raster."""
+        """Bilinear (s, d) road coordinates (m) at world points (m) from the raster."""
         ny, nx = self._raster_shape
-        fx = np.clip((wx - np.float32(self._raster_origin[0])) / np.float32(_RASTER_CELL_M), 0, nx - 1.001)
-        fy = np.clip((wy - np.float32(self._raster_origin[1])) / np.float32(_RASTER_CELL_M), 0, ny - 1.001)
+        fx = (wx - np.float32(self._raster_origin[0])) * np.float32(1.0 / _RASTER_CELL_M)
+        fy = (wy - np.float32(self._raster_origin[1])) * np.float32(1.0 / _RASTER_CELL_M)
+        np.minimum(np.maximum(fx, 0.0, out=fx), nx - 1.001, out=fx)
+        np.minimum(np.maximum(fy, 0.0, out=fy), ny - 1.001, out=fy)
         ix, iy = fx.astype(np.int32), fy.astype(np.int32)
         ax, ay = fx - ix, fy - iy
-        flat = self._raster.ravel()
+        w11 = ax * ay
+        w10, w01 = ax - w11, ay - w11
+        w00 = 1.0 - ax - w01
         i00 = iy * nx + ix
-        v = (flat[i00] * (1 - ax) + flat[i00 + 1] * ax) * (1 - ay) + (
-            flat[i00 + nx] * (1 - ax) + flat[i00 + nx + 1] * ax
-        ) * ay
-        return v.real, v.imag
+        i01 = i00 + nx
+        out = []
+        for grid in (self._raster_s, self._raster_d):
+            v = grid[i00] * w00
+            v += grid[i00 + 1] * w10
+            v += grid[i01] * w01
+            v += grid[i01 + 1] * w11
+            out.append(v)
+        return out[0], out[1]
 
     def _sample_noise(self, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
         """Texture value per ground pixel, each from the mip level matching its footprint (nearest texel)."""
@@ -287,9 +313,10 @@ class RoadRenderer:
             out[a:b] = tex[v, u]
         return out
 
-    def _sky_pixels(self, yaw: float) -> np.ndarray:
+    def _mountain_band(self, yaw: float) -> np.ndarray:
+        """Colours of the near-horizon sky band: mountain where the silhouette (fixed in world azimuth) covers it."""
         bins = self._mountains.shape[0]
-        az = np.mod(self._sky_az + np.float32(yaw), np.float32(2 * np.pi))
+        az = np.mod(self._band_az + np.float32(yaw), np.float32(2 * np.pi))
         top = self._mountains[np.minimum((az * np.float32(bins / (2 * np.pi))).astype(np.int64), bins - 1)]
-        is_mountain = (self._sky_el < top)[:, None]
-        return np.where(is_mountain, self._mountain, self._sky_color).astype(np.uint8)
+        is_mountain = (self._band_el < top)[:, None]
+        return np.where(is_mountain, self._mountain.astype(np.uint8), self._band_sky)
