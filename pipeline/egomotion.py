@@ -268,17 +268,23 @@ def clip_timing(frame_timestamps_us: np.ndarray) -> tuple[int, int, int]:
 
 
 def segment_windows(
-    clip_start_us: int, clip_end_us: int, window_s: float, stride_s: float, horizon_s: float
+    clip_start_us: int,
+    clip_end_us: int,
+    window_s: float,
+    stride_s: float,
+    horizon_s: float,
+    tolerance_us: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment windows [start, end) on the clip timeline whose future horizon fits in the video.
 
     start_i = clip_start + round(i * stride_s * 1e6), end_i = start_i + round(window_s * 1e6), kept while
-    end_i + horizon <= clip_end. Returns (start_us, end_us), each (S,) int64 (S may be 0).
+    end_i + horizon <= clip_end + tolerance_us (the stage passes half a frame interval, so frame-clock jitter of a
+    few µs does not drop the last segment). Returns (start_us, end_us), each (S,) int64 (S may be 0).
     """
     window_us = int(round(window_s * 1e6))
     horizon_us = int(round(horizon_s * 1e6))
     stride_us = stride_s * 1e6
-    last_start = clip_end_us - horizon_us - window_us - clip_start_us
+    last_start = clip_end_us + tolerance_us - horizon_us - window_us - clip_start_us
     if last_start < 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     count = int(np.floor(last_start / stride_us)) + 2
