@@ -433,7 +433,7 @@ absolute), `messages` (system text; user = the video then the prompt{history_not
 answer), and float32 sequences of length {n}: `velocity` (m/s), `curvature` (1/m, positive = left turn)
 for the next second, `history_velocity`, `history_curvature` for the input second.
 
-**Answer format**: {n} lines, line k = the motion at (k + 1)/{n} s after the end of the video, written
+**Answer format**: {n} lines, line k (k = 1..{n}) = the motion k/{n} s after the end of the video, written
 `velocity,curvature` with velocity in m/s and curvature in **1/km** (1000 x the 1/m columns), both with
 {DECIMALS} decimals (rounding error <= 0.005 m/s and <= 5e-6 1/m), never `-0.00`. First lines of a train answer:
 
@@ -543,7 +543,7 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
     meta = {
         "video_root": str(root),
         "segments_path": str(config.segments_path.resolve()),
-        "output_dir": str(config.output_dir),
+        "output_dir": str(config.output_dir.resolve()),
         "target_hz": n,
         "split_by": config.split_by,
         "seed": config.seed,
