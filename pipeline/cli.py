@@ -195,9 +195,53 @@ def download(
 
 
 @app.command()
-def segment() -> None:
+def segment(
+    max_clips: Annotated[
+        int, typer.Option("--max-clips", "--max_clips", help="Clips to process (after --shard); 0 = all.")
+    ] = 5,
+    input_dir: Annotated[
+        Path, typer.Option("--input-dir", "--input_dir", help="Downloaded dataset (or synthetic repository).")
+    ] = Path("physical_ai_data"),
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "--output_dir", help="Where video_segments/ and metadata/ go.")
+    ] = Path("qwen_video_segments"),
+    fps: Annotated[float, typer.Option("--fps", help="Target samples per second (30 pairs for 1 s).")] = 30.0,
+    chunk: Annotated[
+        list[str] | None,
+        typer.Option("--chunk", "--chunks", help="Downloaded chunk ids (repeat, list or range 0-9); default all."),
+    ] = None,
+    camera: Annotated[str, typer.Option("--camera", help="Camera feature name.")] = "camera_front_wide_120fov",
+    window: Annotated[float, typer.Option("--window", help="Segment length, s.")] = 1.0,
+    stride: Annotated[float, typer.Option("--stride", help="Segment start step, s (< window: overlap).")] = 1.0,
+    size: Annotated[str, typer.Option("--size", help="Output WIDTHxHEIGHT, or 'native'.")] = "448x252",
+    workers: Annotated[int, typer.Option("--workers", help="Processes over clips.")] = 1,
+    shard: Annotated[str, typer.Option("--shard", help="i/n: process the i-th of n disjoint clip shards.")] = "0/1",
+) -> None:
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
-    _todo("segment")
+    from pipeline import segment as stage
+    from pipeline.catalog import parse_chunk_ids
+    from pipeline.progress import RichProgress
+
+    if max_clips < 0:
+        raise PipelineError(f"--max-clips {max_clips}: must be >= 0 (0 = all)")
+    config = stage.SegmentConfig(
+        input_dir=input_dir,
+        output_dir=output_dir,
+        max_clips=max_clips or None,
+        chunks=tuple(parse_chunk_ids(chunk or ())),
+        camera=camera,
+        window_s=window,
+        stride_s=stride,
+        size=stage.parse_size(size),
+        fps=fps,
+        workers=workers,
+        shard=stage.parse_shard(shard),
+    )
+    result = stage.run(config, progress=RichProgress())
+    print(
+        f"{result.segments} segments from {result.done} clips ({result.reused} already complete), "
+        f"{result.skipped} clips skipped; metadata in {result.metadata_dir}"
+    )
 
 
 @app.command("build-dataset")
