@@ -1,5 +1,6 @@
-"""Cut the downloaded videos into 1-second segments with next-second targets (same as `pipeline segment`)."""
+"""Cut downloaded videos into 1-second segments with next-second targets: the same as `pipeline segment`."""
 
 from pipeline.cli import run_script
 
-run_script("segment")
+if __name__ == "__main__":
+    run_script("segment")
