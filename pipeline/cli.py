@@ -142,7 +142,7 @@ def download(
         ),
     ] = None,
     all_chunks: Annotated[bool, typer.Option("--all", help="Every chunk in clip_index.parquet.")] = False,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "--output_dir", help="Where files go.")] = Path(
+    output_dir: Annotated[Path, typer.Option("--output-dir", "--output_dir", "-o", help="Where files go.")] = Path(
         "physical_ai_data"
     ),
     features: Annotated[

@@ -206,6 +206,11 @@ def file_matches(path: Path, remote: RemoteFile) -> bool:
     return git_blob_sha1_of_file(path) == remote.blob_id
 
 
+def partial_path(output_dir: Path, repo_path: str, etag: str) -> Path:
+    """Where an unfinished download of `repo_path` (content hash `etag`) is kept between runs."""
+    return Path(output_dir) / CACHE_DIR / f"{repo_path}.{etag[:16]}.incomplete"
+
+
 class _LocalState:
     """Paths and verification markers of one output directory."""
 
@@ -217,7 +222,7 @@ class _LocalState:
         return self.output_dir / remote.path
 
     def partial(self, remote: RemoteFile) -> Path:
-        return self.cache / f"{remote.path}.{remote.etag[:16]}.incomplete"
+        return partial_path(self.output_dir, remote.path, remote.etag)
 
     def marker(self, remote: RemoteFile) -> Path:
         return self.cache / f"{remote.path}.verified.json"
@@ -359,7 +364,7 @@ def hub_error_to_pipeline_error(exc: BaseException, config: DownloadConfig, what
     if isinstance(exc, HfHubHTTPError):
         return PipelineError(f"{what}: the Hub answered HTTP {status}; a re-run resumes")
     if isinstance(exc, (httpx2.HTTPError, OSError)):
-        return PipelineError(f"{what}: network failure ({type(exc).__name__}); a re-run resumes")
+        return PipelineError(f"{what}: network failure ({type(exc).__name__}) after retries; a re-run resumes")
     return PipelineError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -416,12 +421,13 @@ def _fetch_one(hub: _Hub, state: _LocalState, remote: RemoteFile, commit: str) -
                     tqdm_class=_ByteProgress,  # type: ignore[arg-type]
                 )
         except Exception as exc:  # noqa: BLE001 - reported per file; auth errors are re-raised
-            err = hub_error_to_pipeline_error(exc, hub.config, remote.path)
             if _is_auth_error(exc):
-                raise err from None
+                raise hub_error_to_pipeline_error(exc, hub.config, remote.path) from None
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            reason = f"HTTP {status}" if status else f"network failure ({type(exc).__name__}) after retries"
             kept = partial.stat().st_size if partial.exists() else 0
-            logger.warning("%s: %s (%d bytes kept for a re-run)", remote.path, err, kept)
-            return FileResult(remote.path, remote.size, remote.etag, "failed", False, str(err), fetched)
+            logger.warning("%s: %s (%d bytes kept for a re-run)", remote.path, reason, kept)
+            return FileResult(remote.path, remote.size, remote.etag, "failed", False, reason, fetched)
         fetched += remote.size - resume
         if file_matches(partial, remote):
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -629,4 +635,13 @@ def _manifest(config: DownloadConfig, hub: _Hub, result: DownloadResult) -> dict
     }
 
 
-__all__ = ["DEFAULT_REPO_ID", "MANIFEST_NAME", "DownloadConfig", "DownloadResult", "FileResult", "run"]
+__all__ = [
+    "DEFAULT_REPO_ID",
+    "MANIFEST_NAME",
+    "DownloadConfig",
+    "DownloadResult",
+    "FileResult",
+    "file_matches",
+    "partial_path",
+    "run",
+]

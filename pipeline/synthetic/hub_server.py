@@ -253,6 +253,10 @@ class HubServer:
         with self._lock:
             self._cuts[path] = (int(after_bytes), int(times))
 
+    def clear_cuts(self) -> None:
+        with self._lock:
+            self._cuts.clear()
+
     def reset_counts(self) -> None:
         with self._lock:
             self.counts.clear()
