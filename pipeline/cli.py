@@ -75,7 +75,7 @@ def synth(
         try:
             width, height = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            raise PipelineError(f"--size {size!r}: expected WxH, e.g. 1920x1080") from None
+            raise PipelineError(f"--size {size}: expected WxH, e.g. 1920x1080") from None
     config = SynthConfig(
         output_dir=Path(output_dir),
         n_chunks=chunks,
