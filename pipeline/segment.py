@@ -141,8 +141,8 @@ class SegmentConfig:
         return EncodeSettings(size=self.size, preset=self.preset, crf=self.crf)
 
     def signature(self) -> dict[str, Any]:
-        """Everything a clip's outputs depend on: a clip cut with another signature is redone."""
-        return {
+        """Everything a clip's outputs depend on (JSON-normalised): a clip cut with another signature is redone."""
+        signature = {
             "version": _RECORD_VERSION,
             "camera": self.camera,
             "window_s": self.window_s,
@@ -152,6 +152,7 @@ class SegmentConfig:
             "fps": self.fps,
             "encode": asdict(self.encode_settings()),
         }
+        return json.loads(json.dumps(signature))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -346,6 +347,9 @@ def process_clip(job: ClipJob, config: SegmentConfig) -> dict:
     except _Skip as err:
         record = {**base, "status": "skipped", "reason": str(err), "segments": [], "skipped_segments": []}
         record["files"] = {}
+        _clean_clip_dir(clip_dir)
+        if clip_dir.is_dir() and not any(clip_dir.iterdir()):
+            clip_dir.rmdir()
     write_json(record_path, record)
     record["reused"] = False
     return record

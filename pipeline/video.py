@@ -92,7 +92,7 @@ def open_video(source: Path | ZipMember) -> av.container.InputContainer:
     try:
         container = av.open(url, "r")
     except (av.FFmpegError, OSError) as err:
-        raise VideoError(f"{label}: cannot open video ({err})") from None
+        raise VideoError(f"{label}: cannot open video ({err.strerror or err})") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{label}: no video stream")
@@ -337,6 +337,8 @@ def cut_segments(
                 opened.remove(seg)
                 written.append(_close_segment(seg))
         decoded, packets = frames.counts
+        if stream.frames and packets < stream.frames:
+            raise VideoError(f"{label}: truncated or corrupt video: {packets} of {stream.frames} frames readable")
         if packets != len(ts):
             raise VideoError(f"{label}: video has {packets} frames but the timestamps file has {len(ts)} rows")
         if decoded < n_needed:
@@ -345,7 +347,7 @@ def cut_segments(
             raise VideoError(f"{label}: video ended before all segments were written")
     except av.FFmpegError as err:
         _discard(opened, written)
-        raise VideoError(f"{label}: decode failed ({err})") from None
+        raise VideoError(f"{label}: decode failed ({err.strerror or err})") from None
     except BaseException:
         _discard(opened, written)
         raise
