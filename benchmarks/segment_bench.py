@@ -1,0 +1,176 @@
+"""Benchmark of the segment stage (not a test): one run, prints figures for the README.
+
+On a synthetic 1920x1080 30 fps 20-s H.264 clip (pipeline.synthetic, read in place from its chunk zip):
+  decode-only     threaded PyAV decode of every frame (the physical floor of any one-pass cut)
+  ours            pipeline.video.cut_segments: one decode, resize once, 19 x 1-s segments at the stage defaults
+  naive           19 x (open, seek to second i, decode that second, re-encode it at full resolution)
+plus the ratios, the peak RSS of `pipeline segment` on that clip and on a small and a larger chunk (flat in chunk
+size), and clips/s with --workers 2 vs 1 on small clips. Goals: ours <= 1.25x decode-only, naive/ours >= 5x,
+peak RSS < 2 GiB, workers 2 >= 1.7x workers 1. Timings are wall clock on whatever else the machine is running.
+
+    uv run python benchmarks/segment_bench.py [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+
+from pipeline import egomotion as ego
+from pipeline import video
+from pipeline.segment import SegmentConfig
+from pipeline.synthetic.repo import DEFAULT_CAMERA, RepoSummary, SynthConfig, write_repo
+
+
+def hd_repo(work: Path) -> RepoSummary:
+    return write_repo(
+        SynthConfig(output_dir=work / "hd", n_chunks=1, clips_per_chunk=1, width=1920, height=1080, duration_s=20.0)
+    )
+
+
+def clip_inputs(repo: RepoSummary) -> tuple[video.ZipMember, np.ndarray]:
+    clip = repo.clips[0]
+    zip_path = repo.chunk_path(DEFAULT_CAMERA, clip.chunk)
+    with zipfile.ZipFile(zip_path) as zf:
+        ts = pd.read_parquet(io.BytesIO(zf.read(repo.member(DEFAULT_CAMERA, "frame_timestamps", clip.clip_id))))
+    member = video.locate_member(zip_path, repo.member(DEFAULT_CAMERA, "video", clip.clip_id))
+    return member, ts["timestamp"].to_numpy().astype(np.int64)
+
+
+def windows(ts: np.ndarray) -> list[tuple[int, int, int]]:
+    """(index, first frame, stop frame) of the default 1-s segments, as the stage computes them."""
+    start, dt, end = ego.clip_timing(ts)
+    s, e = ego.segment_windows(start, end, 1.0, 1.0, 1.0, tolerance_us=dt // 2)
+    r = ego.frames_in_windows(ts, s - dt // 2, e - dt // 2)
+    return [(i, int(a), int(b)) for i, (a, b) in enumerate(r)]
+
+
+def naive_cut(member: video.ZipMember, ts: np.ndarray, out: Path) -> None:
+    """The naive way: per segment open, seek, decode the second, re-encode it at full resolution (veryfast)."""
+    for i, first, stop in windows(ts):
+        with video.open_video(member) as src:
+            stream = src.streams.video[0]
+            stream.thread_type = "AUTO"
+            src.seek(int((ts[first] - ts[0]) / 1e6 / stream.time_base), stream=stream, backward=True)
+            with av.open(str(out / f"naive_{i:02d}.mp4"), "w") as dst:
+                enc = dst.add_stream("libx264", rate=30, options={"preset": "veryfast"})
+                enc.width, enc.height, enc.pix_fmt = stream.width, stream.height, "yuv420p"
+                enc.time_base = Fraction(1, 1_000_000)
+                for frame in src.decode(stream):
+                    t = int(round(frame.pts * frame.time_base * 30))  # the synthetic pts are frame numbers
+                    if t >= stop:
+                        break
+                    if t >= first:
+                        frame.pts = int(ts[t] - ts[first])
+                        frame.time_base = Fraction(1, 1_000_000)
+                        for packet in enc.encode(frame):
+                            dst.mux(packet)
+                for packet in enc.encode(None):
+                    dst.mux(packet)
+
+
+def run_stage(input_dir: Path, output_dir: Path, *args: str) -> tuple[float, float]:
+    """Run `pipeline segment` in a fresh process: (wall seconds, peak RSS in MiB of it or its largest worker)."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+    code = (
+        "import resource, sys; from pipeline.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nfinally:\n"
+        "    r = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "    print(f'PEAK_RSS_KB {r}', file=sys.stderr)\n"
+    )
+    cmd = [sys.executable, "-c", code, "segment", "--input-dir", str(input_dir), "--output-dir", str(output_dir)]
+    t0 = time.perf_counter()
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    rss_kb = int(next(line for line in result.stderr.splitlines() if line.startswith("PEAK_RSS_KB")).split()[1])
+    return wall, rss_kb / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, default=None, help="Scratch directory (default: a temp dir).")
+    parser.add_argument("--chunk-clips", type=int, default=12, help="Clips in the larger small-clip chunk.")
+    args = parser.parse_args()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="segment_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"work dir {work}; {len(os.sched_getaffinity(0))} cores; load average {load} (a shared machine)")
+
+    t0 = time.perf_counter()
+    repo = hd_repo(work)
+    member, ts = clip_inputs(repo)
+    mbps = member.size * 8 / ((ts[-1] - ts[0]) / 1e6) / 1e6
+    print(f"source: 1920x1080, {len(ts)} frames, {mbps:.1f} Mbit/s (generated in {time.perf_counter() - t0:.0f} s)")
+
+    settings = SegmentConfig().encode_settings()
+    t0 = time.perf_counter()
+    n = video.decode_only(member)
+    t_decode = time.perf_counter() - t0
+    print(f"decode-only: {t_decode:.2f} s ({n / t_decode:.0f} fps)")
+
+    out = work / "ours"
+    out.mkdir(exist_ok=True)
+    requests = [video.SegmentRequest(i, a, b, out / f"seg_{i:02d}.mp4") for i, a, b in windows(ts)]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    written = video.cut_segments(member, ts, requests, settings)
+    t_ours = time.perf_counter() - t0
+    size_kb = np.mean([w.size_bytes for w in written]) / 1024
+    print(
+        f"ours: {t_ours:.2f} s ({len(ts) / t_ours:.0f} source fps) for {len(written)} segments at "
+        f"{settings.size[0]}x{settings.size[1]} ({settings.preset}, {settings.interpolation}), {size_kb:.0f} KiB each"
+    )
+
+    naive_dir = work / "naive"
+    naive_dir.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    naive_cut(member, ts, naive_dir)
+    t_naive = time.perf_counter() - t0
+    print(f"naive: {t_naive:.2f} s (19 x open + seek + decode 1 s + re-encode at 1920x1080, veryfast)")
+    print(
+        f"ratios: ours / decode-only = {t_ours / t_decode:.2f} (goal <= 1.25), "
+        f"naive / ours = {t_naive / t_ours:.1f} (goal >= 5)"
+    )
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak RSS of this process: {rss_before / 1024:.0f} MiB before ours, {rss_after / 1024:.0f} MiB after naive")
+
+    wall, rss = run_stage(repo.root, work / "stage_hd", "--max-clips", "1")
+    print(f"`pipeline segment` on the 1080p clip: {wall:.1f} s incl. start-up, peak RSS {rss:.0f} MiB (goal < 2048)")
+
+    t0 = time.perf_counter()
+    small = write_repo(
+        SynthConfig(output_dir=work / "small", n_chunks=1, clips_per_chunk=args.chunk_clips, width=640, height=360)
+    )
+    print(f"small chunk: {args.chunk_clips} clips of 640x360 x 20 s (generated in {time.perf_counter() - t0:.0f} s)")
+    for clips in (3, args.chunk_clips):
+        wall, rss = run_stage(small.root, work / "stage_small", "--max-clips", str(clips))
+        print(f"  --max-clips {clips:3d}: peak RSS {rss:.0f} MiB, {wall:.1f} s")
+    speed = {}
+    for workers in (1, 2):
+        wall, rss = run_stage(small.root, work / f"stage_w{workers}", "--max-clips", "0", "--workers", str(workers))
+        speed[workers] = args.chunk_clips / wall
+        print(
+            f"  --workers {workers}: {speed[workers]:.2f} clips/s ({wall:.1f} s with start-up), peak RSS {rss:.0f} MiB"
+        )
+    print(f"workers 2 / workers 1 = {speed[2] / speed[1]:.2f} (goal >= 1.7)")
+    if args.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
