@@ -111,10 +111,15 @@ def serve(
     revision: Annotated[str, typer.Option("--revision", help="Branch name to answer as.")] = "main",
 ) -> None:
     """Serve a repository directory over the Hugging Face Hub HTTP protocol on 127.0.0.1."""
+    import signal
     import time
 
     from pipeline.synthetic.hub_server import HubServer
 
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # stop cleanly when a parent process (e.g. the demo) terminates us
     server = HubServer(directory, repo_id=repo_id, revision=revision, token=token, port=port)
     server.start()
     print(f"serving {server.root} as dataset {repo_id}@{revision} (commit {server.commit})")

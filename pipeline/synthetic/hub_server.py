@@ -209,6 +209,7 @@ class HubServer:
         token: str | None = None,
         port: int = 0,
         page_size: int = 1000,
+        gate_metadata: bool = True,
     ) -> None:
         if repo_id.count("/") != 1:
             raise PipelineError(f"repo id {repo_id!r}: expected namespace/name")
@@ -217,6 +218,9 @@ class HubServer:
         self.repo_id = repo_id
         self.revision = revision
         self.token = token
+        # with a token: False gates only file content (resolve), as the real Hub does for a gated dataset whose
+        # listing is public; True gates every endpoint
+        self.gate_metadata = gate_metadata
         self.page_size = page_size
         self.snapshot = RepoSnapshot.scan(Path(root))
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -350,9 +354,9 @@ class HubServer:
         headers = {"X-Error-Code": code, "X-Error-Message": message, **(extra or {})}
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    def _check(self, request, rev: str | None):
+    def _check(self, request, rev: str | None, content: bool = False):
         """Auth, repo and revision checks shared by all endpoints; a response on failure, else None."""
-        if self.token is not None:
+        if self.token is not None and (content or self.gate_metadata):
             auth = request.headers.get("authorization", "")
             if not auth.startswith("Bearer "):
                 return self._error(401, "GatedRepo", f"Access to dataset {self.repo_id} is restricted.")
@@ -369,7 +373,7 @@ class HubServer:
         from starlette.responses import Response, StreamingResponse
 
         rev, path = request.path_params["rev"], request.path_params["path"]
-        failure = self._check(request, rev)
+        failure = self._check(request, rev, content=True)
         if failure is not None:
             self._record(request, "resolve", path, failure.status_code)
             return failure
@@ -567,9 +571,18 @@ def serve_repo(
     token: str | None = None,
     port: int = 0,
     page_size: int = 1000,
+    gate_metadata: bool = True,
 ) -> Iterator[HubServer]:
     """Serve `root` in a background thread for the duration of the block; yields the started `HubServer`."""
-    server = HubServer(root, repo_id=repo_id, revision=revision, token=token, port=port, page_size=page_size)
+    server = HubServer(
+        root,
+        repo_id=repo_id,
+        revision=revision,
+        token=token,
+        port=port,
+        page_size=page_size,
+        gate_metadata=gate_metadata,
+    )
     server.start()
     try:
         yield server

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import download
 from pipeline.cli import main
+from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAM = "camera/camera_front_wide_120fov/camera_front_wide_120fov.chunk_{:04d}.zip"
 EGO = "labels/egomotion/egomotion.chunk_{:04d}.zip"
@@ -162,7 +163,7 @@ def test_network_failure_names_what_is_missing_and_rerun_completes(
 
 
 @pytest.fixture(scope="module")
-def three_chunk_repo(make_synthetic_repo, tmp_path_factory):
+def three_chunk_repo(tmp_path_factory):
     """3 chunks of 1 short clip each: the generator gives each clip a different split."""
     return make_synthetic_repo(tmp_path_factory.mktemp("three"), n_chunks=3, clips_per_chunk=1, duration_s=2.0)
 
@@ -264,10 +265,12 @@ class _Usage:
     total, used, free = 10**9, 10**9 - 1000, 1000
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_gated_repo(fresh_hub_server, use_hub, tmp_path, capsys, monkeypatch, status):
+@pytest.mark.parametrize(("status", "gate_metadata"), [(401, True), (403, True), (401, False)])
+def test_gated_repo(fresh_hub_server, use_hub, tmp_path, capsys, monkeypatch, status, gate_metadata):
+    """Refused on the first request, or (as on the real Hub, where the listing is public) on the first file."""
     server = use_hub(fresh_hub_server)
     server.token = "hf_the_right_one"
+    server.gate_metadata = gate_metadata
     if status == 403:
         monkeypatch.setenv("HF_TOKEN", "hf_secret_but_wrong")
     code, stdout, err = run_cli(capsys, "download", "--chunk", "0", "--output-dir", tmp_path / "data")
