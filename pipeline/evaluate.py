@@ -68,7 +68,7 @@ class EvaluateConfig:
     # Generation limit; 30 pairs cost ~300-360 tokens (pipeline.answer), so 512 leaves room for stray text.
     max_new_tokens: int = 512
     # Video decoding/sampling settings for generation, as in training (`pipeline.train.video_input.VideoSettings`);
-    # None = that module's defaults.
+    # None = that class's defaults (resolved here when a model is given, so metrics.json records them).
     video_settings: Any = None
     # Length of the input second and of the predicted future, s (docs/ARCHITECTURE.md: both 1 s).
     window_s: float = 1.0
@@ -105,6 +105,10 @@ class EvaluateConfig:
             raise PipelineError(f"window_s and horizon_s must be > 0, got {self.window_s} and {self.horizon_s}")
         if self.n_examples < 0:
             raise PipelineError(f"n_examples must be >= 0, got {self.n_examples}")
+        if self.model is not None and self.video_settings is None:
+            from pipeline.train.video_input import VideoSettings  # light: numpy only
+
+            self.video_settings = VideoSettings()
 
     def to_json(self) -> dict[str, Any]:
         """The resolved settings as JSON-ready values."""
@@ -351,31 +355,22 @@ def load_checked(model_id: str, adapter: Path | None) -> tuple[Any, Any]:
 
 
 def _generate(config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSink) -> list[str]:
-    """Greedy answers for every row of `ds`, batch by batch, with the training stage's loader and generator."""
+    """Greedy answers for every row of `ds` with the training stage's loader and generation loop.
+
+    A row whose video cannot be read gets "" (logged by the generator) and so counts as a parse failure.
+    """
     model, processor = load_checked(config.model, config.adapter)
     from pipeline.train.inference import generate_answers
-    from pipeline.train.video_input import VideoSettings
 
-    settings = config.video_settings if config.video_settings is not None else VideoSettings()
-    texts: list[str] = []
-    progress.start("generating answers", total=len(ds))
-    try:
-        for start in range(0, len(ds), config.batch_size):
-            rows = [ds[i] for i in range(start, min(start + config.batch_size, len(ds)))]
-            texts.extend(
-                generate_answers(
-                    model,
-                    processor,
-                    rows,
-                    video_settings=settings,
-                    max_new_tokens=config.max_new_tokens,
-                    batch_size=config.batch_size,
-                )
-            )
-            progress.advance(len(rows))
-    finally:
-        progress.finish()
-    return texts
+    return generate_answers(
+        model,
+        processor,
+        ds,
+        video_settings=config.video_settings,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
 
 
 def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> EvaluationResult:

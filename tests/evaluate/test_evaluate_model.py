@@ -12,7 +12,7 @@ from pipeline.report import REPORT_FILES
 
 
 @pytest.fixture(scope="session")
-def mismatched_adapter(tmp_path_factory, qwen_tokenizer) -> Path:
+def mismatched_adapter(tmp_path_factory) -> Path:
     """A LoRA adapter saved from a tiny Qwen3-VL with hidden size 32 (the `tiny_qwen3_vl` fixture has 64)."""
     from pipeline.train.modeling import LoraSettings, apply_lora
     from pipeline.train.tiny_model import TinyModelConfig, build_model
@@ -35,3 +35,53 @@ def test_adapter_that_does_not_match_the_model_is_one_line(dataset_dir, tiny_qwe
     assert message.startswith(f"--adapter {mismatched_adapter} does not match --model {tiny_qwen3_vl}")
     assert "\n" not in message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="session")
+def model_report(dataset_dir, tiny_qwen3_vl, tmp_path_factory):
+    """The tiny random-init Qwen3-VL scored on 2 test samples, answers saved."""
+    out = tmp_path_factory.mktemp("eval_model") / "eval_report"
+    config = EvaluateConfig(
+        dataset_dir=dataset_dir,
+        output_dir=out,
+        model=str(tiny_qwen3_vl),
+        batch_size=2,
+        max_samples=2,
+        max_new_tokens=24,
+        save_predictions=True,
+    )
+    return run(config), out
+
+
+def test_tiny_model_end_to_end_writes_every_report_file(model_report, dataset_dir):
+    from PIL import Image
+
+    result, out = model_report
+    assert result.n_samples == 2
+    for name in (*REPORT_FILES, "predictions.jsonl"):
+        assert (out / name).is_file(), name
+    for name in REPORT_FILES:
+        if name.endswith(".png"):
+            with Image.open(out / name) as img:
+                pixels = np.asarray(img.convert("RGB"))
+            assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == str(result.info["model"])
+    assert metrics["settings"]["max_new_tokens"] == 24
+    assert metrics["settings"]["video_settings"]["fps"] > 0
+    # a random model cannot write 30 pairs in 24 tokens: every answer is a failure scored as the train mean
+    assert metrics["parse_failures"] == 2
+    s = result.scores["all"]
+    assert s[MODEL_NAME].velocity_mae == s["train_mean"].velocity_mae
+
+
+def test_saved_predictions_rescore_identically(model_report, dataset_dir, tmp_path):
+    result, out = model_report
+    saved = read_predictions(out / "predictions.jsonl")
+    assert list(saved) == result.ids
+    assert list(saved.values()) == result.texts
+    again = run(
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "again", predictions=out / "predictions.jsonl")
+    )
+    assert again.info["dataset_fingerprint"] == result.info["dataset_fingerprint"]
+    assert again.scores["all"][MODEL_NAME].to_dict() == result.scores["all"][MODEL_NAME].to_dict()
