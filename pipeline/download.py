@@ -72,6 +72,8 @@ class DownloadConfig:
     endpoint: str | None = None
     # access token; None: $HF_TOKEN or the `hf auth login` token. Never written to disk or logs.
     token: str | None = field(default=None, repr=False)
+    # parsed from `chunks` (sorted, unique); derived, not an input
+    chunk_ids: list[int] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -81,7 +83,6 @@ class DownloadConfig:
             raise PipelineError("--chunk: give chunk ids (e.g. --chunk 0 or --chunk 0-9) or --all")
         if self.all_chunks and self.chunks:
             raise PipelineError("--all: cannot be combined with --chunk")
-        self.chunk_ids = catalog.parse_chunk_ids(self.chunks)
         if not self.features:
             raise PipelineError("--features: give at least one feature name")
         if self.split is not None and self.split not in catalog.SPLITS:
@@ -94,6 +95,7 @@ class DownloadConfig:
             raise PipelineError(f"--repo-id {self.repo_id!r}: expected namespace/name")
         if not self.revision:
             raise PipelineError("--revision: must not be empty")
+        self.chunk_ids = catalog.parse_chunk_ids(self.chunks)
 
     def to_json(self) -> dict[str, Any]:
         """The resolved config for the manifest (the token is never written)."""
@@ -102,7 +104,6 @@ class DownloadConfig:
         out["output_dir"] = str(self.output_dir)
         out["chunks"] = list(self.chunks)
         out["features"] = list(self.features)
-        out["chunk_ids"] = self.chunk_ids
         return out
 
 
@@ -268,7 +269,10 @@ class _Hub:
         from huggingface_hub import HfApi
 
         self.config = config
-        self.endpoint = (config.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        from huggingface_hub import constants
+
+        # HF_ENDPOINT is read now, not when huggingface_hub was imported
+        self.endpoint = (config.endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         self.api = HfApi(endpoint=self.endpoint, token=config.token)
         self.repo_id = config.repo_id
 
@@ -372,11 +376,19 @@ def hub_error_to_pipeline_error(exc: BaseException, config: DownloadConfig, what
 # transfers
 
 
+class _Cancelled(BaseException):
+    """Raised inside a transfer to stop it (Ctrl-C or a fatal error elsewhere); its partial file is kept."""
+
+
 class _ByteProgress:
-    """A tqdm stand-in that huggingface_hub's `http_get` drives; forwards byte counts to a `ProgressSink`."""
+    """A tqdm stand-in that huggingface_hub's `http_get` drives; forwards byte counts to a `ProgressSink`.
+
+    It is also where in-flight transfers notice a stop request (between 10 MB blocks).
+    """
 
     sink: ProgressSink = NullProgress()
     lock = threading.Lock()
+    stop = threading.Event()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -388,6 +400,8 @@ class _ByteProgress:
         pass
 
     def update(self, n: int | float | None = 1) -> None:
+        if _ByteProgress.stop.is_set():
+            raise _Cancelled
         if n:
             with _ByteProgress.lock:
                 _ByteProgress.sink.advance(int(n))
@@ -468,11 +482,20 @@ def _ensure_files(
         remaining = sum(r.size - _partial_size(state, r) for r in todo)
         progress.start(description, total=remaining)
         _ByteProgress.sink = progress
+        _ByteProgress.stop.clear()
+        pool = ThreadPoolExecutor(max_workers=min(config.max_workers, len(todo)))
         try:
-            with ThreadPoolExecutor(max_workers=min(config.max_workers, len(todo))) as pool:
-                for result in pool.map(lambda r: _fetch_one(hub, state, r, commit), todo):
-                    results[result.path] = result
+            futures = [pool.submit(_fetch_one, hub, state, r, commit) for r in todo]
+            for future in futures:
+                result = future.result()
+                results[result.path] = result
+        except BaseException:
+            # Ctrl-C or a gated-repo error: stop the other transfers at their next block, keeping partial files
+            _ByteProgress.stop.set()
+            raise
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            _ByteProgress.stop.clear()
             _ByteProgress.sink = NullProgress()
             progress.finish()
     return [results[r.path] for r in remotes]

@@ -300,3 +300,30 @@ def test_download_dataset_script_help():
     )
     assert result.returncode == 0, result.stderr
     assert "--chunk" in result.stdout and "--split" in result.stdout
+
+
+class _InterruptOnFirstBytes:
+    """A progress sink that behaves like Ctrl-C as soon as the first bytes arrive."""
+
+    def start(self, description, total):
+        self.description = description
+
+    def advance(self, n=1):
+        if self.description.startswith("downloading"):
+            raise KeyboardInterrupt
+
+    def finish(self):
+        pass
+
+
+def test_interrupt_stops_all_transfers_and_rerun_completes(fresh_hub_server, use_hub, synthetic_repo, tmp_path):
+    server = use_hub(fresh_hub_server)
+    out = tmp_path / "data"
+    config = download.DownloadConfig(output_dir=out, chunks=("0-1",), endpoint=server.endpoint, max_workers=4)
+    with pytest.raises(KeyboardInterrupt):
+        download.run(config, progress=_InterruptOnFirstBytes())
+    assert local_files(out) == set(INDEX)  # no chunk file was renamed into place
+    assert not (out / download.MANIFEST_NAME).exists()
+    result = download.run(download.DownloadConfig(output_dir=out, chunks=("0", "1"), endpoint=server.endpoint))
+    assert len(result.downloaded) == 4
+    assert_identical(out, synthetic_repo.root, INDEX + [p.format(c) for c in (0, 1) for p in (EGO, CAM)])
