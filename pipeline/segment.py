@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import multiprocessing
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ import pandas as pd
 
 from pipeline import catalog
 from pipeline import egomotion as ego
-from pipeline.atomic import atomic_path, write_json
+from pipeline.atomic import atomic_path, temp_sibling, write_json
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.video import EncodeSettings, SegmentRequest, VideoError, cut_segments, locate_member, read_member
@@ -476,7 +477,7 @@ def run(config: SegmentConfig, progress: ProgressSink | None = None) -> SegmentR
         progress.start("segment clips", total=len(jobs))
         try:
             for job in jobs:
-                records[job.clip_id] = _report(_process_clip_safe(job, config))
+                records[job.clip_id] = _summarise(_process_clip_safe(job, config))
                 progress.advance()
         finally:
             progress.finish()
@@ -487,7 +488,7 @@ def run(config: SegmentConfig, progress: ProgressSink | None = None) -> SegmentR
             progress.start("segment clips", total=len(jobs))
             try:
                 for future in as_completed(futures):
-                    records[futures[future].clip_id] = _report(future.result())
+                    records[futures[future].clip_id] = _summarise(future.result())
                     progress.advance()
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -506,13 +507,20 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform == "linux" and "fork" in methods else "spawn")
 
 
-def _report(record: dict) -> dict:
+def _summarise(record: dict) -> dict:
+    """Log a clip's outcome; keep only what the manifest needs (segments are re-read from the clip file)."""
     if record["status"] == "skipped":
         log.warning("clip %s skipped: %s", record["clip_id"], record["reason"])
     else:
         for s in record.get("skipped_segments", []):
             log.warning("clip %s segment %d skipped: %s", record["clip_id"], s["segment_index"], s["reason"])
-    return record
+    return {
+        "status": record["status"],
+        "reason": record["reason"],
+        "segments": len(record["segments"]),
+        "skipped_segments": record["skipped_segments"],
+        "reused": bool(record.get("reused")),
+    }
 
 
 def _metadata_dir(config: SegmentConfig) -> Path:
@@ -521,32 +529,39 @@ def _metadata_dir(config: SegmentConfig) -> Path:
     return base if n == 1 else base / f"shard_{i}_of_{n}"
 
 
-def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], records: dict[str, dict]) -> SegmentRunSummary:
-    """Write segments.json, segments.parquet, manifest.json and the config for this run's clips (in clip order)."""
+def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str, dict]) -> SegmentRunSummary:
+    """Write segments.json, segments.parquet, manifest.json and the config for this run's clips (in clip order).
+
+    Segments are streamed from the per-clip files, so memory does not grow with the number of clips.
+    """
     meta = _metadata_dir(config)
-    segments: list[dict] = []
+    meta.mkdir(parents=True, exist_ok=True)
     clips: list[dict] = []
     summary = SegmentRunSummary(clips=len(jobs), metadata_dir=meta)
-    for job in jobs:
-        rec = records[job.clip_id]
-        segments.extend(rec["segments"])
-        clips.append(
-            {
-                "clip_id": job.clip_id,
-                "chunk": job.chunk,
-                "status": rec["status"],
-                "reason": rec["reason"],
-                "segments": len(rec["segments"]),
-                "skipped_segments": rec["skipped_segments"],
-            }
-        )
-        summary.done += rec["status"] == "done"
-        summary.skipped += rec["status"] == "skipped"
-        summary.reused += bool(rec.get("reused"))
-    summary.segments = len(segments)
+    json_tmp, parquet_tmp = temp_sibling(meta / SEGMENTS_JSON), temp_sibling(meta / SEGMENTS_PARQUET)
+    try:
+        with open(json_tmp, "w", encoding="utf-8") as fj, _ParquetStream(parquet_tmp) as fp:
+            fj.write("[")
+            for job in jobs:
+                res = results[job.clip_id]
+                clips.append({"clip_id": job.clip_id, "chunk": job.chunk, **{k: res[k] for k in _MANIFEST_KEYS}})
+                summary.done += res["status"] == "done"
+                summary.skipped += res["status"] == "skipped"
+                summary.reused += res["reused"]
+                if not res["segments"]:
+                    continue
+                record = _load_record(clip_record_path(config.output_dir, job.chunk, job.clip_id)) or {}
+                for seg in record.get("segments", []):
+                    fj.write(("\n" if summary.segments == 0 else ",\n") + json.dumps(seg))
+                    fp.add(seg)
+                    summary.segments += 1
+            fj.write("\n]\n")
+        _replace_if_changed(json_tmp, meta / SEGMENTS_JSON)
+        _replace_if_changed(parquet_tmp, meta / SEGMENTS_PARQUET)
+    finally:
+        json_tmp.unlink(missing_ok=True)
+        parquet_tmp.unlink(missing_ok=True)
     config_json = config.to_json()
-    _write_if_changed(meta / SEGMENTS_JSON, (json.dumps(segments, indent=1) + "\n").encode())
-    _write_if_changed(meta / SEGMENTS_PARQUET, _parquet_bytes(segments, config.n_targets))
     _write_if_changed(
         meta / MANIFEST_JSON, (json.dumps({"config": config_json, "clips": clips}, indent=2) + "\n").encode()
     )
@@ -560,6 +575,9 @@ def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], records: dict[str
         meta,
     )
     return summary
+
+
+_MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments")
 
 
 _COLUMNS = (
@@ -583,19 +601,58 @@ _LIST_COLUMNS = ("velocity", "curvature", "history_velocity", "history_curvature
 _SUMMARY_COLUMNS = ("speed_mean_mps", "speed_last_mps", "curvature_mean", "curvature_last")
 
 
-def _parquet_bytes(segments: list[dict], n: int) -> bytes:
-    """segments.json's table as parquet bytes with a fixed schema (also when empty)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class _ParquetStream:
+    """Write segment records to a parquet file in row groups of a fixed schema (an empty table too)."""
 
-    fields = [pa.field(name, pa.string() if kind == "string" else getattr(pa, kind)()) for name, kind in _COLUMNS]
-    fields += [pa.field(name, pa.list_(pa.float64())) for name in _LIST_COLUMNS]
-    fields += [pa.field(name, pa.float64()) for name in _SUMMARY_COLUMNS]
-    schema = pa.schema(fields)
-    table = pa.Table.from_pylist(segments, schema=schema) if segments else schema.empty_table()
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
+    ROW_GROUP = 20_000
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fields = [pa.field(n, pa.string() if kind == "string" else getattr(pa, kind)()) for n, kind in _COLUMNS]
+        fields += [pa.field(name, pa.list_(pa.float64())) for name in _LIST_COLUMNS]
+        fields += [pa.field(name, pa.float64()) for name in _SUMMARY_COLUMNS]
+        self._pa = pa
+        self._schema = pa.schema(fields)
+        self._writer = pq.ParquetWriter(str(path), self._schema)
+        self._batch: list[dict] = []
+
+    def add(self, record: dict) -> None:
+        self._batch.append(record)
+        if len(self._batch) >= self.ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._writer.write_table(self._pa.Table.from_pylist(self._batch, schema=self._schema))
+            self._batch = []
+
+    def __enter__(self) -> _ParquetStream:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._flush()
+        self._writer.close()
+
+
+def _replace_if_changed(tmp: Path, path: Path) -> None:
+    """Rename a finished temp file into place, unless `path` already has identical bytes (then leave it)."""
+    if path.is_file() and path.stat().st_size == tmp.stat().st_size and _same_bytes(tmp, path):
+        tmp.unlink()
+        return
+    os.replace(tmp, path)
+
+
+def _same_bytes(a: Path, b: Path, block: int = 1 << 20) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(block), fb.read(block)
+            if x != y:
+                return False
+            if not x:
+                return True
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
