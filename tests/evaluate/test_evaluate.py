@@ -3,8 +3,6 @@
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,45 +227,49 @@ def test_config_validation(dataset_dir, tmp_path):
         EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, predictions=tmp_path / "nope.jsonl")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120)
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `pipeline ARGS` in-process through the real entry point; (exit code, stdout, stderr)."""
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return info.value.code or 0, captured.out, captured.err
 
 
-def test_cli_bad_input_is_one_line_exit_2(dataset_dir, test_split, tmp_path):
+def test_cli_bad_input_is_one_line_exit_2(dataset_dir, test_split, tmp_path, capsys):
     preds = write_jsonl(tmp_path / "p.jsonl", [{"id": test_split["id"][0], "text": ""}, {"id": "nope", "text": ""}])
     out = tmp_path / "out"
-    result = run_cli("evaluate", "--dataset", str(dataset_dir), "--predictions", str(preds), "--output-dir", str(out))
-    assert result.returncode == 2, result.stderr
-    assert (
-        result.stderr.strip().splitlines()[-1]
-        == f"error: --predictions {preds}: 1 id(s) not in the split, e.g. 'nope'"
+    code, _, err = run_cli(
+        capsys, "evaluate", "--dataset", str(dataset_dir), "--predictions", str(preds), "--output-dir", str(out)
     )
-    assert "Traceback" not in result.stderr
+    assert code == 2, err
+    assert err.strip().splitlines() == [f"error: --predictions {preds}: 1 id(s) not in the split, e.g. 'nope'"]
+    assert not out.exists()
     good = write_jsonl(tmp_path / "g.jsonl", [{"id": test_split["id"][0], "text": ""}])
-    result = run_cli("evaluate", "--dataset", str(dataset_dir), "--split", "val", "--predictions", str(good))
-    assert result.returncode == 2
-    assert "no split 'val'" in result.stderr and "Traceback" not in result.stderr
+    code, _, err = run_cli(
+        capsys, "evaluate", "--dataset", str(dataset_dir), "--split", "val", "--predictions", str(good)
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: --dataset {dataset_dir}: no split 'val' (found: test, train)"]
+    code, _, err = run_cli(capsys, "evaluate", "--dataset", str(dataset_dir))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: give exactly one of --model (generate answers) and --predictions (score a file)"
+    ]
 
 
-def test_cli_scores_a_predictions_file(dataset_dir, test_split, tmp_path):
+def test_cli_scores_a_predictions_file(dataset_dir, test_split, tmp_path, capsys):
     records = [
         {"id": i, "text": format_answer(v, k)}
         for i, v, k in zip(test_split["id"], test_split["velocity"], test_split["curvature"], strict=True)
     ]
     preds = write_jsonl(tmp_path / "p.jsonl", records)
     out = tmp_path / "out"
-    result = run_cli(
-        "evaluate",
-        "--dataset",
-        str(dataset_dir),
-        "--predictions",
-        str(preds),
-        "--output_dir",
-        str(out),
-        "--max-samples",
-        "2",
-    )
-    assert result.returncode == 0, result.stderr
-    assert "linear_extrapolation" in result.stdout
+    args = ["evaluate", "--dataset", str(dataset_dir), "--predictions", str(preds), "--output_dir", str(out)]
+    code, stdout, err = run_cli(capsys, *args, "--max_samples", "2")
+    assert code == 0, err
+    assert "linear_extrapolation" in stdout and "all samples (N = 2)" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_samples"] == 2
+    assert metrics["scores"]["all"][MODEL_NAME]["velocity_mae"] <= 0.005
