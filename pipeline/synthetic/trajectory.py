@@ -12,8 +12,9 @@ vector points along the heading. At standstill the curvature is the steering cur
 usually 0), and the yaw rate `v * kappa` is 0.
 
 Speed and curvature (and their derivatives) are evaluated in closed form. Yaw and position are integrated once on a
-fine grid (0.5 ms, trapezoid rule on an integrand that is itself exact) and interpolated with cubic Hermite
-polynomials using the exact derivatives, so they agree with `v` and `kappa` to ~1e-9.
+fine grid (0.5 ms, trapezoid rule with the end-point derivative correction, 4th order) and interpolated with cubic
+Hermite polynomials through the exact derivatives: on a constant-curvature circle they match the analytic pose to
+better than 1e-7 m.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ INDICES = [0, 1, 2, 3, 299, 599, 1234, 4095, 5461, MAX_FRAME_INDEX]
 def _encoded_frames(tmp_path, width: int, height: int) -> list[np.ndarray]:
     """Rendered road frames stamped with INDICES, H.264-encoded and decoded back with PyAV."""
     renderer = RoadRenderer(scenario_for(0, seed=0), CameraModel(width, height))
-    frames = [stamp_frame_index(renderer.render(100_000 * k), i) for k, i in enumerate(INDICES)]
+    backgrounds = [renderer.render(t) for t in (0, 1_000_000, 2_000_000)]  # the codes change over moving content
+    frames = [stamp_frame_index(backgrounds[k % 3].copy(), i) for k, i in enumerate(INDICES)]
     path = tmp_path / f"codes_{width}x{height}.mp4"
     encode_mp4(frames, path, width, height, fps=30.0, crf=28)
     with av.open(str(path)) as container:
