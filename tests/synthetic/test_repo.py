@@ -246,3 +246,18 @@ def test_config_validation_and_existing_output(tmp_path):
     (tmp_path / "exists").mkdir()
     with pytest.raises(PipelineError, match="already exists"):
         make_synthetic_repo(tmp_path, output_dir=tmp_path / "exists", duration_s=0.5, clips_per_chunk=1)
+
+
+def test_extra_cameras_are_rendered_and_flagged(tmp_path):
+    cameras = (CAMERA, "camera_rear_tele_30fov")
+    repo = make_synthetic_repo(tmp_path, n_chunks=1, clips_per_chunk=1, duration_s=0.3, cameras=cameras)
+    clip = repo.clips[0]
+    presence = pd.read_parquet(repo.root / "metadata/feature_presence.parquet")
+    assert presence.loc[clip.clip_id, list(cameras)].all() and not presence.loc[clip.clip_id, "lidar_top_360fov"]
+    first = {}
+    for camera in cameras:
+        with av.open(io.BytesIO(_member(repo.root, camera, 0, "video", clip.clip_id))) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert [decode_frame_index(f) for f in frames] == list(range(9))
+        first[camera] = frames[0].astype(np.int32)
+    assert np.abs(first[cameras[0]] - first[cameras[1]]).mean() > 10  # a different view, not a copy
