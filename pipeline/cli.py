@@ -498,30 +498,32 @@ def evaluate(
         typer.Option("--save-predictions", "--save_predictions", help="Write the answers to predictions.jsonl."),
     ] = False,
     video_fps: Annotated[
-        float, typer.Option("--video-fps", "--video_fps", help="Frames sampled per second of video.")
-    ] = 4.0,
+        float | None, typer.Option("--video-fps", "--video_fps", help="Frames per second of clip [training's].")
+    ] = None,
     video_max_frames: Annotated[
-        int, typer.Option("--video-max-frames", "--video_max_frames", help="Most frames per clip.")
-    ] = 32,
+        int | None, typer.Option("--video-max-frames", "--video_max_frames", help="[training's].")
+    ] = None,
+    video_min_frames: Annotated[
+        int | None, typer.Option("--video-min-frames", "--video_min_frames", help="[training's].")
+    ] = None,
     video_max_pixels: Annotated[
-        int, typer.Option("--video-max-pixels", "--video_max_pixels", help="Largest H*W of a frame.")
-    ] = 448 * 448,
+        int | None, typer.Option("--video-max-pixels", "--video_max_pixels", help="[training's].")
+    ] = None,
     video_min_pixels: Annotated[
-        int, typer.Option("--video-min-pixels", "--video_min_pixels", help="Smallest H*W of a frame.")
-    ] = 32 * 32 * 4,
+        int | None, typer.Option("--video-min-pixels", "--video_min_pixels", help="[training's].")
+    ] = None,
+    video_root: Annotated[
+        Path | None, typer.Option("--video-root", "--video_root", help="Segments moved since build-dataset.")
+    ] = None,
 ) -> None:
-    """Score a model (or a predictions file) on held-out clips against baselines; write a report."""
+    """Score a model (or a predictions file) on held-out clips against baselines; write a report.
+
+    Video settings default to the training run's (train_config.json in --adapter or --model).
+    """
     from pipeline.evaluate import EvaluateConfig, run
     from pipeline.progress import RichProgress
     from pipeline.report import headline_table
 
-    video_settings = None
-    if model is not None:
-        from pipeline.train.video_input import VideoSettings
-
-        video_settings = VideoSettings(
-            fps=video_fps, max_frames=video_max_frames, max_pixels=video_max_pixels, min_pixels=video_min_pixels
-        )
     config = EvaluateConfig(
         dataset_dir=dataset,
         output_dir=output_dir,
@@ -533,7 +535,12 @@ def evaluate(
         batch_size=batch_size,
         max_samples=max_samples,
         max_new_tokens=max_new_tokens,
-        video_settings=video_settings,
+        video_fps=video_fps,
+        video_max_frames=video_max_frames,
+        video_min_frames=video_min_frames,
+        video_max_pixels=video_max_pixels,
+        video_min_pixels=video_min_pixels,
+        video_root=video_root,
     )
     result = run(config, progress=RichProgress())
     print(headline_table(result))

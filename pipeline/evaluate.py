@@ -40,6 +40,10 @@ FAILURE_POLICY = "train_mean"
 SUBSETS = ("all", "parsed")
 """Sample subsets every predictor is scored on: every sample, and the samples whose answer parsed."""
 
+TRAIN_CONFIG_FILE = "train_config.json"
+"""Resolved config a training run writes beside its weights/adapter (`pipeline.train.trainer.CONFIG_FILE`)."""
+
+_VIDEO_KEYS = ("fps", "max_frames", "min_frames", "max_pixels", "min_pixels")
 _TARGET_COLUMNS = ("id", "clip_id", "segment_index", "velocity", "curvature", "history_velocity", "history_curvature")
 
 
@@ -67,14 +71,23 @@ class EvaluateConfig:
     max_samples: int | None = None
     # Generation limit; 30 pairs cost ~300-360 tokens (pipeline.answer), so 512 leaves room for stray text.
     max_new_tokens: int = 512
-    # Video decoding/sampling settings for generation, as in training (`pipeline.train.video_input.VideoSettings`);
-    # None = that class's defaults (resolved here when a model is given, so metrics.json records them).
-    video_settings: Any = None
+    # Video sampling for generation; None = the value in the training run's train_config.json (in --adapter, else
+    # in --model), else the training default. Resolved into `video_settings` in __post_init__.
+    video_fps: float | None = None  # frames sampled per second of clip
+    video_max_frames: int | None = None  # most frames per clip
+    video_min_frames: int | None = None  # fewest frames per clip
+    video_max_pixels: int | None = None  # per-frame pixel budget
+    video_min_pixels: int | None = None  # per-frame pixel floor
+    # Override of the dataset's recorded video root (segments moved since build-dataset).
+    video_root: Path | None = None
     # Length of the input second and of the predicted future, s (docs/ARCHITECTURE.md: both 1 s).
     window_s: float = 1.0
     horizon_s: float = 1.0
     # Number of example trajectories drawn in example_trajectories.png.
     n_examples: int = 6
+    # Resolved `pipeline.train.video_input.VideoSettings` (None without a model) and where its values came from.
+    video_settings: Any = field(init=False, default=None)
+    video_settings_source: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.dataset_dir = Path(self.dataset_dir)
@@ -105,19 +118,37 @@ class EvaluateConfig:
             raise PipelineError(f"window_s and horizon_s must be > 0, got {self.window_s} and {self.horizon_s}")
         if self.n_examples < 0:
             raise PipelineError(f"n_examples must be >= 0, got {self.n_examples}")
-        if self.model is not None and self.video_settings is None:
-            from pipeline.train.video_input import VideoSettings  # light: numpy only
+        self.video_root = Path(self.video_root) if self.video_root is not None else None
+        if self.model is not None:
+            self._resolve_video_settings()
 
-            self.video_settings = VideoSettings()
+    def _resolve_video_settings(self) -> None:
+        from pipeline.train.video_input import VideoSettings  # light: numpy only
+
+        values: dict[str, Any] = {}
+        self.video_settings_source = "defaults"
+        for directory in (self.adapter, Path(str(self.model))):
+            path = directory / TRAIN_CONFIG_FILE if directory is not None else None
+            if path is not None and path.is_file():
+                try:
+                    train_config = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError) as err:
+                    raise PipelineError(f"{path}: unreadable training config ({err})") from None
+                values = {k: train_config[f"video_{k}"] for k in _VIDEO_KEYS if f"video_{k}" in train_config}
+                self.video_settings_source = str(path)
+                break
+        for key in _VIDEO_KEYS:
+            flag = getattr(self, f"video_{key}")
+            if flag is not None:
+                values[key] = flag
+        self.video_settings = VideoSettings(**values)
 
     def to_json(self) -> dict[str, Any]:
-        """The resolved settings as JSON-ready values."""
-        out = {k: v for k, v in asdict(self).items() if k != "video_settings"}
+        """The resolved settings as JSON-ready values (`video_settings` as a dict, None without a model)."""
+        out = asdict(self)
         for key, value in out.items():
             if isinstance(value, Path):
                 out[key] = str(value)
-        vs = self.video_settings
-        out["video_settings"] = asdict(vs) if vs is not None and hasattr(vs, "__dataclass_fields__") else vs
         return out
 
 
@@ -294,13 +325,13 @@ def read_predictions(path: Path, known_ids: set[str] | None = None) -> dict[str,
     return out
 
 
-def _load(dataset_dir: Path, split: str) -> datasets.Dataset:
+def _load(dataset_dir: Path, split: str, video_root: Path | None = None) -> datasets.Dataset:
     from pipeline.dataset import load_split
 
     if not (dataset_dir / split).is_dir():
         found = sorted(p.name for p in dataset_dir.iterdir() if (p / "dataset_info.json").is_file())
         raise PipelineError(f"--dataset {dataset_dir}: no split {split!r} (found: {', '.join(found) or 'none'})")
-    return load_split(dataset_dir, split)
+    return load_split(dataset_dir, split, video_root=video_root)
 
 
 def _columns(ds: datasets.Dataset) -> dict[str, Any]:
@@ -384,7 +415,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     from pipeline.report import write_report
 
     progress = progress or NullProgress()
-    ds = _load(config.dataset_dir, config.split)
+    ds = _load(config.dataset_dir, config.split, config.video_root)
     train = _load(config.dataset_dir, "train")
     meta_path = config.dataset_dir / "dataset_meta.json"
     dataset_meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}

@@ -273,3 +273,18 @@ def test_cli_scores_a_predictions_file(dataset_dir, test_split, tmp_path, capsys
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_samples"] == 2
     assert metrics["scores"]["all"][MODEL_NAME]["velocity_mae"] <= 0.005
+
+
+def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "train_config.json").write_text(json.dumps({"video_fps": 2.0, "video_max_pixels": 9000, "seed": 1}))
+    config = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video_max_pixels=5000)
+    vs = config.video_settings
+    assert (vs.fps, vs.max_pixels, vs.max_frames) == (2.0, 5000, 32)  # file, flag, default
+    assert config.video_settings_source == str(model_dir / "train_config.json")
+    assert config.to_json()["video_settings"]["fps"] == 2.0
+    bare = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="Qwen/Qwen3-VL-2B-Instruct")
+    assert bare.video_settings_source == "defaults" and bare.video_settings.fps == 4.0
+    with pytest.raises(PipelineError, match="--video-fps"):
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video_fps=-1.0)
