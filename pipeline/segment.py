@@ -375,6 +375,8 @@ def _cut_clip(job: ClipJob, config: SegmentConfig, clip_dir: Path) -> tuple[list
         table = ego.clean_egomotion(_read_parquet_member(job.egomotion_zip, job.egomotion_member))
     except ego.EgomotionError as err:
         raise _Skip(f"{job.egomotion_member}: {err}") from None
+    if table.n_duplicates:
+        log.info("clip %s: dropped %d egomotion row(s) with repeated timestamps", job.clip_id, table.n_duplicates)
     # Half a frame of slack (docs/ARCHITECTURE.md): clock jitter must not move a frame across a window edge.
     half_frame = frame_dt // 2
     start_us, end_us = ego.segment_windows(

@@ -2,8 +2,10 @@
 
 The dataset's chunk zips store members uncompressed (ZIP_STORED), so a member's bytes are a contiguous range of
 the zip file. Videos are opened straight from that range with libavformat's `subfile` protocol (no extraction,
-no Python read callbacks in the decode loop). Decoding runs in a producer thread (libavcodec frame threads,
-resize with swscale), encoding in the calling thread; PyAV releases the GIL in both, so they overlap.
+no Python read callbacks in the decode loop). One pass runs as a three-stage pipeline: a decode thread
+(libavcodec frame threads), a resize thread (swscale, once per frame) and encoding in the calling thread (one
+libx264 encoder per open segment); PyAV releases the GIL in all three, so they overlap on the cores. Bounded
+queues between the stages keep memory flat (a few 1080p frames).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import struct
 import threading
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -170,7 +172,6 @@ class _OpenSegment:
     first_us: int
     last_us: int = 0
     count: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 _END = object()
