@@ -121,12 +121,12 @@ class SynthConfig:
         if not 10 <= self.egomotion_hz <= 1000:
             raise PipelineError(f"egomotion_hz {self.egomotion_hz}: must be in [10, 1000]")
         if not self.cameras:
-            raise PipelineError("cameras: at least one camera is needed")
+            raise PipelineError("--camera: at least one camera is needed")
         unknown = [c for c in self.cameras if c not in _CAMERA_GEOMETRY]
         if unknown:
-            raise PipelineError(f"cameras: unknown camera(s) {unknown}; valid: {', '.join(_CAMERA_GEOMETRY)}")
-        if not 0 <= self.crf <= 51:
-            raise PipelineError(f"crf {self.crf}: must be in 0..51")
+            raise PipelineError(f"--camera: unknown camera(s) {unknown}; valid: {', '.join(_CAMERA_GEOMETRY)}")
+        if not 0 <= self.crf <= 51 or self.gop < 1:
+            raise PipelineError(f"crf {self.crf} / gop {self.gop}: crf must be in 0..51 and gop >= 1")
 
     @property
     def chunk_ids(self) -> list[int]:
@@ -240,7 +240,7 @@ def frame_timestamps_us(config: SynthConfig, clip: SynthClip, camera: str = DEFA
     """Frame capture times (int64 µs, (n_frames,)): `round(i * 1e6 / fps)` + a small offset + a few µs of jitter."""
     rng = _rng(config.seed, clip.chunk, clip.index_in_chunk, _camera_key(camera), 0x7135)
     n = config.n_frames
-    offset = int(rng.integers(0, 200))
+    offset = int(rng.integers(5, 200))  # the first frame lands a few µs after 0, never before
     jitter = rng.integers(-4, 5, size=n)
     return (np.round(np.arange(n) * 1e6 / config.fps).astype(np.int64) + offset + jitter).astype(np.int64)
 

@@ -239,7 +239,7 @@ def test_same_config_gives_identical_bytes(tmp_path):
 def test_config_validation_and_existing_output(tmp_path):
     with pytest.raises(PipelineError, match="--size"):
         SynthConfig(tmp_path / "x", width=255)
-    with pytest.raises(PipelineError, match="cameras"):
+    with pytest.raises(PipelineError, match="--camera"):
         SynthConfig(tmp_path / "x", cameras=("camera_nope",))
     with pytest.raises(PipelineError, match="--chunks"):
         SynthConfig(tmp_path / "x", n_chunks=0)
