@@ -90,7 +90,8 @@ if [[ -n "${LOG_DIR:-}" ]]; then
     launch+=(--log-dir "$LOG_DIR" --tee 3)
 fi
 
-train=(--model "$MODEL" --dataset "$DATASET" --output-dir "$OUTPUT_DIR")
+# Full fine-tuning unless a later --lora-enable (train_physical_ai_lora.sh) turns LoRA on: the last flag wins.
+train=(--model "$MODEL" --dataset "$DATASET" --output-dir "$OUTPUT_DIR" --no-lora-enable)
 if [[ -n "$DEEPSPEED_CONFIG" ]]; then
     train+=(--deepspeed "$DEEPSPEED_CONFIG")
 fi
