@@ -417,8 +417,9 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     progress = progress or NullProgress()
     ds = _load(config.dataset_dir, config.split, config.video_root)
     train = _load(config.dataset_dir, "train")
-    meta_path = config.dataset_dir / "dataset_meta.json"
-    dataset_meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    from pipeline.dataset import read_meta
+
+    dataset_meta = read_meta(config.dataset_dir)
 
     train_cols = _columns(train)
     if len(train_cols["id"]) == 0:
@@ -426,10 +427,12 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     mean_v, mean_k = baselines_mod.train_mean_profile(train_cols["velocity"], train_cols["curvature"])
 
     split_ids = list(ds["id"])
+    without_prediction = 0
     if config.predictions is not None:
         answers = read_predictions(config.predictions, known_ids=set(split_ids))
         keep = [i for i, sample_id in enumerate(split_ids) if sample_id in answers]
-        if len(keep) < len(split_ids):
+        without_prediction = len(split_ids) - len(keep)
+        if without_prediction:
             log.warning(
                 "%s covers %d of the %d samples of split %r; scoring those",
                 config.predictions,
@@ -463,6 +466,8 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         "split": config.split,
         "split_size": len(split_ids),
         "train_size": len(train_cols["id"]),
+        "samples_without_prediction": without_prediction,
+        "video_settings_source": config.video_settings_source,
         "dataset_fingerprint": _fingerprint(result.ids, config.split, dataset_meta),
         "dataset_meta": dataset_meta,
         "failure_policy": FAILURE_POLICY,

@@ -163,6 +163,15 @@ def report_markdown(result: EvaluationResult) -> str:
         else f"model `{info.get('model')}`" + (f" + adapter `{info['adapter']}`" if info.get("adapter") else "")
     )
     n_parsed = result.n_samples - result.n_failures
+    extra_lines = []
+    video = (info.get("settings") or {}).get("video_settings")
+    if video:
+        values = ", ".join(f"{k} {v}" for k, v in video.items())
+        extra_lines = [f"- Video input: {values} (from {info.get('video_settings_source')})"]
+    if info.get("samples_without_prediction"):
+        extra_lines.append(
+            f"- {info['samples_without_prediction']} samples of the split had no prediction (not scored)"
+        )
     horizons = ", ".join(f"{t:g} s" for t in HORIZON_POINTS_S)
     lines = [
         "# Next-second motion prediction: evaluation",
@@ -170,6 +179,7 @@ def report_markdown(result: EvaluationResult) -> str:
         f"- Answers: {source}",
         f"- Dataset: `{info.get('dataset_dir')}`, split `{info.get('split')}`: {result.n_samples} samples scored"
         f" (of {info.get('split_size', result.n_samples)}); fingerprint `{str(info.get('dataset_fingerprint'))[:16]}`",
+        *extra_lines,
         f"- Targets: {result.true_velocity.shape[1]} steps over {result.horizon_s:g} s (speed m/s, curvature 1/m);"
         " paths integrate speed and curvature held constant over each step, as exact arcs from the origin facing +x",
         f"- Parse failures: {result.n_failures} of {result.n_samples}"
