@@ -101,21 +101,31 @@ def timed(fn):
 
 
 def run_stage(input_dir: Path, output_dir: Path, *args: str) -> tuple[float, float]:
-    """Run `pipeline segment` in a fresh process: (wall seconds, peak RSS in MiB of it or its largest worker)."""
+    """Run `pipeline segment` in a fresh process: (wall seconds, peak RSS in MiB summed over it and its workers).
+
+    RSS is sampled every 20 ms with psutil (getrusage's ru_maxrss survives fork + exec on Linux, so a child
+    would report this benchmark's own peak).
+    """
+    import psutil
+
     shutil.rmtree(output_dir, ignore_errors=True)
-    code = (
-        "import resource, sys; from pipeline.cli import main\n"
-        "try:\n    main(sys.argv[1:])\nfinally:\n"
-        "    r = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-        "    print(f'PEAK_RSS_KB {r}', file=sys.stderr)\n"
-    )
-    cmd = [sys.executable, "-c", code, "segment", "--input-dir", str(input_dir), "--output-dir", str(output_dir)]
+    cmd = [sys.executable, "-m", "pipeline", "segment", "--input-dir", str(input_dir), "--output-dir", str(output_dir)]
     t0 = time.perf_counter()
-    result = subprocess.run([*cmd, *args], capture_output=True, text=True, check=True)
+    proc = psutil.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
-    rss_kb = int(next(line for line in result.stderr.splitlines() if line.startswith("PEAK_RSS_KB")).split()[1])
-    return wall, rss_kb / 1024
+    if proc.returncode != 0:
+        raise RuntimeError(f"pipeline segment failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, peak / 2**20
 
 
 def main() -> None:
