@@ -111,7 +111,9 @@ def run_stage(input_dir: Path, output_dir: Path, *args: str) -> tuple[float, flo
     shutil.rmtree(output_dir, ignore_errors=True)
     cmd = [sys.executable, "-m", "pipeline", "segment", "--input-dir", str(input_dir), "--output-dir", str(output_dir)]
     t0 = time.perf_counter()
-    proc = psutil.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = output_dir.with_name(output_dir.name + ".log")
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed below, after the process ends
+    proc = psutil.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=log_file)
     peak = 0
     while proc.poll() is None:
         total = 0
@@ -123,8 +125,9 @@ def run_stage(input_dir: Path, output_dir: Path, *args: str) -> tuple[float, flo
         peak = max(peak, total)
         time.sleep(0.02)
     wall = time.perf_counter() - t0
+    log_file.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"pipeline segment failed: {proc.stderr.read().decode()[-2000:]}")
+        raise RuntimeError(f"pipeline segment failed, see {log_path}")
     return wall, peak / 2**20
 
 
