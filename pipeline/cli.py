@@ -515,6 +515,10 @@ def evaluate(
     video_root: Annotated[
         Path | None, typer.Option("--video-root", "--video_root", help="Segments moved since build-dataset.")
     ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto (GPU if any), cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", help="float32, bfloat16, float16 or auto [the checkpoint's].")
+    ] = None,
 ) -> None:
     """Score a model (or a predictions file) on held-out clips against baselines; write a report.
 
@@ -541,6 +545,8 @@ def evaluate(
         video_max_pixels=video_max_pixels,
         video_min_pixels=video_min_pixels,
         video_root=video_root,
+        device=device,
+        dtype=dtype,
     )
     result = run(config, progress=RichProgress())
     print(headline_table(result))

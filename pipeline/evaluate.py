@@ -80,6 +80,10 @@ class EvaluateConfig:
     video_min_pixels: int | None = None  # per-frame pixel floor
     # Override of the dataset's recorded video root (segments moved since build-dataset).
     video_root: Path | None = None
+    # Where the model runs: "auto" (the first CUDA GPU if there is one, else CPU), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+    # Weights dtype passed to the loader: None (the checkpoint's), "auto", "float32", "bfloat16", "float16".
+    dtype: str | None = None
     # Length of the input second and of the predicted future, s (docs/ARCHITECTURE.md: both 1 s).
     window_s: float = 1.0
     horizon_s: float = 1.0
@@ -119,6 +123,8 @@ class EvaluateConfig:
         if self.n_examples < 0:
             raise PipelineError(f"n_examples must be >= 0, got {self.n_examples}")
         self.video_root = Path(self.video_root) if self.video_root is not None else None
+        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+            raise PipelineError(f"--device: {self.device!r} is not auto, cpu or cuda[:N]")
         if self.model is not None:
             self._resolve_video_settings()
 
@@ -352,7 +358,22 @@ def _fingerprint(ids: list[str], split: str, dataset_meta: dict[str, Any]) -> st
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def load_checked(model_id: str, adapter: Path | None) -> tuple[Any, Any]:
+def resolve_device(device: str) -> str:
+    """Resolve `device`: "auto" is "cuda" when a CUDA GPU is visible, else "cpu"; an explicit CUDA device must exist.
+
+    Raises:
+        PipelineError: CUDA was asked for but is not available.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PipelineError(f"--device {device}: no CUDA GPU is available (use --device cpu)")
+    return device
+
+
+def load_checked(model_id: str, adapter: Path | None, dtype: str | None = None) -> tuple[Any, Any]:
     """`load_model_and_processor` for inference, with an adapter that does not fit the model made a `PipelineError`.
 
     PEFT raises on shape mismatches but only warns when adapter weights have no place in the model (another
@@ -370,7 +391,7 @@ def load_checked(model_id: str, adapter: Path | None) -> tuple[Any, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model, processor = load_model_and_processor(model_id, adapter=adapter)
+            model, processor = load_model_and_processor(model_id, adapter=adapter, dtype=dtype)
         except PipelineError:
             raise
         except (ValueError, RuntimeError, KeyError, OSError) as err:
@@ -390,7 +411,10 @@ def _generate(config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSi
 
     A row whose video cannot be read gets "" (logged by the generator) and so counts as a parse failure.
     """
-    model, processor = load_checked(config.model, config.adapter)
+    device = resolve_device(config.device)
+    model, processor = load_checked(config.model, config.adapter, dtype=config.dtype)
+    model.to(device)
+    log.info("generating on %s", device)
     from pipeline.train.inference import generate_answers
 
     return generate_answers(
@@ -495,7 +519,9 @@ __all__ = [
     "EvaluateConfig",
     "EvaluationResult",
     "fallback_predictions",
+    "load_checked",
     "read_predictions",
+    "resolve_device",
     "run",
     "score_answers",
 ]

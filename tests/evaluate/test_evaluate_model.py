@@ -49,6 +49,8 @@ def model_report(dataset_dir, tiny_qwen3_vl, tmp_path_factory):
         max_samples=2,
         max_new_tokens=24,
         save_predictions=True,
+        device="cpu",
+        dtype="float32",
     )
     return run(config), out
 
@@ -85,3 +87,19 @@ def test_saved_predictions_rescore_identically(model_report, dataset_dir, tmp_pa
     )
     assert again.info["dataset_fingerprint"] == result.info["dataset_fingerprint"]
     assert again.scores["all"][MODEL_NAME].to_dict() == result.scores["all"][MODEL_NAME].to_dict()
+
+
+def test_device_resolution():
+    import torch
+
+    from pipeline.evaluate import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    if torch.cuda.is_available():
+        assert resolve_device("auto") == "cuda"
+    else:
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(PipelineError, match="--device cuda:0: no CUDA GPU"):
+            resolve_device("cuda:0")
+    with pytest.raises(PipelineError, match="--device"):
+        EvaluateConfig(dataset_dir=".", output_dir=".", model="m", device="tpu")
