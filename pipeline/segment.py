@@ -140,7 +140,10 @@ class SegmentConfig:
         return int(round(self.fps * self.horizon_s))
 
     def encode_settings(self) -> EncodeSettings:
-        return EncodeSettings(size=self.size, preset=self.preset, crf=self.crf)
+        # Several workers: one decoder thread each (they already fill the cores); one worker: libavcodec's choice.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        decode_threads = 0 if self.workers == 1 else max(1, cores // self.workers)
+        return EncodeSettings(size=self.size, preset=self.preset, crf=self.crf, decode_threads=decode_threads)
 
     def signature(self) -> dict[str, Any]:
         """Everything a clip's outputs depend on (JSON-normalised): a clip cut with another signature is redone."""
@@ -152,7 +155,7 @@ class SegmentConfig:
             "horizon_s": self.horizon_s,
             "size": list(self.size) if self.size else "native",
             "fps": self.fps,
-            "encode": asdict(self.encode_settings()),
+            "encode": {k: v for k, v in asdict(self.encode_settings()).items() if k != "decode_threads"},
         }
         return json.loads(json.dumps(signature))
 

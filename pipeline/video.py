@@ -118,6 +118,9 @@ class EncodeSettings:
     # Encoder threads per segment (0 = libx264's choice). Small frames encode fastest single-threaded while
     # the decoder keeps the other cores busy.
     threads: int = 1
+    # Decoder threads (0 = libavcodec's choice, about one per core). With several clip workers on few cores,
+    # one thread each scales better than intra-clip threading. Does not change the output.
+    decode_threads: int = 0
     # swscale interpolation of the one resize per frame. AREA averages (no aliasing) at ~0.5 ms CPU per 1080p
     # frame here; BILINEAR ~0.8 ms, BICUBIC ~1.2 ms, FAST_BILINEAR ~0.2 ms (aliases when shrinking 4x).
     interpolation: str = "AREA"
@@ -180,6 +183,7 @@ _END = object()
 def _decode_frames(
     container: av.container.InputContainer,
     n_needed: int,
+    decode_threads: int,
     out: queue.Queue,
     stop: threading.Event,
 ) -> None:
@@ -191,6 +195,7 @@ def _decode_frames(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = decode_threads
         index = packets = 0
         for packet in container.demux(stream):
             if stop.is_set():
@@ -242,12 +247,17 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
 class _Decoded:
     """Iterate (frame index, resized frame) from a background decode thread; `counts` is set at the end."""
 
-    def __init__(self, container, n_needed: int, size: tuple[int, int] | None, interpolation: str) -> None:
+    def __init__(self, container, n_needed: int, settings: EncodeSettings) -> None:
+        size, interpolation = settings.size, settings.interpolation
         self._stop = threading.Event()
         decoded: queue.Queue = queue.Queue(maxsize=4)
         self._out: queue.Queue = queue.Queue(maxsize=8)
         self._threads = [
-            threading.Thread(target=_decode_frames, args=(container, n_needed, decoded, self._stop), daemon=True),
+            threading.Thread(
+                target=_decode_frames,
+                args=(container, n_needed, settings.decode_threads, decoded, self._stop),
+                daemon=True,
+            ),
             threading.Thread(
                 target=_resize_frames, args=(decoded, self._out, size, interpolation, self._stop), daemon=True
             ),
@@ -316,11 +326,10 @@ def cut_segments(
         if not 0 <= r.first_frame < r.stop_frame <= len(ts):
             raise ValueError(f"segment {r.index}: frame range [{r.first_frame}, {r.stop_frame}) outside 0..{len(ts)}")
     n_needed = max((r.stop_frame for r in requests), default=0)
-    size = settings.size
     written: list[WrittenSegment] = []
     opened: list[_OpenSegment] = []
     container = open_video(source)
-    frames = _Decoded(container, n_needed, size, settings.interpolation)
+    frames = _Decoded(container, n_needed, settings)
     try:
         stream = container.streams.video[0]
         if stream.frames and stream.frames != len(ts):

@@ -187,12 +187,15 @@ def test_two_workers_give_the_same_table(fault_run, fault_repo, tmp_path):
     out, _, _ = fault_run
     summary = make_segments(fault_repo[0].root, tmp_path / "w2", size=(64, 36), workers=2)
     assert summary.done == 3
-    for name in ("segments.json", "manifest.json"):
-        ours = json.loads((tmp_path / "w2" / "metadata" / name).read_text())
-        ref = json.loads((out / "metadata" / name).read_text())
-        if name == "manifest.json":
-            ours, ref = ours["clips"], ref["clips"]
-        assert ours == ref
+    assert (tmp_path / "w2" / "metadata" / "segments.json").read_bytes() == (
+        out / "metadata" / "segments.json"
+    ).read_bytes()
+    ours, ref = (json.loads((d / "metadata" / "manifest.json").read_text())["clips"] for d in (tmp_path / "w2", out))
+    # Workers decode single-threaded: libavcodec then reports the truncated file as a decode error instead of a
+    # short read, so only that reason's wording may differ.
+    for a, b in zip(ours, ref, strict=True):
+        assert {**a, "reason": None} == {**b, "reason": None}
+        assert (a["reason"] is None) == (b["reason"] is None)
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
