@@ -412,6 +412,9 @@ def train(
     gradient_accumulation_steps: Annotated[
         int | None, typer.Option("--gradient-accumulation-steps", "--gradient_accumulation_steps")
     ] = None,
+    lr_scheduler_type: Annotated[
+        str | None, typer.Option("--lr-scheduler-type", "--lr_scheduler_type", help="[cosine]|linear|constant.")
+    ] = None,
     warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio", "--warmup_ratio")] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", "--weight_decay")] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 mixed precision.")] = None,
@@ -462,9 +465,17 @@ def train(
 
 
 @app.command("merge-lora")
-def merge_lora() -> None:
+def merge_lora(
+    base: Annotated[str, typer.Option("--base", help="Base model: Hub id or local dir.")],
+    adapter: Annotated[str, typer.Option("--adapter", help="LoRA training output dir.")],
+    output_dir: Annotated[str, typer.Option("--output-dir", "--output_dir", help="Where the merged model goes.")],
+    dtype: Annotated[str | None, typer.Option("--dtype", help="float32|bfloat16|float16.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output dir.")] = False,
+) -> None:
     """Merge a LoRA adapter into its base model and save full weights with the processor."""
-    _todo("merge-lora")
+    from pipeline.train.merge import MergeConfig, run
+
+    print(run(MergeConfig(base=base, adapter=adapter, output_dir=output_dir, dtype=dtype, overwrite=overwrite)))
 
 
 @app.command()
@@ -554,9 +565,32 @@ def evaluate(
 
 
 @app.command()
-def demo() -> None:
-    """Run the whole chain offline on a synthetic dataset: synth → serve → download → … → evaluate."""
-    _todo("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where every stage writes.")] = Path("demo_workdir"),
+    quick: Annotated[bool, typer.Option("--quick", help="CI size: a few clips, a few steps (< 2 min).")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the served repo and every stage's output, not only the report.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of data, split, model init and training.")] = 0,
+    family: Annotated[str, typer.Option("--family", help="Tiny model family: qwen3_vl or qwen2_5_vl.")] = "qwen3_vl",
+    history: Annotated[
+        bool, typer.Option("--history/--no-history", help="Put the input second's measured motion in the prompt.")
+    ] = False,
+) -> None:
+    """Run the whole chain offline on a synthetic dataset: synth → serve → download → segment → build-dataset →
+    train a tiny Qwen-VL → evaluate; print the model-vs-baselines table."""
+    from pipeline.demo import DemoConfig
+    from pipeline.demo import run as run_demo
+    from pipeline.progress import RichProgress
+
+    result = run_demo(
+        DemoConfig(workdir=workdir, quick=quick, keep=keep, seed=seed, family=family, history=history),
+        RichProgress(),
+    )
+    print(result.headline)
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
+    print(f"stage times: {stages}")
+    print(f"report: {result.report_dir / 'report.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,7 @@ class TrainConfig:
     max_steps: int = -1  # stop after this many optimizer steps (-1: run num_train_epochs)
     per_device_train_batch_size: int = 1  # rows per device per micro-batch
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    lr_scheduler_type: str = "cosine"  # transformers scheduler name: cosine | linear | constant | ...
     warmup_ratio: float = 0.03  # fraction of steps with linear warmup
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping
@@ -77,6 +78,8 @@ class TrainConfig:
             raise PipelineError(f"--max-steps: must be > 0 or -1, got {self.max_steps}")
         if self.max_steps == -1 and self.num_train_epochs <= 0:
             raise PipelineError(f"--num-train-epochs: must be > 0, got {self.num_train_epochs}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise PipelineError(f"--warmup-ratio: must be in [0, 1), got {self.warmup_ratio}")
         if self.logging_steps < 1 or self.save_steps < 1:
             raise PipelineError("--logging-steps and --save-steps: must be >= 1")
         if self.report_to not in REPORT_TO:

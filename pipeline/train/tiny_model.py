@@ -161,6 +161,8 @@ class TinyModelConfig:
     vision_hidden_size: int = 32  # vision tower width
     vision_depth: int = 2  # vision transformer blocks
     vision_heads: int = 2  # vision attention heads
+    embedding_std: float = 0.2  # std of the tied token embeddings: with the default 0.02 a tiny model's logits
+    # stay within about +-1.3, so no training could make its answers likely; 0.2 allows a peaked distribution
     seed: int = 0  # torch seed for the random init
 
     def __post_init__(self) -> None:
@@ -307,6 +309,8 @@ def build_model(config: TinyModelConfig) -> Any:
         }
         model_config = transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True)
         model = transformers.Qwen2_5_VLForConditionalGeneration(model_config)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, config.embedding_std)
     im_end = 151645
     model.generation_config.eos_token_id = im_end
     model.generation_config.pad_token_id = 151643

@@ -201,7 +201,7 @@ def training_arguments(config: TrainConfig) -> Any:
         learning_rate=config.learning_rate,
         num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
@@ -225,8 +225,24 @@ def training_arguments(config: TrainConfig) -> Any:
     )
 
 
-def run(config: TrainConfig, progress: ProgressSink | None = None) -> TrainResult:
-    """Train per `config`; save the adapter (LoRA) or weights (full) + processor + config to `config.output_dir`.
+@dataclass
+class TrainingRun:
+    """A prepared run: the Trainer and what `finish` needs."""
+
+    config: TrainConfig  # the resolved configuration
+    trainer: Any  # transformers.Trainer, ready to train
+    processor: Any  # saved next to the weights
+    encoder: SampleEncoder  # rows → model inputs (also for inspecting the trained model)
+    collator: VideoChatCollator  # counts samples dropped at decode time
+    resume: str | None  # checkpoint to resume from
+    train_samples: int  # rows kept for training
+    skipped: list[dict[str, str]]  # rows left out, with reasons
+    video_tokens: int  # video tokens of the first sample
+    losses: list[float]  # filled by the logging callback
+
+
+def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> TrainingRun:
+    """Check inputs, load data and model, build the Trainer (nothing is trained or written yet).
 
     Raises:
         PipelineError: bad dataset/columns, unloadable model, output dir holding another run, no readable sample.
@@ -282,38 +298,64 @@ def run(config: TrainConfig, progress: ProgressSink | None = None) -> TrainResul
         callbacks=[_progress_callback(progress, losses)],
     )
     trainer.remove_callback(PrinterCallback)
+    return TrainingRun(config, trainer, processor, encoder, collator, resume, len(rows), skipped, video_tokens, losses)
 
-    t0 = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - t0
+
+def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainResult:
+    """Evaluate (with --eval) and save the adapter/weights, processor, config and summary."""
+    config, trainer = prepared.config, prepared.trainer
     eval_loss = None
-    if eval_rows is not None:
+    if trainer.eval_dataset is not None:
         eval_loss = float(trainer.evaluate()["eval_loss"])
-    if collator.skipped:
-        log.warning("%d sample(s) skipped during training: unreadable video", collator.skipped)
-        skipped.append({"id": "(during training)", "reason": f"{collator.skipped} unreadable at decode time"})
-
+    skipped = list(prepared.skipped)
+    if prepared.collator.skipped:
+        log.warning("%d sample(s) skipped during training: unreadable video", prepared.collator.skipped)
+        skipped.append({"id": "(during training)", "reason": f"{prepared.collator.skipped} unreadable at decode time"})
     trainer.save_model(config.output_dir)
+    trainable, total = count_parameters(trainer.model)
     result = TrainResult(
         output_dir=str(config.output_dir),
         global_step=int(trainer.state.global_step),
-        train_loss=float(output.training_loss) if output.training_loss is not None else None,
-        losses=losses,
+        train_loss=float(train_output.training_loss) if train_output.training_loss is not None else None,
+        losses=list(prepared.losses),
         eval_loss=eval_loss,
-        train_samples=len(rows),
+        train_samples=prepared.train_samples,
         skipped_samples=skipped,
-        video_tokens_per_sample=video_tokens,
+        video_tokens_per_sample=prepared.video_tokens,
         trainable_parameters=trainable,
         total_parameters=total,
         seconds=seconds,
     )
     if trainer.is_world_process_zero():
         out = Path(config.output_dir)
-        processor.save_pretrained(str(out))
+        prepared.processor.save_pretrained(str(out))
         write_json(out / CONFIG_FILE, config.to_json())
         write_json(out / SUMMARY_FILE, asdict(result))
         log.info("saved %s to %s", "adapter" if config.lora_enable else "weights", out)
     return result
 
 
-__all__ = ["CONFIG_FILE", "SUMMARY_FILE", "TrainResult", "check_output_dir", "holds_run", "load_rows", "run"]
+def run(config: TrainConfig, progress: ProgressSink | None = None) -> TrainResult:
+    """Train per `config`; save the adapter (LoRA) or weights (full) + processor + config to `config.output_dir`.
+
+    Raises:
+        PipelineError: bad dataset/columns, unloadable model, output dir holding another run, no readable sample.
+    """
+    prepared = prepare(config, progress)
+    t0 = time.perf_counter()
+    output = prepared.trainer.train(resume_from_checkpoint=prepared.resume)
+    return finish(prepared, output, time.perf_counter() - t0)
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "SUMMARY_FILE",
+    "TrainResult",
+    "TrainingRun",
+    "check_output_dir",
+    "finish",
+    "holds_run",
+    "load_rows",
+    "prepare",
+    "run",
+]

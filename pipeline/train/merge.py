@@ -1,0 +1,47 @@
+"""Merge a LoRA adapter into its base model and save full weights with the processor (loads without peft)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.errors import PipelineError
+from pipeline.train.modeling import load_model_and_processor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MergeConfig:
+    """What to merge and where."""
+
+    base: str  # base model: Hub id or local directory
+    adapter: str  # LoRA training output (adapter_config.json + adapter weights)
+    output_dir: str  # where the merged model + processor go
+    dtype: str | None = None  # float32 | bfloat16 | float16 (default: the checkpoint's)
+    overwrite: bool = False  # replace an existing output_dir
+
+    def __post_init__(self) -> None:
+        if not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise PipelineError(f"--adapter {self.adapter}: no adapter_config.json (not a LoRA training output)")
+        out = Path(self.output_dir)
+        if out.exists() and any(out.iterdir()) and not self.overwrite:
+            raise PipelineError(f"--output-dir {out}: exists and is not empty (pass --overwrite to replace it)")
+
+
+def run(config: MergeConfig) -> Path:
+    """Write base + adapter merged (`merge_and_unload`) to `config.output_dir`; returns it."""
+    model, processor = load_model_and_processor(config.base, adapter=config.adapter, dtype=config.dtype)
+    merged = model.merge_and_unload()
+    out = Path(config.output_dir)
+    with atomic_dir(out, overwrite=True) as tmp:
+        merged.save_pretrained(str(tmp))
+        processor.save_pretrained(str(tmp))
+        write_json(tmp / "merge_config.json", asdict(config))
+    log.info("merged %s + %s into %s", config.base, config.adapter, out)
+    return out
+
+
+__all__ = ["MergeConfig", "run"]
