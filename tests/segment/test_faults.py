@@ -241,3 +241,32 @@ def test_unknown_chunk_is_a_usage_error(fault_repo, tmp_path, capsys):
     args = ["--input-dir", str(fault_repo[0].root), "--output-dir", str(tmp_path / "o"), "--chunk", "7"]
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "--chunk: unknown chunk id(s) 7" in err, err
+
+
+def test_shards_are_disjoint_and_cover_the_clips(fault_repo, tmp_path):
+    from pipeline.segment import SegmentConfig, list_jobs
+
+    repo, _ = fault_repo
+
+    def ids(**kw):
+        return [j.clip_id for j in list_jobs(SegmentConfig(input_dir=repo.root, output_dir=tmp_path, **kw))]
+
+    everything = ids(max_clips=None)
+    assert everything == sorted(c.clip_id for c in repo.clips)
+    shards = [ids(max_clips=None, shard=(i, 3)) for i in range(3)]
+    assert sorted(sum(shards, [])) == everything and all(len(s) == 3 for s in shards)
+    assert ids(max_clips=None, shard=(1, 3)) == shards[1]  # deterministic
+    assert ids(max_clips=2, shard=(1, 3)) == shards[1][:2]
+    assert ids(max_clips=None, chunks=(0,)) == everything
+
+
+def test_changed_settings_recut_the_clips(fault_run, fault_repo, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(fault_run[0], out)
+    summary = make_segments(fault_repo[0].root, out, size=(32, 18))
+    assert summary.reused == 0 and summary.done == 3
+    segments = json.loads((out / "metadata" / "segments.json").read_text())
+    assert {(s["width"], s["height"]) for s in segments} == {(32, 18)}
+    assert len(list((out / "video_segments").rglob("*.mp4"))) == len(segments)
