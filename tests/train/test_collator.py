@@ -1,0 +1,153 @@
+"""Token layout and labels of real processed samples, against layouts written out by hand from the reference.
+
+Reference layouts: Qwen3-VL (transformers 4.57 processor, qwen-vl-utils) replaces the template's
+`<|vision_start|><|video_pad|><|vision_end|>` with per-frame groups `<t seconds><|vision_start|>pads<|vision_end|>`;
+Qwen2.5-VL keeps one `<|vision_start|>pads<|vision_end|>`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from pipeline.dataset import DEFAULT_SYSTEM_PROMPT
+from pipeline.errors import PipelineError
+from pipeline.train.collator import (
+    IGNORE_INDEX,
+    SampleEncoder,
+    VideoChatCollator,
+    VideoChatDataset,
+    answer_labels,
+    pad_batch,
+)
+from pipeline.train.trainer import load_rows
+
+VIDEO_START, VIDEO_END, VIDEO_PAD, IM_START, IM_END = 151652, 151653, 151656, 151644, 151645
+
+
+@pytest.fixture(scope="module")
+def processors(tiny_qwen3_vl, tiny_qwen2_5_vl):
+    return {
+        "qwen3_vl": AutoProcessor.from_pretrained(tiny_qwen3_vl),
+        "qwen2_5_vl": AutoProcessor.from_pretrained(tiny_qwen2_5_vl),
+    }
+
+
+@pytest.fixture(scope="module")
+def rows(train_dataset_dir):
+    return load_rows(train_dataset_dir, "train")
+
+
+def expected_video_text(family: str) -> str:
+    """The video part of the prompt for a 1-s 128x96 30 fps clip sampled at 4 frames (0, 10, 19, 29)."""
+    pad = "<|video_pad|>"
+    if family == "qwen3_vl":
+        # 16-px patches: 96x128 -> 6x8 patches, 2x2 merge -> 12 tokens per temporal pair of frames.
+        # Pair timestamps: (0 + 10) / 2 / 30 = 0.17 s and (19 + 29) / 2 / 30 = 0.8 s.
+        group = f"<|vision_start|>{pad * 12}<|vision_end|>"
+        return f"<0.2 seconds>{group}<0.8 seconds>{group}"
+    # 14-px patches on 84x140 (96 and 128 rounded to multiples of 28): 6x10 patches -> 15 tokens per pair, 2 pairs.
+    return f"<|vision_start|>{pad * 30}<|vision_end|>"
+
+
+def prompt_text(row, family: str) -> str:
+    user_text = row["messages"][1]["content"][1]["text"]
+    return (
+        f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"
+        f"<|im_start|>user\n{expected_video_text(family)}{user_text}<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_expanded_ids_match_the_reference_layout(processors, rows, family):
+    processor = processors[family]
+    row = rows[0]
+    answer = row["messages"][2]["content"][0]["text"]
+    inputs = SampleEncoder(processor).encode(row["messages"])
+    ids = inputs["input_ids"][0].tolist()
+    expected = processor.tokenizer.encode(prompt_text(row, family) + answer + "<|im_end|>\n", add_special_tokens=False)
+    assert ids == expected
+    grid = {"qwen3_vl": [[2, 6, 8]], "qwen2_5_vl": [[2, 6, 10]]}[family]
+    assert inputs["video_grid_thw"].tolist() == grid
+    assert ids.count(VIDEO_PAD) == grid[0][0] * grid[0][1] * grid[0][2] // 4
+    assert ids.count(VIDEO_START) == ids.count(VIDEO_END) == (2 if family == "qwen3_vl" else 1)
+    if family == "qwen2_5_vl":
+        # 4 frames over 1 s: two frames per temporal patch -> 0.5 s per grid step.
+        assert inputs["second_per_grid_ts"].tolist() == pytest.approx([0.5])
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_label_mask_token_by_token(processors, rows, family):
+    processor = processors[family]
+    row = rows[1]
+    answer = row["messages"][2]["content"][0]["text"]
+    inputs = SampleEncoder(processor).encode(row["messages"])
+    ids = inputs["input_ids"][0].tolist()
+    labels = inputs["labels"][0].tolist()
+    start = len(processor.tokenizer.encode(prompt_text(row, family), add_special_tokens=False))
+    answer_ids = processor.tokenizer.encode(answer, add_special_tokens=False)
+    end = start + len(answer_ids)  # index of the answer's <|im_end|>
+    assert ids[start:end] == answer_ids and ids[end] == IM_END
+    for i, (token, label) in enumerate(zip(ids, labels, strict=True)):
+        if start <= i <= end:
+            assert label == token, f"position {i}: answer token must carry loss"
+        else:
+            assert label == IGNORE_INDEX, f"position {i} ({processor.tokenizer.decode([token])!r}) must be -100"
+    assert end == len(ids) - 2  # only the newline after <|im_end|> follows
+    assert processor.tokenizer.decode([t for t in labels if t != IGNORE_INDEX]) == answer + "<|im_end|>"
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_generation_input_stops_at_the_assistant_header(processors, rows, family):
+    processor = processors[family]
+    inputs = SampleEncoder(processor).encode(rows[0]["messages"], for_generation=True)
+    assert "labels" not in inputs
+    expected = processor.tokenizer.encode(prompt_text(rows[0], family), add_special_tokens=False)
+    assert inputs["input_ids"][0].tolist() == expected
+
+
+def test_answer_labels_refuse_unlabelable_sequences():
+    header = [IM_START, 77091, 198]
+    assert answer_labels([1, *header, 5, 6, IM_END, 198], header, IM_END) == [-100] * 4 + [5, 6, IM_END, -100]
+    with pytest.raises(PipelineError, match="no assistant turn"):
+        answer_labels([1, 2, 3], header, IM_END)
+    with pytest.raises(PipelineError, match="end-of-turn"):
+        answer_labels([*header, 5, 6], header, IM_END)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_batch(side):
+    a = {
+        "input_ids": torch.tensor([[1, 2, 3]]),
+        "labels": torch.tensor([[-100, 2, 3]]),
+        "pixel_values_videos": torch.ones(4, 2),
+    }
+    b = {"input_ids": torch.tensor([[7]]), "labels": torch.tensor([[7]]), "pixel_values_videos": torch.zeros(2, 2)}
+    batch = pad_batch([a, b], pad_token_id=0, padding_side=side)
+    if side == "right":
+        assert batch["input_ids"].tolist() == [[1, 2, 3], [7, 0, 0]]
+        assert batch["labels"].tolist() == [[-100, 2, 3], [7, -100, -100]]
+    else:
+        assert batch["input_ids"].tolist() == [[1, 2, 3], [0, 0, 7]]
+        assert batch["labels"].tolist() == [[-100, 2, 3], [-100, -100, 7]]
+    assert batch["pixel_values_videos"].shape == (6, 2)
+
+
+def test_missing_video_is_skipped_and_counted(processors, rows, tmp_path):
+    broken = dict(rows[0])
+    messages = [dict(m) for m in broken["messages"]]
+    messages[1] = {
+        "role": "user",
+        "content": [{"type": "video", "video": str(tmp_path / "gone.mp4")}, messages[1]["content"][1]],
+    }
+    broken["messages"] = messages
+    dataset = VideoChatDataset([rows[0], broken], SampleEncoder(processors["qwen3_vl"]))
+    items = [dataset[0], dataset[1]]
+    assert items[1] is None
+    collator = VideoChatCollator(pad_token_id=151643)
+    batch = collator(items)
+    assert batch["input_ids"].shape[0] == 1 and collator.skipped == 1
+    with pytest.raises(PipelineError, match="unreadable video"):
+        collator([None])
+    assert collator.skipped == 2
