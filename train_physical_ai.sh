@@ -7,6 +7,7 @@
 #   DATASET           dataset directory from `pipeline build-dataset`  [qwen_video_dataset]
 #   OUTPUT_DIR        where checkpoints and the final model go    [runs/physical_ai_full]
 #   DEEPSPEED_CONFIG  DeepSpeed JSON, or "none" for plain DDP      [configs/zero3.json]
+#   (with --config FILE, these four come from the file unless given in the environment or as flags)
 #   NPROC_PER_NODE    processes on this node                      [GPUs seen by nvidia-smi -L, else 1 CPU process]
 #   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT   multi-node rendezvous  [1, 0, 127.0.0.1, 29500]
 #   TORCHRUN          the torchrun command                        [.venv/bin/torchrun beside this script, else uv run]
@@ -22,40 +23,59 @@ die() {
     exit 2
 }
 
+# Which inputs the user gave (environment or flags), as opposed to this script's defaults.
+given_model="${MODEL:+x}"
+given_dataset="${DATASET:+x}"
+given_output="${OUTPUT_DIR:+x}"
+given_deepspeed="${DEEPSPEED_CONFIG:+x}"
 MODEL="${MODEL:-Qwen/Qwen3-VL-2B-Instruct}"
 DATASET="${DATASET:-qwen_video_dataset}"
-OUTPUT_DIR="${OUTPUT_DIR:-runs/physical_ai_full}"
-DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG:-$ROOT/configs/zero3.json}"
+# train_physical_ai_lora.sh sets its own defaults for these two through DEFAULT_*.
+OUTPUT_DIR="${OUTPUT_DIR:-${DEFAULT_OUTPUT_DIR:-runs/physical_ai_full}}"
+DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG:-${DEFAULT_DEEPSPEED_CONFIG:-$ROOT/configs/zero3.json}}"
 NNODES="${NNODES:-1}"
 NODE_RANK="${NODE_RANK:-0}"
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 
 # Flags given on the command line override the environment; read them back so the checks below see the real values.
+config_file=""
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     a="${args[i]}"
     next="${args[i + 1]:-}"
     case "$a" in
-        --model) MODEL="$next" ;;
-        --model=*) MODEL="${a#*=}" ;;
-        --dataset | --dataset-dir | --dataset_dir) DATASET="$next" ;;
-        --dataset=* | --dataset-dir=* | --dataset_dir=*) DATASET="${a#*=}" ;;
-        --deepspeed) DEEPSPEED_CONFIG="$next" ;;
-        --deepspeed=*) DEEPSPEED_CONFIG="${a#*=}" ;;
+        --model) MODEL="$next" given_model=x ;;
+        --model=*) MODEL="${a#*=}" given_model=x ;;
+        --dataset) DATASET="$next" given_dataset=x ;;
+        --dataset=*) DATASET="${a#*=}" given_dataset=x ;;
+        --output-dir | --output_dir) given_output=x ;;
+        --output-dir=* | --output_dir=*) given_output=x ;;
+        --deepspeed) DEEPSPEED_CONFIG="$next" given_deepspeed=x ;;
+        --deepspeed=*) DEEPSPEED_CONFIG="${a#*=}" given_deepspeed=x ;;
+        --config) config_file="$next" ;;
+        --config=*) config_file="${a#*=}" ;;
     esac
 done
+# With --config FILE, the file's model/dataset/output_dir/deepspeed count: only values the user gave are passed on
+# (command-line flags win over the file) and checked here; `pipeline train` checks the file's own.
+uses() { [[ -z "$config_file" || -n "$1" ]]; }
 
 # Fail before torchrun starts (and before minutes of imports) when an input is missing.
-[[ -d "$DATASET" ]] || die "dataset directory not found: DATASET=$DATASET (build it with \`pipeline build-dataset\`)"
+if [[ -n "$config_file" && ! -f "$config_file" ]]; then
+    die "config file not found: --config $config_file"
+fi
+if uses "$given_dataset" && [[ ! -d "$DATASET" ]]; then
+    die "dataset directory not found: DATASET=$DATASET (build it with \`pipeline build-dataset\`)"
+fi
 # A Hub id is "org/name"; anything else (absolute, ./, ../, ~, deeper paths) or an existing path is a local model.
-if [[ ! "$MODEL" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [[ -e "$MODEL" ]]; then
+if uses "$given_model" && { [[ ! "$MODEL" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [[ -e "$MODEL" ]]; }; then
     [[ -d "$MODEL" ]] || die "model directory not found: MODEL=$MODEL (a local path must exist; a Hub id is org/name)"
 fi
-if [[ "$DEEPSPEED_CONFIG" == "none" || -z "$DEEPSPEED_CONFIG" ]]; then
+if [[ "$DEEPSPEED_CONFIG" == "none" ]]; then
     DEEPSPEED_CONFIG=""
-else
-    [[ -f "$DEEPSPEED_CONFIG" ]] || die "DeepSpeed config not found: DEEPSPEED_CONFIG=$DEEPSPEED_CONFIG"
+elif uses "$given_deepspeed" && [[ ! -f "$DEEPSPEED_CONFIG" ]]; then
+    die "DeepSpeed config not found: DEEPSPEED_CONFIG=$DEEPSPEED_CONFIG"
 fi
 
 # One process per visible GPU; without a GPU, one CPU process (gloo). CUDA_VISIBLE_DEVICES narrows the count.
@@ -70,7 +90,7 @@ fi
 NPROC_PER_NODE="${NPROC_PER_NODE:-$((gpus > 0 ? gpus : 1))}"
 [[ "$NPROC_PER_NODE" =~ ^[1-9][0-9]*$ ]] || die "NPROC_PER_NODE must be a positive integer, got '$NPROC_PER_NODE'"
 
-if [[ "$gpus" -eq 0 && -z "$DEEPSPEED_CONFIG" ]]; then
+if [[ "$gpus" -eq 0 && -z "$DEEPSPEED_CONFIG" ]] && uses "$given_deepspeed"; then
     # Plain DDP on CPU: accelerate only picks gloo and shards the data when told the run is a CPU run. (Not with
     # DeepSpeed: this flag would silently turn DeepSpeed off; `pipeline train` sets DeepSpeed's gloo itself.)
     export ACCELERATE_USE_CPU=true
@@ -90,11 +110,17 @@ if [[ -n "${LOG_DIR:-}" ]]; then
     launch+=(--log-dir "$LOG_DIR" --tee 3)
 fi
 
-# Full fine-tuning unless a later --lora-enable (train_physical_ai_lora.sh) turns LoRA on: the last flag wins.
-train=(--model "$MODEL" --dataset "$DATASET" --output-dir "$OUTPUT_DIR" --no-lora-enable)
-if [[ -n "$DEEPSPEED_CONFIG" ]]; then
+train=()
+uses "$given_model" && train+=(--model "$MODEL")
+uses "$given_dataset" && train+=(--dataset "$DATASET")
+uses "$given_output" && train+=(--output-dir "$OUTPUT_DIR")
+if [[ -n "$DEEPSPEED_CONFIG" ]] && uses "$given_deepspeed"; then
     train+=(--deepspeed "$DEEPSPEED_CONFIG")
 fi
+# Full fine-tuning unless a later --lora-enable (train_physical_ai_lora.sh) turns LoRA on: the last flag wins.
+train+=(--no-lora-enable)
 
-echo "torchrun: $NNODES node(s) x $NPROC_PER_NODE process(es), GPUs here: $gpus, DeepSpeed: ${DEEPSPEED_CONFIG:-off}" >&2
+ds="${DEEPSPEED_CONFIG:-off}"
+uses "$given_deepspeed" || ds="from $config_file"
+echo "torchrun: $NNODES node(s) x $NPROC_PER_NODE process(es), GPUs here: $gpus, DeepSpeed: $ds" >&2
 exec "${torchrun[@]}" "${launch[@]}" -m pipeline train "${train[@]}" "$@"

@@ -9,6 +9,5 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export OUTPUT_DIR="${OUTPUT_DIR:-runs/physical_ai_lora}"
-export DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG:-$ROOT/configs/zero2.json}"
+export DEFAULT_OUTPUT_DIR="runs/physical_ai_lora" DEFAULT_DEEPSPEED_CONFIG="$ROOT/configs/zero2.json"
 exec "$ROOT/train_physical_ai.sh" --lora-enable "$@"

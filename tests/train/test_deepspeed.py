@@ -48,7 +48,7 @@ def one_process_env() -> dict[str, str]:
 def train(model: Path, dataset: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline", "train", "--model", str(model), "--dataset", str(dataset)]
     cmd += ["--output-dir", str(out), "--max-steps", "2", "--logging-steps", "1", "--report-to", "none", *flags]
-    return subprocess.run(cmd, env=one_process_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=one_process_env(), cwd=out.parent, capture_output=True, text=True, timeout=600)
 
 
 def deepspeed_model_states(out: Path) -> dict[str, Any]:

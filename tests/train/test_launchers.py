@@ -66,7 +66,7 @@ def test_lora_launcher_runs_two_processes(tiny_qwen3_vl, train_dataset_dir, tmp_
         LOG_DIR=str(logs),
         CUDA_VISIBLE_DEVICES="",
     )
-    proc = run_script(LORA, env, "--max-steps", "2", "--logging-steps", "1", "--report-to", "none")
+    proc = run_script(LORA, env, "--max-steps", "2", "--logging-steps", "1", "--report-to", "none", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     # Both ranks ran the training loop: torchrun's per-rank logs each hold the two logged steps.
@@ -197,3 +197,38 @@ def test_bad_nproc_and_missing_deepspeed_config(tmp_path):
     assert proc.returncode == 2 and "NPROC_PER_NODE must be a positive integer" in proc.stderr
     proc = run_script(FULL, echo_env(tmp_path, DEEPSPEED_CONFIG=str(tmp_path / "nope.json")))
     assert proc.returncode == 2 and "DeepSpeed config not found" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["lora_qwen3_vl_2b.yaml", "full_qwen2_5_vl_3b.yaml"])
+def test_example_configs_are_valid_train_configs(name, monkeypatch):
+    from pipeline.train.config import TrainConfig
+
+    monkeypatch.chdir(ROOT)  # their deepspeed paths are relative to the repository root
+    config = TrainConfig.from_sources(ROOT / "configs" / name)
+    assert config.lora_enable is name.startswith("lora")
+    assert config.deepspeed == ("configs/zero2.json" if config.lora_enable else "configs/zero3.json")
+    assert config.bf16 and config.video_fps >= 4 and config.video_min_frames >= 4  # >= 4 frames per 1-s clip
+
+
+def test_config_file_values_are_not_overridden_by_launcher_defaults(tmp_path):
+    """With --config, the launcher passes only what the user gave; the file's model/dataset/deepspeed stand."""
+    env = script_env(TORCHRUN="echo", NPROC_PER_NODE="1")
+    config = str(ROOT / "configs" / "lora_qwen3_vl_2b.yaml")
+    proc = run_script(LORA, env, "--config", config, "--max-steps", "3")
+    assert proc.returncode == 0, proc.stderr
+    train = proc.stdout.split()[proc.stdout.split().index("-m") :]
+    assert train == [
+        "-m",
+        "pipeline",
+        "train",
+        "--no-lora-enable",
+        "--lora-enable",
+        "--config",
+        config,
+        "--max-steps",
+        "3",
+    ]
+    proc = run_script(LORA, dict(env, DATASET=str(tmp_path / "missing")), "--config", config)
+    assert proc.returncode == 2 and "dataset directory not found" in proc.stderr
+    proc = run_script(LORA, env, "--config", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 2 and "config file not found" in proc.stderr
