@@ -221,6 +221,9 @@ def segment(
     size: Annotated[str, typer.Option("--size", help="Output WIDTHxHEIGHT, or 'native'.")] = "448x252",
     workers: Annotated[int, typer.Option("--workers", help="Processes over clips.")] = 1,
     shard: Annotated[str, typer.Option("--shard", help="i/n: process the i-th of n disjoint clip shards.")] = "0/1",
+    fast_decode: Annotated[
+        bool, typer.Option("--fast-decode", "--fast_decode", help="Skip H.264 deblocking when decoding (~15% faster).")
+    ] = False,
 ) -> None:
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline import segment as stage
@@ -241,6 +244,7 @@ def segment(
         fps=fps,
         workers=workers,
         shard=stage.parse_shard(shard),
+        fast_decode=fast_decode,
     )
     result = stage.run(config, progress=RichProgress())
     print(

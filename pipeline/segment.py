@@ -104,6 +104,8 @@ class SegmentConfig:
     preset: str = "ultrafast"
     # libx264 constant rate factor.
     crf: int = 23
+    # Skip the source's H.264 deblocking filter while decoding: ~15 % faster, frames differ slightly.
+    fast_decode: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir))
@@ -143,7 +145,13 @@ class SegmentConfig:
         # Several workers: one decoder thread each (they already fill the cores); one worker: libavcodec's choice.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         decode_threads = 0 if self.workers == 1 else max(1, cores // self.workers)
-        return EncodeSettings(size=self.size, preset=self.preset, crf=self.crf, decode_threads=decode_threads)
+        return EncodeSettings(
+            size=self.size,
+            preset=self.preset,
+            crf=self.crf,
+            decode_threads=decode_threads,
+            skip_loop_filter=self.fast_decode,
+        )
 
     def signature(self) -> dict[str, Any]:
         """Everything a clip's outputs depend on (JSON-normalised): a clip cut with another signature is redone."""

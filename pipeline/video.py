@@ -121,6 +121,9 @@ class EncodeSettings:
     # Decoder threads (0 = libavcodec's choice, about one per core). With several clip workers on few cores,
     # one thread each scales better than intra-clip threading. Does not change the output.
     decode_threads: int = 0
+    # Skip H.264's deblocking filter while decoding (~15 % less decode CPU here). Block edges then survive into
+    # the frames, but a 4x AREA downscale averages them away; off by default (frames are then the source's).
+    skip_loop_filter: bool = False
     # swscale interpolation of the one resize per frame. AREA averages (no aliasing) at ~0.5 ms CPU per 1080p
     # frame here; BILINEAR ~0.8 ms, BICUBIC ~1.2 ms, FAST_BILINEAR ~0.2 ms (aliases when shrinking 4x).
     interpolation: str = "AREA"
@@ -184,6 +187,7 @@ def _decode_frames(
     container: av.container.InputContainer,
     n_needed: int,
     decode_threads: int,
+    skip_loop_filter: bool,
     out: queue.Queue,
     stop: threading.Event,
 ) -> None:
@@ -196,6 +200,8 @@ def _decode_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = decode_threads
+        if skip_loop_filter:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
         index = packets = 0
         for packet in container.demux(stream):
             if stop.is_set():
@@ -255,7 +261,7 @@ class _Decoded:
         self._threads = [
             threading.Thread(
                 target=_decode_frames,
-                args=(container, n_needed, settings.decode_threads, decoded, self._stop),
+                args=(container, n_needed, settings.decode_threads, settings.skip_loop_filter, decoded, self._stop),
                 daemon=True,
             ),
             threading.Thread(
