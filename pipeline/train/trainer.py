@@ -117,16 +117,24 @@ def load_rows(dataset_dir: str | Path, split: str, video_root: str | None = None
     Raises:
         PipelineError: missing dataset/split or columns.
     """
+    import datasets
+
     from pipeline.dataset import load_split
 
-    rows = load_split(dataset_dir, split, video_root=video_root)
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows.column_names]
-    if missing:
-        raise PipelineError(
-            f"--dataset {dataset_dir}: split {split} lacks column(s) {', '.join(missing)} "
-            f"(has {', '.join(rows.column_names)})"
-        )
-    return rows
+    split_dir = Path(dataset_dir) / split
+    if split_dir.is_dir():
+        # Checked on the raw split first: load_split itself reads `messages`.
+        try:
+            columns = datasets.load_from_disk(str(split_dir)).column_names
+        except (FileNotFoundError, ValueError) as err:
+            raise PipelineError(f"--dataset {split_dir}: not a saved dataset ({err})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            have = ", ".join(columns)
+            raise PipelineError(
+                f"--dataset {dataset_dir}: split {split} lacks column(s) {', '.join(missing)} (has {have})"
+            )
+    return load_split(dataset_dir, split, video_root=video_root)
 
 
 def readable_rows(rows: Any, progress: ProgressSink) -> tuple[list[int], list[dict[str, str]]]:
@@ -191,9 +199,19 @@ def _progress_callback(progress: ProgressSink, losses: list[float]) -> Any:
 
 
 def training_arguments(config: TrainConfig) -> Any:
+    import dataclasses
+
     from transformers import TrainingArguments
 
+    # transformers 5.2x renamed gradient_checkpointing* to activation_checkpointing* (old names warn).
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    checkpointing = {
+        prefix: config.gradient_checkpointing,
+        f"{prefix}_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
+    }
     return TrainingArguments(
+        **checkpointing,
         output_dir=config.output_dir,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_train_batch_size,
@@ -207,8 +225,6 @@ def training_arguments(config: TrainConfig) -> Any:
         max_grad_norm=config.max_grad_norm,
         bf16=config.bf16,
         fp16=config.fp16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         deepspeed=config.deepspeed,
         seed=config.seed,
         data_seed=config.seed,
