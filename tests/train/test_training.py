@@ -187,3 +187,55 @@ def test_resume_continues_at_the_checkpoint_step(tiny_qwen3_vl, train_dataset_di
     # "last" picks the newest checkpoint.
     last = overfit_config(tiny_qwen3_vl, train_dataset_dir, out, "lora", max_steps=3, resume_from_checkpoint="last")
     assert check_output_dir(last) == str(out / "checkpoint-3")
+
+
+def greedy_reference(model, encoder, messages, steps: int) -> list[int]:
+    """Greedy decoding by hand: full forward pass per token, argmax of the last position (no cache, no padding)."""
+    inputs = encoder.encode(messages, for_generation=True)
+    ids = inputs["input_ids"]
+    new: list[int] = []
+    with torch.no_grad():
+        for _ in range(steps):
+            extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+            mm = inputs.get("mm_token_type_ids")
+            if mm is not None:
+                extra["mm_token_type_ids"] = torch.cat(
+                    [mm, torch.zeros((1, ids.shape[1] - mm.shape[1]), dtype=mm.dtype)], 1
+                )
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits
+            token = int(logits[0, -1].argmax())
+            new.append(token)
+            if token == 151645:
+                break
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return new
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_generation_matches_hand_greedy_decoding_batched_and_single(trained, train_dataset_dir, family):
+    from pipeline.train.collator import SampleEncoder
+    from pipeline.train.inference import generate_answers
+    from pipeline.train.trainer import load_rows
+
+    art = trained(family, "full")
+    model, processor = load_model_and_processor(art["out"])
+    rows = [load_rows(train_dataset_dir, "train")[0], load_rows(train_dataset_dir, "test")[0]]
+    # A longer prompt on the second row, so that the batch really is left-padded.
+    longer = [dict(m) for m in rows[1]["messages"]]
+    text_item = dict(longer[1]["content"][1], text=longer[1]["content"][1]["text"] + " Be precise and brief.")
+    longer[1] = {"role": "user", "content": [longer[1]["content"][0], text_item]}
+    rows[1] = dict(rows[1], messages=longer)
+    steps = 6
+    batched = generate_answers(model, processor, rows, max_new_tokens=steps, batch_size=2)
+    single = generate_answers(model, processor, rows, max_new_tokens=steps, batch_size=1)
+    assert batched == single
+    encoder = SampleEncoder(processor)
+    expected = [
+        processor.tokenizer.decode(
+            greedy_reference(model, encoder, r["messages"], steps), skip_special_tokens=True
+        ).strip()
+        for r in rows
+    ]
+    assert batched == expected
+    assert all(isinstance(a, str) for a in batched) and any(a for a in batched)
