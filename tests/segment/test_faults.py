@@ -270,3 +270,36 @@ def test_changed_settings_recut_the_clips(fault_run, fault_repo, tmp_path):
     segments = json.loads((out / "metadata" / "segments.json").read_text())
     assert {(s["width"], s["height"]) for s in segments} == {(32, 18)}
     assert len(list((out / "video_segments").rglob("*.mp4"))) == len(segments)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_leaves_no_half_written_segment(synthetic_repo, tmp_path, workers):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "pipeline", "segment", "--input-dir", str(synthetic_repo.root)]
+    cmd += ["--output-dir", str(out), "--max-clips", "0", "--size", "128x72", "--workers", str(workers)]
+    # SIGINT back to its default in the child (a background parent may ignore it), in its own process group.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setsid()),
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob("metadata/clips/*/*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    records = list(out.glob("metadata/clips/*/*.json"))
+    assert proc.returncode != 0 and 0 < len(records) < len(synthetic_repo.clips)  # interrupted mid-run
+    assert not list(out.rglob("*.tmp"))
+    # Every mp4 left belongs to a clip whose record was written (an interrupted clip's segments are removed).
+    finished = {p.stem for p in records}
+    assert {p.parent.name for p in out.rglob("*.mp4")} <= finished
+    summary = make_segments(synthetic_repo.root, out, size=(128, 72))
+    assert summary.reused == len(records) and summary.done == len(synthetic_repo.clips)
