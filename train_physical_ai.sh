@@ -35,6 +35,10 @@ OUTPUT_DIR="${OUTPUT_DIR:-${DEFAULT_OUTPUT_DIR:-runs/physical_ai_full}}"
 DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG:-${DEFAULT_DEEPSPEED_CONFIG:-$ROOT/configs/zero3.json}}"
 NNODES="${NNODES:-1}"
 NODE_RANK="${NODE_RANK:-0}"
+[[ "$NNODES" =~ ^[1-9][0-9]*$ ]] || die "NNODES must be a positive integer, got '$NNODES'"
+if [[ "$NNODES" -gt 1 && -z "${MASTER_ADDR:-}" ]]; then
+    die "MASTER_ADDR must be set to node 0's address when NNODES=$NNODES"
+fi
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 

@@ -195,6 +195,8 @@ def test_flag_overrides_are_checked_too(tmp_path):
 def test_bad_nproc_and_missing_deepspeed_config(tmp_path):
     proc = run_script(FULL, echo_env(tmp_path, NPROC_PER_NODE="two"))
     assert proc.returncode == 2 and "NPROC_PER_NODE must be a positive integer" in proc.stderr
+    proc = run_script(FULL, echo_env(tmp_path, NNODES="2"))
+    assert proc.returncode == 2 and "MASTER_ADDR must be set to node 0's address when NNODES=2" in proc.stderr
     proc = run_script(FULL, echo_env(tmp_path, DEEPSPEED_CONFIG=str(tmp_path / "nope.json")))
     assert proc.returncode == 2 and "DeepSpeed config not found" in proc.stderr
 
