@@ -86,6 +86,9 @@ def load_model_and_processor(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     source = str(model_id_or_path)
+    looks_local = Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
+    if looks_local and not Path(source).expanduser().is_dir():
+        raise PipelineError(f"--model {source}: no such model directory")
     kwargs: dict[str, Any] = {}
     if dtype is not None:
         kwargs["dtype"] = resolve_dtype(dtype)

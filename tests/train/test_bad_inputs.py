@@ -36,6 +36,13 @@ def test_missing_dataset_is_a_pipeline_error(tmp_path):
         load_rows(tmp_path / "nowhere", "train")
 
 
+def test_missing_local_model_dir_is_one_line(tmp_path):
+    from pipeline.train.modeling import load_model_and_processor
+
+    with pytest.raises(PipelineError, match="no such model directory"):
+        load_model_and_processor(tmp_path / "no_model")
+
+
 def test_output_dir_holding_another_run_is_refused(tmp_path):
     out = tmp_path / "out"
     (out / "checkpoint-5").mkdir(parents=True)
@@ -94,6 +101,7 @@ def test_missing_video_rows_are_skipped_and_counted(tiny_qwen3_vl, tmp_path):
         max_steps=1,
         report_to="none",
         save_steps=100,
+        eval=True,
     )
     prepared = prepare(config)
     assert prepared.train_samples == 2
@@ -102,3 +110,4 @@ def test_missing_video_rows_are_skipped_and_counted(tiny_qwen3_vl, tmp_path):
     result = finish(prepared, prepared.trainer.train(), 0.0)
     summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
     assert summary["skipped_samples"] == result.skipped_samples and len(result.skipped_samples) == 1
+    assert result.eval_loss is not None and 0 < result.eval_loss < 30  # --eval: loss on the test split
