@@ -239,3 +239,22 @@ def test_generation_matches_hand_greedy_decoding_batched_and_single(trained, tra
     ]
     assert batched == expected
     assert all(isinstance(a, str) for a in batched) and any(a for a in batched)
+
+
+@pytest.mark.slow
+def test_trains_on_the_dataset_built_by_build_dataset(dataset_dir, tiny_qwen2_5_vl, tmp_path):
+    """The stage-3 output itself (30 targets per second, 96x64 clips): labels are the real answer, one step runs."""
+    from pipeline.train.collator import IGNORE_INDEX, SampleEncoder
+    from pipeline.train.trainer import load_rows
+
+    rows = load_rows(dataset_dir, "train")
+    model_dir = tiny_qwen2_5_vl
+    _, processor = load_model_and_processor(model_dir)
+    inputs = SampleEncoder(processor).encode(rows[0]["messages"])
+    labelled = [t for t in inputs["labels"][0].tolist() if t != IGNORE_INDEX]
+    assert processor.tokenizer.decode(labelled) == rows[0]["messages"][-1]["content"][0]["text"] + "<|im_end|>"
+    # 96x64 → 28-px grid 84x56 (rounded) → 6x4 patches per frame → 6 tokens per frame pair, 2 pairs.
+    assert int((inputs["input_ids"] == 151656).sum()) == 12
+    config = overfit_config(model_dir, dataset_dir, tmp_path / "out", "lora", max_steps=1, max_train_samples=None)
+    result = run(config)
+    assert result.global_step == 1 and result.train_samples == len(rows) and not result.skipped_samples
