@@ -454,14 +454,13 @@ def train(
     max_train_samples: Annotated[int | None, typer.Option("--max-train-samples", "--max_train_samples")] = None,
 ) -> None:
     """Fine-tune a Qwen-VL video model (LoRA or full) with transformers Trainer (+ DeepSpeed)."""
+    overrides = dict(locals())  # every flag; None = not given, so the --config file or the default applies
+    overrides.pop("config_file")
+    overrides["eval"] = overrides.pop("eval_")
     from pipeline.progress import RichProgress
     from pipeline.train.config import TrainConfig
     from pipeline.train.trainer import run
 
-    overrides = {
-        k: v for k, v in locals().items() if k not in ("config_file", "eval_", "RichProgress", "TrainConfig", "run")
-    }
-    overrides["eval"] = eval_
     config = TrainConfig.from_sources(config_file, overrides)
     result = run(config, progress=RichProgress())
     loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
