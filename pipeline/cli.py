@@ -381,10 +381,10 @@ def make_tiny_model(
 def train(
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of options (CLI wins).")] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Hub id or local dir [Qwen/Qwen3-VL-2B-Instruct].")
+        str | None, typer.Option("--model", help="Hub id or local dir (default Qwen/Qwen3-VL-2B-Instruct).")
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dir from build-dataset [qwen_video_dataset].")
+        str | None, typer.Option("--dataset", help="Dir from build-dataset (default qwen_video_dataset).")
     ] = None,
     output_dir: Annotated[str | None, typer.Option("--output-dir", "--output_dir", help="Run directory.")] = None,
     video_root: Annotated[str | None, typer.Option("--video-root", "--video_root", help="Moved segments.")] = None,
@@ -399,17 +399,25 @@ def train(
     ] = None,
     lora_enable: Annotated[
         bool | None,
-        typer.Option("--lora-enable/--no-lora-enable", "--lora_enable/--no_lora_enable", help="LoRA [on]; off=full."),
+        typer.Option(
+            "--lora-enable/--no-lora-enable", "--lora_enable/--no_lora_enable", help="LoRA (default on); off=full."
+        ),
     ] = None,
-    lora_r: Annotated[int | None, typer.Option("--lora-r", "--lora_r", help="LoRA rank [8].")] = None,
-    lora_alpha: Annotated[int | None, typer.Option("--lora-alpha", "--lora_alpha", help="LoRA alpha [16].")] = None,
-    lora_dropout: Annotated[float | None, typer.Option("--lora-dropout", "--lora_dropout", help="[0.0].")] = None,
+    lora_r: Annotated[int | None, typer.Option("--lora-r", "--lora_r", help="LoRA rank (default 8).")] = None,
+    lora_alpha: Annotated[
+        int | None, typer.Option("--lora-alpha", "--lora_alpha", help="LoRA alpha (default 16).")
+    ] = None,
+    lora_dropout: Annotated[
+        float | None, typer.Option("--lora-dropout", "--lora_dropout", help="(default 0.0).")
+    ] = None,
     lora_target_modules: Annotated[
         str | None, typer.Option("--lora-target-modules", "--lora_target_modules", help="Comma-separated names.")
     ] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--learning_rate", help="[1e-4].")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--learning_rate", help="(default 1e-4).")
+    ] = None,
     num_train_epochs: Annotated[float | None, typer.Option("--num-train-epochs", "--num_train_epochs")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", "--max_steps", help="[-1: epochs].")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", "--max_steps", help="(default -1: epochs).")] = None,
     per_device_train_batch_size: Annotated[
         int | None, typer.Option("--per-device-train-batch-size", "--per_device_train_batch_size")
     ] = None,
@@ -417,7 +425,8 @@ def train(
         int | None, typer.Option("--gradient-accumulation-steps", "--gradient_accumulation_steps")
     ] = None,
     lr_scheduler_type: Annotated[
-        str | None, typer.Option("--lr-scheduler-type", "--lr_scheduler_type", help="[cosine]|linear|constant.")
+        str | None,
+        typer.Option("--lr-scheduler-type", "--lr_scheduler_type", help="(default cosine)|linear|constant."),
     ] = None,
     warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio", "--warmup_ratio")] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", "--weight_decay")] = None,
@@ -435,7 +444,7 @@ def train(
     dataloader_num_workers: Annotated[
         int | None, typer.Option("--dataloader-num-workers", "--dataloader_num_workers")
     ] = None,
-    video_fps: Annotated[float | None, typer.Option("--video-fps", "--video_fps", help="[4.0].")] = None,
+    video_fps: Annotated[float | None, typer.Option("--video-fps", "--video_fps", help="(default 4.0).")] = None,
     video_max_frames: Annotated[int | None, typer.Option("--video-max-frames", "--video_max_frames")] = None,
     video_min_frames: Annotated[int | None, typer.Option("--video-min-frames", "--video_min_frames")] = None,
     video_max_pixels: Annotated[int | None, typer.Option("--video-max-pixels", "--video_max_pixels")] = None,
@@ -449,7 +458,9 @@ def train(
     logging_steps: Annotated[int | None, typer.Option("--logging-steps", "--logging_steps")] = None,
     save_steps: Annotated[int | None, typer.Option("--save-steps", "--save_steps")] = None,
     save_total_limit: Annotated[int | None, typer.Option("--save-total-limit", "--save_total_limit")] = None,
-    report_to: Annotated[str | None, typer.Option("--report-to", "--report_to", help="[tensorboard]|none.")] = None,
+    report_to: Annotated[
+        str | None, typer.Option("--report-to", "--report_to", help="tensorboard (default) | none.")
+    ] = None,
     eval_: Annotated[bool | None, typer.Option("--eval/--no-eval", help="Test-split loss at the end.")] = None,
     max_train_samples: Annotated[int | None, typer.Option("--max-train-samples", "--max_train_samples")] = None,
 ) -> None:
