@@ -117,6 +117,11 @@ def load_model_and_processor(
     return model, processor
 
 
+def numel(param: Any) -> int:
+    """Elements of a parameter, also under DeepSpeed ZeRO-3 (whose partitioned parameters report 0 locally)."""
+    return int(getattr(param, "ds_numel", 0) or param.numel())
+
+
 def set_trainable_parts(model: Any, tune_llm: bool, tune_vision: bool, tune_mlp: bool) -> dict[str, int]:
     """Full fine-tuning: requires_grad per part. Returns trainable parameter counts per part."""
     wanted = {"llm": tune_llm, "vision": tune_vision, "mlp": tune_mlp}
@@ -125,7 +130,7 @@ def set_trainable_parts(model: Any, tune_llm: bool, tune_vision: bool, tune_mlp:
         part = part_of(name)
         param.requires_grad_(wanted[part])
         if wanted[part]:
-            counts[part] += param.numel()
+            counts[part] += numel(param)
     if not any(counts.values()):
         raise PipelineError("--tune-mm-llm/--tune-mm-vision/--tune-mm-mlp: nothing left to train")
     return counts
@@ -178,8 +183,8 @@ def apply_lora(model: Any, settings: LoraSettings, tune_vision: bool = False, tu
 
 def count_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     return trainable, total
 
 
@@ -189,6 +194,7 @@ __all__ = [
     "apply_lora",
     "count_parameters",
     "load_model_and_processor",
+    "numel",
     "lora_target_names",
     "part_of",
     "set_trainable_parts",
