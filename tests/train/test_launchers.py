@@ -67,7 +67,13 @@ def test_lora_launcher_runs_two_processes(tiny_qwen3_vl, train_dataset_dir, tmp_
         CUDA_VISIBLE_DEVICES="",
     )
     proc = run_script(LORA, env, "--max-steps", "2", "--logging-steps", "1", "--report-to", "none", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    hint = ""
+    if "train_batch_size is not equal" in proc.stderr:
+        hint = (
+            "accelerate counted 1 process while DeepSpeed joined 2: without CUDA, pipeline train must create "
+            "accelerate's PartialState(backend='gloo') before TrainingArguments (TRAINING.md, Troubleshooting)\n"
+        )
+    assert proc.returncode == 0, hint + proc.stderr[-4000:]
 
     # Both ranks ran the training loop: torchrun's per-rank logs each hold the two logged steps.
     rank_logs = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
