@@ -210,8 +210,13 @@ def training_arguments(config: TrainConfig) -> Any:
         prefix: config.gradient_checkpointing,
         f"{prefix}_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
     }
+    import torch
+
     return TrainingArguments(
         **checkpointing,
+        # Without a GPU, say so: with DeepSpeed on CPU, transformers would otherwise set up a one-process world
+        # under torchrun (world_size 1) and DeepSpeed's batch-size check fails on every rank.
+        use_cpu=not torch.cuda.is_available(),
         output_dir=config.output_dir,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_train_batch_size,
