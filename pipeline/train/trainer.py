@@ -268,8 +268,9 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     Raises:
         PipelineError: bad dataset/columns, unloadable model, output dir holding another run, no readable sample.
     """
-    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
+
+    from pipeline.train.loss import answer_only_trainer_class
 
     progress = progress or NullProgress()
     resume = check_output_dir(config)
@@ -310,7 +311,7 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
         pad_id = processor.tokenizer.eos_token_id
     collator = VideoChatCollator(pad_token_id=pad_id)
     losses: list[float] = []
-    trainer = Trainer(
+    trainer = answer_only_trainer_class()(
         model=model,
         args=args,
         train_dataset=VideoChatDataset(rows, encoder),
