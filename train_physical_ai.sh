@@ -94,11 +94,9 @@ fi
 NPROC_PER_NODE="${NPROC_PER_NODE:-$((gpus > 0 ? gpus : 1))}"
 [[ "$NPROC_PER_NODE" =~ ^[1-9][0-9]*$ ]] || die "NPROC_PER_NODE must be a positive integer, got '$NPROC_PER_NODE'"
 
-if [[ "$gpus" -eq 0 && -z "$DEEPSPEED_CONFIG" ]] && uses "$given_deepspeed"; then
-    # Plain DDP on CPU: accelerate only picks gloo and shards the data when told the run is a CPU run. (Not with
-    # DeepSpeed: this flag would silently turn DeepSpeed off; `pipeline train` sets DeepSpeed's gloo itself.)
-    export ACCELERATE_USE_CPU=true
-fi
+# Without a GPU nothing else is needed: `pipeline train` then sets TrainingArguments(use_cpu=True), so accelerate
+# joins the ranks over gloo, with or without DeepSpeed. (Do not export ACCELERATE_USE_CPU=true: accelerate then
+# turns DeepSpeed off.)
 
 if [[ -n "${TORCHRUN:-}" ]]; then
     read -r -a torchrun <<< "$TORCHRUN"
