@@ -40,6 +40,7 @@ class DemoProfile:
     batch_size: int  # rows per step
     learning_rate: float  # peak learning rate (full fine-tuning of a random-init model)
     eval_samples: int | None  # held-out samples scored (None: all)
+    max_new_tokens: int  # generation budget per answer (a full 30-pair answer is ~300-360 tokens)
 
 
 PROFILES = {
@@ -59,6 +60,7 @@ PROFILES = {
         batch_size=2,
         learning_rate=1e-3,
         eval_samples=2,
+        max_new_tokens=48,
     ),
     # The README's demo: enough data and steps for the model to beat the train-mean baseline on speed.
     "default": DemoProfile(
@@ -76,6 +78,7 @@ PROFILES = {
         batch_size=4,
         learning_rate=1e-3,
         eval_samples=None,
+        max_new_tokens=400,
     ),
 }
 
@@ -238,7 +241,8 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
                 output_dir=config.path("eval_report"),
                 model=str(config.path("model")),
                 max_samples=p.eval_samples,
-                batch_size=4,
+                max_new_tokens=p.max_new_tokens,
+                batch_size=8,
             ),
             progress,
         )
