@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.dataset import clean_messages
 from pipeline.errors import PipelineError
 from pipeline.train.video_input import VideoReadError, VideoSettings, load_video
 
@@ -26,17 +27,6 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 # Per-token keys (padded along the sequence); every other tensor key is concatenated along dim 0.
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "token_type_ids")
-
-
-def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copy of `messages` without None-valued content keys (datasets adds them; templates test `'video' in item`)."""
-    cleaned = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = [{k: v for k, v in item.items() if v is not None} for item in content]
-        cleaned.append({**message, "content": content})
-    return cleaned
 
 
 def video_paths(messages: list[dict[str, Any]]) -> list[str]:
@@ -245,7 +235,6 @@ __all__ = [
     "VideoChatCollator",
     "VideoChatDataset",
     "answer_labels",
-    "clean_messages",
     "end_of_turn_id",
     "find_subsequence",
     "generation_prompt_ids",

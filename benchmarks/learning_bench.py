@@ -1,0 +1,188 @@
+"""Does the chain learn? Train a tiny random-init Qwen3-VL on the synthetic rendered-road set and score it on
+held-out clips against the train-mean baseline, video only and with the input second's motion in the prompt.
+
+    uv run python benchmarks/learning_bench.py [--budget-minutes 10] [--modes video history]
+
+Prints, per mode: velocity and curvature MAE of the model and of the train-mean baseline (over all held-out
+samples, parse failures scored as the train mean), their ratios, and the parse-failure rate; then the goals
+(video only: velocity MAE <= 0.8 x train-mean's, parse failures < 5 %; with history: <= 0.5 x). Everything
+is measured in this one run; the data are built once and shared by the modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from pipeline import dataset, evaluate, segment
+from pipeline.report import headline_table
+from pipeline.synthetic.repo import SynthConfig, write_repo
+from pipeline.train import trainer
+from pipeline.train.config import TrainConfig
+from pipeline.train.tiny_model import TinyModelConfig, make_tiny_model
+
+GOALS = {"video": 0.8, "history": 0.5}
+
+
+def build_data(workdir: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """Synthetic repository → segments → one dataset per mode (same clips, same split)."""
+    repo = write_repo(
+        SynthConfig(
+            output_dir=workdir / "repo",
+            n_chunks=args.chunks,
+            clips_per_chunk=args.clips_per_chunk,
+            width=448,
+            height=252,
+            seed=args.seed,
+            overwrite=True,
+        )
+    )
+    segments = workdir / "segments"
+    size = tuple(int(v) for v in args.size.split("x"))
+    segment.run(segment.SegmentConfig(input_dir=repo.root, output_dir=segments, max_clips=None, size=size))
+    out = {}
+    for mode in args.modes:
+        out[mode] = workdir / f"dataset_{mode}"
+        dataset.run(
+            dataset.DatasetConfig(
+                segments_path=segments / "metadata" / "segments.json",
+                output_dir=out[mode],
+                test_ratio=args.test_ratio,
+                seed=args.seed,
+                history=mode == "history",
+                overwrite_output=True,
+            )
+        )
+    return out
+
+
+def stop_after(seconds: float):
+    """A Trainer callback that ends training once `seconds` of wall time have passed."""
+    from transformers import TrainerCallback
+
+    class _Budget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.start > seconds:
+                control.should_training_stop = True
+
+    return _Budget()
+
+
+def train_and_score(mode: str, dataset_dir: Path, workdir: Path, args: argparse.Namespace) -> dict:
+    model_dir = workdir / f"tiny_{mode}"
+    make_tiny_model(
+        model_dir,
+        TinyModelConfig(
+            hidden_size=args.hidden_size,
+            layers=args.layers,
+            intermediate_size=2 * args.hidden_size,
+            vision_hidden_size=args.vision_hidden_size,
+            vision_depth=args.vision_depth,
+            seed=args.seed,
+        ),
+        overwrite=True,
+    )
+    config = TrainConfig(
+        model=str(model_dir),
+        dataset=str(dataset_dir),
+        output_dir=str(workdir / f"trained_{mode}"),
+        lora_enable=False,
+        tune_mm_llm=True,
+        tune_mm_vision=True,
+        tune_mm_mlp=True,
+        learning_rate=args.learning_rate,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        warmup_ratio=0.05,
+        logging_steps=10,
+        save_steps=10**6,
+        report_to="none",
+        seed=args.seed,
+        overwrite_output=True,
+    )
+    prepared = trainer.prepare(config)
+    prepared.trainer.add_callback(stop_after(args.budget_minutes * 60))
+    start = time.perf_counter()
+    output = prepared.trainer.train()
+    train_seconds = time.perf_counter() - start
+    result = trainer.finish(prepared, output, train_seconds)
+    evaluation = evaluate.run(
+        evaluate.EvaluateConfig(
+            dataset_dir=dataset_dir,
+            output_dir=workdir / f"eval_{mode}",
+            model=result.output_dir,
+            batch_size=8,
+            max_new_tokens=400,
+        )
+    )
+    scores = evaluation.scores["all"]
+    return {
+        "mode": mode,
+        "steps": result.global_step,
+        "train_seconds": train_seconds,
+        "first_loss": result.losses[0] if result.losses else float("nan"),
+        "last_loss": result.losses[-1] if result.losses else float("nan"),
+        "model_v": scores["model"].velocity_mae,
+        "mean_v": scores["train_mean"].velocity_mae,
+        "model_k": scores["model"].curvature_mae,
+        "mean_k": scores["train_mean"].curvature_mae,
+        "failures": evaluation.parse_failure_rate,
+        "samples": evaluation.n_samples,
+        "table": headline_table(evaluation),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("bench_learning"))
+    parser.add_argument("--modes", nargs="+", choices=sorted(GOALS), default=["video", "history"])
+    parser.add_argument("--budget-minutes", type=float, default=10.0, help="training wall-time cap per mode")
+    parser.add_argument("--max-steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vision-hidden-size", type=int, default=64)
+    parser.add_argument("--vision-depth", type=int, default=2)
+    parser.add_argument("--chunks", type=int, default=3)
+    parser.add_argument("--clips-per-chunk", type=int, default=6)
+    parser.add_argument("--test-ratio", type=float, default=0.34)
+    parser.add_argument("--size", default="128x72", help="segment size fed to the model")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    datasets_by_mode = build_data(args.workdir, args)
+    print(f"data built in {time.perf_counter() - t0:.0f} s")
+    results = [train_and_score(mode, datasets_by_mode[mode], args.workdir, args) for mode in args.modes]
+
+    for r in results:
+        print(
+            f"\n== {r['mode']}: {r['steps']} steps in {r['train_seconds']:.0f} s, loss {r['first_loss']:.2f} -> "
+            f"{r['last_loss']:.2f}, {r['samples']} held-out samples"
+        )
+        print(r["table"])
+    print(
+        "\nmode     velocity MAE model / train-mean = ratio   curvature MAE model / train-mean = ratio   "
+        "parse failures   goal"
+    )
+    for r in results:
+        ratio_v, ratio_k = r["model_v"] / r["mean_v"], r["model_k"] / r["mean_k"]
+        goal = GOALS[r["mode"]]
+        met = ratio_v <= goal and (r["mode"] != "video" or r["failures"] < 0.05)
+        print(
+            f"{r['mode']:8s} {r['model_v']:6.3f} / {r['mean_v']:6.3f} = {ratio_v:5.2f}            "
+            f"{r['model_k']:.4f} / {r['mean_k']:.4f} = {ratio_k:5.2f}              {r['failures']:6.1%}        "
+            f"<= {goal} x: {'met' if met else 'NOT met'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
