@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline import dataset, evaluate, segment
+from pipeline.demo import PROFILES, tiny_model_config, tiny_train_config
 from pipeline.report import headline_table
 from pipeline.synthetic.repo import SynthConfig, write_repo
 from pipeline.train import trainer
-from pipeline.train.config import TrainConfig
-from pipeline.train.tiny_model import TinyModelConfig, make_tiny_model
+from pipeline.train.tiny_model import make_tiny_model
 
 GOALS = {"video": 0.8, "history": 0.5}
 
@@ -74,37 +75,19 @@ def stop_after(seconds: float):
 
 
 def train_and_score(mode: str, dataset_dir: Path, workdir: Path, args: argparse.Namespace) -> dict:
-    model_dir = workdir / f"tiny_{mode}"
-    make_tiny_model(
-        model_dir,
-        TinyModelConfig(
-            hidden_size=args.hidden_size,
-            layers=args.layers,
-            intermediate_size=2 * args.hidden_size,
-            vision_hidden_size=args.vision_hidden_size,
-            vision_depth=args.vision_depth,
-            seed=args.seed,
-        ),
-        overwrite=True,
-    )
-    config = TrainConfig(
-        model=str(model_dir),
-        dataset=str(dataset_dir),
-        output_dir=str(workdir / f"trained_{mode}"),
-        lora_enable=False,
-        tune_mm_llm=True,
-        tune_mm_vision=True,
-        tune_mm_mlp=True,
-        learning_rate=args.learning_rate,
+    profile = replace(
+        PROFILES["default"],
+        hidden_size=args.hidden_size,
+        layers=args.layers,
+        vision_hidden_size=args.vision_hidden_size,
+        vision_depth=args.vision_depth,
         max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        warmup_ratio=0.05,
-        logging_steps=10,
-        save_steps=10**6,
-        report_to="none",
-        seed=args.seed,
-        overwrite_output=True,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
     )
+    model_dir = workdir / f"tiny_{mode}"
+    make_tiny_model(model_dir, tiny_model_config(profile, "qwen3_vl", args.seed), overwrite=True)
+    config = tiny_train_config(profile, model_dir, dataset_dir, workdir / f"trained_{mode}", args.seed)
     prepared = trainer.prepare(config)
     prepared.trainer.add_callback(stop_after(args.budget_minutes * 60))
     start = time.perf_counter()

@@ -143,14 +143,52 @@ class _Timer:
         self.seconds[name] = round(time.perf_counter() - start, 2)
 
 
+def tiny_model_config(profile: DemoProfile, family: str, seed: int) -> Any:
+    """The `TinyModelConfig` of a profile."""
+    from pipeline.train.tiny_model import TinyModelConfig
+
+    return TinyModelConfig(
+        family=family,
+        hidden_size=profile.hidden_size,
+        layers=profile.layers,
+        intermediate_size=2 * profile.hidden_size,
+        vision_hidden_size=profile.vision_hidden_size,
+        vision_depth=profile.vision_depth,
+        seed=seed,
+    )
+
+
+def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, output_dir: Path, seed: int) -> Any:
+    """The `TrainConfig` of a profile: full fine-tuning of every part of a random-init model, no checkpoints."""
+    from pipeline.train.config import TrainConfig
+
+    return TrainConfig(
+        model=str(model_dir),
+        dataset=str(dataset_dir),
+        output_dir=str(output_dir),
+        lora_enable=False,
+        tune_mm_llm=True,
+        tune_mm_vision=True,
+        tune_mm_mlp=True,
+        learning_rate=profile.learning_rate,
+        max_steps=profile.max_steps,
+        per_device_train_batch_size=profile.batch_size,
+        warmup_ratio=0.05,
+        logging_steps=max(1, min(10, profile.max_steps // 10)),
+        save_steps=max(profile.max_steps, 1),
+        report_to="none",
+        seed=seed,
+        overwrite_output=True,
+    )
+
+
 def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     """Run every stage on a fresh synthetic repository under `config.workdir`."""
     from pipeline import dataset, download, evaluate, segment
     from pipeline.synthetic.hub_server import serve_repo
     from pipeline.synthetic.repo import SynthConfig, write_repo
     from pipeline.train import trainer
-    from pipeline.train.config import TrainConfig
-    from pipeline.train.tiny_model import TinyModelConfig, make_tiny_model
+    from pipeline.train.tiny_model import make_tiny_model
 
     progress = progress or NullProgress()
     p = config.profile
@@ -202,35 +240,11 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
             progress,
         )
     with timer.stage("build tiny model"):
-        make_tiny_model(
-            config.path("tiny_model"),
-            TinyModelConfig(
-                family=config.family,
-                hidden_size=p.hidden_size,
-                layers=p.layers,
-                vision_hidden_size=p.vision_hidden_size,
-                vision_depth=p.vision_depth,
-                seed=config.seed,
-            ),
-        )
+        make_tiny_model(config.path("tiny_model"), tiny_model_config(p, config.family, config.seed))
     with timer.stage("train"):
         trainer.run(
-            TrainConfig(
-                model=str(config.path("tiny_model")),
-                dataset=str(config.path("qwen_video_dataset")),
-                output_dir=str(config.path("model")),
-                lora_enable=False,
-                tune_mm_llm=True,
-                tune_mm_vision=True,
-                tune_mm_mlp=True,
-                learning_rate=p.learning_rate,
-                max_steps=p.max_steps,
-                per_device_train_batch_size=p.batch_size,
-                warmup_ratio=0.05,
-                logging_steps=max(1, p.max_steps // 10),
-                save_steps=max(p.max_steps, 1),
-                report_to="none",
-                seed=config.seed,
+            tiny_train_config(
+                p, config.path("tiny_model"), config.path("qwen_video_dataset"), config.path("model"), config.seed
             ),
             progress,
         )

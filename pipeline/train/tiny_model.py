@@ -164,6 +164,10 @@ class TinyModelConfig:
     embedding_std: float = 0.2  # std of the tied token embeddings: with the default 0.02 a tiny model's logits
     # stay within about +-1.3, so no training could make its answers likely; 0.2 allows a peaked distribution
     seed: int = 0  # torch seed for the random init
+    # RoPE base. The real models use 5e6 (Qwen3-VL) / 1e6 (Qwen2.5-VL) for long contexts; with a 16-dim head only
+    # two or three rotary frequencies then vary over the ~11 tokens of an answer line. 1e4 (the original RoPE
+    # base) gives such a head more frequencies that resolve local positions.
+    rope_theta: float = 10_000.0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -262,6 +266,9 @@ def build_model(config: TinyModelConfig) -> Any:
         "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True,
+        # 1/sqrt(width): the configs' 0.02 suits widths in the thousands; at 64 it leaves every layer's output
+        # ~100x smaller than the token embeddings, so a model trained from scratch starts as a pure bigram model.
+        "initializer_range": config.hidden_size**-0.5,
     }
     vision = {
         "depth": config.vision_depth,
@@ -271,13 +278,14 @@ def build_model(config: TinyModelConfig) -> Any:
         "out_hidden_size": config.hidden_size,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
+        "initializer_range": config.vision_hidden_size**-0.5,
     }
     if config.family == "qwen3_vl":
         text |= {
             "head_dim": config.head_dim,
             "rope_parameters": {
                 "rope_type": "default",
-                "rope_theta": 5_000_000.0,
+                "rope_theta": config.rope_theta,
                 "mrope_section": mrope_section(config.head_dim),
                 "mrope_interleaved": True,
             },
@@ -294,7 +302,7 @@ def build_model(config: TinyModelConfig) -> Any:
         text |= {
             "rope_parameters": {
                 "rope_type": "default",
-                "rope_theta": 1_000_000.0,
+                "rope_theta": config.rope_theta,
                 "mrope_section": mrope_section(config.head_dim),
             },
             "bos_token_id": 151643,
