@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="training wall-time cap per mode")
     parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vision-hidden-size", type=int, default=64)

@@ -266,8 +266,8 @@ def build_model(config: TinyModelConfig) -> Any:
         "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True,
-        # 1/sqrt(width): the configs' 0.02 suits widths in the thousands; at 64 it leaves every layer's output
-        # ~100x smaller than the token embeddings, so a model trained from scratch starts as a pure bigram model.
+        # 1/sqrt(width): the configs' 0.02 suits widths in the thousands; at 64 it leaves every layer's output an
+        # order of magnitude smaller than the token embeddings, so a model trained from scratch starts as a bigram.
         "initializer_range": config.hidden_size**-0.5,
     }
     vision = {
