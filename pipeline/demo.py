@@ -62,7 +62,7 @@ PROFILES = {
         eval_samples=2,
         max_new_tokens=48,
     ),
-    # The README's demo: ~12 minutes on 2 cores (training ~4 s per step of 8 samples).
+    # The README's demo: ~14 minutes on 2 cores (training ~6 s per step of 8 samples).
     "default": DemoProfile(
         chunks=2,
         clips_per_chunk=6,
