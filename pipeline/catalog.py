@@ -244,30 +244,29 @@ class ClipIndex:
         return str(self.table.at[clip_id, "split"])
 
 
+def _read_clip_table(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A parquet table indexed by `clip_id` (stored as the index or as a column), checked for `columns`."""
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"{path}: cannot read {what} ({err})") from None
+    if df.index.name != "clip_id" and "clip_id" in df.columns:
+        df = df.set_index("clip_id")
+    for col in columns:
+        if col not in df.columns:
+            raise PipelineError(f"{path}: missing column {col!r}")
+    return df
+
+
 def read_clip_index(path: Path, splits_path: Path | None = None) -> ClipIndex:
     """Read `clip_index.parquet` (and, if given and present, `splits/default.parquet` whose `split` column wins).
 
     Raises `PipelineError` naming the file if it cannot be read or lacks a column.
     """
     path = Path(path)
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise PipelineError(f"{path}: cannot read clip index ({err})") from None
-    if df.index.name != "clip_id" and "clip_id" in df.columns:
-        df = df.set_index("clip_id")
-    for col in ("chunk", "split", "clip_is_valid"):
-        if col not in df.columns:
-            raise PipelineError(f"{path}: missing column {col!r}")
+    df = _read_clip_table(path, "clip index", ("chunk", "split", "clip_is_valid"))
     if splits_path is not None and Path(splits_path).is_file():
-        try:
-            splits = pd.read_parquet(splits_path)
-        except (OSError, ValueError) as err:
-            raise PipelineError(f"{splits_path}: cannot read split file ({err})") from None
-        if splits.index.name != "clip_id" and "clip_id" in splits.columns:
-            splits = splits.set_index("clip_id")
-        if "split" not in splits.columns:
-            raise PipelineError(f"{splits_path}: missing column 'split'")
+        splits = _read_clip_table(Path(splits_path), "split file", ("split",))
         df = df.assign(split=splits["split"].reindex(df.index).fillna(df["split"]))
     table = pd.DataFrame(
         {

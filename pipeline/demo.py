@@ -185,6 +185,7 @@ def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, 
 def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     """Run every stage on a fresh synthetic repository under `config.workdir`."""
     from pipeline import dataset, download, evaluate, segment
+    from pipeline.report import headline_table
     from pipeline.synthetic.hub_server import serve_repo
     from pipeline.synthetic.repo import SynthConfig, write_repo
     from pipeline.train import trainer
@@ -260,8 +261,6 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
             ),
             progress,
         )
-    from pipeline.report import headline_table
-
     write_json(
         config.path("eval_report") / "demo.json",
         {"profile": asdict(p), "seed": config.seed, "family": config.family, "seconds": timer.seconds},
