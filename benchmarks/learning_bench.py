@@ -34,9 +34,10 @@ def build_data(workdir: Path, args: argparse.Namespace) -> dict[str, Path]:
             output_dir=workdir / "repo",
             n_chunks=args.chunks,
             clips_per_chunk=args.clips_per_chunk,
-            width=448,
-            height=252,
+            width=PROFILES["default"].render_size[0],
+            height=PROFILES["default"].render_size[1],
             seed=args.seed,
+            frame_code=False,  # a model must not read the time in the clip from a stamped frame index
             overwrite=True,
         )
     )
@@ -81,6 +82,8 @@ def train_and_score(mode: str, dataset_dir: Path, workdir: Path, args: argparse.
         layers=args.layers,
         vision_hidden_size=args.vision_hidden_size,
         vision_depth=args.vision_depth,
+        bpe_ranks=args.bpe_ranks or None,
+        video_fps=args.video_fps,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -125,17 +128,22 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("bench_learning"))
     parser.add_argument("--modes", nargs="+", choices=sorted(GOALS), default=["video", "history"])
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="training wall-time cap per mode")
-    parser.add_argument("--max-steps", type=int, default=150)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vision-hidden-size", type=int, default=64)
-    parser.add_argument("--vision-depth", type=int, default=2)
-    parser.add_argument("--chunks", type=int, default=3)
-    parser.add_argument("--clips-per-chunk", type=int, default=6)
-    parser.add_argument("--test-ratio", type=float, default=0.34)
-    parser.add_argument("--size", default="128x72", help="segment size fed to the model")
+    d = PROFILES["default"]  # the default demo's sizes
+    parser.add_argument("--max-steps", type=int, default=1200, help="the schedule's length (the budget may end it)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--hidden-size", type=int, default=d.hidden_size)
+    parser.add_argument("--layers", type=int, default=d.layers)
+    parser.add_argument("--vision-hidden-size", type=int, default=d.vision_hidden_size)
+    parser.add_argument("--vision-depth", type=int, default=d.vision_depth)
+    parser.add_argument(
+        "--bpe-ranks", type=int, default=d.bpe_ranks or 0, help="tiny vocabulary: Qwen's first n tokens (0: all)"
+    )
+    parser.add_argument("--video-fps", type=float, default=d.video_fps, help="frames sampled per second of segment")
+    parser.add_argument("--chunks", type=int, default=12, help="synthetic chunks (the demo has 4)")
+    parser.add_argument("--clips-per-chunk", type=int, default=d.clips_per_chunk)
+    parser.add_argument("--test-ratio", type=float, default=d.test_ratio)
+    parser.add_argument("--size", default="x".join(map(str, d.segment_size)), help="segment size fed to the model")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

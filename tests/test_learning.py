@@ -1,55 +1,63 @@
-"""A small version of benchmarks/learning_bench.py: a tiny random-init Qwen3-VL trained on the rendered-road
-segments really learns (its loss falls far below the start) and what it learned carries over to held-out clips
-(its answer loss on the test split falls well below the untrained model's)."""
+"""A small version of benchmarks/learning_bench.py: a tiny random-init Qwen3-VL (5,000-token Qwen vocabulary)
+trained on the rendered-road segments really learns (its loss falls far below the start), writes answers in the
+trained format for held-out clips, and those answers' velocities beat the zero-motion baseline."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
-import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from pipeline import evaluate
 from pipeline.dataset import DatasetConfig
 from pipeline.dataset import run as build_dataset
 from pipeline.demo import PROFILES, tiny_model_config, tiny_train_config
 from pipeline.train import trainer
-from pipeline.train.collator import SampleEncoder, pad_batch
-from pipeline.train.loss import answer_only_loss
 from pipeline.train.tiny_model import make_tiny_model
 
+LINE = re.compile(r"(-?\d+\.\d\d),(-?\d+\.\d\d)")
 
-def held_out_answer_loss(model_dir, rows) -> float:
-    """Mean answer-token cross-entropy (nats) of the model in `model_dir` on `rows`, teacher-forced."""
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    encoder = SampleEncoder(processor)
-    batch = pad_batch([encoder.encode(row["messages"]) for row in rows], processor.tokenizer.pad_token_id)
-    with torch.no_grad():
-        loss, _ = answer_only_loss(model, batch)
-    return float(loss)
+
+def read_velocities(text: str) -> np.ndarray | None:
+    """The 30 velocities of an answer (m/s), read independently of pipeline.answer; None unless exactly 30 lines."""
+    lines = text.strip().split("\n")
+    matches = [LINE.fullmatch(line.strip()) for line in lines]
+    if len(lines) != 30 or not all(matches):
+        return None
+    return np.array([float(m.group(1)) for m in matches])
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_and_generalises(segments_dir, qwen_tokenizer, tmp_path):
+def test_tiny_model_learns_and_beats_zero_motion_on_held_out_clips(segments_dir, tmp_path):
     dataset_dir = tmp_path / "dataset"
     build_dataset(
         DatasetConfig(
             segments_path=segments_dir / "metadata" / "segments.json", output_dir=dataset_dir, test_ratio=0.34
         )
     )
-    profile = replace(PROFILES["quick"], layers=2, max_steps=30, batch_size=4, learning_rate=3e-3)
-    model_dir = make_tiny_model(tmp_path / "tiny", tiny_model_config(profile, "qwen3_vl", 0), tokenizer=qwen_tokenizer)
+    profile = replace(PROFILES["default"], max_steps=300, batch_size=8)
+    model_dir = make_tiny_model(tmp_path / "tiny", tiny_model_config(profile, "qwen3_vl", 0))
     config = replace(
-        tiny_train_config(profile, model_dir, dataset_dir, tmp_path / "trained", 0), logging_steps=1, save_steps=1000
+        tiny_train_config(profile, model_dir, dataset_dir, tmp_path / "trained", 0), logging_steps=10, save_steps=1000
     )
     result = trainer.run(config)
 
-    assert len(result.losses) == profile.max_steps
-    assert all(loss == loss for loss in result.losses)  # no NaN
-    assert max(result.losses[-3:]) < 0.5 * result.losses[0]
+    assert len(result.losses) == profile.max_steps // 10
+    assert all(np.isfinite(result.losses))
+    assert max(result.losses[-3:]) < 0.1 * result.losses[0], result.losses
 
-    test_rows = trainer.load_rows(dataset_dir, "test").select(range(8))
-    before = held_out_answer_loss(model_dir, test_rows)
-    after = held_out_answer_loss(tmp_path / "trained", test_rows)
-    assert after < 0.6 * before, (before, after)
+    evaluation = evaluate.run(
+        evaluate.EvaluateConfig(
+            dataset_dir=dataset_dir, output_dir=tmp_path / "eval", model=str(tmp_path / "trained"), batch_size=8
+        )
+    )
+    read = [
+        (read_velocities(text), truth) for text, truth in zip(evaluation.texts, evaluation.true_velocity, strict=True)
+    ]
+    answered = [(pred, truth) for pred, truth in read if pred is not None]
+    assert len(answered) >= 0.5 * len(read), evaluation.texts[:3]
+    model_mae = np.mean([np.abs(pred - truth).mean() for pred, truth in answered])
+    zero_motion_mae = np.mean([np.abs(truth).mean() for _, truth in answered])
+    assert model_mae < 0.7 * zero_motion_mae, (model_mae, zero_motion_mae)

@@ -97,6 +97,8 @@ class SynthConfig:
     crf: int = 23  # libx264 constant rate factor
     preset: str = "veryfast"  # libx264 preset
     gop: int = 30  # keyframe interval, frames
+    frame_code: bool = True  # stamp each frame's index in its top-left corner (tests read it back); off for
+    # learning experiments, where a model could read the time in the clip from it
     overwrite: bool = False  # replace an existing output_dir (only once the new one is complete)
 
     def __post_init__(self) -> None:
@@ -396,7 +398,8 @@ def _readme(config: SynthConfig) -> str:
 
 
 def render_clip_frames(config: SynthConfig, clip: SynthClip, camera: str, timestamps_us: np.ndarray):
-    """Yield the stamped RGB frames ((H, W, 3) uint8) of `clip` for `camera`, rendered at `timestamps_us`."""
+    """Yield the RGB frames ((H, W, 3) uint8) of `clip` for `camera`, rendered at `timestamps_us` (index-stamped
+    unless `config.frame_code` is off)."""
     yaw_deg, hfov = _CAMERA_GEOMETRY[camera]
     renderer = RoadRenderer(
         clip_trajectory(config, clip),
@@ -404,7 +407,8 @@ def render_clip_frames(config: SynthConfig, clip: SynthClip, camera: str, timest
         seed=config.seed * 1_000_003 + clip.clip_number,
     )
     for i, t in enumerate(timestamps_us):
-        yield stamp_frame_index(renderer.render(int(t)), i)
+        frame = renderer.render(int(t))
+        yield stamp_frame_index(frame, i) if config.frame_code else frame
 
 
 def write_repo(config: SynthConfig, progress: ProgressSink | None = None) -> RepoSummary:

@@ -18,7 +18,8 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.synthetic import SCENARIO_KINDS, SynthConfig, clip_truth, decode_frame_index
-from pipeline.synthetic.repo import EGOMOTION_COLUMNS
+from pipeline.synthetic.frame_code import code_region
+from pipeline.synthetic.repo import EGOMOTION_COLUMNS, plan_clips, render_clip_frames
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAMERA = "camera_front_wide_120fov"
@@ -261,3 +262,19 @@ def test_extra_cameras_are_rendered_and_flagged(tmp_path):
         assert [decode_frame_index(f) for f in frames] == list(range(9))
         first[camera] = frames[0].astype(np.int32)
     assert np.abs(first[cameras[0]] - first[cameras[1]]).mean() > 10  # a different view, not a copy
+
+
+def test_frame_code_can_be_left_out(tmp_path):
+    stamped = SynthConfig(tmp_path / "a", clips_per_chunk=1, duration_s=0.2)
+    plain = SynthConfig(tmp_path / "b", clips_per_chunk=1, duration_s=0.2, frame_code=False)
+    clip = plan_clips(stamped)[0]
+    times = np.arange(6) * 33_333
+    x0, y0, x1, y1 = code_region(stamped.width, stamped.height)
+    pairs = zip(
+        render_clip_frames(stamped, clip, CAMERA, times), render_clip_frames(plain, clip, CAMERA, times), strict=True
+    )
+    for i, (a, b) in enumerate(pairs):
+        assert decode_frame_index(a) == i
+        differs = np.argwhere((a != b).any(axis=2))
+        assert differs.size and differs.min(axis=0).tolist() == [y0, x0] and (differs.max(axis=0) < [y1, x1]).all()
+        assert len(differs) > 0.5 * (y1 - y0) * (x1 - x0)  # the code covers the region; the plain frame does not

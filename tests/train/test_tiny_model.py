@@ -6,14 +6,18 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from pipeline.answer import format_answer
 from pipeline.errors import PipelineError
 from pipeline.train.tiny_model import (
     QWEN2_5_VL_CHAT_TEMPLATE,
     QWEN3_VL_CHAT_TEMPLATE,
     TinyModelConfig,
+    build_qwen_tokenizer,
+    make_tiny_model,
     mrope_section,
 )
 
@@ -67,6 +71,35 @@ def test_saved_model_loads_offline_through_auto_classes(request, fixture, model_
     assert model.get_input_embeddings().weight.shape[0] >= len(processor.tokenizer)
 
 
+def test_truncated_vocabulary_tokenizes_answers_like_qwen_and_moves_the_special_ids(qwen_tokenizer):
+    small = build_qwen_tokenizer(bpe_ranks=5000)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        answer = format_answer(rng.uniform(0, 30, 30), rng.uniform(-0.1, 0.1, 30))
+        assert small.encode(answer) == qwen_tokenizer.encode(answer)  # ',-' (rank 4999) is the answers' top rank
+    for text in SAMPLES:
+        ids = small.encode(text, add_special_tokens=False)
+        assert max(ids) < 5000 and small.decode(ids) == text
+        assert len(ids) >= len(qwen_tokenizer.encode(text, add_special_tokens=False))
+    shifted = {token: small.convert_tokens_to_ids(token) for token in QWEN_IDS}
+    assert shifted == {token: 5000 + qwen_id - 151643 for token, qwen_id in QWEN_IDS.items()}
+
+
+def test_truncated_vocabulary_model_agrees_with_its_processor(tmp_path):
+    config = TinyModelConfig(hidden_size=32, intermediate_size=64, layers=1, vision_depth=1, bpe_ranks=1024)
+    path = make_tiny_model(tmp_path / "m", config)
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
+    tokenizer = processor.tokenizer
+    assert model.get_input_embeddings().weight.shape[0] == config.vocab_size == 1088  # 1024 + 26, rounded up to 64
+    assert len(tokenizer) <= config.vocab_size
+    for name, token in [("video_token_id", "<|video_pad|>"), ("vision_start_token_id", "<|vision_start|>")]:
+        assert getattr(model.config, name) == tokenizer.convert_tokens_to_ids(token) == config.token_id(token)
+    assert model.generation_config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>") == 1026
+    with pytest.raises(PipelineError, match="bpe_ranks"):
+        make_tiny_model(tmp_path / "n", config, tokenizer=build_qwen_tokenizer(bpe_ranks=2048))
+
+
 @pytest.mark.parametrize("head_dim", [8, 16, 32, 64, 128])
 def test_mrope_section_sums_to_half_head_dim(head_dim):
     section = mrope_section(head_dim)
@@ -79,6 +112,8 @@ def test_bad_shapes_are_one_line_errors():
         TinyModelConfig(family="llava")
     with pytest.raises(PipelineError, match="--hidden-size"):
         TinyModelConfig(hidden_size=30)
+    with pytest.raises(PipelineError, match="--bpe-ranks"):
+        TinyModelConfig(bpe_ranks=100)
 
 
 def test_cli_builds_a_model_of_the_requested_shape(tmp_path):
@@ -99,6 +134,8 @@ def test_cli_builds_a_model_of_the_requested_shape(tmp_path):
         "1",
         "--seed",
         "3",
+        "--bpe-ranks",
+        "1024",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -106,5 +143,6 @@ def test_cli_builds_a_model_of_the_requested_shape(tmp_path):
     assert config["model_type"] == "qwen2_5_vl"
     text = config.get("text_config", config)
     assert text["hidden_size"] == 32 and text["num_hidden_layers"] == 1
+    assert text["vocab_size"] == 1088 and config["video_token_id"] == 1024 + 13
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: ")
