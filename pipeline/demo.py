@@ -66,8 +66,8 @@ PROFILES = {
         eval_samples=2,
         max_new_tokens=48,
     ),
-    # The README's demo: ~13 minutes on 2 cores (rendering ~2.3 s per clip, training ~0.55 s per step of 8 samples
-    # with the 5,000-token vocabulary).
+    # The README's demo: 10 min 45 s measured on 2 cores (rendering ~1.6 s per clip, training ~0.52 s per step of
+    # 8 samples with the 5,000-token vocabulary).
     "default": DemoProfile(
         chunks=4,
         clips_per_chunk=12,

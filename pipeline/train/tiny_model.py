@@ -255,8 +255,8 @@ def build_qwen_tokenizer(bpe_ranks: int | None = None) -> Any:
     return tokenizer
 
 
-def build_processor(family: str, tokenizer: Any = None) -> Any:
-    """The family's processor (image + video processors, tokenizer, official chat template), built locally."""
+def build_processor(family: str, tokenizer: Any) -> Any:
+    """The family's processor (image + video processors, `tokenizer`, official chat template), built locally."""
     from transformers import (
         Qwen2_5_VLProcessor,
         Qwen2VLImageProcessor,
@@ -265,7 +265,6 @@ def build_processor(family: str, tokenizer: Any = None) -> Any:
         Qwen3VLVideoProcessor,
     )
 
-    tokenizer = tokenizer if tokenizer is not None else build_qwen_tokenizer()
     if family == "qwen3_vl":
         tokenizer.chat_template = QWEN3_VL_CHAT_TEMPLATE
         return Qwen3VLProcessor(
