@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline import dataset, evaluate, segment
-from pipeline.demo import PROFILES, tiny_model_config, tiny_train_config
+from pipeline.demo import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
 from pipeline.report import headline_table
 from pipeline.synthetic.repo import SynthConfig, write_repo
 from pipeline.train import trainer
@@ -27,8 +27,8 @@ from pipeline.train.tiny_model import make_tiny_model
 GOALS = {"video": 0.8, "history": 0.5}
 
 
-def build_data(workdir: Path, args: argparse.Namespace) -> dict[str, Path]:
-    """Synthetic repository → segments → one dataset per mode (same clips, same split)."""
+def build_segments(workdir: Path, args: argparse.Namespace) -> Path:
+    """Synthetic repository → segments; returns the segments directory."""
     repo = write_repo(
         SynthConfig(
             output_dir=workdir / "repo",
@@ -44,19 +44,19 @@ def build_data(workdir: Path, args: argparse.Namespace) -> dict[str, Path]:
     segments = workdir / "segments"
     size = tuple(int(v) for v in args.size.split("x"))
     segment.run(segment.SegmentConfig(input_dir=repo.root, output_dir=segments, max_clips=None, size=size))
+    return segments
+
+
+def build_data(workdir: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """Segments (built, or those of an earlier run with --reuse-segments) → one dataset per mode (same split)."""
+    segments = workdir / "segments"
+    if not (args.reuse_segments and (segments / "metadata" / "segments.json").is_file()):
+        segments = build_segments(workdir, args)
+    profile = replace(PROFILES["default"], test_ratio=args.test_ratio)
     out = {}
     for mode in args.modes:
         out[mode] = workdir / f"dataset_{mode}"
-        dataset.run(
-            dataset.DatasetConfig(
-                segments_path=segments / "metadata" / "segments.json",
-                output_dir=out[mode],
-                test_ratio=args.test_ratio,
-                seed=args.seed,
-                history=mode == "history",
-                overwrite_output=True,
-            )
-        )
+        dataset.run(tiny_dataset_config(profile, segments, out[mode], args.seed, history=mode == "history"))
     return out
 
 
@@ -87,6 +87,7 @@ def train_and_score(mode: str, dataset_dir: Path, workdir: Path, args: argparse.
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        first_line_weight=args.first_line_weight,
     )
     model_dir = workdir / f"tiny_{mode}"
     make_tiny_model(model_dir, tiny_model_config(profile, "qwen3_vl", args.seed), overwrite=True)
@@ -129,9 +130,12 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=sorted(GOALS), default=["video", "history"])
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="training wall-time cap per mode")
     d = PROFILES["default"]  # the default demo's sizes
-    parser.add_argument("--max-steps", type=int, default=1200, help="the schedule's length (the budget may end it)")
+    parser.add_argument("--max-steps", type=int, default=1400, help="the schedule's length (the budget may end it)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument(
+        "--first-line-weight", type=float, default=d.first_line_weight, help="loss weight of the answer's first line"
+    )
     parser.add_argument("--hidden-size", type=int, default=d.hidden_size)
     parser.add_argument("--layers", type=int, default=d.layers)
     parser.add_argument("--vision-hidden-size", type=int, default=d.vision_hidden_size)
@@ -145,6 +149,9 @@ def main() -> None:
     parser.add_argument("--test-ratio", type=float, default=d.test_ratio)
     parser.add_argument("--size", default="x".join(map(str, d.segment_size)), help="segment size fed to the model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse-segments", action="store_true", help="keep the segments of an earlier run in --workdir (same options)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 

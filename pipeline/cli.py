@@ -446,6 +446,14 @@ def train(
     ] = None,
     warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio", "--warmup_ratio")] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", "--weight_decay")] = None,
+    first_line_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--first-line-weight",
+            "--first_line_weight",
+            help="Loss weight of the answer's first line vs the other lines (default 1: plain token mean).",
+        ),
+    ] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 mixed precision.")] = None,
     fp16: Annotated[bool | None, typer.Option("--fp16/--no-fp16", help="float16 mixed precision.")] = None,
     gradient_checkpointing: Annotated[

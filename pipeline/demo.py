@@ -41,6 +41,7 @@ class DemoProfile:
     max_steps: int  # optimizer steps
     batch_size: int  # rows per step
     learning_rate: float  # peak learning rate (full fine-tuning of a random-init model)
+    first_line_weight: float  # loss weight of the answer's first line (pipeline.train.loss)
     eval_samples: int | None  # held-out samples scored (None: all)
     max_new_tokens: int  # generation budget per answer (a full 30-pair answer is ~300-360 tokens)
 
@@ -63,6 +64,7 @@ PROFILES = {
         max_steps=4,
         batch_size=2,
         learning_rate=1e-3,
+        first_line_weight=10.0,
         eval_samples=2,
         max_new_tokens=48,
     ),
@@ -84,6 +86,7 @@ PROFILES = {
         max_steps=1000,
         batch_size=8,
         learning_rate=3e-3,
+        first_line_weight=10.0,
         eval_samples=None,
         max_new_tokens=400,
     ),
@@ -166,6 +169,26 @@ def tiny_model_config(profile: DemoProfile, family: str, seed: int) -> Any:
     )
 
 
+def tiny_dataset_config(profile: DemoProfile, segments_dir: Path, output_dir: Path, seed: int, history: bool) -> Any:
+    """The `DatasetConfig` of a profile: the dataset's defaults with a short prompt.
+
+    A random-init model cannot read instructions; the default prompt (~190 tokens) would only lengthen every
+    sample (measured: a training step takes 0.41 s with it vs 0.33 s with this one, 8 samples, default profile).
+    """
+    from pipeline.dataset import DatasetConfig
+
+    return DatasetConfig(
+        segments_path=segments_dir / "metadata" / "segments.json",
+        output_dir=output_dir,
+        test_ratio=profile.test_ratio,
+        seed=seed,
+        history=history,
+        system_prompt="You plan the ego car's motion.",
+        prompt=f"Next second: {DatasetConfig.fps} lines `velocity,curvature` (m/s, 1/km).",
+        overwrite_output=True,
+    )
+
+
 def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, output_dir: Path, seed: int) -> Any:
     """The `TrainConfig` of a profile: full fine-tuning of every part of a random-init model, no checkpoints."""
     from pipeline.train.config import TrainConfig
@@ -181,6 +204,7 @@ def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, 
         learning_rate=profile.learning_rate,
         max_steps=profile.max_steps,
         per_device_train_batch_size=profile.batch_size,
+        first_line_weight=profile.first_line_weight,
         warmup_ratio=0.05,
         logging_steps=max(1, min(10, profile.max_steps // 10)),
         save_steps=max(profile.max_steps, 1),
@@ -241,12 +265,8 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
         )
     with timer.stage("build dataset"):
         dataset.run(
-            dataset.DatasetConfig(
-                segments_path=config.path("qwen_video_segments") / "metadata" / "segments.json",
-                output_dir=config.path("qwen_video_dataset"),
-                test_ratio=p.test_ratio,
-                seed=config.seed,
-                history=config.history,
+            tiny_dataset_config(
+                p, config.path("qwen_video_segments"), config.path("qwen_video_dataset"), config.seed, config.history
             ),
             progress,
         )

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline import evaluate
-from pipeline.dataset import DatasetConfig
 from pipeline.dataset import run as build_dataset
-from pipeline.demo import PROFILES, tiny_model_config, tiny_train_config
+from pipeline.demo import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
 from pipeline.train import trainer
 from pipeline.train.tiny_model import make_tiny_model
 
@@ -32,12 +31,8 @@ def read_velocities(text: str) -> np.ndarray | None:
 @pytest.mark.slow
 def test_tiny_model_learns_and_beats_zero_motion_on_held_out_clips(segments_dir, tmp_path):
     dataset_dir = tmp_path / "dataset"
-    build_dataset(
-        DatasetConfig(
-            segments_path=segments_dir / "metadata" / "segments.json", output_dir=dataset_dir, test_ratio=0.34
-        )
-    )
-    profile = replace(PROFILES["default"], max_steps=300, batch_size=8)
+    profile = replace(PROFILES["default"], max_steps=300, batch_size=8, test_ratio=0.34)
+    build_dataset(tiny_dataset_config(profile, segments_dir, dataset_dir, seed=42, history=False))
     model_dir = make_tiny_model(tmp_path / "tiny", tiny_model_config(profile, "qwen3_vl", 0))
     config = replace(
         tiny_train_config(profile, model_dir, dataset_dir, tmp_path / "trained", 0), logging_steps=10, save_steps=1000

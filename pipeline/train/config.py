@@ -43,6 +43,7 @@ class TrainConfig:
     warmup_ratio: float = 0.03  # fraction of steps with linear warmup
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping
+    first_line_weight: float = 1.0  # loss weight of the answer's first line vs the other lines (1: plain token mean)
     bf16: bool = False  # bfloat16 mixed precision (GPU)
     fp16: bool = False  # float16 mixed precision (GPU)
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30 % slower)
@@ -72,6 +73,8 @@ class TrainConfig:
             raise PipelineError("--bf16 and --fp16: choose one")
         if self.learning_rate <= 0:
             raise PipelineError(f"--learning-rate: must be > 0, got {self.learning_rate}")
+        if not self.first_line_weight > 0:
+            raise PipelineError(f"--first-line-weight: must be > 0, got {self.first_line_weight}")
         if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise PipelineError("--per-device-train-batch-size and --gradient-accumulation-steps: must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1:

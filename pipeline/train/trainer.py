@@ -270,7 +270,7 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     """
     from transformers.trainer_callback import PrinterCallback
 
-    from pipeline.train.loss import answer_only_trainer_class
+    from pipeline.train.loss import answer_only_trainer_class, line_break_token_id
 
     progress = progress or NullProgress()
     resume = check_output_dir(config)
@@ -310,8 +310,14 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     if pad_id is None:
         pad_id = processor.tokenizer.eos_token_id
     collator = VideoChatCollator(pad_token_id=pad_id)
+    line_break_id = None
+    if config.first_line_weight != 1.0:
+        try:
+            line_break_id = line_break_token_id(processor.tokenizer)
+        except ValueError as err:
+            raise PipelineError(f"--first-line-weight: {err}") from None
     losses: list[float] = []
-    trainer = answer_only_trainer_class()(
+    trainer = answer_only_trainer_class(config.first_line_weight, line_break_id)(
         model=model,
         args=args,
         train_dataset=VideoChatDataset(rows, encoder),

@@ -66,6 +66,8 @@ def test_config_file_with_cli_overrides(tmp_path):
         TrainConfig.from_sources(path)
     with pytest.raises(PipelineError, match="--bf16 and --fp16"):
         TrainConfig(bf16=True, fp16=True)
+    with pytest.raises(PipelineError, match="--first-line-weight: must be > 0"):
+        TrainConfig(first_line_weight=0)
 
 
 def test_unloadable_model_offline_is_one_line_exit_2(train_dataset_dir, tmp_path):
