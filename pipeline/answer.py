@@ -27,8 +27,10 @@ _NEGATIVE_ZERO = "-0." + "0" * DECIMALS
 # One pair on one line: two decimal numbers separated by a comma (spaces and tabs allowed, no newline).
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _PAIR_RE = re.compile(rf"({_NUMBER})[ \t]*,[ \t]*({_NUMBER})")
-# Largest magnitude that survives the cast to float32 (larger values, and inf/nan, are unreadable).
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Magnitudes no car reaches: a pair beyond them is a decoding runaway (a small model stuck repeating a digit writes
+# e.g. `3555555555.00`), not a prediction, and is unreadable, so one runaway cannot swamp an error mean.
+MAX_SPEED_MPS = 100.0  # 360 km/h
+MAX_CURVATURE_PER_M = 1.0  # a 1-m turning radius
 # Longest excerpt of unreadable text quoted in a problem message.
 _EXCERPT = 40
 
@@ -110,7 +112,8 @@ def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
     """Read up to n (velocity, curvature) pairs from a model's answer. Never raises on any `text`.
 
     Pairs are ``number , number`` on one line (several per line are accepted); lines without a pair and
-    pairs beyond the n-th are reported in `problems`, missing pairs are NaN.
+    pairs beyond the n-th are reported in `problems`, missing pairs are NaN, and so are pairs beyond
+    `MAX_SPEED_MPS` or `MAX_CURVATURE_PER_M` (reported as implausible).
 
     Args:
         text: the answer text (anything; a non-string gives an empty result with a problem).
@@ -139,11 +142,11 @@ def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
                 continue
             v = float(match.group(1))
             c = float(match.group(2)) / CURVATURE_SCALE
-            if abs(v) < _FLOAT32_MAX and abs(c) < _FLOAT32_MAX:
+            if abs(v) <= MAX_SPEED_MPS and abs(c) <= MAX_CURVATURE_PER_M:
                 velocity[found] = v
                 curvature[found] = c
             else:
-                problems.append(f"line {line_no}: number out of range {_excerpt(match.group(0))!r}")
+                problems.append(f"line {line_no}: implausible value {_excerpt(match.group(0))!r}")
             found += 1
     if found < n:
         problems.append(f"missing pairs: read {found} of {n}")
@@ -152,4 +155,13 @@ def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
     return ParsedAnswer(velocity, curvature, found, problems)
 
 
-__all__ = ["CURVATURE_SCALE", "DECIMALS", "ParsedAnswer", "format_answer", "parse_answer", "round_like_answer"]
+__all__ = [
+    "CURVATURE_SCALE",
+    "DECIMALS",
+    "MAX_CURVATURE_PER_M",
+    "MAX_SPEED_MPS",
+    "ParsedAnswer",
+    "format_answer",
+    "parse_answer",
+    "round_like_answer",
+]

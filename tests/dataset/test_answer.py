@@ -70,6 +70,20 @@ def test_extra_pairs_and_non_text():
     assert not huge.complete and np.isnan(huge.velocity[0])
 
 
+def test_implausible_values_are_unreadable():
+    # The limits themselves (100 m/s, 1 1/m = 1000 1/km) are readable, in either direction.
+    edge = parse_answer("100.00,1000.00\n-100.00,-1000.00", n=2)
+    assert edge.complete and edge.problems == []
+    np.testing.assert_array_equal(edge.curvature, np.float32([1.0, -1.0]))
+    # A decoding runaway, a speed just over the limit and a curvature just over it are not.
+    parsed = parse_answer("3555555555.00,-1.00\n100.01,0.00\n5.00,1000.01\n5.00,-2.00", n=4)
+    assert parsed.n_pairs == 4 and not parsed.complete
+    assert np.isnan(parsed.velocity[:3]).all() and np.isnan(parsed.curvature[:3]).all()
+    np.testing.assert_array_equal(parsed.velocity[3:], np.float32([5.0]))
+    assert [p.split(":")[0] for p in parsed.problems] == ["line 1", "line 2", "line 3"]
+    assert all("implausible value" in p for p in parsed.problems)
+
+
 def test_format_rejects_bad_input():
     with pytest.raises(ValueError):
         format_answer(np.zeros(3), np.zeros(2))
