@@ -68,10 +68,11 @@ PROFILES = {
         eval_samples=2,
         max_new_tokens=48,
     ),
-    # The README's demo: 10 min 45 s measured on 2 cores (rendering ~1.6 s per clip, training ~0.52 s per step of
-    # 8 samples with the 5,000-token vocabulary).
+    # The README's demo: 11 min 53 s measured on 2 cores (rendering ~1.5 s per clip, training ~0.41 s per step of
+    # 8 samples with the 5,000-token vocabulary and the short prompt). With 4 chunks it did not beat the
+    # train mean on held-out clips.
     "default": DemoProfile(
-        chunks=4,
+        chunks=8,
         clips_per_chunk=12,
         duration_s=20.0,
         render_size=(256, 144),
