@@ -55,5 +55,5 @@ def test_tiny_model_learns_and_beats_zero_motion_on_held_out_clips(segments_dir,
     assert len(answered) >= 0.5 * len(read), evaluation.texts[:3]
     model_mae = np.mean([np.abs(pred - truth).mean() for pred, truth in answered])
     zero_motion_mae = np.mean([np.abs(truth).mean() for _, truth in answered])
-    print(f"{len(answered)}/{len(read)} answers read; velocity MAE {model_mae:.2f} vs zero motion {zero_motion_mae:.2f}")
+    print(f"{len(answered)}/{len(read)} read; velocity MAE {model_mae:.2f} vs zero motion {zero_motion_mae:.2f} m/s")
     assert model_mae < zero_motion_mae, (model_mae, zero_motion_mae)
