@@ -42,7 +42,7 @@ def build_segments(workdir: Path, args: argparse.Namespace) -> Path:
         )
     )
     segments = workdir / "segments"
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = segment.parse_size(args.size)
     segment.run(segment.SegmentConfig(input_dir=repo.root, output_dir=segments, max_clips=None, size=size))
     return segments
 
@@ -144,7 +144,7 @@ def main() -> None:
         "--bpe-ranks", type=int, default=d.bpe_ranks or 0, help="tiny vocabulary: Qwen's first n tokens (0: all)"
     )
     parser.add_argument("--video-fps", type=float, default=d.video_fps, help="frames sampled per second of segment")
-    parser.add_argument("--chunks", type=int, default=12, help="synthetic chunks (the demo has 4)")
+    parser.add_argument("--chunks", type=int, default=12, help=f"synthetic chunks (the demo has {d.chunks})")
     parser.add_argument("--clips-per-chunk", type=int, default=d.clips_per_chunk)
     parser.add_argument("--test-ratio", type=float, default=d.test_ratio)
     parser.add_argument("--size", default="x".join(map(str, d.segment_size)), help="segment size fed to the model")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from pipeline.demo import PROFILES
 from pipeline.train import trainer
 from pipeline.train.collator import SampleEncoder
 from pipeline.train.video_input import VideoSettings
@@ -42,7 +43,9 @@ def main() -> None:
     parser.add_argument("dataset_dir")
     parser.add_argument("--train-samples", type=int, default=800)
     parser.add_argument("--test-samples", type=int, default=300)
-    parser.add_argument("--video-fps", type=float, default=8.0, help="as the model was trained")
+    parser.add_argument(
+        "--video-fps", type=float, default=PROFILES["default"].video_fps, help="as the model was trained"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
