@@ -8,10 +8,15 @@ m/s and 1/m.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-BASELINE_NAMES: tuple[str, ...] = ("zero_motion", "train_mean", "constant", "linear_extrapolation")
-"""Baselines reported beside the model, in table order."""
+BASELINE_NAMES: tuple[str, ...] = ("zero_motion", "train_mean", "constant", "linear_extrapolation", "history_ridge")
+"""Baselines reported beside the model, in table order (`history_ridge` needs a fitted `HistoryRidge`)."""
+
+RIDGE_ALPHA = 1.0
+"""L2 penalty of `fit_history_ridge`, on standardised features (one unit per feature)."""
 
 
 def _history(history_velocity: np.ndarray, history_curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +93,74 @@ def linear_extrapolation(
     return np.maximum(fit(hv), 0.0), fit(hk)
 
 
+@dataclass(frozen=True)
+class HistoryRidge:
+    """Ridge regression from the input second's (speed, curvature) to the next second's, fit on the train split.
+
+    Features are the n_h history speeds then the n_h history curvatures, standardised with the train split's
+    per-feature mean and std; targets likewise (n speeds then n curvatures), so the penalty weighs m/s and 1/m
+    alike. It is the history-only learned floor a video model must beat.
+    """
+
+    x_mean: np.ndarray  # (2 n_h,) feature means (m/s then 1/m)
+    x_std: np.ndarray  # (2 n_h,) feature stds (1 where a feature is constant)
+    y_mean: np.ndarray  # (2 n,) target means
+    y_std: np.ndarray  # (2 n,) target stds
+    weights: np.ndarray  # (2 n_h, 2 n) on standardised values
+    alpha: float
+
+    def predict(self, history_velocity: np.ndarray, history_curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, n_h) m/s and 1/m -> (N, n) m/s (clamped at >= 0) and (N, n) 1/m."""
+        hv, hk = _history(history_velocity, history_curvature)
+        if 2 * hv.shape[1] != len(self.x_mean):
+            raise ValueError(f"history has {hv.shape[1]} steps, the ridge was fit on {len(self.x_mean) // 2}")
+        x = (np.concatenate([hv, hk], axis=1) - self.x_mean) / self.x_std
+        y = (x @ self.weights) * self.y_std + self.y_mean
+        n = y.shape[1] // 2
+        return np.maximum(y[:, :n], 0.0), y[:, n:]
+
+
+def _standardise(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = a.mean(axis=0)
+    std = a.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def fit_history_ridge(
+    history_velocity: np.ndarray,
+    history_curvature: np.ndarray,
+    velocity: np.ndarray,
+    curvature: np.ndarray,
+    alpha: float = RIDGE_ALPHA,
+) -> HistoryRidge:
+    """Fit `HistoryRidge` in closed form on M train samples (columnar: one solve, no loop over rows).
+
+    Args:
+        history_velocity, history_curvature: (M, n_h) m/s and 1/m, the input second of each train sample.
+        velocity, curvature: (M, n) m/s and 1/m, its next second.
+        alpha: L2 penalty on standardised weights (> 0 keeps the solve well posed for any M).
+
+    Raises:
+        ValueError: no samples, mismatched shapes, or alpha <= 0.
+    """
+    hv, hk = _history(history_velocity, history_curvature)
+    tv = np.atleast_2d(np.asarray(velocity, dtype=np.float64))
+    tk = np.atleast_2d(np.asarray(curvature, dtype=np.float64))
+    if tv.shape != tk.shape or tv.shape[0] != hv.shape[0] or hv.shape[0] == 0:
+        raise ValueError(f"need M > 0 matching samples, got history {hv.shape} and targets {tv.shape}, {tk.shape}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    x = np.concatenate([hv, hk], axis=1)
+    y = np.concatenate([tv, tk], axis=1)
+    x_mean, x_std = _standardise(x)
+    y_mean, y_std = _standardise(y)
+    xs = (x - x_mean) / x_std
+    ys = (y - y_mean) / y_std
+    gram = xs.T @ xs + alpha * np.eye(xs.shape[1])
+    weights = np.linalg.solve(gram, xs.T @ ys)
+    return HistoryRidge(x_mean, x_std, y_mean, y_std, weights, float(alpha))
+
+
 def all_baselines(
     history_velocity: np.ndarray,
     history_curvature: np.ndarray,
@@ -96,22 +169,32 @@ def all_baselines(
     mean_curvature: np.ndarray,
     window_s: float = 1.0,
     horizon_s: float = 1.0,
+    history_model: HistoryRidge | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every baseline of `BASELINE_NAMES` on the same N samples: name -> ((N, n) m/s, (N, n) 1/m)."""
+    """Every baseline of `BASELINE_NAMES` on the same N samples: name -> ((N, n) m/s, (N, n) 1/m).
+
+    `history_ridge` is included when `history_model` (fit on the train split) is given.
+    """
     hv, hk = _history(history_velocity, history_curvature)
     n_samples = hv.shape[0]
-    return {
+    out = {
         "zero_motion": zero_motion(n_samples, n),
         "train_mean": train_mean(n_samples, mean_velocity, mean_curvature),
         "constant": constant(hv, hk, n),
         "linear_extrapolation": linear_extrapolation(hv, hk, n, window_s=window_s, horizon_s=horizon_s),
     }
+    if history_model is not None:
+        out["history_ridge"] = history_model.predict(hv, hk)
+    return out
 
 
 __all__ = [
     "BASELINE_NAMES",
+    "RIDGE_ALPHA",
+    "HistoryRidge",
     "all_baselines",
     "constant",
+    "fit_history_ridge",
     "linear_extrapolation",
     "train_mean",
     "train_mean_profile",

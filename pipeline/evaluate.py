@@ -246,6 +246,7 @@ def score_answers(
     mean_curvature: np.ndarray,
     window_s: float = 1.0,
     horizon_s: float = 1.0,
+    history_model: baselines_mod.HistoryRidge | None = None,
 ) -> EvaluationResult:
     """Parse and score N answers against the targets, with every baseline on the same samples.
 
@@ -255,6 +256,8 @@ def score_answers(
             `history_velocity`, `history_curvature` as (N, n) arrays (m/s, 1/m).
         mean_velocity, mean_curvature: (n,) train-mean profile (fallback and baseline).
         window_s, horizon_s: input and future lengths, s.
+        history_model: the history-only ridge fit on the train split (`pipeline.baselines.fit_history_ridge`);
+            without it the `history_ridge` baseline is left out.
     """
     tv = np.asarray(targets["velocity"], dtype=np.float64)
     tk = np.asarray(targets["curvature"], dtype=np.float64)
@@ -270,6 +273,7 @@ def score_answers(
         mean_curvature,
         window_s=window_s,
         horizon_s=horizon_s,
+        history_model=history_model,
     )
     predictors = {MODEL_NAME: (pv, pk), **base}
     scores: dict[str, dict[str, Scores]] = {}
@@ -449,6 +453,9 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     if len(train_cols["id"]) == 0:
         raise PipelineError(f"--dataset {config.dataset_dir}: the train split is empty (needed for the train mean)")
     mean_v, mean_k = baselines_mod.train_mean_profile(train_cols["velocity"], train_cols["curvature"])
+    history_model = baselines_mod.fit_history_ridge(
+        *(train_cols[key] for key in ("history_velocity", "history_curvature", "velocity", "curvature"))
+    )
 
     split_ids = list(ds["id"])
     without_prediction = 0
@@ -481,7 +488,15 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
             f"--dataset {config.dataset_dir}: split {config.split!r} has {targets['velocity'].shape[1]} steps, "
             f"train has {len(mean_v)}"
         )
-    result = score_answers(texts, targets, mean_v, mean_k, window_s=config.window_s, horizon_s=config.horizon_s)
+    result = score_answers(
+        texts,
+        targets,
+        mean_v,
+        mean_k,
+        window_s=config.window_s,
+        horizon_s=config.horizon_s,
+        history_model=history_model,
+    )
     result.info = {
         "model": config.model,
         "adapter": str(config.adapter) if config.adapter else None,

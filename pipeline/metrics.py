@@ -135,8 +135,12 @@ class Scores:
             "displacement": float(self.displacement_by_step[k]),
         }
 
+    def displacement_at(self, time_s: float) -> float:
+        """Mean position error (m) at the step nearest `time_s` s: the path-L2 of open-loop planning benchmarks."""
+        return self.at_horizon(time_s)["displacement"]
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready numbers (NaN becomes None)."""
+        """JSON-ready numbers (NaN becomes None); `displacement_<t>s` is `displacement_at(t)` per HORIZON_POINTS_S."""
 
         def clean(x: float) -> float | None:
             return None if not np.isfinite(x) else float(x)
@@ -149,6 +153,7 @@ class Scores:
             "curvature_rmse": clean(self.curvature_rmse),
             "ade": clean(self.ade),
             "fde": clean(self.fde),
+            **{f"displacement_{t:g}s": clean(self.displacement_at(t)) for t in HORIZON_POINTS_S},
             "at_horizon": {
                 f"{t:g}s": {key: clean(val) for key, val in self.at_horizon(t).items()} for t in HORIZON_POINTS_S
             },

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +33,14 @@ REPORT_FILES = (
 )
 """Files `write_report` writes into the output directory."""
 
-_COLUMNS = (
-    ("velocity MAE (m/s)", "velocity_mae", "{:.3f}"),
-    ("velocity RMSE (m/s)", "velocity_rmse", "{:.3f}"),
-    ("curvature MAE (1/m)", "curvature_mae", "{:.3g}"),
-    ("curvature RMSE (1/m)", "curvature_rmse", "{:.3g}"),
-    ("ADE (m)", "ade", "{:.3f}"),
-    ("FDE (m)", "fde", "{:.3f}"),
+_COLUMNS: tuple[tuple[str, Callable[[Scores], float], str], ...] = (
+    ("velocity MAE (m/s)", lambda s: s.velocity_mae, "{:.3f}"),
+    ("velocity RMSE (m/s)", lambda s: s.velocity_rmse, "{:.3f}"),
+    ("curvature MAE (1/m)", lambda s: s.curvature_mae, "{:.3g}"),
+    ("curvature RMSE (1/m)", lambda s: s.curvature_rmse, "{:.3g}"),
+    ("ADE (m)", lambda s: s.ade, "{:.3f}"),
+    ("FDE (m)", lambda s: s.fde, "{:.3f}"),
+    *((f"displacement @{t:g} s (m)", lambda s, t=t: s.displacement_at(t), "{:.3f}") for t in HORIZON_POINTS_S),
 )
 
 
@@ -51,7 +53,7 @@ def _rows(result: EvaluationResult, subset: str) -> list[list[str]]:
 
     rows = []
     for name, s in result.scores[subset].items():
-        cells = [name] + [_fmt(getattr(s, attr), spec) for _, attr, spec in _COLUMNS]
+        cells = [name] + [_fmt(value(s), spec) for _, value, spec in _COLUMNS]
         if name == MODEL_NAME and subset == "all":
             cells.append(f"{result.n_failures}/{result.n_samples} ({100 * result.parse_failure_rate:.1f} %)")
         elif name == MODEL_NAME:
@@ -214,7 +216,9 @@ def report_markdown(result: EvaluationResult) -> str:
         "",
         "Baselines: `zero_motion` (standing still), `train_mean` (per-step mean of the train targets), `constant`"
         " (last speed and curvature of the input second), `linear_extrapolation` (least-squares line through the input"
-        " second, speed clamped at 0).",
+        " second, speed clamped at 0), `history_ridge` (history-only learned: ridge regression from the input second's"
+        " speeds and curvatures to the next second's, fit on the train split). Displacement @t is the mean distance"
+        " between the predicted and true positions t seconds ahead (the path-L2 of open-loop planning benchmarks).",
         "",
         "## Plots",
         "",

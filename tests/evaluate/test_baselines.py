@@ -7,6 +7,7 @@ from pipeline.baselines import (
     BASELINE_NAMES,
     all_baselines,
     constant,
+    fit_history_ridge,
     linear_extrapolation,
     train_mean,
     train_mean_profile,
@@ -75,10 +76,60 @@ def test_linear_extrapolation_of_a_noisy_history_is_the_least_squares_line():
 def test_all_baselines_names_and_shapes():
     hv = np.full((4, N_H), 3.0)
     hk = np.zeros((4, N_H))
-    out = all_baselines(hv, hk, N, np.full(N, 2.0), np.zeros(N))
+    ridge = fit_history_ridge(hv, hk, np.full((4, N), 3.0), np.zeros((4, N)))
+    out = all_baselines(hv, hk, N, np.full(N, 2.0), np.zeros(N), history_model=ridge)
     assert tuple(out) == BASELINE_NAMES
+    assert "history_ridge" not in all_baselines(hv, hk, N, np.full(N, 2.0), np.zeros(N))
     for v, k in out.values():
         assert v.shape == k.shape == (4, N)
     np.testing.assert_allclose(out["constant"][0], 3.0)
     np.testing.assert_allclose(out["linear_extrapolation"][0], 3.0)
     np.testing.assert_allclose(out["train_mean"][0], 2.0)
+
+
+def test_history_ridge_recovers_an_exact_linear_map():
+    """Targets that are a linear function of the history are fit almost exactly (tiny penalty, many samples)."""
+    rng = np.random.default_rng(1)
+    m = 400
+    hv = rng.uniform(0, 30, (m, N_H))
+    hk = rng.uniform(-0.05, 0.05, (m, N_H))
+    tv = hv[:, -1:] + 0.5 * (hv[:, -1:] - hv[:, :1]) * T_FUT  # keeps going at the history's average acceleration
+    tk = np.repeat(hk[:, -1:], N, axis=1) * 0.9
+    ridge = fit_history_ridge(hv, hk, tv, tk, alpha=1e-6)
+    v, k = ridge.predict(hv[:50], hk[:50])
+    np.testing.assert_allclose(v, np.maximum(tv[:50], 0.0), atol=1e-5)
+    np.testing.assert_allclose(k, tk[:50], atol=1e-8)
+    with pytest.raises(ValueError):
+        ridge.predict(hv[:, :10], hk[:, :10])
+    with pytest.raises(ValueError):
+        fit_history_ridge(hv[:0], hk[:0], tv[:0], tk[:0])
+
+
+def synthetic_set(n_clips: int, seed: int) -> tuple[np.ndarray, ...]:
+    """(clip, history v, history k, future v, future k) of every 1-s window of the synthetic scenarios, 30 Hz."""
+    from pipeline.synthetic.trajectory import scenario_for
+
+    rows = []
+    for clip in range(n_clips):
+        trajectory = scenario_for(clip, seed)
+        for now_s in range(1, 19):
+            t_hist = np.round((now_s - 1 + (np.arange(N_H) + 1) / N_H) * 1e6).astype(np.int64)
+            t_fut = np.round((now_s + (np.arange(N) + 1) / N) * 1e6).astype(np.int64)
+            hist, fut = trajectory.at(t_hist), trajectory.at(t_fut)
+            rows.append((clip, hist.speed, hist.curvature, fut.speed, fut.curvature))
+    clip = np.array([r[0] for r in rows])
+    return (clip, *(np.stack([r[i] for r in rows]) for i in range(1, 5)))
+
+
+def test_history_ridge_beats_the_train_mean_on_the_synthetic_scenarios():
+    """Split by clip (no window of a test clip is fit); the learned history baseline must beat the train mean."""
+    clip, hv, hk, tv, tk = synthetic_set(n_clips=48, seed=3)
+    train, test = clip < 36, clip >= 36
+    ridge = fit_history_ridge(hv[train], hk[train], tv[train], tk[train])
+    pv, pk = ridge.predict(hv[test], hk[test])
+    mv, mk = train_mean_profile(tv[train], tk[train])
+    ridge_v, mean_v = np.mean(np.abs(pv - tv[test])), np.mean(np.abs(mv - tv[test]))
+    ridge_k, mean_k = np.mean(np.abs(pk - tk[test])), np.mean(np.abs(mk - tk[test]))
+    print(f"velocity MAE ridge {ridge_v:.3f} vs train mean {mean_v:.3f} m/s; curvature {ridge_k:.2e} vs {mean_k:.2e}")
+    assert ridge_v < 0.5 * mean_v
+    assert ridge_k < 0.5 * mean_k

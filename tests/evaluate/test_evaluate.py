@@ -167,6 +167,10 @@ def test_report_files_are_real(truth_report, test_split):
     assert len(metrics["dataset_fingerprint"]) == 64
     assert metrics["scores"]["all"]["constant"]["ade"] == pytest.approx(result.scores["all"]["constant"].ade)
     assert metrics["scores"]["all"][MODEL_NAME]["at_horizon"]["0.5s"]["time_s"] == pytest.approx(0.5)
+    for name in ("constant", "history_ridge"):
+        s = result.scores["all"][name]
+        assert metrics["scores"]["all"][name]["displacement_0.5s"] == pytest.approx(s.displacement_by_step[14])
+        assert metrics["scores"]["all"][name]["displacement_1s"] == pytest.approx(s.fde)
     assert len(metrics["scores"]["all"][MODEL_NAME]["by_step"]["velocity_mae"]) == 30
     with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -182,6 +186,7 @@ def test_report_files_are_real(truth_report, test_split):
     table = headline_table(result)
     assert all(name in table for name in (MODEL_NAME, *BASELINE_NAMES))
     assert "velocity MAE (m/s)" in table
+    assert "displacement @0.5 s (m)" in table and "| displacement @1 s (m) |" in report
 
 
 def test_model_is_compared_with_better_baselines_on_the_synthetic_data(truth_report):
