@@ -231,6 +231,14 @@ def segment(
     fast_decode: Annotated[
         bool, typer.Option("--fast-decode", "--fast_decode", help="Skip H.264 deblocking when decoding (~15% faster).")
     ] = False,
+    retry_skipped: Annotated[
+        bool,
+        typer.Option(
+            "--retry-skipped",
+            "--retry_skipped",
+            help="Cut clips an earlier run skipped again, even if their inputs did not change.",
+        ),
+    ] = False,
 ) -> None:
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline import segment as stage
@@ -252,11 +260,13 @@ def segment(
         workers=workers,
         shard=stage.parse_shard(shard),
         fast_decode=fast_decode,
+        retry_skipped=retry_skipped,
     )
     result = stage.run(config, progress=RichProgress())
+    locked = f", {result.locked} left to another run" if result.locked else ""
     print(
         f"{result.segments} segments from {result.done} clips ({result.reused} already complete), "
-        f"{result.skipped} clips skipped; metadata in {result.metadata_dir}"
+        f"{result.skipped} clips skipped{locked}; metadata in {result.metadata_dir}"
     )
 
 

@@ -42,6 +42,10 @@ class EgomotionTable:
     quat_xyzw: np.ndarray | None
     # Rows dropped because their timestamp repeated an earlier row's.
     n_duplicates: int
+    # Of those, rows whose values differ from the kept row's (a conflict resolved by keeping the first row).
+    n_conflicting: int = 0
+    # Timestamp of the first such conflict, µs; None when there is none.
+    first_conflict_us: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.timestamp_us)
@@ -59,7 +63,8 @@ class EgomotionTable:
 def clean_egomotion(df: pd.DataFrame) -> EgomotionTable:
     """Sort an egomotion DataFrame by `timestamp` and drop rows whose timestamp repeats (the first one is kept).
 
-    Raises `EgomotionError` when a required column is missing or fewer than 2 distinct timestamps remain.
+    Dropped rows whose values differ from the kept one are counted in `n_conflicting`. Raises `EgomotionError`
+    when a required column is missing or fewer than 2 distinct timestamps remain.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -76,12 +81,19 @@ def clean_egomotion(df: pd.DataFrame) -> EgomotionTable:
     if len(rows) < 2:
         raise EgomotionError(f"egomotion table has {len(rows)} distinct timestamp(s), need at least 2")
     has_quat = all(c in df.columns for c in QUATERNION_COLUMNS)
+    value_columns = [c for c in df.columns if c != "timestamp" and pd.api.types.is_numeric_dtype(df[c])]
+    values = df[value_columns].to_numpy(dtype=np.float64)[order]
+    kept = values[np.maximum.accumulate(np.where(keep, np.arange(len(keep)), 0))]
+    same = (values == kept) | (np.isnan(values) & np.isnan(kept))
+    conflicting = ~keep & ~same.all(axis=1)
     return EgomotionTable(
         timestamp_us=ts[rows],
         velocity=df[["vx", "vy", "vz"]].to_numpy(dtype=np.float64)[rows],
         curvature=df["curvature"].to_numpy(dtype=np.float64)[rows],
         quat_xyzw=df[list(QUATERNION_COLUMNS)].to_numpy(dtype=np.float64)[rows] if has_quat else None,
         n_duplicates=int(len(ts) - len(rows)),
+        n_conflicting=int(conflicting.sum()),
+        first_conflict_us=int(ts_sorted[np.argmax(conflicting)]) if conflicting.any() else None,
     )
 
 
@@ -197,7 +209,8 @@ def segment_targets(
 
     end_us: (S,) int64 segment ends. A segment is invalid (NaN rows, reason given) when its sample span
     [first history time, last future time] is not inside the egomotion time range (no extrapolation), when a
-    NaN sample touches the span, or when two consecutive samples in the span are more than `max_gap_us` apart.
+    NaN or infinite sample touches the span, or when two consecutive samples in the span are more than
+    `max_gap_us` apart.
     Returns `SegmentTargets` with (S, n) arrays.
     """
     end_us = np.asarray(end_us, dtype=np.int64).reshape(-1)
@@ -210,22 +223,28 @@ def segment_targets(
     reasons: list[str | None] = [None] * len(end_us)
     # Intervals between consecutive samples: bad if too long or touching a NaN row. Interval i is [ts[i], ts[i+1]].
     finite = table.finite
+    infinite = np.isinf(table.velocity).any(axis=1) | np.isinf(table.curvature)
     gaps = np.diff(ts)
     too_long = gaps > max_gap_us
     has_nan = ~(finite[:-1] & finite[1:])
+    has_inf = infinite[:-1] | infinite[1:]
     # Intervals overlapping [lo, hi]: first = the one containing lo, last = the one containing hi.
     first = np.clip(np.searchsorted(ts, span_lo, side="right") - 1, 0, len(gaps) - 1)
     last = np.clip(np.searchsorted(ts, span_hi, side="left") - 1, 0, len(gaps) - 1)
     cum_long = np.concatenate([[0], np.cumsum(too_long)])
     cum_nan = np.concatenate([[0], np.cumsum(has_nan)])
+    cum_inf = np.concatenate([[0], np.cumsum(has_inf)])
     n_long = cum_long[last + 1] - cum_long[first]
     n_nan = cum_nan[last + 1] - cum_nan[first]
+    n_inf = cum_inf[last + 1] - cum_inf[first]
     uncovered = (span_lo < ts[0]) | (span_hi > ts[-1])
 
     for s in np.flatnonzero(uncovered | (n_long > 0) | (n_nan > 0)):
         lo, hi = int(span_lo[s]), int(span_hi[s])
         if uncovered[s]:
             reasons[s] = f"egomotion covers [{ts[0]}, {ts[-1]}] us, targets need [{lo}, {hi}] us (no extrapolation)"
+        elif n_inf[s]:
+            reasons[s] = f"egomotion has infinite values within [{lo}, {hi}] us"
         elif n_nan[s]:
             reasons[s] = f"egomotion has NaN values within [{lo}, {hi}] us"
         else:

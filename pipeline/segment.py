@@ -4,11 +4,17 @@ Reads a downloaded directory (or a synthetic repository) in place: `features.csv
 where each clip's video, frame timestamps and egomotion live. Per clip: frame timestamps → segment windows
 (docs/ARCHITECTURE.md, "Timing conventions") → targets (`pipeline.egomotion`) → one decode pass writing every
 segment (`pipeline.video`) → a per-clip metadata file, written last, which marks the clip complete. A re-run
-verifies that file (same settings, every mp4 present with its recorded size) and skips the clip. Finally the
+verifies that file (same settings, same input fingerprint, every mp4 present with its recorded size) and skips the
+clip; a clip whose inputs changed since (`pipeline.zip_fingerprint`) is cut again, a skipped one too. Finally the
 per-clip files of this run are aggregated into `metadata/segments.json`, `segments.parquet` and `manifest.json`.
 
 Every bad input (missing member, corrupt video, frame count mismatch, NaNs or gaps in egomotion, a short clip)
-skips the clip or the segment with a one-line reason in the manifest and the log; the run goes on.
+skips the clip or the segment with a one-line reason in the manifest and the log; the run goes on. A run in
+which every clip was skipped because its zip could not be read fails with that reason.
+
+Runs may share an output directory: a clip is cut under a lock file (`pipeline.cliplock`) next to its record, and
+a clip another live run holds is left to that run (reported as "locked"; the aggregate picks it up if that run
+has finished it by then).
 """
 
 from __future__ import annotations
@@ -29,12 +35,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import catalog
+from pipeline import catalog, cliplock
 from pipeline import egomotion as ego
 from pipeline.atomic import atomic_path, temp_sibling, write_json
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.video import EncodeSettings, SegmentRequest, VideoError, cut_segments, locate_member, read_member
+from pipeline.video import (
+    EncodeSettings,
+    SegmentRequest,
+    UnreadableZipError,
+    VideoError,
+    cut_segments,
+    locate_member,
+    read_member,
+)
+from pipeline.zip_fingerprint import zip_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +59,8 @@ SEGMENTS_JSON = "segments.json"
 SEGMENTS_PARQUET = "segments.parquet"
 MANIFEST_JSON = "manifest.json"
 CONFIG_JSON = "segment_config.json"
-# Version of the per-clip record layout; a change makes a re-run redo clips.
-_RECORD_VERSION = 1
+# Version of the per-clip record layout; a change makes a re-run redo clips (2: input fingerprints).
+_RECORD_VERSION = 2
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -106,6 +121,8 @@ class SegmentConfig:
     crf: int = 23
     # Skip the source's H.264 deblocking filter while decoding: ~15 % faster, frames differ slightly.
     fast_decode: bool = False
+    # Cut clips recorded as skipped again even if their inputs did not change (changed inputs always re-cut).
+    retry_skipped: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir))
@@ -210,6 +227,8 @@ class SegmentRunSummary:
     skipped: int = 0
     # Clips found complete and not redone.
     reused: int = 0
+    # Clips another live run was cutting, left to it (not in this run's segments.json unless it finished first).
+    locked: int = 0
     # Segments in segments.json.
     segments: int = 0
     # Where the aggregate files were written.
@@ -218,6 +237,11 @@ class SegmentRunSummary:
 
 def clip_record_path(output_dir: Path, chunk: int, clip_id: str) -> Path:
     return Path(output_dir) / "metadata" / "clips" / f"chunk_{chunk:04d}" / f"{clip_id}.json"
+
+
+def clip_lock_path(output_dir: Path, chunk: int, clip_id: str) -> Path:
+    """The lock file a run holds while it cuts the clip (next to the clip's record)."""
+    return clip_record_path(output_dir, chunk, clip_id).with_suffix(".lock")
 
 
 def segment_video_relpath(chunk: int, clip_id: str, index: int) -> str:
@@ -284,14 +308,22 @@ def list_jobs(config: SegmentConfig) -> list[ClipJob]:
 
 
 class _Skip(Exception):
-    """The clip cannot be used; the message is the one-line reason."""
+    """The clip cannot be used; the message is the one-line reason. `input_level`: a whole zip is unreadable."""
+
+    def __init__(self, reason: str, input_level: bool = False) -> None:
+        super().__init__(reason)
+        self.input_level = input_level
+
+
+def _skip_from(err: VideoError) -> _Skip:
+    return _Skip(str(err), input_level=isinstance(err, UnreadableZipError))
 
 
 def _read_parquet_member(zip_path: Path, member: str) -> pd.DataFrame:
     try:
         data = read_member(zip_path, member)
     except VideoError as err:
-        raise _Skip(str(err)) from None
+        raise _skip_from(err) from None
     try:
         return pd.read_parquet(io.BytesIO(data))
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad file
@@ -315,9 +347,21 @@ def _load_record(path: Path) -> dict | None:
         return None
 
 
-def _is_complete(record: dict | None, config: SegmentConfig) -> bool:
-    """A clip record from an earlier run counts only if made with the same settings and its files are intact."""
-    if not record or record.get("signature") != config.signature():
+def input_fingerprint(job: ClipJob) -> dict:
+    """What the clip's outputs are made from: its zip members' CRC-32 and size, and its clip_is_valid flag."""
+    return {
+        "clip_is_valid": job.is_valid,
+        "camera": zip_fingerprint(job.camera_zip, [job.video_member, job.timestamps_member]),
+        "egomotion": zip_fingerprint(job.egomotion_zip, [job.egomotion_member]),
+    }
+
+
+def _is_complete(record: dict | None, config: SegmentConfig, inputs: dict) -> bool:
+    """A clip record from an earlier run counts only if made with the same settings from the same inputs, and its
+    files are intact; a skipped clip does not count with `retry_skipped`."""
+    if not record or record.get("signature") != config.signature() or record.get("inputs") != inputs:
+        return False
+    if config.retry_skipped and record.get("status") == "skipped":
         return False
     for rel, size in record.get("files", {}).items():
         path = config.output_dir / rel
@@ -334,41 +378,82 @@ def _clean_clip_dir(clip_dir: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
+def _reused(record_path: Path, config: SegmentConfig, inputs: dict) -> dict | None:
+    record = _load_record(record_path)
+    if not _is_complete(record, config, inputs):
+        return None
+    record["reused"] = True
+    return record
+
+
 def process_clip(job: ClipJob, config: SegmentConfig) -> dict:
     """Cut one clip and write its record (`metadata/clips/chunk_NNNN/<clip_id>.json`); return the record.
 
-    A record already on disk with the same settings and intact files is returned as is (`"reused": True`).
-    Never raises for bad input: the record then has status "skipped" and a reason.
+    A record already on disk with the same settings, the same input fingerprint and intact files is returned as is
+    (`"reused": True`). The clip is cut under its lock file; if another live run holds it, nothing is touched and
+    the returned (unwritten) record has status "locked". Never raises for bad input: the record then has status
+    "skipped" and a reason.
     """
     record_path = clip_record_path(config.output_dir, job.chunk, job.clip_id)
-    existing = _load_record(record_path)
-    if _is_complete(existing, config):
-        existing["reused"] = True
-        return existing
-    base = {
+    inputs = input_fingerprint(job)
+    reused = _reused(record_path, config, inputs)
+    if reused is not None:
+        return reused
+    lock = clip_lock_path(config.output_dir, job.chunk, job.clip_id)
+    held = cliplock.acquire(lock)
+    if held is not None:
+        return {**_bare_record(job, "locked", held.reason), "reused": False}
+    try:
+        reused = _reused(record_path, config, inputs)  # another run may have finished it before we took the lock
+        if reused is not None:
+            return reused
+        record = _cut_and_record(job, config, inputs)
+        write_json(record_path, record)
+    finally:
+        cliplock.release(lock)
+    record["reused"] = False
+    return record
+
+
+def _bare_record(job: ClipJob, status: str, reason: str) -> dict:
+    return {
         "clip_id": job.clip_id,
         "chunk": job.chunk,
         "split": job.split,
-        "signature": config.signature(),
+        "status": status,
+        "reason": reason,
+        "segments": [],
+        "skipped_segments": [],
+        "warnings": [],
     }
+
+
+def _cut_and_record(job: ClipJob, config: SegmentConfig, inputs: dict) -> dict:
+    """Cut the clip (its lock held) into a fresh clip directory; the record to write."""
+    base = {"clip_id": job.clip_id, "chunk": job.chunk, "split": job.split, "signature": config.signature()}
+    base["inputs"] = inputs
     clip_dir = config.output_dir / "video_segments" / f"chunk_{job.chunk:04d}" / job.clip_id
     _clean_clip_dir(clip_dir)
+    warnings: list[str] = []
     try:
-        segments, skipped_segments = _cut_clip(job, config, clip_dir)
+        segments, skipped_segments = _cut_clip(job, config, clip_dir, warnings)
         record = {**base, "status": "done", "reason": None, "segments": segments, "skipped_segments": skipped_segments}
         record["files"] = {s["video"]: s.pop("_size_bytes") for s in segments}
     except _Skip as err:
         record = {**base, "status": "skipped", "reason": str(err), "segments": [], "skipped_segments": []}
         record["files"] = {}
+        if err.input_level:
+            record["input_level"] = True
         _clean_clip_dir(clip_dir)
         if clip_dir.is_dir() and not any(clip_dir.iterdir()):
             clip_dir.rmdir()
-    write_json(record_path, record)
-    record["reused"] = False
+    record["warnings"] = warnings
     return record
 
 
-def _cut_clip(job: ClipJob, config: SegmentConfig, clip_dir: Path) -> tuple[list[dict], list[dict]]:
+def _cut_clip(
+    job: ClipJob, config: SegmentConfig, clip_dir: Path, warnings: list[str]
+) -> tuple[list[dict], list[dict]]:
     if not job.is_valid:
         raise _Skip("clip_is_valid is false in clip_index.parquet")
     ts = _frame_timestamps(job)
@@ -388,6 +473,11 @@ def _cut_clip(job: ClipJob, config: SegmentConfig, clip_dir: Path) -> tuple[list
         raise _Skip(f"{job.egomotion_member}: {err}") from None
     if table.n_duplicates:
         log.info("clip %s: dropped %d egomotion row(s) with repeated timestamps", job.clip_id, table.n_duplicates)
+    if table.n_conflicting:
+        warnings.append(
+            f"{job.egomotion_member}: {table.n_conflicting} repeated timestamp(s) with different values "
+            f"(first at {table.first_conflict_us} us); the first row of each was kept"
+        )
     # Half a frame of slack (docs/ARCHITECTURE.md): clock jitter must not move a frame across a window edge.
     half_frame = frame_dt // 2
     start_us, end_us = ego.segment_windows(
@@ -414,7 +504,7 @@ def _cut_clip(job: ClipJob, config: SegmentConfig, clip_dir: Path) -> tuple[list
         member = locate_member(job.camera_zip, job.video_member)
         written = cut_segments(member, ts, requests, config.encode_settings())
     except VideoError as err:
-        raise _Skip(str(err)) from None
+        raise _skip_from(err) from None
     records = []
     for w in written:
         i = w.index
@@ -459,16 +549,8 @@ def _process_clip_safe(job: ClipJob, config: SegmentConfig) -> dict:
         raise
     except Exception as err:  # noqa: BLE001 - reported in the manifest
         log.exception("clip %s: unexpected error", job.clip_id)
-        return {
-            "clip_id": job.clip_id,
-            "chunk": job.chunk,
-            "split": job.split,
-            "status": "skipped",
-            "reason": f"unexpected error: {type(err).__name__}: {err}".splitlines()[0],
-            "segments": [],
-            "skipped_segments": [],
-            "reused": False,
-        }
+        reason = f"unexpected error: {type(err).__name__}: {err}".splitlines()[0]
+        return {**_bare_record(job, "skipped", reason), "reused": False}
 
 
 # --- the stage -------------------------------------------------------------------------------------------------
@@ -478,6 +560,7 @@ def run(config: SegmentConfig, progress: ProgressSink | None = None) -> SegmentR
     """Run the segment stage; returns counts. Raises PipelineError for bad arguments or an unusable input dir."""
     progress = progress or NullProgress()
     jobs = list_jobs(config)
+    _check_writable(config.output_dir)
     log.info(
         "segment: %d clip(s) from %s (shard %d/%d), %d worker(s)",
         len(jobs),
@@ -508,7 +591,32 @@ def run(config: SegmentConfig, progress: ProgressSink | None = None) -> SegmentR
                 raise
             finally:
                 progress.finish()
-    return _aggregate(config, jobs, records)
+    summary = _aggregate(config, jobs, records)
+    _fail_if_no_input_was_readable(config, records)
+    return summary
+
+
+def _check_writable(output_dir: Path) -> None:
+    """Refuse an output directory this process cannot write into, before any clip is tried."""
+    clips = output_dir / "metadata" / "clips"
+    try:
+        clips.mkdir(parents=True, exist_ok=True)
+        probe = temp_sibling(clips / "write_probe")
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PipelineError(f"--output-dir {output_dir}: cannot write there ({err.strerror or err})") from None
+
+
+def _fail_if_no_input_was_readable(config: SegmentConfig, records: dict[str, dict]) -> None:
+    """Every clip skipped because a zip could not be read: the run failed (a user error), not an empty success."""
+    if not records or not all(r["status"] == "skipped" and r["input_level"] for r in records.values()):
+        return
+    reasons = sorted({r["reason"] for r in records.values()})
+    more = f" (and {len(reasons) - 1} other reason(s))" if len(reasons) > 1 else ""
+    raise PipelineError(
+        f"{reasons[0]}{more}: all {len(records)} clip(s) skipped; manifest in {_metadata_dir(config) / MANIFEST_JSON}"
+    )
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -522,16 +630,20 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _summarise(record: dict) -> dict:
     """Log a clip's outcome; keep only what the manifest needs (segments are re-read from the clip file)."""
-    if record["status"] == "skipped":
-        log.warning("clip %s skipped: %s", record["clip_id"], record["reason"])
+    if record["status"] in ("skipped", "locked"):
+        log.warning("clip %s %s: %s", record["clip_id"], record["status"], record["reason"])
     else:
         for s in record.get("skipped_segments", []):
             log.warning("clip %s segment %d skipped: %s", record["clip_id"], s["segment_index"], s["reason"])
+    for warning in record.get("warnings", []):
+        log.warning("clip %s: %s", record["clip_id"], warning)
     return {
         "status": record["status"],
         "reason": record["reason"],
         "segments": len(record["segments"]),
         "skipped_segments": record["skipped_segments"],
+        "warnings": record.get("warnings", []),
+        "input_level": bool(record.get("input_level")),
         "reused": bool(record.get("reused")),
     }
 
@@ -557,10 +669,13 @@ def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str
             fj.write("[")
             for job in jobs:
                 res = results[job.clip_id]
+                if res["status"] == "locked":
+                    res = _finished_elsewhere(config, job) or res
                 clips.append({"clip_id": job.clip_id, "chunk": job.chunk, **{k: res[k] for k in _MANIFEST_KEYS}})
                 summary.done += res["status"] == "done"
                 summary.skipped += res["status"] == "skipped"
                 summary.reused += res["reused"]
+                summary.locked += res["status"] == "locked"
                 if not res["segments"]:
                     continue
                 record = _load_record(clip_record_path(config.output_dir, job.chunk, job.clip_id)) or {}
@@ -587,10 +702,22 @@ def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str
         summary.skipped,
         meta,
     )
+    if summary.locked:
+        log.warning(
+            "segment: %d clip(s) were being cut by another run and are not in this run's segments.json; "
+            "the run that finishes last writes the complete one (or re-run)",
+            summary.locked,
+        )
     return summary
 
 
-_MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments")
+def _finished_elsewhere(config: SegmentConfig, job: ClipJob) -> dict | None:
+    """A clip that was locked by another run when we reached it: its summary if that run has completed it since."""
+    record = _reused(clip_record_path(config.output_dir, job.chunk, job.clip_id), config, input_fingerprint(job))
+    return None if record is None else _summarise(record)
+
+
+_MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments", "warnings")
 
 
 _COLUMNS = (

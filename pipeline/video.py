@@ -38,6 +38,10 @@ class VideoError(Exception):
     """A source video (or its zip member) cannot be used. The message is a one-line reason."""
 
 
+class UnreadableZipError(VideoError):
+    """The zip itself cannot be read (missing, not a zip): every clip in it fails the same way."""
+
+
 @dataclass(frozen=True)
 class ZipMember:
     """Where a stored (uncompressed) zip member's bytes lie in the zip file."""
@@ -66,7 +70,7 @@ def locate_member(zip_path: Path, name: str) -> ZipMember:
     except KeyError:
         raise VideoError(f"{zip_path.name}: member {name} is missing") from None
     except (OSError, zipfile.BadZipFile) as err:
-        raise VideoError(f"{zip_path.name}: cannot read zip ({err})") from None
+        raise UnreadableZipError(f"{zip_path.name}: cannot read zip ({err})") from None
     if header[0] != b"PK\x03\x04":
         raise VideoError(f"{zip_path.name}: bad local header for member {name}")
     offset = info.header_offset + _LOCAL_HEADER.size + header[9] + header[10]
@@ -81,7 +85,7 @@ def read_member(zip_path: Path, name: str) -> bytes:
     except KeyError:
         raise VideoError(f"{Path(zip_path).name}: member {name} is missing") from None
     except (OSError, zipfile.BadZipFile) as err:
-        raise VideoError(f"{Path(zip_path).name}: cannot read zip ({err})") from None
+        raise UnreadableZipError(f"{Path(zip_path).name}: cannot read zip ({err})") from None
 
 
 def open_video(source: Path | ZipMember) -> av.container.InputContainer:
