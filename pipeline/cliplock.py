@@ -23,10 +23,12 @@ RUN_ID = uuid.uuid4().hex
 
 @dataclass(frozen=True)
 class LockHeld:
-    """Another live run holds the lock: `reason` is the one-line message for the manifest."""
+    """Another run holds the lock: `reason` is the one-line message for the manifest."""
 
     path: Path
     reason: str
+    # The holder runs on this host (and is alive): it will release the lock. Otherwise it may be gone for good.
+    local: bool
 
 
 def _owner() -> dict:
@@ -93,18 +95,18 @@ def acquire(path: Path) -> LockHeld | None:
         if owner is None:
             continue  # released between our two calls
         if not _is_stale(owner):
-            return LockHeld(path, _held_reason(path, owner))
+            return _held(path, owner)
         _take_over(path, owner)
-    owner = _read(path) or {}
-    return LockHeld(path, _held_reason(path, owner))
+    return _held(path, _read(path) or {})
 
 
-def _held_reason(path: Path, owner: dict) -> str:
+def _held(path: Path, owner: dict) -> LockHeld:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(owner["time"])) if "time" in owner else "?"
     where = f"pid {owner.get('pid', '?')} on host {owner.get('host', '?')} since {since} UTC"
-    if owner.get("host") not in (None, socket.gethostname()):
-        return f"locked by another run ({where}); if that run is gone, remove {path}"
-    return f"locked by another run ({where}); left to it in this run"
+    local = owner.get("host") in (None, socket.gethostname())
+    if not local:
+        return LockHeld(path, f"locked by another run ({where}); if that run is gone, remove {path}", local)
+    return LockHeld(path, f"locked by another run ({where})", local)
 
 
 def release(path: Path) -> None:
@@ -114,10 +116,4 @@ def release(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def is_held(path: Path) -> bool:
-    """Whether a live run (any host) holds the lock at `path` now."""
-    owner = _read(path)
-    return owner is not None and not _is_stale(owner)
-
-
-__all__ = ["LockHeld", "acquire", "is_held", "release"]
+__all__ = ["LockHeld", "acquire", "release"]

@@ -12,9 +12,9 @@ Every bad input (missing member, corrupt video, frame count mismatch, NaNs or ga
 skips the clip or the segment with a one-line reason in the manifest and the log; the run goes on. A run in
 which every clip was skipped because its zip could not be read fails with that reason.
 
-Runs may share an output directory: a clip is cut under a lock file (`pipeline.cliplock`) next to its record, and
-a clip another live run holds is left to that run (reported as "locked"; the aggregate picks it up if that run
-has finished it by then).
+Runs may share an output directory: a clip is cut under a lock file (`pipeline.cliplock`) next to its record. A
+clip another live run holds is left to it, and at the end this run waits for it (or cuts it itself if that run
+died), so each run's segments.json is complete; a clip locked from another host is reported as "locked".
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -402,7 +403,7 @@ def process_clip(job: ClipJob, config: SegmentConfig) -> dict:
     lock = clip_lock_path(config.output_dir, job.chunk, job.clip_id)
     held = cliplock.acquire(lock)
     if held is not None:
-        return {**_bare_record(job, "locked", held.reason), "reused": False}
+        return {**_bare_record(job, "locked", held.reason), "reused": False, "lock_local": held.local}
     try:
         reused = _reused(record_path, config, inputs)  # another run may have finished it before we took the lock
         if reused is not None:
@@ -591,9 +592,32 @@ def run(config: SegmentConfig, progress: ProgressSink | None = None) -> SegmentR
                 raise
             finally:
                 progress.finish()
+    _settle_locked(config, jobs, records)
     summary = _aggregate(config, jobs, records)
     _fail_if_no_input_was_readable(config, records)
     return summary
+
+
+# Seconds between two looks at the clips another run on this host is cutting.
+LOCK_POLL_S = 0.5
+
+
+def _settle_locked(config: SegmentConfig, jobs: Sequence[ClipJob], records: dict[str, dict]) -> None:
+    """Wait for the clips another live run on this host was cutting, then take them as it left them: complete
+    (reused), or cut here if it died first. Clips locked from another host are left "locked" for this run."""
+    pending = [j for j in jobs if records[j.clip_id]["status"] == "locked" and records[j.clip_id]["lock_local"]]
+    if pending:
+        log.info("segment: waiting for %d clip(s) another run on this host is cutting", len(pending))
+    while pending:
+        time.sleep(LOCK_POLL_S)
+        still = []
+        for job in pending:
+            record = _process_clip_safe(job, config)
+            if record["status"] == "locked" and record["lock_local"]:
+                still.append(job)
+            else:
+                records[job.clip_id] = _summarise(record)
+        pending = still
 
 
 def _check_writable(output_dir: Path) -> None:
@@ -644,6 +668,7 @@ def _summarise(record: dict) -> dict:
         "skipped_segments": record["skipped_segments"],
         "warnings": record.get("warnings", []),
         "input_level": bool(record.get("input_level")),
+        "lock_local": bool(record.get("lock_local")),
         "reused": bool(record.get("reused")),
     }
 
@@ -669,8 +694,6 @@ def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str
             fj.write("[")
             for job in jobs:
                 res = results[job.clip_id]
-                if res["status"] == "locked":
-                    res = _finished_elsewhere(config, job) or res
                 clips.append({"clip_id": job.clip_id, "chunk": job.chunk, **{k: res[k] for k in _MANIFEST_KEYS}})
                 summary.done += res["status"] == "done"
                 summary.skipped += res["status"] == "skipped"
@@ -704,17 +727,11 @@ def _aggregate(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str
     )
     if summary.locked:
         log.warning(
-            "segment: %d clip(s) were being cut by another run and are not in this run's segments.json; "
-            "the run that finishes last writes the complete one (or re-run)",
+            "segment: %d clip(s) are locked by a run on another host and not in this segments.json; re-run "
+            "when it has finished",
             summary.locked,
         )
     return summary
-
-
-def _finished_elsewhere(config: SegmentConfig, job: ClipJob) -> dict | None:
-    """A clip that was locked by another run when we reached it: its summary if that run has completed it since."""
-    record = _reused(clip_record_path(config.output_dir, job.chunk, job.clip_id), config, input_fingerprint(job))
-    return None if record is None else _summarise(record)
 
 
 _MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments", "warnings")

@@ -156,6 +156,28 @@ def test_clean_sorts_and_drops_duplicates():
     np.testing.assert_allclose(table.velocity, df[["vx", "vy", "vz"]].to_numpy())
 
 
+def test_clean_counts_duplicates_whose_values_conflict():
+    df = table_from_motion(irregular_times(3.0, seed=6), **MOTIONS["accelerating"])
+    same = df.iloc[[5]]
+    changed = df.iloc[[9, 12]].assign(vx=lambda d: d.vx + 1.0)
+    table = ego.clean_egomotion(pd.concat([df, same, changed]))
+    assert (table.n_duplicates, table.n_conflicting) == (3, 2)
+    assert table.first_conflict_us == int(df["timestamp"].iloc[9])
+    np.testing.assert_allclose(table.velocity, df[["vx", "vy", "vz"]].to_numpy())  # the first row of each is kept
+    assert ego.clean_egomotion(pd.concat([df, same])).n_conflicting == 0
+
+
+@pytest.mark.parametrize(("value", "word"), [(np.inf, "infinite"), (-np.inf, "infinite"), (np.nan, "NaN")])
+def test_non_finite_egomotion_is_named_for_what_it_is(value, word):
+    t_us = irregular_times(21.0, seed=7)
+    df = table_from_motion(t_us, **MOTIONS["circle"])
+    df.loc[np.argmin(np.abs(t_us - 5_500_000)), "curvature"] = value
+    _, end = ego.segment_windows(0, 20_000_000, 1.0, 1.0, 1.0)
+    tg = ego.segment_targets(ego.clean_egomotion(df), end, WINDOW_US, HORIZON_US, N)
+    bad = [r for r in tg.reasons if r is not None]
+    assert len(bad) == 2 and all(f"egomotion has {word} values within" in r for r in bad), bad
+
+
 def test_clean_rejects_missing_column():
     df = table_from_motion(irregular_times(3.0, seed=6), **MOTIONS["straight"]).drop(columns=["curvature"])
     with pytest.raises(ego.EgomotionError, match="curvature"):
