@@ -410,8 +410,11 @@ def load_checked(model_id: str, adapter: Path | None, dtype: str | None = None) 
     return model, processor
 
 
-def _generate(config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSink) -> list[str]:
-    """Greedy answers for every row of `ds` with the training stage's loader and generation loop.
+def _generate(
+    config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSink
+) -> tuple[list[str], dict[str, Any]]:
+    """Greedy answers for every row of `ds` with the training stage's loader and generation loop, and the
+    generation settings used (`pipeline.train.inference.generation_record`).
 
     A row whose video cannot be read gets "" (logged by the generator) and so counts as a parse failure.
     """
@@ -419,17 +422,19 @@ def _generate(config: EvaluateConfig, ds: datasets.Dataset, progress: ProgressSi
     model, processor = load_checked(config.model, config.adapter, dtype=config.dtype)
     model.to(device)
     log.info("generating on %s", device)
-    from pipeline.train.inference import generate_answers
+    from pipeline.train.inference import generate_answers, generation_record, greedy_generation_config
 
-    return generate_answers(
+    generation = greedy_generation_config(processor, config.max_new_tokens, model.generation_config)
+    texts = generate_answers(
         model,
         processor,
         ds,
         video_settings=config.video_settings,
-        max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
         progress=progress,
+        generation_config=generation,
     )
+    return texts, generation_record(generation)
 
 
 def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> EvaluationResult:
@@ -459,6 +464,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
 
     split_ids = list(ds["id"])
     without_prediction = 0
+    generation = None
     if config.predictions is not None:
         answers = read_predictions(config.predictions, known_ids=set(split_ids))
         keep = [i for i, sample_id in enumerate(split_ids) if sample_id in answers]
@@ -478,7 +484,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     else:
         if config.max_samples is not None:
             ds = ds.select(range(min(config.max_samples, len(ds))))
-        texts = _generate(config, ds, progress)
+        texts, generation = _generate(config, ds, progress)
 
     if len(ds) == 0:
         raise PipelineError(f"--dataset {config.dataset_dir}: split {config.split!r} has no samples to score")
@@ -507,6 +513,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         "train_size": len(train_cols["id"]),
         "samples_without_prediction": without_prediction,
         "video_settings_source": config.video_settings_source,
+        "generation": generation,
         "dataset_fingerprint": _fingerprint(result.ids, config.split, dataset_meta),
         "dataset_meta": dataset_meta,
         "failure_policy": FAILURE_POLICY,
