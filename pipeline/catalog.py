@@ -6,8 +6,10 @@ No network here: the download stage fetches the two index files and the segment 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -143,13 +145,20 @@ def split_feature_names(specs: Iterable[str]) -> list[str]:
 # chunk ids
 
 
-def parse_chunk_ids(specs: Iterable[str], flag: str = "--chunk") -> list[int]:
-    """Parse chunk id specs into sorted unique ints.
+# More chunk ids than any revision of the dataset has (3,146 chunks): a range wider than this is a typo, refused
+# before it is expanded into a list.
+MAX_CHUNK_IDS = 100_000
+
+
+def parse_chunk_ranges(specs: Iterable[str], flag: str = "--chunk") -> list[tuple[int, int]]:
+    """Parse chunk id specs into inclusive (first, last) ranges, in the order given, without expanding them.
 
     Each spec may hold several tokens separated by spaces or commas; a token is an id ("0001", "7") or an
-    inclusive range ("0-9"). Raises `PipelineError` naming `flag` for a malformed token or a reversed range.
+    inclusive range ("0-9"). Raises `PipelineError` naming `flag` for a malformed token, a reversed range, or specs
+    that hold no token at all (`--chunk ''`).
     """
-    ids: set[int] = set()
+    specs = list(specs)
+    ranges: list[tuple[int, int]] = []
     for spec in specs:
         for token in re.split(r"[\s,]+", str(spec).strip()):
             if not token:
@@ -161,8 +170,61 @@ def parse_chunk_ids(specs: Iterable[str], flag: str = "--chunk") -> list[int]:
             hi = int(match.group(2)) if match.group(2) is not None else lo
             if hi < lo:
                 raise PipelineError(f"{flag} {token!r}: range end is before its start")
-            ids.update(range(lo, hi + 1))
-    return sorted(ids)
+            ranges.append((lo, hi))
+    if specs and not ranges:
+        raise PipelineError(f"{flag} {' '.join(map(str, specs))!r}: no chunk id given (e.g. {flag} 0 or {flag} 0-9)")
+    return ranges
+
+
+def parse_chunk_ids(specs: Iterable[str], flag: str = "--chunk") -> list[int]:
+    """Parse chunk id specs (see `parse_chunk_ranges`) into sorted unique ints.
+
+    Refuses (before expanding) ranges that together span more than `MAX_CHUNK_IDS` ids. Where the valid chunk ids
+    are known, prefer `select_chunks`, which checks the ranges against them without expanding at all.
+    """
+    ranges = parse_chunk_ranges(specs, flag)
+    span = sum(hi - lo + 1 for lo, hi in ranges)
+    if span > MAX_CHUNK_IDS:
+        raise PipelineError(
+            f"{flag}: the ranges span {span:,} chunk ids, more than any revision of the dataset has "
+            f"({MAX_CHUNK_IDS:,} at most)"
+        )
+    return sorted({i for lo, hi in ranges for i in range(lo, hi + 1)})
+
+
+def select_chunks(ranges: Sequence[tuple[int, int]], available: Iterable[int], flag: str = "--chunk") -> list[int]:
+    """The ids of `available` inside `ranges` (sorted), after checking every id of every range is available.
+
+    Never expands a range: time and memory grow with `available`, not with the ranges' width, so `0-1000000000000`
+    is refused at once. Raises `PipelineError` naming the unknown ids (as ranges) and the valid ones.
+    """
+    valid = sorted(set(int(a) for a in available))
+    unknown: list[tuple[int, int]] = []
+    chosen: set[int] = set()
+    for lo, hi in ranges:
+        first, stop = bisect.bisect_left(valid, lo), bisect.bisect_right(valid, hi)
+        inside = valid[first:stop]
+        chosen.update(inside)
+        edges = [lo - 1, *inside, hi + 1]
+        unknown += [(a + 1, b - 1) for a, b in itertools.pairwise(edges) if b - a > 1]
+    if unknown:
+        merged = _merge(unknown)
+        shown = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in merged[:20])
+        shown += " ..." if len(merged) > 20 else ""
+        raise PipelineError(
+            f"{flag}: unknown chunk id(s) {shown} (valid chunk ids in clip_index.parquet: {format_ranges(valid)})"
+        )
+    return sorted(chosen)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def format_ranges(values: Iterable[int]) -> str:
@@ -335,6 +397,8 @@ __all__ = [
     "member_name",
     "open_dataset_dir",
     "parse_chunk_ids",
+    "parse_chunk_ranges",
+    "select_chunks",
     "parse_features_csv",
     "read_clip_index",
     "read_features",

@@ -112,12 +112,24 @@ def serve(
     token: Annotated[
         str | None, typer.Option("--token", help="Gated mode: require `Authorization: Bearer TOKEN`.")
     ] = None,
+    gated: Annotated[
+        bool, typer.Option("--gated", help="Gated mode with the token in $HF_TOKEN (kept off the command line).")
+    ] = False,
+    fail_every: Annotated[
+        int, typer.Option("--fail-every", help="Fault injection: answer every N-th file request with HTTP 500.")
+    ] = 0,
+    cut_after: Annotated[
+        int | None,
+        typer.Option("--cut-after", help="Fault injection: drop the connection after BYTES of each file's first GET."),
+    ] = None,
     repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo id to answer as.")] = (
         "nvidia/PhysicalAI-Autonomous-Vehicles"
     ),
     revision: Annotated[str, typer.Option("--revision", help="Branch name to answer as.")] = "main",
 ) -> None:
-    """Serve a repository directory over the Hugging Face Hub HTTP protocol on 127.0.0.1."""
+    """Serve a repository directory over the Hugging Face Hub HTTP protocol on 127.0.0.1 (with optional gating and
+    fault injection, to try a client's retries and resume)."""
+    import os
     import signal
     import time
 
@@ -126,10 +138,17 @@ def serve(
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    if gated and token is None:
+        token = os.environ.get("HF_TOKEN")
+        if not token:
+            raise PipelineError("--gated: set HF_TOKEN to the token the server should require (or pass --token)")
     signal.signal(signal.SIGTERM, _stop)  # stop cleanly when a parent process (e.g. the demo) terminates us
     server = HubServer(directory, repo_id=repo_id, revision=revision, token=token, port=port)
+    server.set_faults(fail_every=fail_every, cut_after=cut_after)
     server.start()
     print(f"serving {server.root} as dataset {repo_id}@{revision} (commit {server.commit})")
+    for fault in server.fault_summary():
+        print(f"fault injection: {fault}")
     print(f"use it with: HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1 pipeline download --chunk 0")
     print("press Ctrl-C to stop")
     try:
@@ -170,6 +189,14 @@ def download(
         "nvidia/PhysicalAI-Autonomous-Vehicles"
     ),
     force: Annotated[bool, typer.Option("--force", help="Re-download files even if complete.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Re-hash every local file (reads every byte) instead of trusting the size + mtime recorded when it "
+            "was verified.",
+        ),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask above the size threshold.")] = False,
     confirm_threshold_gb: Annotated[
         float,
@@ -195,6 +222,7 @@ def download(
         repo_id=repo_id,
         max_workers=max_workers,
         force=force,
+        verify=verify,
         yes=yes,
         confirm_threshold_gb=confirm_threshold_gb,
     )

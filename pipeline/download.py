@@ -5,7 +5,9 @@ from them. Sizes and hashes come from the Hub's paths-info API; each file is ver
 files or the git blob sha1 for plain files) before it is renamed into place, and a re-run skips files that are
 already complete without any data request.
 
-Transfers go through huggingface_hub's `http_get` (Range resume, 5 retries on transient errors). We keep our own
+Transfers go through huggingface_hub's `http_get` (Range resume, 5 retries on dropped connections and timeouts);
+answers 500/502/503/504 are retried here, `HTTP_RETRIES` times with a growing pause. A full disk stops the run with
+one line (the partial files are kept). We keep our own
 partial file under `output_dir/.cache/pipeline/download/` rather than calling `hf_hub_download`, because
 huggingface_hub 2.4 deletes its per-process temp file when a download fails, so an interrupted multi-GB zip would
 start again from zero; with a kept partial file, a re-run continues with `Range: bytes=N-`.
@@ -13,12 +15,14 @@ start again from zero; with a kept partial file, a re-run continues with `Range:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -40,6 +44,11 @@ PATHS_INFO_BATCH = 500
 DISK_MARGIN_BYTES = 256 * 1024 * 1024
 _HASH_BLOCK = 4 * 1024 * 1024
 GB = 1e9
+# Server errors worth another try (the Hub's front ends answer these on overload); 4xx are not retried.
+TRANSIENT_STATUS = (500, 502, 503, 504)
+# Retries of a file after a transient status, and the pause before the first one (doubled each time), s.
+HTTP_RETRIES = 3
+RETRY_PAUSE_S = 1.0
 
 
 @dataclass
@@ -64,6 +73,8 @@ class DownloadConfig:
     max_workers: int = 8
     # re-download files even if complete
     force: bool = False
+    # re-hash every local file instead of trusting the size + mtime recorded when it was verified (reads every byte)
+    verify: bool = False
     # proceed without asking above the size threshold
     yes: bool = False
     # ask (or, unattended, refuse without --yes) when more than this many GB would be downloaded
@@ -72,8 +83,9 @@ class DownloadConfig:
     endpoint: str | None = None
     # access token; None: $HF_TOKEN or the `hf auth login` token. Never written to disk or logs.
     token: str | None = field(default=None, repr=False)
-    # parsed from `chunks` (sorted, unique); derived, not an input
-    chunk_ids: list[int] = field(init=False, default_factory=list)
+    # parsed from `chunks`: inclusive (first, last) ranges, checked against clip_index before they are expanded;
+    # derived, not an input
+    chunk_ranges: list[tuple[int, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -95,7 +107,7 @@ class DownloadConfig:
             raise PipelineError(f"--repo-id {self.repo_id!r}: expected namespace/name")
         if not self.revision:
             raise PipelineError("--revision: must not be empty")
-        self.chunk_ids = catalog.parse_chunk_ids(self.chunks)
+        self.chunk_ranges = catalog.parse_chunk_ranges(self.chunks)
 
     def to_json(self) -> dict[str, Any]:
         """The resolved config for the manifest (the token is never written)."""
@@ -228,8 +240,8 @@ class _LocalState:
     def marker(self, remote: RemoteFile) -> Path:
         return self.cache / f"{remote.path}.verified.json"
 
-    def is_complete(self, remote: RemoteFile) -> tuple[bool, str]:
-        """(complete, how): a file whose marker matches its size/mtime is not re-hashed; otherwise it is."""
+    def is_complete(self, remote: RemoteFile, verify: bool = False) -> tuple[bool, str]:
+        """(complete, how): a file whose marker matches its size/mtime is not re-hashed (unless `verify`)."""
         final = self.final(remote)
         if not final.is_file():
             return False, "missing"
@@ -240,7 +252,7 @@ class _LocalState:
             mark = json.loads(self.marker(remote).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             mark = None
-        if mark == {"etag": remote.etag, "size": remote.size, "mtime_ns": stat.st_mtime_ns}:
+        if not verify and mark == {"etag": remote.etag, "size": remote.size, "mtime_ns": stat.st_mtime_ns}:
             return True, "already complete (verified by an earlier run)"
         if file_matches(final, remote):
             self.mark_verified(remote)
@@ -365,6 +377,8 @@ def hub_error_to_pipeline_error(exc: BaseException, config: DownloadConfig, what
         return PipelineError(f"--revision {config.revision}: not found in dataset {config.repo_id}")
     if isinstance(exc, OfflineModeIsEnabled):
         return PipelineError(f"{what}: HF_HUB_OFFLINE is set; unset it to download")
+    if _is_disk_full(exc):
+        return PipelineError(f"{what}: no space left on device under --output-dir {config.output_dir}")
     if isinstance(exc, HfHubHTTPError):
         return PipelineError(f"{what}: the Hub answered HTTP {status}; a re-run resumes")
     if isinstance(exc, (httpx2.HTTPError, OSError)):
@@ -406,17 +420,40 @@ class _ByteProgress:
             with _ByteProgress.lock:
                 _ByteProgress.sink.advance(int(n))
 
+    @staticmethod
+    def rewind(n: int) -> None:
+        """Take back `n` bytes counted for a transfer whose bytes were thrown away (a hash mismatch)."""
+        with _ByteProgress.lock:
+            _ByteProgress.sink.advance(-n)
 
-def _fetch_one(hub: _Hub, state: _LocalState, remote: RemoteFile, commit: str) -> FileResult:
-    """Download one file into its partial file (resuming), verify it, rename it into place."""
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(partial: Path, repo_path: str) -> PipelineError:
+    kept = partial.stat().st_size if partial.exists() else 0
+    return PipelineError(
+        f"{partial.parent}: no space left on device while writing {repo_path} ({kept} bytes kept); "
+        "free some space and re-run (it resumes)"
+    )
+
+
+def _open_partial(path: Path):
+    """The partial file, opened for appending (one place, so tests can fill the disk)."""
+    return path.open("ab")
+
+
+def _transfer(hub: _Hub, partial: Path, remote: RemoteFile, url: str) -> int:
+    """Append the rest of `remote` to `partial` (resuming), retrying transient HTTP statuses; bytes fetched."""
     from huggingface_hub.file_download import http_get
 
-    partial = state.partial(remote)
-    final = state.final(remote)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    url = hub.url(remote.path, commit)
-    fetched = 0
-    for attempt in (1, 2):
+    retry = 0
+    while True:
         resume = partial.stat().st_size if partial.exists() else 0
         if resume > remote.size:
             partial.unlink()
@@ -424,7 +461,7 @@ def _fetch_one(hub: _Hub, state: _LocalState, remote: RemoteFile, commit: str) -
         if resume:
             logger.info("resuming %s at byte %d of %d", remote.path, resume, remote.size)
         try:
-            with partial.open("ab") as f:
+            with _open_partial(partial) as f:
                 http_get(
                     url,
                     f,
@@ -434,15 +471,41 @@ def _fetch_one(hub: _Hub, state: _LocalState, remote: RemoteFile, commit: str) -
                     displayed_filename=remote.path,
                     tqdm_class=_ByteProgress,  # type: ignore[arg-type]
                 )
-        except Exception as exc:  # noqa: BLE001 - reported per file; auth errors are re-raised
+            return remote.size - resume
+        except Exception as exc:
+            if _status(exc) not in TRANSIENT_STATUS or retry == HTTP_RETRIES:
+                raise
+            pause = RETRY_PAUSE_S * 2**retry
+            logger.warning("%s: HTTP %s; retrying in %.0f s", remote.path, _status(exc), pause)
+            time.sleep(pause)
+            retry += 1
+
+
+def _fetch_one(hub: _Hub, state: _LocalState, remote: RemoteFile, commit: str) -> FileResult:
+    """Download one file into its partial file (resuming), verify it, rename it into place."""
+    partial = state.partial(remote)
+    final = state.final(remote)
+    try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if _is_disk_full(exc):
+            raise disk_full_error(partial, remote.path) from None
+        raise
+    url = hub.url(remote.path, commit)
+    fetched = 0
+    for attempt in (1, 2):
+        try:
+            fetched += _transfer(hub, partial, remote, url)
+        except Exception as exc:  # noqa: BLE001 - reported per file; auth errors and a full disk stop the run
             if _is_auth_error(exc):
                 raise hub_error_to_pipeline_error(exc, hub.config, remote.path) from None
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if _is_disk_full(exc):
+                raise disk_full_error(partial, remote.path) from None
+            status = _status(exc)
             reason = f"HTTP {status}" if status else f"network failure ({type(exc).__name__}) after retries"
             kept = partial.stat().st_size if partial.exists() else 0
             logger.warning("%s: %s (%d bytes kept for a re-run)", remote.path, reason, kept)
             return FileResult(remote.path, remote.size, remote.etag, "failed", False, reason, fetched)
-        fetched += remote.size - resume
         if file_matches(partial, remote):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, final)
@@ -451,6 +514,8 @@ def _fetch_one(hub: _Hub, state: _LocalState, remote: RemoteFile, commit: str) -
         logger.warning(
             "%s: size or hash mismatch after download (attempt %d); fetching it again", remote.path, attempt
         )
+        # The whole file is fetched again: count its bytes once on the bar (the resumed part was never on it).
+        _ByteProgress.rewind(remote.size)
         partial.unlink(missing_ok=True)
     reason = "size or hash differs from the Hub's after two downloads"
     return FileResult(remote.path, remote.size, remote.etag, "failed", False, reason, fetched)
@@ -464,8 +529,12 @@ def _ensure_files(
     config: DownloadConfig,
     progress: ProgressSink,
     description: str,
+    known: dict[str, tuple[bool, str]] | None = None,
 ) -> list[FileResult]:
-    """Skip complete files, download the rest in parallel; results in the order of `remotes`."""
+    """Skip complete files, download the rest in parallel; results in the order of `remotes`.
+
+    `known`: completeness already checked by the caller (path -> `is_complete` result), so no file is hashed twice.
+    """
     results: dict[str, FileResult] = {}
     todo: list[RemoteFile] = []
     for remote in remotes:
@@ -473,7 +542,7 @@ def _ensure_files(
             state.forget(remote)
             todo.append(remote)
             continue
-        complete, how = state.is_complete(remote)
+        complete, how = (known or {}).get(remote.path) or state.is_complete(remote, config.verify)
         if complete:
             results[remote.path] = FileResult(remote.path, remote.size, remote.etag, "complete", True, how)
         else:
@@ -561,7 +630,7 @@ def run(
     if config.all_chunks:
         chunk_ids = clip_index.chunks
     else:
-        chunk_ids = catalog.validate_chunk_ids(config.chunk_ids, clip_index.chunks)
+        chunk_ids = catalog.select_chunks(config.chunk_ranges, clip_index.chunks)
     split_clips: dict[int, list[str]] = {}
     if config.split is not None:
         in_split = set(clip_index.chunks_of_split(config.split))
@@ -584,7 +653,8 @@ def run(
     total = sum(r.size for r in remotes)
 
     # 4. what is left to fetch, size confirmation, disk space
-    pending = [r for r in remotes if config.force or not state.is_complete(r)[0]]
+    known = {} if config.force else {r.path: state.is_complete(r, config.verify) for r in remotes}
+    pending = [r for r in remotes if config.force or not known[r.path][0]]
     to_download = sum(r.size for r in pending)
     to_transfer = to_download - (0 if config.force else sum(_partial_size(state, r) for r in pending))
     logger.info(
@@ -608,7 +678,8 @@ def run(
     _check_disk(config.output_dir, to_transfer)
 
     # 5. transfer, verify, record
-    results = _ensure_files(hub, state, remotes, commit, config, progress, f"downloading {len(pending)} files (bytes)")
+    description = f"downloading {len(pending)} files (bytes)"
+    results = _ensure_files(hub, state, remotes, commit, config, progress, description, known)
     manifest_path = config.output_dir / MANIFEST_NAME
     result = DownloadResult(
         commit=commit,

@@ -21,8 +21,11 @@ files (ETag = git blob sha1): a file is LFS if its suffix is in `LFS_SUFFIXES` o
 bytes; `features.csv`, `README.md` and the like stay plain git files, as on the real repository.
 
 Test hooks: `counts[(method, kind)]` per request kind (`resolve`, `revision`, `tree`, `paths-info`, `refs`, `other`),
-`requests` (a log of `RequestRecord`) and `inject_cut(path, after_bytes, times=1)` (the next GET(s) of `path` are
-cut after that many body bytes: the connection closes mid-body, as a network failure would).
+`requests` (a log of `RequestRecord`), `inject_cut(path, after_bytes, times=1)` (the next GET(s) of `path` are
+cut after that many body bytes: the connection closes mid-body, as a network failure would) and
+`inject_status(path, status, times=1)` (the next GET(s) of `path` answer that HTTP status). `set_faults(fail_every=N,
+cut_after=BYTES)` is the same for every file, as `pipeline serve --fail-every N --cut-after BYTES` offers it: every
+N-th file GET answers 500, and each file's first GET is cut after BYTES (a resuming client still completes).
 """
 
 from __future__ import annotations
@@ -226,6 +229,11 @@ class HubServer:
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.requests: list[RequestRecord] = []
         self._cuts: dict[str, tuple[int, int]] = {}
+        self._statuses: dict[str, tuple[int, int]] = {}
+        self.fail_every = 0
+        self.cut_after: int | None = None
+        self._gets = 0
+        self._cut_once: set[str] = set()
         self._lock = threading.Lock()
         self._port = port
         self._server = None
@@ -257,9 +265,35 @@ class HubServer:
         with self._lock:
             self._cuts[path] = (int(after_bytes), int(times))
 
+    def inject_status(self, path: str, status: int, times: int = 1) -> None:
+        """Answer the next `times` GETs of repo `path` with HTTP `status` (e.g. 500) and no body."""
+        if path not in self.snapshot.files:
+            raise KeyError(path)
+        with self._lock:
+            self._statuses[path] = (int(status), int(times))
+
+    def set_faults(self, fail_every: int = 0, cut_after: int | None = None) -> None:
+        """Faults for every file: each `fail_every`-th file GET answers 500 (0: off; >= 2, so a retry can succeed);
+        each file's first GET is cut after `cut_after` body bytes (None: off)."""
+        if fail_every == 1 or fail_every < 0:
+            raise PipelineError(f"--fail-every {fail_every}: must be 0 (off) or >= 2 (so that a retry can succeed)")
+        if cut_after is not None and cut_after < 1:
+            raise PipelineError(f"--cut-after {cut_after}: must be >= 1 byte")
+        with self._lock:
+            self.fail_every, self.cut_after = int(fail_every), cut_after
+            self._cut_once.clear()
+
+    def fault_summary(self) -> list[str]:
+        """One line per active `set_faults` fault."""
+        out = [f"every {self.fail_every}-th file request answers HTTP 500"] if self.fail_every else []
+        if self.cut_after is not None:
+            out.append(f"each file's first GET is cut after {self.cut_after} bytes")
+        return out
+
     def clear_cuts(self) -> None:
         with self._lock:
             self._cuts.clear()
+            self._statuses.clear()
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -402,18 +436,39 @@ class HubServer:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
         headers["Content-Length"] = str(end - start)
-        self._record(request, "resolve", path, status)
         if request.method == "HEAD":
+            self._record(request, "resolve", path, status)
             return Response(status_code=status, headers=headers)
-        cut_after = None
+        failed, cut_after = self._content_faults(path)
+        if failed is not None:
+            self._record(request, "resolve", path, failed)
+            logger.info("fault injection: HTTP %d for %s", failed, path)
+            return self._error(failed, "InjectedFault", f"injected HTTP {failed}", {"X-Repo-Commit": snap.commit})
+        self._record(request, "resolve", path, status)
+        return StreamingResponse(
+            _stream_file(snap.root / path, start, end, cut_after), status_code=status, headers=headers
+        )
+
+    def _content_faults(self, path: str) -> tuple[int | None, int | None]:
+        """(HTTP status to fail this GET with or None, body bytes to cut it after or None)."""
         with self._lock:
+            self._gets += 1
+            if path in self._statuses:
+                status, times = self._statuses.pop(path)
+                if times > 1:
+                    self._statuses[path] = (status, times - 1)
+                return status, None
+            if self.fail_every and self._gets % self.fail_every == 0:
+                return 500, None
             if path in self._cuts:
                 cut_after, times = self._cuts.pop(path)
                 if times > 1:
                     self._cuts[path] = (cut_after, times - 1)
-        return StreamingResponse(
-            _stream_file(snap.root / path, start, end, cut_after), status_code=status, headers=headers
-        )
+                return None, cut_after
+            if self.cut_after is not None and path not in self._cut_once:
+                self._cut_once.add(path)
+                return None, self.cut_after
+        return None, None
 
     async def _revision_info(self, request):
         from starlette.responses import JSONResponse
