@@ -285,7 +285,7 @@ class HubServer:
 
     def fault_summary(self) -> list[str]:
         """One line per active `set_faults` fault."""
-        out = [f"every {self.fail_every}-th file request answers HTTP 500"] if self.fail_every else []
+        out = [f"1 in {self.fail_every} file requests answers HTTP 500"] if self.fail_every else []
         if self.cut_after is not None:
             out.append(f"each file's first GET is cut after {self.cut_after} bytes")
         return out
