@@ -125,7 +125,7 @@ class NaiveEncoder:
     def encode(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        from pipeline.train.collator import answer_labels, video_paths
+        from pipeline.train.collator import video_paths
         from pipeline.train.video_input import sample_indices
 
         settings = self.settings
@@ -135,9 +135,10 @@ class NaiveEncoder:
         # The same pixel budget as ours for the frame count the processor will sample; only the sampling moves.
         n_sampled = len(sample_indices(len(frames), fps, settings))
         kwargs = settings.processor_kwargs(processor.video_processor, n_sampled) | {"do_sample_frames": True}
+        text = self.encoder.render(messages, for_generation=False)
         inputs = dict(
             processor(
-                text=[self.encoder.render(messages, for_generation=False)],
+                text=[text],
                 videos=[frames],
                 video_metadata=[metadata],
                 fps=settings.fps,
@@ -146,7 +147,7 @@ class NaiveEncoder:
             )
         )
         ids = inputs["input_ids"][0].tolist()
-        inputs["labels"] = torch.tensor([answer_labels(ids, self.encoder.header_ids, self.encoder.end_id)])
+        inputs["labels"] = torch.tensor([self.encoder.labels(ids, text, messages)])
         return inputs
 
 

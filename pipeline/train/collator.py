@@ -8,8 +8,8 @@ so for processors with timestamped frame groups we collapse the template's wrapp
 Qwen2.5-VL keeps the wrapper: `<|vision_start|><|video_pad|>*N<|vision_end|>`.
 
 Labels: -100 everywhere except the last assistant turn's answer tokens and its end-of-turn token. The span is
-found in the token ids: after the last occurrence of the generation-prompt ids (`<|im_start|>assistant\\n` for
-Qwen, derived from the chat template itself) up to and including the first end-of-turn id after it.
+found by the answer's characters in the rendered text (`answer_labels`), not by matching the generation prompt's
+token ids: a thinking template's `<think>\\n` merges with the next newline into another token.
 """
 
 from __future__ import annotations
@@ -55,41 +55,44 @@ def end_of_turn_id(tokenizer: Any) -> int:
     return tokenizer.eos_token_id
 
 
-def generation_prompt_ids(processor: Any) -> list[int]:
-    """Token ids the chat template appends for `add_generation_prompt` (Qwen: <|im_start|>assistant\\n)."""
-    probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
-    without = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
-    with_prompt = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-    if not with_prompt.startswith(without) or with_prompt == without:
-        raise PipelineError("the chat template has no generation prompt: cannot locate the assistant answer")
-    return processor.tokenizer.encode(with_prompt[len(without) :], add_special_tokens=False)
+def answer_text(messages: list[dict[str, Any]]) -> str:
+    """Text of the last message (the assistant's answer): its string content or its text items joined."""
+    content = messages[-1].get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(item["text"] for item in content or [] if isinstance(item, dict) and item.get("text"))
 
 
-def find_subsequence(ids: list[int], pattern: list[int]) -> int:
-    """Index of the last occurrence of `pattern` in `ids`, -1 if absent."""
-    n = len(pattern)
-    for start in range(len(ids) - n, -1, -1):
-        if ids[start : start + n] == pattern:
-            return start
-    return -1
+def answer_labels(input_ids: list[int], text: str, answer: str, tokenizer: Any, end_id: int) -> list[int]:
+    """Labels for one sequence: the tokens of `answer` and the end-of-turn token right after it; -100 elsewhere.
 
-
-def answer_labels(input_ids: list[int], header_ids: list[int], end_id: int) -> list[int]:
-    """Labels for one sequence: the token after the last `header_ids` up to and including the next `end_id`.
+    The answer is located by characters: its last occurrence in `text` (the rendered chat template, before the
+    processor expands the vision pads), mapped to tokens with the tokenizer's offsets. So any template that renders
+    the answer verbatim works, whatever its generation prompt (`<|im_start|>assistant\n`, a thinking block
+    `...<think>\n`) tokenizes into. The positions are counted from the end: the vision pads expand before the
+    answer, and BPE never merges across special tokens, so `text`'s last tokens are `input_ids`' last tokens
+    (checked).
 
     Raises:
-        PipelineError: no assistant header or no end-of-turn token after it (never a silent wrong label).
+        PipelineError: the answer is not in the text, is not followed by the end-of-turn token (truncated?), or the
+            tail of `input_ids` is not the text's (never a silent wrong label).
     """
-    start = find_subsequence(input_ids, header_ids)
-    if start < 0:
-        raise PipelineError("no assistant turn found in the tokenized sample")
-    first = start + len(header_ids)
-    try:
-        last = input_ids.index(end_id, first)
-    except ValueError:
-        raise PipelineError("the assistant answer has no end-of-turn token (truncated?)") from None
+    char_start = text.rfind(answer) if answer else -1
+    if char_start < 0:
+        raise PipelineError("the chat template does not render the assistant answer verbatim: cannot label it")
+    char_end = char_start + len(answer)
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(encoding["input_ids"]), list(encoding["offset_mapping"])
+    inside = [i for i, (a, b) in enumerate(offsets) if b > char_start and a < char_end]
+    first, last = inside[0], inside[-1] + 1
+    if last >= len(ids) or ids[last] != end_id:
+        raise PipelineError("the assistant answer has no end-of-turn token (truncated?)")
+    tail = len(ids) - first
+    if tail > len(input_ids) or input_ids[-tail:] != ids[first:]:
+        raise PipelineError("the processed sample does not end with the rendered answer: cannot label it")
     labels = [IGNORE_INDEX] * len(input_ids)
-    labels[first : last + 1] = input_ids[first : last + 1]
+    begin = len(input_ids) - tail
+    labels[begin : begin + last - first + 1] = input_ids[begin : begin + last - first + 1]
     return labels
 
 
@@ -101,7 +104,6 @@ class SampleEncoder:
     video_settings: VideoSettings = field(default_factory=VideoSettings)  # frame sampling and pixel budget
 
     def __post_init__(self) -> None:
-        self.header_ids = generation_prompt_ids(self.processor)
         self.end_id = end_of_turn_id(self.processor.tokenizer)
         self.frame_groups = uses_frame_groups(self.processor)
 
@@ -112,6 +114,10 @@ class SampleEncoder:
             p = self.processor
             text = text.replace(f"{p.vision_start_token}{p.video_token}{p.vision_end_token}", p.video_token)
         return text
+
+    def labels(self, input_ids: list[int], text: str, messages: list[dict[str, Any]]) -> list[int]:
+        """`answer_labels` of a processed training row whose rendered text is `text`."""
+        return answer_labels(input_ids, text, answer_text(messages), self.processor.tokenizer, self.end_id)
 
     def encode(self, messages: list[dict[str, Any]], for_generation: bool = False) -> dict[str, Any]:
         """Model inputs for one row (batch dimension 1, torch tensors).
@@ -143,8 +149,7 @@ class SampleEncoder:
         if not for_generation:
             import torch
 
-            ids = inputs["input_ids"][0].tolist()
-            inputs["labels"] = torch.tensor([answer_labels(ids, self.header_ids, self.end_id)])
+            inputs["labels"] = torch.tensor([self.labels(inputs["input_ids"][0].tolist(), text, messages)])
         return inputs
 
 
@@ -235,9 +240,8 @@ __all__ = [
     "VideoChatCollator",
     "VideoChatDataset",
     "answer_labels",
+    "answer_text",
     "end_of_turn_id",
-    "find_subsequence",
-    "generation_prompt_ids",
     "layout_summary",
     "pad_batch",
     "uses_frame_groups",

@@ -107,13 +107,21 @@ def test_generation_input_stops_at_the_assistant_header(processors, rows, family
     assert inputs["input_ids"][0].tolist() == expected
 
 
-def test_answer_labels_refuse_unlabelable_sequences():
-    header = [IM_START, 77091, 198]
-    assert answer_labels([1, *header, 5, 6, IM_END, 198], header, IM_END) == [-100] * 4 + [5, 6, IM_END, -100]
-    with pytest.raises(PipelineError, match="no assistant turn"):
-        answer_labels([1, 2, 3], header, IM_END)
+def test_answer_labels_refuse_unlabelable_sequences(processors):
+    tokenizer = processors["qwen3_vl"].tokenizer
+    text = "<|im_start|>user\n<|video_pad|>go<|im_end|>\n<|im_start|>assistant\n12.5,0.01<|im_end|>\n"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    expanded = ids[:2] + [VIDEO_PAD] * 3 + ids[3:]  # the processor's expansion of the pad
+    labels = answer_labels(expanded, text, "12.5,0.01", tokenizer, IM_END)
+    assert tokenizer.decode([t for t in labels if t != IGNORE_INDEX]) == "12.5,0.01<|im_end|>"
+    assert labels[-1] == IGNORE_INDEX and labels[: len(expanded) - 11] == [IGNORE_INDEX] * (len(expanded) - 11)
+    with pytest.raises(PipelineError, match="verbatim"):
+        answer_labels(expanded, text, "13.0,0.00", tokenizer, IM_END)
+    truncated = text[: text.rindex("<|im_end|>")]
     with pytest.raises(PipelineError, match="end-of-turn"):
-        answer_labels([*header, 5, 6], header, IM_END)
+        answer_labels(tokenizer.encode(truncated, add_special_tokens=False), truncated, "12.5,0.01", tokenizer, IM_END)
+    with pytest.raises(PipelineError, match="does not end with"):
+        answer_labels(expanded[:-4] + [7, 7, 7, 7], text, "12.5,0.01", tokenizer, IM_END)
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -151,3 +159,21 @@ def test_missing_video_is_skipped_and_counted(processors, rows, tmp_path):
     with pytest.raises(PipelineError, match="unreadable video"):
         collator([None])
     assert collator.skipped == 2
+
+
+def test_thinking_template_labels_exactly_the_answer(tiny_qwen3_vl_thinking, rows):
+    thinking_processor = AutoProcessor.from_pretrained(tiny_qwen3_vl_thinking)
+    row = rows[0]
+    answer = row["messages"][2]["content"][0]["text"]
+    encoder = SampleEncoder(thinking_processor)
+    assert encoder.render(row["messages"], for_generation=True).endswith("<|im_start|>assistant\n<think>\n")
+    inputs = encoder.encode(row["messages"])
+    ids, labels = inputs["input_ids"][0].tolist(), inputs["labels"][0].tolist()
+    tokenizer = thinking_processor.tokenizer
+    # The trap: the prompt's "<think>\n" is not a token prefix of the training text ("\n\n" is one token there).
+    header = tokenizer.encode("<|im_start|>assistant\n<think>\n", add_special_tokens=False)
+    assert not any(ids[i : i + len(header)] == header for i in range(len(ids)))
+    assert tokenizer.decode([t for t in labels if t != IGNORE_INDEX]) == answer + "<|im_end|>"
+    labelled = [i for i, t in enumerate(labels) if t != IGNORE_INDEX]
+    assert labelled == list(range(labelled[0], labelled[-1] + 1)) and labelled[-1] == len(ids) - 2
+    assert tokenizer.decode(ids[: labelled[0]]).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

@@ -258,3 +258,10 @@ def test_trains_on_the_dataset_built_by_build_dataset(dataset_dir, tiny_qwen2_5_
     config = overfit_config(model_dir, dataset_dir, tmp_path / "out", "lora", max_steps=1, max_train_samples=None)
     result = run(config)
     assert result.global_step == 1 and result.train_samples == len(rows) and not result.skipped_samples
+
+
+@pytest.mark.slow
+def test_thinking_template_trains(tiny_qwen3_vl_thinking, train_dataset_dir, tmp_path):
+    config = overfit_config(tiny_qwen3_vl_thinking, train_dataset_dir, tmp_path / "out", "lora", max_steps=2)
+    result = run(config)
+    assert result.global_step == 2 and len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
