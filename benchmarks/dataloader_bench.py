@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from pipeline.answer import format_answer
-    from pipeline.dataset import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
+    from pipeline.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
     from pipeline.train.collator import (
         SampleEncoder,
         VideoChatCollator,

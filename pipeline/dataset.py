@@ -12,62 +12,35 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.answer import CURVATURE_SCALE, DECIMALS, format_answer
+from pipeline.answer import DECIMALS, format_answer
 from pipeline.atomic import atomic_dir
+from pipeline.clip_split import clip_order, select_whole_clips, split_clips_official, split_clips_random
+from pipeline.dataset_reader import META_FILE, SPLITS, clean_messages, features, quiet_datasets
 from pipeline.errors import PipelineError
+from pipeline.messages import (
+    DEFAULT_SYSTEM_PROMPT,
+    answer_format_description,
+    build_messages,
+    default_prompt,
+    history_text,
+)
 from pipeline.progress import NullProgress, ProgressSink
-
-if TYPE_CHECKING:
-    import datasets
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
-# Official split of clip_index.parquet -> side of our split: only `train` clips are trained on; `val` and `test`
-# clips both go to our test side.
-OFFICIAL_SPLIT_MAP = {"train": "train", "val": "test", "test": "test"}
 # Rows written to {split}_examples.json.
 N_EXAMPLES = 5
-META_FILE = "dataset_meta.json"
 
 # Keys every segment record must carry (docs/ARCHITECTURE.md, `segments.json`), with their JSON types.
 _INT_FIELDS = ("chunk", "segment_index", "start_us", "end_us")
 _STR_FIELDS = ("id", "clip_id", "video")
 TARGET_FIELDS = ("velocity", "curvature", "history_velocity", "history_curvature")
-
-DEFAULT_SYSTEM_PROMPT = (
-    "You are the motion planner of a self-driving car. You watch the front camera and predict how the car "
-    "itself (the ego vehicle) will move next."
-)
-
-
-def default_prompt(n: int) -> str:
-    """The default user instruction for n targets per second: the task, the answer format and its units."""
-    return (
-        f"The video shows the last second seen by the car's front camera. Predict the car's motion over the "
-        f"next second at {n} evenly spaced times (1/{n} s apart; the last one is 1 s after the end of "
-        f"the video). Answer with exactly {n} lines, one per time step in order, each written as "
-        f"`velocity,curvature`: velocity is the speed in m/s and curvature is the path curvature in 1/km "
-        f"(positive = turning left, negative = turning right, 0 = straight), both with {DECIMALS} decimals, "
-        f"for example `12.34,-1.25`. Write nothing else."
-    )
-
-
-def history_text(history_velocity: np.ndarray, history_curvature: np.ndarray) -> str:
-    """The input second's (velocity, curvature) pairs as a prompt block, in the answer format."""
-    n = len(history_velocity)
-    return (
-        f"Measured motion during the video ({n} lines, oldest first, the last one is now; same format and units "
-        f"as the answer):\n{format_answer(history_velocity, history_curvature)}"
-    )
 
 
 @dataclass
@@ -178,44 +151,6 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
 
 
-@contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """Silence datasets' own tqdm bars (progress goes through the ProgressSink)."""
-    import datasets
-
-    were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if were_on:
-            datasets.enable_progress_bars()
-
-
-def features(n: int) -> datasets.Features:
-    """The declared columns of the dataset (docs/ARCHITECTURE.md) for n targets per second."""
-    from datasets import Features, List, Value
-
-    content = {"type": Value("string"), "text": Value("string"), "video": Value("string")}
-    seq = List(Value("float32"), length=n)
-    return Features(
-        {
-            "id": Value("string"),
-            "clip_id": Value("string"),
-            "chunk": Value("int32"),
-            "segment_index": Value("int32"),
-            "start_us": Value("int64"),
-            "end_us": Value("int64"),
-            "video": Value("string"),
-            "messages": List({"role": Value("string"), "content": List(content)}),
-            "velocity": seq,
-            "curvature": seq,
-            "history_velocity": seq,
-            "history_curvature": seq,
-        }
-    )
-
-
 def _field_error(path: Path, index: int, record: Any, message: str) -> PipelineError:
     rid = record.get("id") if isinstance(record, dict) else None
     where = f"record {index}" + (f" (id {rid!r})" if isinstance(rid, str) else "")
@@ -292,71 +227,6 @@ def read_segments(path: Path, n: int) -> list[SegmentRecord]:
     return records
 
 
-def clip_order(clip_ids: list[str], seed: int) -> list[str]:
-    """The clip ids in a seeded random order (a permutation of the sorted ids: independent of input order)."""
-    ordered = sorted(set(clip_ids))
-    perm = np.random.default_rng(seed).permutation(len(ordered))
-    return [ordered[i] for i in perm]
-
-
-def select_whole_clips(counts: dict[str, int], order: list[str], max_samples: int) -> list[str]:
-    """Clips taken in `order` until their segments reach `max_samples` (the last clip is taken whole)."""
-    chosen, total = [], 0
-    for clip in order:
-        if total >= max_samples:
-            break
-        chosen.append(clip)
-        total += counts[clip]
-    return chosen
-
-
-def split_clips_random(order: list[str], test_ratio: float) -> dict[str, str]:
-    """clip id -> "train"/"test": the first round(test_ratio * clips) of the seeded order are test.
-
-    With two clips or more, each side gets at least one clip.
-    """
-    n = len(order)
-    n_test = round(test_ratio * n)
-    n_test = min(max(n_test, 1), n - 1) if n >= 2 else 0
-    return {clip: ("test" if i < n_test else "train") for i, clip in enumerate(order)}
-
-
-def split_clips_official(records: list[SegmentRecord], path: Path) -> dict[str, str]:
-    """clip id -> "train"/"test" from the records' official `split` (train -> train, val/test -> test).
-
-    Raises:
-        PipelineError: a record has no or an unknown split, or one clip has two splits.
-    """
-    sides: dict[str, str] = {}
-    for rec in records:
-        if rec.split is None:
-            raise PipelineError(f"{path}: segment {rec.id!r} has no field 'split' (needed by --split-by official)")
-        side = OFFICIAL_SPLIT_MAP.get(rec.split)
-        if side is None:
-            raise PipelineError(f"{path}: segment {rec.id!r} has unknown split {rec.split!r} (train/val/test)")
-        if sides.setdefault(rec.clip_id, side) != side:
-            raise PipelineError(f"{path}: clip {rec.clip_id!r} has segments in both train and test splits")
-    return sides
-
-
-def build_messages(
-    video: str, answer: str, system_prompt: str, prompt: str, history: str | None = None
-) -> list[dict[str, Any]]:
-    """The Qwen-VL conversation of one row: system text, user (video, then the prompt text), assistant answer."""
-    user_text = prompt if history is None else f"{history}\n\n{prompt}"
-    return [
-        {"role": "system", "content": [{"type": "text", "text": system_prompt, "video": None}]},
-        {
-            "role": "user",
-            "content": [
-                {"type": "video", "text": None, "video": video},
-                {"type": "text", "text": user_text, "video": None},
-            ],
-        },
-        {"role": "assistant", "content": [{"type": "text", "text": answer, "video": None}]},
-    ]
-
-
 def build_row(rec: SegmentRecord, system_prompt: str, prompt: str, with_history: bool) -> dict[str, Any]:
     """One dataset row (the columns of `features`) from one segment record."""
     history = (
@@ -376,30 +246,6 @@ def build_row(rec: SegmentRecord, system_prompt: str, prompt: str, with_history:
         "curvature": rec.curvature,
         "history_velocity": rec.history_velocity,
         "history_curvature": rec.history_curvature,
-    }
-
-
-def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copy of `messages` without the None-valued keys that datasets adds to content dicts after a round trip."""
-    cleaned = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = [{k: v for k, v in item.items() if v is not None} for item in content]
-        cleaned.append({**message, "content": content})
-    return cleaned
-
-
-def answer_format_description(n: int) -> dict[str, Any]:
-    """The answer format as recorded in dataset_meta.json."""
-    return {
-        "lines": n,
-        "line": "{velocity:.2f},{curvature_per_km:.2f}",
-        "velocity_unit": "m/s",
-        "curvature_unit": "1/km (= 1e-3 1/m; the dataset columns are in 1/m)",
-        "curvature_scale": CURVATURE_SCALE,
-        "decimals": DECIMALS,
-        "times": f"(k + 1) / {n} s after the end of the video, k = 0..{n - 1}",
     }
 
 
@@ -428,8 +274,8 @@ Segments skipped because their video is missing: {meta["skipped_missing_video"]}
 **Split**: {split_text}. Every segment of a clip is on the same side (overlapping windows share frames).
 
 **Rows**: `id`, `clip_id`, `chunk`, `segment_index`, `start_us`/`end_us` (segment window, microseconds),
-`video` (mp4 path relative to `video_root` in `dataset_meta.json`; `pipeline.dataset.load_split` makes it
-absolute), `messages` (system text; user = the video then the prompt{history_note}; assistant = the
+`video` (mp4 path relative to `video_root` in `dataset_meta.json`; `pipeline.dataset_reader.load_split` makes
+it absolute), `messages` (system text; user = the video then the prompt{history_note}; assistant = the
 answer), and float32 sequences of length {n}: `velocity` (m/s), `curvature` (1/m, positive = left turn)
 for the next second, `history_velocity`, `history_curvature` for the input second.
 
@@ -444,7 +290,7 @@ for the next second, `history_velocity`, `history_curvature` for the input secon
 Load a split with absolute video paths:
 
 ```python
-from pipeline.dataset import load_split
+from pipeline.dataset_reader import load_split
 train = load_split("{meta["output_dir"]}", "train")
 ```
 """
@@ -557,7 +403,7 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         "prompt": prompt,
         "config": config.to_json(),
     }
-    with _quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite_output) as tmp:
+    with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite_output) as tmp:
         progress.start("saving splits", len(SPLITS))
         for split in SPLITS:
             ds = datasets.Dataset.from_list(rows[split], features=feats, split=datasets.Split(split))
@@ -575,89 +421,4 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
     return BuildResult(config.output_dir, counts, clip_counts, len(missing), seconds, notes)
 
 
-def read_meta(dataset_dir: Path) -> dict[str, Any]:
-    """dataset_meta.json of a built dataset.
-
-    Raises:
-        PipelineError: the file is missing or unreadable.
-    """
-    path = Path(dataset_dir) / META_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"not a dataset built by `pipeline build-dataset`: {path} is missing") from None
-    except json.JSONDecodeError as err:
-        raise PipelineError(f"{path}: not valid JSON ({err})") from None
-
-
-def _absolute(root: Path, video: str | None) -> str | None:
-    if video is None:
-        return None
-    return str(Path(video) if Path(video).is_absolute() else root / video)
-
-
-def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | None = None) -> datasets.Dataset:
-    """One split of a built dataset with absolute video paths and clean messages.
-
-    `video` and the message video paths are joined to `video_root` (default: the one in dataset_meta.json), and
-    rows come out with the None keys that datasets adds to content dicts removed (a format transform, so it
-    applies to `ds[i]`, slices and iteration; use `clean_messages` on data read another way).
-
-    Raises:
-        PipelineError: the dataset or the split does not exist.
-    """
-    import datasets
-
-    dataset_dir = Path(dataset_dir)
-    meta = read_meta(dataset_dir)
-    if split not in SPLITS:
-        raise PipelineError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-    split_dir = dataset_dir / split
-    if not split_dir.is_dir():
-        raise PipelineError(f"split not found: {split_dir}")
-    if video_root is None and not isinstance(meta.get("video_root"), str):
-        raise PipelineError(f"{dataset_dir / META_FILE}: missing field 'video_root' (or pass video_root)")
-    root = Path(video_root if video_root is not None else meta["video_root"]).resolve()
-    ds = datasets.load_from_disk(str(split_dir))
-
-    def absolute_paths(row: dict[str, Any]) -> dict[str, Any]:
-        messages = row["messages"]
-        for message in messages:
-            for item in message["content"]:
-                item["video"] = _absolute(root, item["video"])
-        return {"video": _absolute(root, row["video"]), "messages": messages}
-
-    with _quiet_datasets():
-        ds = ds.map(absolute_paths, keep_in_memory=True)
-
-    def clean(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        if "messages" in batch:
-            batch["messages"] = [clean_messages(m) for m in batch["messages"]]
-        return batch
-
-    return ds.with_transform(clean)
-
-
-__all__ = [
-    "DEFAULT_SYSTEM_PROMPT",
-    "META_FILE",
-    "SPLITS",
-    "BuildResult",
-    "DatasetConfig",
-    "SegmentRecord",
-    "answer_format_description",
-    "build_messages",
-    "build_row",
-    "clean_messages",
-    "clip_order",
-    "default_prompt",
-    "features",
-    "history_text",
-    "load_split",
-    "read_meta",
-    "read_segments",
-    "run",
-    "select_whole_clips",
-    "split_clips_official",
-    "split_clips_random",
-]
+__all__ = ["BuildResult", "DatasetConfig", "SegmentRecord", "build_row", "read_segments", "run"]

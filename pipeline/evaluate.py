@@ -336,7 +336,7 @@ def read_predictions(path: Path, known_ids: set[str] | None = None) -> dict[str,
 
 
 def _load(dataset_dir: Path, split: str, video_root: Path | None = None) -> datasets.Dataset:
-    from pipeline.dataset import load_split
+    from pipeline.dataset_reader import load_split
 
     if not (dataset_dir / split).is_dir():
         found = sorted(p.name for p in dataset_dir.iterdir() if (p / "dataset_info.json").is_file())
@@ -450,7 +450,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     progress = progress or NullProgress()
     ds = _load(config.dataset_dir, config.split, config.video_root)
     train = _load(config.dataset_dir, "train")
-    from pipeline.dataset import read_meta
+    from pipeline.dataset_reader import read_meta
 
     dataset_meta = read_meta(config.dataset_dir)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_dir
-from pipeline.dataset import SPLITS, load_split, read_meta
+from pipeline.dataset_reader import SPLITS, load_split, read_meta
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
 

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.dataset import clean_messages
+from pipeline.dataset_reader import clean_messages
 from pipeline.errors import PipelineError
 from pipeline.train.video_input import VideoReadError, VideoSettings, load_video
 

@@ -119,7 +119,7 @@ def load_rows(dataset_dir: str | Path, split: str, video_root: str | None = None
     """
     import datasets
 
-    from pipeline.dataset import load_split
+    from pipeline.dataset_reader import load_split
 
     split_dir = Path(dataset_dir) / split
     if split_dir.is_dir():

@@ -10,17 +10,10 @@ import pytest
 
 from pipeline.answer import format_answer, parse_answer
 from pipeline.cli import main
-from pipeline.dataset import (
-    DEFAULT_SYSTEM_PROMPT,
-    DatasetConfig,
-    clean_messages,
-    default_prompt,
-    features,
-    load_split,
-    read_meta,
-    run,
-)
+from pipeline.dataset import DatasetConfig, run
+from pipeline.dataset_reader import clean_messages, features, load_split, read_meta
 from pipeline.errors import PipelineError
+from pipeline.messages import DEFAULT_SYSTEM_PROMPT, default_prompt
 from tests.fixtures.dataset_fixtures import make_segments_dir
 
 TARGETS = ("velocity", "curvature", "history_velocity", "history_curvature")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.dataset import load_split, read_meta
+from pipeline.dataset_reader import load_split, read_meta
 from pipeline.errors import PipelineError
 from pipeline.export import ExportConfig, run
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.answer import parse_answer
-from pipeline.dataset import DatasetConfig, load_split, read_meta, run
+from pipeline.dataset import DatasetConfig, run
+from pipeline.dataset_reader import load_split, read_meta
 from pipeline.export import ExportConfig
 from pipeline.export import run as run_export
 

@@ -17,7 +17,7 @@ from pipeline.report import REPORT_FILES, headline_table
 
 
 def split_arrays(dataset_dir: Path, split: str) -> dict:
-    """An independent read of a split's targets with `datasets` directly (not through pipeline.dataset)."""
+    """An independent read of a split's targets with `datasets` directly (not through pipeline.dataset_reader)."""
     import datasets
 
     ds = datasets.load_from_disk(str(dataset_dir / split))

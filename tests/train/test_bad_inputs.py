@@ -10,7 +10,7 @@ import sys
 import datasets
 import pytest
 
-from pipeline.dataset import META_FILE
+from pipeline.dataset_reader import META_FILE
 from pipeline.errors import PipelineError
 from pipeline.train.config import TrainConfig
 from pipeline.train.trainer import SUMMARY_FILE, check_output_dir, finish, load_rows, prepare

@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from pipeline.dataset import DEFAULT_SYSTEM_PROMPT
 from pipeline.errors import PipelineError
+from pipeline.messages import DEFAULT_SYSTEM_PROMPT
 from pipeline.train.collator import (
     IGNORE_INDEX,
     SampleEncoder,

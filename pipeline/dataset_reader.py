@@ -1,0 +1,134 @@
+"""Reading a dataset built by `pipeline build-dataset`: its declared columns, `dataset_meta.json`, and splits with
+absolute video paths and clean messages. Export, train and evaluate read the dataset only through this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    import datasets
+
+SPLITS = ("train", "test")
+META_FILE = "dataset_meta.json"
+
+
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Silence datasets' own tqdm bars (progress goes through the ProgressSink)."""
+    import datasets
+
+    were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if were_on:
+            datasets.enable_progress_bars()
+
+
+def features(n: int) -> datasets.Features:
+    """The declared columns of the dataset (docs/ARCHITECTURE.md) for n targets per second."""
+    from datasets import Features, List, Value
+
+    content = {"type": Value("string"), "text": Value("string"), "video": Value("string")}
+    seq = List(Value("float32"), length=n)
+    return Features(
+        {
+            "id": Value("string"),
+            "clip_id": Value("string"),
+            "chunk": Value("int32"),
+            "segment_index": Value("int32"),
+            "start_us": Value("int64"),
+            "end_us": Value("int64"),
+            "video": Value("string"),
+            "messages": List({"role": Value("string"), "content": List(content)}),
+            "velocity": seq,
+            "curvature": seq,
+            "history_velocity": seq,
+            "history_curvature": seq,
+        }
+    )
+
+
+def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy of `messages` without the None-valued keys that datasets adds to content dicts after a round trip."""
+    cleaned = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [{k: v for k, v in item.items() if v is not None} for item in content]
+        cleaned.append({**message, "content": content})
+    return cleaned
+
+
+def read_meta(dataset_dir: Path) -> dict[str, Any]:
+    """dataset_meta.json of a built dataset.
+
+    Raises:
+        PipelineError: the file is missing or unreadable.
+    """
+    path = Path(dataset_dir) / META_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"not a dataset built by `pipeline build-dataset`: {path} is missing") from None
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{path}: not valid JSON ({err})") from None
+
+
+def _absolute(root: Path, video: str | None) -> str | None:
+    if video is None:
+        return None
+    return str(Path(video) if Path(video).is_absolute() else root / video)
+
+
+def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | None = None) -> datasets.Dataset:
+    """One split of a built dataset with absolute video paths and clean messages.
+
+    `video` and the message video paths are joined to `video_root` (default: the one in dataset_meta.json), and
+    rows come out with the None keys that datasets adds to content dicts removed (a format transform, so it
+    applies to `ds[i]`, slices and iteration; use `clean_messages` on data read another way).
+
+    Raises:
+        PipelineError: the dataset or the split does not exist.
+    """
+    import datasets
+
+    dataset_dir = Path(dataset_dir)
+    meta = read_meta(dataset_dir)
+    if split not in SPLITS:
+        raise PipelineError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    split_dir = dataset_dir / split
+    if not split_dir.is_dir():
+        raise PipelineError(f"split not found: {split_dir}")
+    if video_root is None and not isinstance(meta.get("video_root"), str):
+        raise PipelineError(f"{dataset_dir / META_FILE}: missing field 'video_root' (or pass video_root)")
+    root = Path(video_root if video_root is not None else meta["video_root"]).resolve()
+    ds = datasets.load_from_disk(str(split_dir))
+
+    def absolute_paths(row: dict[str, Any]) -> dict[str, Any]:
+        messages = row["messages"]
+        for message in messages:
+            for item in message["content"]:
+                item["video"] = _absolute(root, item["video"])
+        return {"video": _absolute(root, row["video"]), "messages": messages}
+
+    with quiet_datasets():
+        ds = ds.map(absolute_paths, keep_in_memory=True)
+
+    def clean(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if "messages" in batch:
+            batch["messages"] = [clean_messages(m) for m in batch["messages"]]
+        return batch
+
+    return ds.with_transform(clean)
+
+
+__all__ = ["META_FILE", "SPLITS", "clean_messages", "features", "load_split", "quiet_datasets", "read_meta"]
