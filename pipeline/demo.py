@@ -123,7 +123,7 @@ class DemoResult:
     report_dir: Path  # evaluation report (report.md, metrics.json, plots)
     headline: str  # model vs baselines table
     seconds: dict[str, float]  # wall time per stage
-    evaluation: Any  # pipeline.evaluate.EvaluationResult
+    evaluation: Any  # pipeline.scoring.EvaluationResult
 
 
 @contextmanager

@@ -12,15 +12,13 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.metrics import HORIZON_POINTS_S, Scores, integrate_path
-
-if TYPE_CHECKING:
-    from pipeline.evaluate import EvaluationResult
+from pipeline.scoring import MODEL_NAME, EvaluationResult
 
 REPORT_FILES = (
     "metrics.json",
@@ -49,8 +47,6 @@ def _fmt(value: float, spec: str) -> str:
 
 
 def _rows(result: EvaluationResult, subset: str) -> list[list[str]]:
-    from pipeline.evaluate import MODEL_NAME
-
     rows = []
     for name, s in result.scores[subset].items():
         cells = [name] + [_fmt(value(s), spec) for _, value, spec in _COLUMNS]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
 
+CONFIG_FILE = "train_config.json"
+"""The resolved `TrainConfig` a training run writes beside its weights or adapter."""
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 DEFAULT_DATASET = "qwen_video_dataset"
 REPORT_TO = ("tensorboard", "none", "wandb", "all")
@@ -118,6 +121,26 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def read_run_video_settings(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """The video sampling a training run in `run_dir` was trained with, as `VideoSettings` keyword arguments, and
+    the file they came from; None when `run_dir` holds no training config.
+
+    Raises:
+        PipelineError: the run's config file is unreadable.
+    """
+    from pipeline.train.video_input import VideoSettings
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        run_config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise PipelineError(f"{path}: unreadable training config ({err})") from None
+    keys = (f.name for f in dataclasses.fields(VideoSettings))
+    return {k: run_config[f"video_{k}"] for k in keys if f"video_{k}" in run_config}, path
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Keys of a YAML (or JSON) training config, normalised to field names."""
     import yaml
@@ -135,4 +158,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-__all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "TrainConfig", "read_config_file"]
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_DATASET",
+    "DEFAULT_MODEL",
+    "TrainConfig",
+    "read_config_file",
+    "read_run_video_settings",
+]

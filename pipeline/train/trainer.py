@@ -20,7 +20,7 @@ from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.collator import SampleEncoder, VideoChatCollator, VideoChatDataset, layout_summary, video_paths
-from pipeline.train.config import TrainConfig
+from pipeline.train.config import CONFIG_FILE, TrainConfig
 from pipeline.train.modeling import (
     LoraSettings,
     apply_lora,
@@ -32,7 +32,6 @@ from pipeline.train.video_input import VideoSettings, probe_video
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "train_config.json"
 SUMMARY_FILE = "run_summary.json"
 REQUIRED_COLUMNS = ("messages",)
 # Files whose presence means a directory already holds a training run.

@@ -11,9 +11,10 @@ import pytest
 from pipeline.answer import format_answer, round_like_answer
 from pipeline.baselines import BASELINE_NAMES
 from pipeline.errors import PipelineError
-from pipeline.evaluate import MODEL_NAME, EvaluateConfig, read_predictions, run, score_answers
+from pipeline.evaluate import EvaluateConfig, read_predictions, run
 from pipeline.metrics import score
 from pipeline.report import REPORT_FILES, headline_table
+from pipeline.scoring import MODEL_NAME, score_answers
 
 
 def split_arrays(dataset_dir: Path, split: str) -> dict:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.evaluate import MODEL_NAME, EvaluateConfig, read_predictions, run
+from pipeline.evaluate import EvaluateConfig, read_predictions, run
 from pipeline.report import REPORT_FILES
+from pipeline.scoring import MODEL_NAME
 
 
 @pytest.fixture(scope="session")
