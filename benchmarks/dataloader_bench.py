@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from pipeline.answer import format_answer
     from pipeline.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
+    from pipeline.standins.tiny_model import build_processor
     from pipeline.train.collator import (
         SampleEncoder,
         VideoChatCollator,
@@ -188,7 +189,6 @@ def main(argv: list[str] | None = None) -> None:
         video_paths,
         video_token_count,
     )
-    from pipeline.train.tiny_model import build_processor
     from pipeline.train.video_input import VideoSettings, load_video
 
     src_w, src_h = (int(v) for v in args.source_size.split("x"))

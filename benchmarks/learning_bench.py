@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline import dataset, evaluate, segment
-from pipeline.demo import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
 from pipeline.report import headline_table
-from pipeline.synthetic.repo import SynthConfig, write_repo
+from pipeline.standins.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.standins.repo import SynthConfig, write_repo
+from pipeline.standins.tiny_model import make_tiny_model
 from pipeline.train import trainer
-from pipeline.train.tiny_model import make_tiny_model
 
 GOALS = {"video": 0.8, "history": 0.5}
 

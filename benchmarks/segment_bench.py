@@ -1,6 +1,6 @@
 """Benchmark of the segment stage (not a test): one run, prints figures for the README.
 
-On a synthetic 1920x1080 30 fps 20-s H.264 clip (pipeline.synthetic, read in place from its chunk zip):
+On a synthetic 1920x1080 30 fps 20-s H.264 clip (pipeline.standins, read in place from its chunk zip):
   decode-only     threaded PyAV decode of every frame (the physical floor of any one-pass cut)
   ours            pipeline.video.cut_segments: one decode, resize once, 19 x 1-s segments at the stage defaults
   naive           19 x (open, seek to second i, decode that second, re-encode it at full resolution)
@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline import egomotion as ego
 from pipeline import video
 from pipeline.segment import SegmentConfig, run
-from pipeline.synthetic.repo import DEFAULT_CAMERA, RepoSummary, SynthConfig, plan_clips, write_repo
+from pipeline.standins.repo import DEFAULT_CAMERA, RepoSummary, SynthConfig, plan_clips, write_repo
 
 
 def synthetic_repo(config: SynthConfig) -> RepoSummary:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from pipeline.demo import PROFILES
+from pipeline.standins.profiles import PROFILES
 from pipeline.train import trainer
 from pipeline.train.collator import SampleEncoder
 from pipeline.train.video_input import VideoSettings

@@ -75,7 +75,7 @@ def synth(
     from pathlib import Path
 
     from pipeline.progress import RichProgress
-    from pipeline.synthetic.repo import DEFAULT_CAMERA, SynthConfig, write_repo
+    from pipeline.standins.repo import DEFAULT_CAMERA, SynthConfig, write_repo
 
     if size is not None:
         try:
@@ -133,7 +133,7 @@ def serve(
     import signal
     import time
 
-    from pipeline.synthetic.hub_server import HubServer
+    from pipeline.standins.hub_server import HubServer
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -414,7 +414,7 @@ def make_tiny_model(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory.")] = False,
 ) -> None:
     """Build a tiny random-init Qwen-VL model + processor (Qwen's vocabulary) for offline tests and the demo."""
-    from pipeline.train.tiny_model import TinyModelConfig, make_tiny_model
+    from pipeline.standins.tiny_model import TinyModelConfig, make_tiny_model
 
     config = TinyModelConfig(
         family=family,

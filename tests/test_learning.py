@@ -12,9 +12,9 @@ import pytest
 
 from pipeline import evaluate
 from pipeline.dataset import run as build_dataset
-from pipeline.demo import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.standins.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.standins.tiny_model import make_tiny_model
 from pipeline.train import trainer
-from pipeline.train.tiny_model import make_tiny_model
 
 LINE = re.compile(r"(-?\d+\.\d\d),(-?\d+\.\d\d)")
 

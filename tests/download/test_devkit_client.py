@@ -4,8 +4,8 @@ server and reads back the generator's ground truth (speed, curvature, frame indi
 import numpy as np
 import pytest
 
-from pipeline.synthetic.frame_code import decode_frame_index
-from pipeline.synthetic.repo import clip_truth, frame_timestamps_us
+from pipeline.standins.frame_code import decode_frame_index
+from pipeline.standins.repo import clip_truth, frame_timestamps_us
 
 CAMERA = "camera_front_wide_120fov"
 

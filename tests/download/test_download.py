@@ -169,7 +169,7 @@ def three_chunk_repo(tmp_path_factory):
 
 
 def test_all_chunks(three_chunk_repo, use_hub, tmp_path, capsys):
-    from pipeline.synthetic.hub_server import serve_repo
+    from pipeline.standins.hub_server import serve_repo
 
     with serve_repo(three_chunk_repo.root) as server:
         use_hub(server)
@@ -182,7 +182,7 @@ def test_all_chunks(three_chunk_repo, use_hub, tmp_path, capsys):
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_split_keeps_chunks_and_clips_of_that_split(three_chunk_repo, use_hub, tmp_path, capsys, split):
-    from pipeline.synthetic.hub_server import serve_repo
+    from pipeline.standins.hub_server import serve_repo
 
     clips = three_chunk_repo.clips_of(split=split)
     assert len(clips) == 1  # the fixture's promise

@@ -15,8 +15,8 @@ from pipeline.scoring import MODEL_NAME
 @pytest.fixture(scope="session")
 def mismatched_adapter(tmp_path_factory) -> Path:
     """A LoRA adapter saved from a tiny Qwen3-VL with hidden size 32 (the `tiny_qwen3_vl` fixture has 64)."""
+    from pipeline.standins.tiny_model import TinyModelConfig, build_model
     from pipeline.train.modeling import LoraSettings, apply_lora
-    from pipeline.train.tiny_model import TinyModelConfig, build_model
 
     model = build_model(TinyModelConfig(family="qwen3_vl", hidden_size=32, intermediate_size=64))
     peft_model = apply_lora(model, LoraSettings())

@@ -15,8 +15,8 @@ import pytest
 
 from pipeline import egomotion as ego
 from pipeline import video
-from pipeline.synthetic.frame_code import decode_frame_index
-from pipeline.synthetic.repo import DEFAULT_CAMERA, clip_truth
+from pipeline.standins.frame_code import decode_frame_index
+from pipeline.standins.repo import DEFAULT_CAMERA, clip_truth
 from tests.fixtures.segment_fixtures import make_segments
 
 SEGMENT_KEYS = {

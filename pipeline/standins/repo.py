@@ -32,9 +32,9 @@ from pipeline.atomic import atomic_dir
 from pipeline.catalog import Feature, chunk_file, member_name, parse_features_csv
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.synthetic.frame_code import MAX_FRAME_INDEX, stamp_frame_index
-from pipeline.synthetic.render import CameraModel, RoadRenderer
-from pipeline.synthetic.trajectory import Trajectory, scenario_for, scenario_kind
+from pipeline.standins.frame_code import MAX_FRAME_INDEX, stamp_frame_index
+from pipeline.standins.render import CameraModel, RoadRenderer
+from pipeline.standins.trajectory import Trajectory, scenario_for, scenario_kind
 
 logger = logging.getLogger(__name__)
 

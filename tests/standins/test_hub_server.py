@@ -49,7 +49,7 @@ def test_tree_paths_info_revision_and_refs(synthetic_repo, use_hub):
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile, RepoFolder
 
-    from pipeline.synthetic.hub_server import serve_repo
+    from pipeline.standins.hub_server import serve_repo
 
     files = _files(synthetic_repo.root)
     with serve_repo(synthetic_repo.root, page_size=2) as server:

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.synthetic.frame_code import MAX_FRAME_INDEX, code_region, decode_frame_index, stamp_frame_index
-from pipeline.synthetic.render import CameraModel, RoadRenderer
-from pipeline.synthetic.repo import encode_mp4
-from pipeline.synthetic.trajectory import scenario_for
+from pipeline.standins.frame_code import MAX_FRAME_INDEX, code_region, decode_frame_index, stamp_frame_index
+from pipeline.standins.render import CameraModel, RoadRenderer
+from pipeline.standins.repo import encode_mp4
+from pipeline.standins.trajectory import scenario_for
 
 INDICES = [0, 1, 2, 3, 299, 599, 1234, 4095, 5461, MAX_FRAME_INDEX]
 

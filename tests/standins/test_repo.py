@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.synthetic import SCENARIO_KINDS, SynthConfig, clip_truth, decode_frame_index
-from pipeline.synthetic.frame_code import code_region
-from pipeline.synthetic.repo import EGOMOTION_COLUMNS, plan_clips, render_clip_frames
+from pipeline.standins import SCENARIO_KINDS, SynthConfig, clip_truth, decode_frame_index
+from pipeline.standins.frame_code import code_region
+from pipeline.standins.repo import EGOMOTION_COLUMNS, plan_clips, render_clip_frames
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAMERA = "camera_front_wide_120fov"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.synthetic.trajectory import SCENARIO_KINDS, Profile, Step, Trajectory, Wave, scenario_for
+from pipeline.standins.trajectory import SCENARIO_KINDS, Profile, Step, Trajectory, Wave, scenario_for
 
 DT_US = 1_000  # 1 kHz for the independent numerical integration
 T_US = np.arange(-1_000_000, 21_000_001, DT_US, dtype=np.int64)

@@ -8,8 +8,8 @@ templates are Qwen's official ones (Apache-2.0), so token layouts and answer-tok
 A tiny model may instead keep only Qwen's first `bpe_ranks` BPE tokens (its most frequent merges): still a valid
 byte-level BPE with Qwen's pre-tokenizer, and the special tokens follow the kept ranks. Digits are single tokens
 and every token of an answer ranks below 5,000 (`,-` is 4999), so with >= 5,000 ranks answers tokenize exactly as
-with the full vocabulary; prompts get ~10 % longer. With 152k tokens the output projection is ~96 % of a tiny
-model's training step on CPU (5.2 of 5.4 s for 8 samples here); with 4,096 ranks it took 0.32 s.
+with the full vocabulary; prompts get ~10 % longer. With 152k tokens the output projection dominates a tiny model's
+training step on CPU (docs/RESULTS.md has the measured step times).
 """
 
 from __future__ import annotations
@@ -61,98 +61,15 @@ EXTRA_TOKENS = (
 VOCAB_SIZE = 151936  # the embedding size of Qwen2.5-VL-3B / Qwen3-VL-2B (ids above 151668 are padding)
 QWEN_BPE_RANKS = 151643  # BPE tokens of the Qwen vocabulary; the special tokens start here
 
-# Qwen3-VL-*-Instruct chat template (Qwen, Apache-2.0), tool-call branches kept.
-QWEN3_VL_CHAT_TEMPLATE = (
-    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0].role == 'system' %}\n"
-    "        {%- if messages[0].content is string %}\n            {{- messages[0].content }}\n        {%- else %}\n"
-    "            {%- for content in messages[0].content %}\n                {%- if 'text' in content %}\n"
-    "                    {{- content.text }}\n                {%- endif %}\n            {%- endfor %}\n"
-    "        {%- endif %}\n        {{- '\\n\\n' }}\n    {%- endif %}\n"
-    '    {{- "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n'
-    'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}\n'
-    '    {%- for tool in tools %}\n        {{- "\\n" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n'
-    '    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments '
-    'within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": '
-    '<args-json-object>}\\n</tool_call><|im_end|>\\n" }}\n'
-    "{%- else %}\n    {%- if messages[0].role == 'system' %}\n        {{- '<|im_start|>system\\n' }}\n"
-    "        {%- if messages[0].content is string %}\n            {{- messages[0].content }}\n        {%- else %}\n"
-    "            {%- for content in messages[0].content %}\n                {%- if 'text' in content %}\n"
-    "                    {{- content.text }}\n                {%- endif %}\n            {%- endfor %}\n"
-    "        {%- endif %}\n        {{- '<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n"
-    "{%- set image_count = namespace(value=0) %}\n{%- set video_count = namespace(value=0) %}\n"
-    "{%- for message in messages %}\n"
-    '    {%- if message.role == "user" %}\n'
-    "        {{- '<|im_start|>' + message.role + '\\n' }}\n"
-    "        {%- if message.content is string %}\n            {{- message.content }}\n        {%- else %}\n"
-    "            {%- for content in message.content %}\n"
-    "                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}\n"
-    "                    {%- set image_count.value = image_count.value + 1 %}\n"
-    "                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}\n"
-    "                    <|vision_start|><|image_pad|><|vision_end|>\n"
-    "                {%- elif content.type == 'video' or 'video' in content %}\n"
-    "                    {%- set video_count.value = video_count.value + 1 %}\n"
-    "                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}\n"
-    "                    <|vision_start|><|video_pad|><|vision_end|>\n"
-    "                {%- elif 'text' in content %}\n                    {{- content.text }}\n"
-    "                {%- endif %}\n            {%- endfor %}\n        {%- endif %}\n"
-    "        {{- '<|im_end|>\\n' }}\n"
-    '    {%- elif message.role == "assistant" %}\n'
-    "        {{- '<|im_start|>' + message.role + '\\n' }}\n"
-    "        {%- if message.content is string %}\n            {{- message.content }}\n        {%- else %}\n"
-    "            {%- for content_item in message.content %}\n                {%- if 'text' in content_item %}\n"
-    "                    {{- content_item.text }}\n                {%- endif %}\n            {%- endfor %}\n"
-    "        {%- endif %}\n"
-    "        {%- if message.tool_calls %}\n            {%- for tool_call in message.tool_calls %}\n"
-    "                {%- if (loop.first and message.content) or (not loop.first) %}\n"
-    "                    {{- '\\n' }}\n                {%- endif %}\n"
-    "                {%- if tool_call.function %}\n                    {%- set tool_call = tool_call.function %}\n"
-    "                {%- endif %}\n"
-    '                {{- \'<tool_call>\\n{"name": "\' }}\n                {{- tool_call.name }}\n'
-    '                {{- \'", "arguments": \' }}\n                {%- if tool_call.arguments is string %}\n'
-    "                    {{- tool_call.arguments }}\n                {%- else %}\n"
-    "                    {{- tool_call.arguments | tojson }}\n                {%- endif %}\n"
-    "                {{- '}\\n</tool_call>' }}\n            {%- endfor %}\n        {%- endif %}\n"
-    "        {{- '<|im_end|>\\n' }}\n"
-    '    {%- elif message.role == "tool" %}\n'
-    '        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}\n'
-    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n"
-    "        {{- '\\n<tool_response>\\n' }}\n"
-    "        {%- if message.content is string %}\n            {{- message.content }}\n        {%- else %}\n"
-    "            {%- for content in message.content %}\n"
-    "                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}\n"
-    "                    {%- set image_count.value = image_count.value + 1 %}\n"
-    "                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}\n"
-    "                    <|vision_start|><|image_pad|><|vision_end|>\n"
-    "                {%- elif content.type == 'video' or 'video' in content %}\n"
-    "                    {%- set video_count.value = video_count.value + 1 %}\n"
-    "                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}\n"
-    "                    <|vision_start|><|video_pad|><|vision_end|>\n"
-    "                {%- elif 'text' in content %}\n                    {{- content.text }}\n"
-    "                {%- endif %}\n            {%- endfor %}\n        {%- endif %}\n"
-    "        {{- '\\n</tool_response>' }}\n"
-    '        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}\n'
-    "            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n"
-    "    {%- endif %}\n{%- endfor %}\n"
-    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
-)
+TEMPLATES = "templates"  # package folder of the families' chat templates, `{family}.jinja`
 
-# Qwen2.5-VL-*-Instruct chat template (Qwen, Apache-2.0).
-QWEN2_5_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
-    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
-    "{% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+
+def chat_template(family: str) -> str:
+    """The official chat template of a Qwen-VL instruct family (Qwen, Apache-2.0; Qwen3-VL with its tool-call
+    branches), read from the package data file `templates/{family}.jinja`."""
+    if family not in FAMILIES:
+        raise PipelineError(f"family {family!r}: expected one of {', '.join(FAMILIES)}")
+    return importlib.resources.files(__package__).joinpath(TEMPLATES, f"{family}.jinja").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -265,20 +182,20 @@ def build_processor(family: str, tokenizer: Any) -> Any:
         Qwen3VLVideoProcessor,
     )
 
+    template = chat_template(family)
+    tokenizer.chat_template = template
     if family == "qwen3_vl":
-        tokenizer.chat_template = QWEN3_VL_CHAT_TEMPLATE
         return Qwen3VLProcessor(
             image_processor=Qwen2VLImageProcessor(patch_size=16),
             video_processor=Qwen3VLVideoProcessor(),
             tokenizer=tokenizer,
-            chat_template=QWEN3_VL_CHAT_TEMPLATE,
+            chat_template=template,
         )
-    tokenizer.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(patch_size=14),
         video_processor=Qwen2VLVideoProcessor(),
         tokenizer=tokenizer,
-        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+        chat_template=template,
     )
 
 
@@ -394,8 +311,6 @@ def make_tiny_model(output_dir: Path, config: TinyModelConfig, overwrite: bool =
 
 __all__ = [
     "FAMILIES",
-    "QWEN2_5_VL_CHAT_TEMPLATE",
-    "QWEN3_VL_CHAT_TEMPLATE",
     "TinyModelConfig",
     "build_model",
     "build_processor",

@@ -12,11 +12,10 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from pipeline.answer import format_answer
 from pipeline.errors import PipelineError
-from pipeline.train.tiny_model import (
-    QWEN2_5_VL_CHAT_TEMPLATE,
-    QWEN3_VL_CHAT_TEMPLATE,
+from pipeline.standins.tiny_model import (
     TinyModelConfig,
     build_qwen_tokenizer,
+    chat_template,
     make_tiny_model,
     mrope_section,
 )
@@ -52,23 +51,34 @@ def test_encoding_matches_tiktoken(qwen_tokenizer, text):
 
 
 @pytest.mark.parametrize(
-    ("fixture", "model_class", "template"),
+    ("fixture", "model_class", "family"),
     [
-        ("tiny_qwen3_vl", "Qwen3VLForConditionalGeneration", QWEN3_VL_CHAT_TEMPLATE),
-        ("tiny_qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", QWEN2_5_VL_CHAT_TEMPLATE),
+        ("tiny_qwen3_vl", "Qwen3VLForConditionalGeneration", "qwen3_vl"),
+        ("tiny_qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
     ],
 )
-def test_saved_model_loads_offline_through_auto_classes(request, fixture, model_class, template):
+def test_saved_model_loads_offline_through_auto_classes(request, fixture, model_class, family):
     path = request.getfixturevalue(fixture)
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
     assert type(model).__name__ == model_class
-    assert processor.chat_template == template
+    assert processor.chat_template == chat_template(family)
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id == 151656
     assert model.generation_config.eos_token_id == 151645
     text = model.config.text_config
     assert sum(text.rope_parameters["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2
     assert model.get_input_embeddings().weight.shape[0] >= len(processor.tokenizer)
+
+
+def test_chat_templates_are_package_data_with_qwens_video_placeholder():
+    import importlib.resources
+
+    for family in ("qwen3_vl", "qwen2_5_vl"):
+        data = importlib.resources.files("pipeline.standins") / "templates" / f"{family}.jinja"
+        assert data.read_text(encoding="utf-8") == chat_template(family)
+        assert "<|vision_start|><|video_pad|><|vision_end|>" in chat_template(family)
+    with pytest.raises(PipelineError, match="llava"):
+        chat_template("llava")
 
 
 def test_truncated_vocabulary_tokenizes_answers_like_qwen_and_moves_the_special_ids(qwen_tokenizer):

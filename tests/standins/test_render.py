@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.synthetic.frame_code import code_region
-from pipeline.synthetic.render import CameraModel, RoadRenderer
-from pipeline.synthetic.trajectory import SCENARIO_KINDS, Profile, Trajectory, scenario_for
+from pipeline.standins.frame_code import code_region
+from pipeline.standins.render import CameraModel, RoadRenderer
+from pipeline.standins.trajectory import SCENARIO_KINDS, Profile, Trajectory, scenario_for
 
 W, H = 256, 144
 CAM = CameraModel(W, H)

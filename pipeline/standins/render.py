@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from pipeline.errors import PipelineError
-from pipeline.synthetic.trajectory import Trajectory
+from pipeline.standins.trajectory import Trajectory
 
 logger = logging.getLogger(__name__)
 
