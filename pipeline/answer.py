@@ -68,18 +68,6 @@ def format_answer(velocity: np.ndarray, curvature: np.ndarray) -> str:
     return "\n".join(f"{_fixed(a)},{_fixed(b * CURVATURE_SCALE)}" for a, b in zip(v.tolist(), c.tolist(), strict=True))
 
 
-def round_like_answer(velocity: np.ndarray, curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values exactly as `parse_answer(format_answer(velocity, curvature))` returns them.
-
-    Returns:
-        velocity (n,) float32 m/s and curvature (n,) float32 1/m, rounded to the answer's precision.
-    """
-    v, c = _check_pairs(velocity, curvature)
-    rv = np.array([float(_fixed(a)) for a in v.tolist()], dtype=np.float64)
-    rc = np.array([float(_fixed(b * CURVATURE_SCALE)) for b in c.tolist()], dtype=np.float64) / CURVATURE_SCALE
-    return rv.astype(np.float32), rc.astype(np.float32)
-
-
 @dataclass
 class ParsedAnswer:
     """What `parse_answer` could read from one answer text."""
@@ -163,5 +151,4 @@ __all__ = [
     "ParsedAnswer",
     "format_answer",
     "parse_answer",
-    "round_like_answer",
 ]

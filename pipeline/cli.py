@@ -35,10 +35,6 @@ def _configure(
     )
 
 
-def _todo(name: str) -> None:
-    raise PipelineError(f"`pipeline {name}` is not implemented yet")
-
-
 @app.command()
 def synth(
     output_dir: Annotated[
@@ -303,10 +299,6 @@ def build_dataset(
     segments_path: Annotated[
         Path, typer.Option("--segments-path", "--segments_path", help="segments.json written by `pipeline segment`.")
     ] = Path("qwen_video_segments/metadata/segments.json"),
-    ego_motion_dir: Annotated[
-        Path | None,
-        typer.Option("--ego-motion-dir", "--ego_motion_dir", help="Accepted for compatibility; ignored."),
-    ] = None,
     output_dir: Annotated[
         Path, typer.Option("--output-dir", "--output_dir", help="Dataset directory to write.")
     ] = Path("qwen_video_dataset"),
@@ -341,7 +333,6 @@ def build_dataset(
     config = DatasetConfig(
         segments_path=segments_path,
         output_dir=output_dir,
-        ego_motion_dir=ego_motion_dir,
         test_ratio=test_ratio,
         fps=fps,
         max_samples=max_samples,

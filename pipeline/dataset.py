@@ -51,8 +51,6 @@ class DatasetConfig:
     segments_path: Path = Path("qwen_video_segments/metadata/segments.json")
     # Where the dataset directory is written (train/, test/, dataset_meta.json, README.md, examples).
     output_dir: Path = Path("qwen_video_dataset")
-    # Accepted for compatibility with the original script; targets come from segments.json either way.
-    ego_motion_dir: Path | None = None
     # Fraction of clips (not segments) held out as test with --split-by clip; strictly between 0 and 1.
     test_ratio: float = 0.1
     # Target samples per second; must equal the length of the segments' target lists.
@@ -77,8 +75,6 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         self.segments_path = Path(self.segments_path)
         self.output_dir = Path(self.output_dir)
-        if self.ego_motion_dir is not None:
-            self.ego_motion_dir = Path(self.ego_motion_dir)
         if not (isinstance(self.test_ratio, int | float) and 0.0 < float(self.test_ratio) < 1.0):
             raise PipelineError(f"--test-ratio must be strictly between 0 and 1, got {self.test_ratio}")
         if int(self.fps) != self.fps or self.fps < 1:
@@ -317,8 +313,6 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
 
     progress = progress or NullProgress()
     t0 = time.perf_counter()
-    if config.ego_motion_dir is not None:
-        logger.info("--ego-motion-dir %s is ignored: targets come from segments.json", config.ego_motion_dir)
     _check_output(config)
     n = config.fps
     records = read_segments(config.segments_path, n)

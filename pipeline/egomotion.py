@@ -15,13 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.transform import Rotation
 
 # Longest allowed interval between two egomotion samples inside a segment's sample span.
 MAX_GAP_US = 200_000
 # Columns every egomotion table must have (velocity is in the anchor frame).
 REQUIRED_COLUMNS = ("timestamp", "vx", "vy", "vz", "curvature")
-QUATERNION_COLUMNS = ("qx", "qy", "qz", "qw")
 
 
 class EgomotionError(ValueError):
@@ -38,8 +36,6 @@ class EgomotionTable:
     velocity: np.ndarray
     # (N,) float64 1/m, positive = left turn.
     curvature: np.ndarray
-    # (N, 4) float64 orientation quaternion (x, y, z, w), or None when the table has no pose columns.
-    quat_xyzw: np.ndarray | None
     # Rows dropped because their timestamp repeated an earlier row's.
     n_duplicates: int
     # Of those, rows whose values differ from the kept row's (a conflict resolved by keeping the first row).
@@ -80,7 +76,6 @@ def clean_egomotion(df: pd.DataFrame) -> EgomotionTable:
     rows = order[keep]
     if len(rows) < 2:
         raise EgomotionError(f"egomotion table has {len(rows)} distinct timestamp(s), need at least 2")
-    has_quat = all(c in df.columns for c in QUATERNION_COLUMNS)
     value_columns = [c for c in df.columns if c != "timestamp" and pd.api.types.is_numeric_dtype(df[c])]
     values = df[value_columns].to_numpy(dtype=np.float64)[order]
     kept = values[np.maximum.accumulate(np.where(keep, np.arange(len(keep)), 0))]
@@ -90,7 +85,6 @@ def clean_egomotion(df: pd.DataFrame) -> EgomotionTable:
         timestamp_us=ts[rows],
         velocity=df[["vx", "vy", "vz"]].to_numpy(dtype=np.float64)[rows],
         curvature=df["curvature"].to_numpy(dtype=np.float64)[rows],
-        quat_xyzw=df[list(QUATERNION_COLUMNS)].to_numpy(dtype=np.float64)[rows] if has_quat else None,
         n_duplicates=int(len(ts) - len(rows)),
         n_conflicting=int(conflicting.sum()),
         first_conflict_us=int(ts_sorted[np.argmax(conflicting)]) if conflicting.any() else None,
@@ -123,28 +117,6 @@ def _interp(table: EgomotionTable, t: np.ndarray, values: np.ndarray) -> np.ndar
     outside = (q < 0) | (q > x[-1])
     out[outside] = np.nan
     return out
-
-
-def body_frame_velocity(quat_xyzw: np.ndarray, velocity_anchor: np.ndarray) -> np.ndarray:
-    """Rotate anchor-frame velocity into the vehicle (rig) frame: (N, 4) quaternions, (N, 3) m/s -> (N, 3) m/s.
-
-    The pose quaternion maps rig-frame vectors to the anchor frame, so the inverse rotation is applied
-    (x forward, y left, z up).
-    """
-    return Rotation.from_quat(quat_xyzw).inv().apply(velocity_anchor)
-
-
-def planar_curvature(velocity: np.ndarray, acceleration: np.ndarray) -> np.ndarray:
-    """Signed curvature of the ground-plane path from velocity and acceleration, (N, >=2) each -> (N,) 1/m.
-
-    k = (vx * ay - vy * ax) / |v|^3: positive when the path bends counter-clockwise (a left turn with z up).
-    Rotation-invariant about z, so anchor-frame vectors work. Used to check the sign of the `curvature` column.
-    """
-    v = np.asarray(velocity, dtype=np.float64)
-    a = np.asarray(acceleration, dtype=np.float64)
-    speed = np.hypot(v[:, 0], v[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (v[:, 0] * a[:, 1] - v[:, 1] * a[:, 0]) / speed**3
 
 
 @dataclass(frozen=True)
@@ -326,7 +298,6 @@ __all__ = [
     "EgomotionError",
     "EgomotionTable",
     "SegmentTargets",
-    "body_frame_velocity",
     "clean_egomotion",
     "clip_timing",
     "frames_in_windows",
@@ -335,7 +306,6 @@ __all__ = [
     "interpolate_curvature",
     "interpolate_speed",
     "interpolate_velocity",
-    "planar_curvature",
     "segment_targets",
     "segment_windows",
 ]

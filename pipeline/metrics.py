@@ -97,14 +97,6 @@ def displacement_errors(pred_xy: np.ndarray, true_xy: np.ndarray) -> np.ndarray:
     return np.linalg.norm(p - t, axis=-1)
 
 
-def ade_fde(pred_xy: np.ndarray, true_xy: np.ndarray) -> tuple[float, float]:
-    """Average and final displacement error in metres over (N, n, 2) paths (NaN, NaN for N = 0)."""
-    d = displacement_errors(pred_xy, true_xy)
-    if d.size == 0:
-        return float("nan"), float("nan")
-    return float(np.mean(d)), float(np.mean(d[..., -1]))
-
-
 @dataclass(frozen=True)
 class Scores:
     """Error summary of one predictor on a set of samples (NaN everywhere when there are no samples)."""
@@ -242,7 +234,6 @@ def per_sample_errors(
 __all__ = [
     "HORIZON_POINTS_S",
     "Scores",
-    "ade_fde",
     "displacement_errors",
     "integrate_path",
     "mae",

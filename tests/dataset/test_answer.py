@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.answer import ParsedAnswer, format_answer, parse_answer, round_like_answer
+from pipeline.answer import ParsedAnswer, format_answer, parse_answer
+from tests.reference import round_like_answer
 
 N = 30
 speeds = arrays(np.float64, N, elements=st.floats(0.0, 70.0, allow_nan=False))

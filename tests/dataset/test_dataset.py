@@ -245,7 +245,7 @@ def test_cli_builds_and_overwrites(capsys, tmp_path, synthetic_segments_dir):
     out.mkdir()
     (out / "stale.txt").write_text("old")
     args = ["build-dataset", "--segments_path", str(segments_json(synthetic_segments_dir)), "--output_dir", str(out)]
-    code, stdout, _ = run_cli(capsys, *args, "--overwrite-output", "--max_samples", "4", "--ego-motion-dir", "x")
+    code, stdout, _ = run_cli(capsys, *args, "--overwrite-output", "--max_samples", "4")
     assert code == 0
     assert "train: 3 segments from 1 clips; test: 3 segments from 1 clips" in stdout
     assert not (out / "stale.txt").exists() and (out / "dataset_meta.json").is_file()

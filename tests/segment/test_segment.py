@@ -18,6 +18,7 @@ from pipeline import video
 from pipeline.standins.frame_code import decode_frame_index
 from pipeline.standins.repo import DEFAULT_CAMERA, clip_truth
 from tests.fixtures.segment_fixtures import make_segments
+from tests.reference import planar_curvature
 
 SEGMENT_KEYS = {
     "id",
@@ -168,7 +169,7 @@ def test_left_turn_is_positive_curvature(segments_dir, synthetic_repo):
         clip = by_kind[kind]
         df = member_table(synthetic_repo, "egomotion", "egomotion", clip)
         # The curvature column agrees in sign with the path's own bending (v x a) wherever it turns.
-        k_path = ego.planar_curvature(df[["vx", "vy"]].to_numpy(), df[["ax", "ay"]].to_numpy())
+        k_path = planar_curvature(df[["vx", "vy"]].to_numpy(), df[["ax", "ay"]].to_numpy())
         turning = np.abs(df["curvature"].to_numpy()) > 1e-3
         assert turning.any()
         assert (np.sign(k_path[turning]) == np.sign(df["curvature"].to_numpy()[turning])).all()
