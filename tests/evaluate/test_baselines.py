@@ -107,7 +107,7 @@ def test_history_ridge_recovers_an_exact_linear_map():
 
 def synthetic_set(n_clips: int, seed: int) -> tuple[np.ndarray, ...]:
     """(clip, history v, history k, future v, future k) of every 1-s window of the synthetic scenarios, 30 Hz."""
-    from pipeline.synthetic.trajectory import scenario_for
+    from pipeline.standins.trajectory import scenario_for
 
     rows = []
     for clip in range(n_clips):
