@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import catalog, download
 from pipeline.errors import PipelineError
-from pipeline.synthetic.hub_server import serve_repo
+from pipeline.standins.hub_server import serve_repo
 from tests.cli_contract import assert_one_line_error, run_in_process, run_pipeline
 from tests.download.test_download import CAM, EGO, INDEX, assert_identical
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
