@@ -369,13 +369,29 @@ def export(
     overwrite_output: Annotated[
         bool, typer.Option("--overwrite-output", "--overwrite_output", help="Replace an existing output dir.")
     ] = False,
+    model: Annotated[
+        str, typer.Option("--model", help="Model the ready-to-run training files name.")
+    ] = "Qwen/Qwen3-VL-2B-Instruct",
+    video_fps: Annotated[float, typer.Option("--video-fps", "--video_fps", help="Frames sampled per second.")] = 4.0,
+    video_max_frames: Annotated[int, typer.Option("--video-max-frames", "--video_max_frames")] = 32,
+    video_min_frames: Annotated[int, typer.Option("--video-min-frames", "--video_min_frames")] = 4,
+    video_max_pixels: Annotated[int, typer.Option("--video-max-pixels", "--video_max_pixels")] = 448 * 448,
+    video_min_pixels: Annotated[int, typer.Option("--video-min-pixels", "--video_min_pixels")] = 32 * 32 * 4,
 ) -> None:
-    """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift."""
+    """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift, with a ready-to-run training
+    file per framework that sets our video sampling (the --video-* values, `pipeline train`'s by default)."""
     from pipeline.export import ExportConfig, run
     from pipeline.progress import RichProgress
+    from pipeline.train.video_input import VideoSettings
 
+    video = VideoSettings(video_fps, video_max_frames, video_min_frames, video_max_pixels, video_min_pixels)
     config = ExportConfig(
-        dataset=dataset, output_dir=output_dir, format=export_format, overwrite_output=overwrite_output
+        dataset=dataset,
+        output_dir=output_dir,
+        format=export_format,
+        overwrite_output=overwrite_output,
+        model=model,
+        video=video,
     )
     result = run(config, progress=RichProgress())
     for name, files in result.files.items():

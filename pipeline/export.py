@@ -27,7 +27,10 @@ from typing import Any
 from pipeline.atomic import atomic_dir
 from pipeline.dataset_reader import SPLITS, load_split, read_meta
 from pipeline.errors import PipelineError
+from pipeline.export_video import readme_section, run_file
 from pipeline.progress import NullProgress, ProgressSink
+from pipeline.train.config import DEFAULT_MODEL
+from pipeline.train.video_input import VideoSettings
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ class ExportConfig:
     overwrite_output: bool = False
     # Prefix of the registered dataset names (`{name}_train`, `{name}_test`).
     name: str = "physicalai_av"
+    # Model the ready-to-run training files name (Hub id or directory).
+    model: str = DEFAULT_MODEL
+    # Frame sampling and pixel budget the exports' training files set (those of `pipeline train` by default).
+    video: VideoSettings = field(default_factory=VideoSettings)
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset)
@@ -272,7 +279,11 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
                 info = llama_factory_dataset_info(config.name)
                 (folder / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
                 names.append("dataset_info.json")
+            run_name, run_text = run_file(framework, config.video, config.model, final_folder, config.name)
+            (folder / run_name).write_text(run_text, encoding="utf-8")
+            names.append(run_name)
             readme = _readme(framework, config.name, final_folder, video_root, result.counts)
+            readme += readme_section(framework, config.video, run_name)
             (folder / "README.md").write_text(readme, encoding="utf-8")
             names.append("README.md")
             result.files[framework] = [final_folder / n for n in names]
