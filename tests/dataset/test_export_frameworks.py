@@ -59,7 +59,7 @@ def _script_exports(script: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_qwen3_vl):
     """(dataset dir, export dir) of one train and one test row whose segments are 448x252, 30 frames at 30 fps."""
-    from pipeline.dataset import load_split
+    from pipeline.dataset_reader import load_split
     from pipeline.export import ExportConfig, run
 
     root = tmp_path_factory.mktemp("frameworks")
@@ -76,7 +76,7 @@ def ours(exported, tiny_qwen3_vl):
     """Our `SampleEncoder`'s ids, labels and grid for the first train row, with `pipeline train`'s settings."""
     from transformers import AutoProcessor
 
-    from pipeline.dataset import load_split
+    from pipeline.dataset_reader import load_split
     from pipeline.train.collator import SampleEncoder
     from pipeline.train.video_input import VideoSettings
 
