@@ -65,7 +65,36 @@ def format_answer(velocity: np.ndarray, curvature: np.ndarray) -> str:
         ValueError: shapes differ, are not 1-D, or a value is not finite.
     """
     v, c = _check_pairs(velocity, curvature)
-    return "\n".join(f"{_fixed(a)},{_fixed(b * CURVATURE_SCALE)}" for a, b in zip(v.tolist(), c.tolist(), strict=True))
+    return format_answers(v[None], c[None])[0]
+
+
+def format_answers(velocity: np.ndarray, curvature: np.ndarray) -> list[str]:
+    """`format_answer` of each row, checked once for the whole batch.
+
+    Args:
+        velocity: (rows, n) speed, m/s.
+        curvature: (rows, n) curvature, 1/m.
+
+    Raises:
+        ValueError: the shapes differ or are not 2-D, or a value is not finite.
+    """
+    v = np.asarray(velocity, dtype=np.float64)
+    c = np.asarray(curvature, dtype=np.float64)
+    if v.ndim != 2 or c.shape != v.shape:
+        raise ValueError(f"velocity and curvature must be 2-D of equal shape, got {v.shape} and {c.shape}")
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
+        raise ValueError("velocity and curvature must be finite to be written as an answer")
+    pairs = np.empty((v.shape[0], 2 * v.shape[1]))
+    pairs[:, 0::2], pairs[:, 1::2] = v, c * CURVATURE_SCALE
+    # One %-format per row: "%.2f" rounds exactly like f"{x:.2f}"; a token "-0.00" can only be a whole number.
+    line = f"%.{DECIMALS}f,%.{DECIMALS}f"
+    template = "\n".join([line] * v.shape[1])
+    zero = _NEGATIVE_ZERO[1:]
+    return [_without_negative_zero(template % tuple(row), zero) for row in pairs.tolist()]
+
+
+def _without_negative_zero(text: str, zero: str) -> str:
+    return text.replace(_NEGATIVE_ZERO, zero) if _NEGATIVE_ZERO in text else text
 
 
 @dataclass
