@@ -1,75 +1,70 @@
-"""Which clips a dataset keeps and on which side of the train/test split each lands.
+"""Which clips a dataset keeps and on which side of the train/test split each lands. Pure: strings and numpy.
 
 Every segment of a clip lands on the same side (overlapping windows share frames), so the test set never holds
-frames seen in training. The order is a seeded permutation of the sorted clip ids, so it does not depend on the
-order of the input records.
+frames seen in training. With `--split-by clip` a clip's side is a pure function of (seed, clip id): a keyed
+BLAKE2b hash of the id mapped to [0, 1), test when below the test ratio. Adding clips (more chunks) never moves a
+clip already placed, so a model trained on one build is never scored on its own training clips by a later, larger
+build. `--max-samples` takes whole clips in the order of a second keyed hash (independent of the side), so a
+smaller build is a subset of a larger one and its test clips are test clips of the larger one.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Protocol
+import hashlib
 
 import numpy as np
 
-from pipeline.errors import PipelineError
-
+# Recorded in dataset_meta.json: bump when the mapping from (seed, clip id) to side or order changes.
+SPLIT_METHOD = "clip-blake2b-v1"
 # Official split of clip_index.parquet -> side of our split: only `train` clips are trained on; `val` and `test`
 # clips both go to our test side.
 OFFICIAL_SPLIT_MAP = {"train": "train", "val": "test", "test": "test"}
 
 
-class _Split(Protocol):
-    id: str
-    clip_id: str
-    split: str | None
+def _hash64(seed: int, clip_id: str, purpose: bytes) -> int:
+    digest = hashlib.blake2b(clip_id.encode("utf-8"), digest_size=8, key=str(seed).encode("ascii"), person=purpose)
+    return int.from_bytes(digest.digest(), "big")
 
 
-def clip_order(clip_ids: list[str], seed: int) -> list[str]:
-    """The clip ids in a seeded random order (a permutation of the sorted ids: independent of input order)."""
-    ordered = sorted(set(clip_ids))
-    perm = np.random.default_rng(seed).permutation(len(ordered))
-    return [ordered[i] for i in perm]
+def split_unit(seed: int, clip_id: str) -> float:
+    """The clip's split value in [0, 1): test when it is below the test ratio."""
+    return (_hash64(seed, clip_id, b"split") >> 11) / 2.0**53
 
 
-def select_whole_clips(counts: dict[str, int], order: list[str], max_samples: int) -> list[str]:
-    """Clips taken in `order` until their segments reach `max_samples` (the last clip is taken whole)."""
-    chosen, total = [], 0
-    for clip in order:
-        if total >= max_samples:
-            break
-        chosen.append(clip)
-        total += counts[clip]
-    return chosen
+def selection_key(seed: int, clip_id: str) -> int:
+    """The clip's place in the `--max-samples` order (smaller first), a 64-bit integer."""
+    return _hash64(seed, clip_id, b"select")
 
 
-def split_clips_random(order: list[str], test_ratio: float) -> dict[str, str]:
-    """clip id -> "train"/"test": the first round(test_ratio * clips) of the seeded order are test.
+def clip_is_test(seed: int, clip_ids: list[str], test_ratio: float) -> np.ndarray:
+    """(len(clip_ids),) bool: the clip is on the test side."""
+    return np.array([split_unit(seed, c) < test_ratio for c in clip_ids], dtype=bool)
 
-    With two clips or more, each side gets at least one clip.
+
+def selection_keys(seed: int, clip_ids: list[str]) -> np.ndarray:
+    """(len(clip_ids),) uint64 `selection_key` of each clip."""
+    return np.array([selection_key(seed, c) for c in clip_ids], dtype=np.uint64)
+
+
+def selection_cutoff(keys: np.ndarray, counts: np.ndarray, max_samples: int) -> int:
+    """The largest selection key taken: whole clips in key order until their segments reach `max_samples`.
+
+    Args:
+        keys: (clips,) uint64 distinct selection keys.
+        counts: (clips,) segments of each clip.
     """
-    n = len(order)
-    n_test = round(test_ratio * n)
-    n_test = min(max(n_test, 1), n - 1) if n >= 2 else 0
-    return {clip: ("test" if i < n_test else "train") for i, clip in enumerate(order)}
+    order = np.argsort(keys, kind="stable")
+    reached = np.cumsum(counts[order]) >= max_samples
+    last = int(np.argmax(reached)) if reached.any() else len(order) - 1
+    return int(keys[order][last])
 
 
-def split_clips_official(records: list[_Split], path: Path) -> dict[str, str]:
-    """clip id -> "train"/"test" from the records' official `split` (train -> train, val/test -> test).
-
-    Raises:
-        PipelineError: a record has no or an unknown split, or one clip has two splits.
-    """
-    sides: dict[str, str] = {}
-    for rec in records:
-        if rec.split is None:
-            raise PipelineError(f"{path}: segment {rec.id!r} has no field 'split' (needed by --split-by official)")
-        side = OFFICIAL_SPLIT_MAP.get(rec.split)
-        if side is None:
-            raise PipelineError(f"{path}: segment {rec.id!r} has unknown split {rec.split!r} (train/val/test)")
-        if sides.setdefault(rec.clip_id, side) != side:
-            raise PipelineError(f"{path}: clip {rec.clip_id!r} has segments in both train and test splits")
-    return sides
-
-
-__all__ = ["OFFICIAL_SPLIT_MAP", "clip_order", "select_whole_clips", "split_clips_official", "split_clips_random"]
+__all__ = [
+    "OFFICIAL_SPLIT_MAP",
+    "SPLIT_METHOD",
+    "clip_is_test",
+    "selection_cutoff",
+    "selection_key",
+    "selection_keys",
+    "split_unit",
+]

@@ -1,67 +1,63 @@
-"""Stage 3: turn `segments.json` into a train/test Hugging Face dataset in the Qwen-VL conversation format.
+"""Stage 3: turn the segment stage's records (`segments.parquet`, or `segments.json`) into a train/test Hugging Face
+dataset in the Qwen-VL conversation format.
 
 Each row is one segment: ids and timing, the video path relative to the segments directory (recorded as
 `video_root` in `dataset_meta.json` and made absolute by `load_split`), the conversation in `messages`
 (system text, user video + prompt, assistant answer from `pipeline.answer.format_answer`) and the targets as
-float32 sequences. Every segment of a clip lands on the same side of the split (overlapping windows share
-frames), so the test set never holds frames seen in training.
+float32 sequences. Every segment of a clip lands on the same side of the split (`pipeline.clip_split`).
+
+The build streams: a first pass checks every record and counts clips (`dataset_scan`), a second writes the rows
+batch by batch to Arrow files (`dataset_rows`, in `num_proc` processes for parquet input), which `save_to_disk`
+shards. Memory stays flat in the number of segments.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.answer import DECIMALS, format_answer
+from pipeline.answer import DECIMALS
 from pipeline.atomic import atomic_dir
-from pipeline.clip_split import clip_order, select_whole_clips, split_clips_official, split_clips_random
+from pipeline.clip_split import SPLIT_METHOD, selection_cutoff
 from pipeline.dataset_reader import META_FILE, SPLITS, clean_messages, features, quiet_datasets
+from pipeline.dataset_rows import PartJob, SplitRule, part_file, write_part
+from pipeline.dataset_scan import scan
 from pipeline.errors import PipelineError
-from pipeline.messages import (
-    DEFAULT_SYSTEM_PROMPT,
-    answer_format_description,
-    build_messages,
-    default_prompt,
-    history_text,
-)
+from pipeline.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, default_prompt
 from pipeline.progress import NullProgress, ProgressSink
+from pipeline.segments_reader import SegmentsFile
 
 logger = logging.getLogger(__name__)
 
 # Rows written to {split}_examples.json.
 N_EXAMPLES = 5
 
-# Keys every segment record must carry (docs/ARCHITECTURE.md, `segments.json`), with their JSON types.
-_INT_FIELDS = ("chunk", "segment_index", "start_us", "end_us")
-_STR_FIELDS = ("id", "clip_id", "video")
-TARGET_FIELDS = ("velocity", "curvature", "history_velocity", "history_curvature")
-
 
 @dataclass
 class DatasetConfig:
     """Settings of `pipeline build-dataset`."""
 
-    # segments.json written by `pipeline segment` (its parent's parent is the segments directory).
-    segments_path: Path = Path("qwen_video_segments/metadata/segments.json")
+    # segments.parquet (or segments.json) written by `pipeline segment`; its parent's parent is the segments
+    # directory, the root of the records' video paths.
+    segments_path: Path = Path("qwen_video_segments/metadata/segments.parquet")
     # Where the dataset directory is written (train/, test/, dataset_meta.json, README.md, examples).
     output_dir: Path = Path("qwen_video_dataset")
     # Fraction of clips (not segments) held out as test with --split-by clip; strictly between 0 and 1.
     test_ratio: float = 0.1
     # Target samples per second; must equal the length of the segments' target lists.
     fps: int = 30
-    # Keep at most about this many segments: whole clips in seeded order until the count is reached.
+    # Keep about this many segments: whole clips in keyed-hash order until the count is reached.
     max_samples: int | None = None
     # Replace an existing output directory (only once the new one is complete).
     overwrite_output: bool = False
-    # Seed of the clip permutation (split and --max-samples selection).
+    # Key of the clip hashes (split side and --max-samples order).
     seed: int = 42
-    # "clip": seeded split of clip ids; "official": the segments' `split` field (train -> train, val/test -> test).
+    # "clip": keyed hash of the clip id; "official": the segments' `split` field (train -> train, val/test -> test).
     split_by: Literal["clip", "official"] = "clip"
     # Put the input second's (velocity, curvature) pairs in the user prompt.
     history: bool = False
@@ -71,6 +67,10 @@ class DatasetConfig:
     prompt: str | None = None
     # Missing video files are an error instead of being skipped and counted.
     strict: bool = False
+    # Processes that write rows and save shards (parquet input; a JSON file is read by one process).
+    num_proc: int = 1
+    # Largest Arrow shard of a split, MB (training reads shards in parallel dataloader workers).
+    max_shard_mb: int = 500
 
     def __post_init__(self) -> None:
         self.segments_path = Path(self.segments_path)
@@ -88,45 +88,19 @@ class DatasetConfig:
             raise PipelineError("--system-prompt must not be empty")
         if self.prompt is not None and not self.prompt.strip():
             raise PipelineError("--prompt must not be empty")
+        if self.num_proc < 1:
+            raise PipelineError(f"--num-proc must be at least 1, got {self.num_proc}")
+        if self.max_shard_mb < 1:
+            raise PipelineError(f"--max-shard-mb must be at least 1, got {self.max_shard_mb}")
 
     @property
     def video_root(self) -> Path:
-        """Absolute segments directory: `video` paths in segments.json are relative to it."""
+        """Absolute segments directory: the records' `video` paths are relative to it."""
         parent = self.segments_path.resolve().parent
         return parent.parent if parent.name == "metadata" else parent
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-
-@dataclass
-class SegmentRecord:
-    """The fields of one segments.json record that the dataset uses."""
-
-    # "{clip_id}_{segment_index:02d}".
-    id: str
-    # UUID of the source clip.
-    clip_id: str
-    # Chunk id of the clip.
-    chunk: int
-    # 0-based index of the segment in its clip.
-    segment_index: int
-    # Segment window start (inclusive), microseconds on the clip timeline.
-    start_us: int
-    # Segment window end (exclusive), microseconds on the clip timeline.
-    end_us: int
-    # mp4 path relative to the segments directory.
-    video: str
-    # Official split of the clip (train/val/test), None if the record has none.
-    split: str | None
-    # (n,) next-second speed, m/s.
-    velocity: list[float]
-    # (n,) next-second curvature, 1/m (positive = left turn).
-    curvature: list[float]
-    # (n,) speed over the input second, m/s.
-    history_velocity: list[float]
-    # (n,) curvature over the input second, 1/m.
-    history_curvature: list[float]
 
 
 @dataclass
@@ -147,110 +121,12 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _field_error(path: Path, index: int, record: Any, message: str) -> PipelineError:
-    rid = record.get("id") if isinstance(record, dict) else None
-    where = f"record {index}" + (f" (id {rid!r})" if isinstance(rid, str) else "")
-    return PipelineError(f"{path}: {where}: {message}")
-
-
-def read_segments(path: Path, n: int) -> list[SegmentRecord]:
-    """Read and check segments.json: every record has the fields the dataset needs, targets of length n.
-
-    Raises:
-        PipelineError: the file is missing, is not JSON, is not a list, or a record lacks a field or has a bad
-            value (the message names the file, the record and the field).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"segments file not found: {path} (run `pipeline segment` first or pass --segments-path)")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PipelineError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(raw, list):
-        raise PipelineError(f"{path}: expected a JSON list of segment records, got {type(raw).__name__}")
-    if not raw:
-        raise PipelineError(f"{path}: contains no segments")
-    records = []
-    for i, rec in enumerate(raw):
-        if not isinstance(rec, dict):
-            raise _field_error(path, i, rec, f"expected an object, got {type(rec).__name__}")
-        for key in (*_STR_FIELDS, *_INT_FIELDS, *TARGET_FIELDS):
-            if key not in rec:
-                raise _field_error(path, i, rec, f"missing field {key!r}")
-        for key in _STR_FIELDS:
-            if not isinstance(rec[key], str) or not rec[key]:
-                raise _field_error(path, i, rec, f"field {key!r} must be a non-empty string")
-        for key in _INT_FIELDS:
-            if isinstance(rec[key], bool) or not isinstance(rec[key], int):
-                raise _field_error(path, i, rec, f"field {key!r} must be an integer, got {rec[key]!r}")
-        for key in TARGET_FIELDS:
-            values = rec[key]
-            if not isinstance(values, list):
-                raise _field_error(path, i, rec, f"field {key!r} must be a list of numbers")
-            try:
-                array = np.array(values)
-            except (TypeError, ValueError):
-                array = np.array([None])
-            if array.ndim != 1 or array.dtype.kind not in "iuf":
-                raise _field_error(path, i, rec, f"field {key!r} must be a list of numbers")
-            if array.shape != (n,):
-                raise _field_error(path, i, rec, f"field {key!r} has {len(values)} values, expected {n} (--fps {n})")
-            if not np.isfinite(array).all():
-                raise _field_error(path, i, rec, f"field {key!r} holds a non-finite value")
-        split = rec.get("split")
-        if split is not None and not isinstance(split, str):
-            raise _field_error(path, i, rec, f"field 'split' must be a string, got {split!r}")
-        records.append(
-            SegmentRecord(
-                id=rec["id"],
-                clip_id=rec["clip_id"],
-                chunk=rec["chunk"],
-                segment_index=rec["segment_index"],
-                start_us=rec["start_us"],
-                end_us=rec["end_us"],
-                video=rec["video"],
-                split=split,
-                velocity=rec["velocity"],
-                curvature=rec["curvature"],
-                history_velocity=rec["history_velocity"],
-                history_curvature=rec["history_curvature"],
-            )
-        )
-    duplicates = [k for k, c in Counter(r.id for r in records).items() if c > 1]
-    if duplicates:
-        raise PipelineError(f"{path}: duplicate segment id {duplicates[0]!r}")
-    return records
-
-
-def build_row(rec: SegmentRecord, system_prompt: str, prompt: str, with_history: bool) -> dict[str, Any]:
-    """One dataset row (the columns of `features`) from one segment record."""
-    history = (
-        history_text(np.asarray(rec.history_velocity), np.asarray(rec.history_curvature)) if with_history else None
-    )
-    answer = format_answer(np.asarray(rec.velocity), np.asarray(rec.curvature))
-    return {
-        "id": rec.id,
-        "clip_id": rec.clip_id,
-        "chunk": rec.chunk,
-        "segment_index": rec.segment_index,
-        "start_us": rec.start_us,
-        "end_us": rec.end_us,
-        "video": rec.video,
-        "messages": build_messages(rec.video, answer, system_prompt, prompt, history),
-        "velocity": rec.velocity,
-        "curvature": rec.curvature,
-        "history_velocity": rec.history_velocity,
-        "history_curvature": rec.history_curvature,
-    }
-
-
 def _dataset_card(meta: dict[str, Any], example_answer: str) -> str:
     n = meta["target_hz"]
     counts, clips = meta["counts"], meta["clip_counts"]
     split_text = (
-        f"by clip: a seeded permutation (seed {meta['seed']}) of the sorted clip ids, "
-        f"{meta['test_ratio']:g} of the clips held out as test"
+        f"by clip: a keyed BLAKE2b hash of the clip id (seed {meta['seed']}, method {meta['split_method']}) mapped "
+        f"to [0, 1); clips below {meta['test_ratio']:g} are test, so adding clips never moves one"
         if meta["split_by"] == "clip"
         else "official: the clip's `split` in clip_index.parquet (train -> train, val and test -> test)"
     )
@@ -303,10 +179,11 @@ def _check_output(config: DatasetConfig) -> None:
 
 
 def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildResult:
-    """Build the dataset directory: output_dir/{train,test} (save_to_disk), dataset_meta.json, examples, README.md.
+    """Build the dataset directory: output_dir/{train,test} (sharded save_to_disk), dataset_meta.json, examples,
+    README.md.
 
     Raises:
-        PipelineError: bad segments.json, missing video with `strict`, existing output without
+        PipelineError: a bad segments file, a missing video with `strict`, an existing output without
             `overwrite_output`, or nothing left to write.
     """
     import time
@@ -315,59 +192,40 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
     t0 = time.perf_counter()
     _check_output(config)
     n = config.fps
-    records = read_segments(config.segments_path, n)
+    source = SegmentsFile(config.segments_path, n)
     root = config.video_root
-    logger.info("read %d segments from %s (video root %s)", len(records), config.segments_path, root)
-
-    # Missing videos: skip and count, or fail with --strict.
-    kept, missing = [], []
-    progress.start("checking videos", len(records))
-    for rec in records:
-        if (root / rec.video).is_file():
-            kept.append(rec)
-        else:
-            if config.strict:
-                progress.finish()
-                raise PipelineError(f"video of segment {rec.id!r} not found: {root / rec.video} (--strict)")
-            missing.append(rec)
-        progress.advance()
-    progress.finish()
-    if missing:
-        logger.warning("skipped %d segment(s) whose video is missing, e.g. %s", len(missing), root / missing[0].video)
+    rule = SplitRule(config.split_by, config.seed, config.test_ratio)
+    progress.start("checking segments", source.records)
+    try:
+        found = scan(source, rule, root, config.strict, progress)
+    finally:
+        progress.finish()
+    kept = int(found.counts.sum())
+    skipped = found.records - kept
+    logger.info("checked %d segments of %s (video root %s)", found.records, config.segments_path, root)
+    if skipped:
+        logger.warning("skipped %d segment(s) whose video is missing, e.g. %s", skipped, root / min(found.missing))
     if not kept:
-        raise PipelineError(f"{config.segments_path}: none of the {len(records)} segment videos exist under {root}")
+        raise PipelineError(f"{config.segments_path}: none of the {found.records} segment videos exist under {root}")
 
-    by_clip: dict[str, list[SegmentRecord]] = defaultdict(list)
-    for rec in kept:
-        by_clip[rec.clip_id].append(rec)
-    order = clip_order(list(by_clip), config.seed)
+    chosen = found.counts > 0
     notes: list[str] = []
     if config.max_samples is not None:
-        order = select_whole_clips({c: len(v) for c, v in by_clip.items()}, order, config.max_samples)
+        cutoff = selection_cutoff(found.keys[chosen], found.counts[chosen], config.max_samples)
+        rule = replace(rule, cutoff=cutoff)
+        chosen &= found.keys <= np.uint64(cutoff)
         notes.append(
-            f"--max-samples {config.max_samples}: kept {sum(len(by_clip[c]) for c in order)} segments "
-            f"from {len(order)} whole clip(s)"
+            f"--max-samples {config.max_samples}: kept {int(found.counts[chosen].sum())} segments "
+            f"from {int(chosen.sum())} whole clip(s)"
         )
         logger.info(notes[-1])
-    chosen = [rec for clip in order for rec in by_clip[clip]]
-    if config.split_by == "clip":
-        sides = split_clips_random(order, config.test_ratio)
-    else:
-        sides = split_clips_official(chosen, config.segments_path)
-    if len(order) < 2:
-        notes.append("only one clip: the test split is empty")
-        logger.warning(notes[-1])
-
-    system_prompt = config.system_prompt or DEFAULT_SYSTEM_PROMPT
-    prompt = config.prompt or default_prompt(n)
-    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    progress.start("building rows", len(chosen))
-    for rec in sorted(chosen, key=lambda r: (r.clip_id, r.segment_index)):
-        rows[sides[rec.clip_id]].append(build_row(rec, system_prompt, prompt, config.history))
-        progress.advance()
-    progress.finish()
-    counts = {s: len(rows[s]) for s in SPLITS}
-    clip_counts = {s: len({r["clip_id"] for r in rows[s]}) for s in SPLITS}
+    sides = {"train": chosen & ~found.is_test, "test": chosen & found.is_test}
+    counts = {s: int(found.counts[sides[s]].sum()) for s in SPLITS}
+    clip_counts = {s: int(sides[s].sum()) for s in SPLITS}
+    for split in SPLITS:
+        if not clip_counts[split]:
+            notes.append(f"the {split} split is empty: no clip falls on it (clips are never moved to fill a side)")
+            logger.warning(notes[-1])
     logger.info(
         "split by %s: train %d segments / %d clips, test %d segments / %d clips",
         config.split_by,
@@ -377,42 +235,99 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         clip_counts["test"],
     )
 
-    import datasets
-
-    feats = features(n)
+    system_prompt = config.system_prompt or DEFAULT_SYSTEM_PROMPT
+    prompt = config.prompt or default_prompt(n)
     meta = {
         "video_root": str(root),
         "segments_path": str(config.segments_path.resolve()),
         "output_dir": str(config.output_dir.resolve()),
         "target_hz": n,
         "split_by": config.split_by,
+        "split_method": SPLIT_METHOD,
         "seed": config.seed,
         "test_ratio": config.test_ratio,
         "history": config.history,
         "counts": counts,
         "clip_counts": clip_counts,
-        "skipped_missing_video": len(missing),
+        "skipped_missing_video": skipped,
         "answer_format": answer_format_description(n),
         "system_prompt": system_prompt,
         "prompt": prompt,
         "config": config.to_json(),
     }
     with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite_output) as tmp:
-        progress.start("saving splits", len(SPLITS))
+        jobs = [
+            PartJob(source.path, n, parts, i, tmp, rule, found.missing, system_prompt, prompt, config.history)
+            for i, parts in enumerate(_part_ranges(source.parts))
+        ]
+        written = _write_parts(jobs, config.num_proc, progress)
+        if written != counts:
+            raise PipelineError(f"{config.segments_path}: changed while the dataset was being built; run again")
+        answer = None
         for split in SPLITS:
-            ds = datasets.Dataset.from_list(rows[split], features=feats, split=datasets.Split(split))
-            ds.save_to_disk(str(tmp / split))
-            examples = [dict(r, messages=clean_messages(r["messages"])) for r in rows[split][:N_EXAMPLES]]
-            (tmp / f"{split}_examples.json").write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")
-            progress.advance()
-        progress.finish()
+            examples = _save_split(config, [part_file(tmp, split, job.index) for job in jobs], tmp / split)
+            path = tmp / f"{split}_examples.json"
+            path.write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")
+            answer = answer or (examples[0]["messages"][-1]["content"][0]["text"] if examples else None)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        any_rows = rows["train"] or rows["test"]
-        answer = any_rows[0]["messages"][-1]["content"][0]["text"]
-        (tmp / "README.md").write_text(_dataset_card(meta, answer), encoding="utf-8")
+        (tmp / "README.md").write_text(_dataset_card(meta, answer or ""), encoding="utf-8")
     seconds = time.perf_counter() - t0
     logger.info("wrote %s in %.1f s", config.output_dir, seconds)
-    return BuildResult(config.output_dir, counts, clip_counts, len(missing), seconds, notes)
+    return BuildResult(config.output_dir, counts, clip_counts, skipped, seconds, notes)
 
 
-__all__ = ["BuildResult", "DatasetConfig", "SegmentRecord", "build_row", "read_segments", "run"]
+def _part_ranges(parts: int) -> list[range]:
+    """One job per part (a parquet row group), so progress and processes advance part by part."""
+    return [range(i, i + 1) for i in range(parts)]
+
+
+def _write_parts(jobs: list[PartJob], num_proc: int, progress: ProgressSink) -> dict[str, int]:
+    """Run the row-writing jobs (in `num_proc` processes when there is more than one job); rows written per side."""
+    totals = dict.fromkeys(SPLITS, 0)
+    progress.start("writing rows", len(jobs))
+    try:
+        if num_proc > 1 and len(jobs) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs)), mp_context=context) as pool:
+                results = pool.map(write_part, jobs)
+                for counts in results:
+                    totals = {s: totals[s] + counts[s] for s in SPLITS}
+                    progress.advance()
+        else:
+            for job in jobs:
+                counts = write_part(job)
+                totals = {s: totals[s] + counts[s] for s in SPLITS}
+                progress.advance()
+    finally:
+        progress.finish()
+    return totals
+
+
+def _save_split(config: DatasetConfig, files: list[Path], out: Path) -> list[dict[str, Any]]:
+    """Save the part files of one split as sharded Arrow (`save_to_disk`), delete them; return the first rows."""
+    import datasets
+
+    split = datasets.Split(out.name)
+    parts = [datasets.Dataset.from_file(str(f), split=split) for f in files]
+    filled = [p for p in parts if len(p)]
+    if filled:
+        ds = datasets.concatenate_datasets(filled, split=split)
+    else:  # a stream without batches has no table to concatenate
+        feats = features(config.fps)
+        ds = datasets.Dataset.from_dict({name: [] for name in feats}, features=feats, split=split)
+    if len(ds):
+        num_proc = min(config.num_proc, len(ds)) if config.num_proc > 1 else None
+        ds.save_to_disk(str(out), max_shard_size=f"{config.max_shard_mb}MB", num_proc=num_proc)
+    else:  # datasets writes no file at all for an empty split unless told one shard (and cannot load it then)
+        ds.save_to_disk(str(out), num_shards=1)
+    examples = [dict(r, messages=clean_messages(r["messages"])) for r in ds.select(range(min(N_EXAMPLES, len(ds))))]
+    del ds, parts
+    for f in files:
+        f.unlink()
+    return examples
+
+
+__all__ = ["BuildResult", "DatasetConfig", "run"]

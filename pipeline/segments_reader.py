@@ -86,6 +86,11 @@ class SegmentsFile:
             self._row_groups = _parquet_row_groups(self.path)
 
     @property
+    def records(self) -> int | None:
+        """Records in the file (None for JSON: known only once read)."""
+        return sum(self._row_groups) if self.is_parquet else None
+
+    @property
     def parts(self) -> int:
         return len(self._row_groups) if self.is_parquet else 1
 
