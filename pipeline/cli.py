@@ -297,15 +297,20 @@ def segment(
 @app.command("build-dataset")
 def build_dataset(
     segments_path: Annotated[
-        Path, typer.Option("--segments-path", "--segments_path", help="segments.json written by `pipeline segment`.")
-    ] = Path("qwen_video_segments/metadata/segments.json"),
+        Path,
+        typer.Option(
+            "--segments-path",
+            "--segments_path",
+            help="segments.parquet (or segments.json) written by `pipeline segment`.",
+        ),
+    ] = Path("qwen_video_segments/metadata/segments.parquet"),
     output_dir: Annotated[
         Path, typer.Option("--output-dir", "--output_dir", help="Dataset directory to write.")
     ] = Path("qwen_video_dataset"),
     test_ratio: Annotated[
         float, typer.Option("--test-ratio", "--test_ratio", help="Fraction of clips held out (--split-by clip).")
     ] = 0.1,
-    fps: Annotated[int, typer.Option("--fps", help="Targets per second; must match segments.json.")] = 30,
+    fps: Annotated[int, typer.Option("--fps", help="Targets per second; must match the segments file.")] = 30,
     max_samples: Annotated[
         int | None,
         typer.Option("--max-samples", "--max_samples", help="Keep about this many segments, whole clips only."),
@@ -325,6 +330,12 @@ def build_dataset(
     ] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", help="Override the user instruction.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="A missing segment video is an error.")] = False,
+    num_proc: Annotated[
+        int, typer.Option("--num-proc", "--num_proc", help="Processes writing rows (parquet input).")
+    ] = 1,
+    max_shard_mb: Annotated[
+        float, typer.Option("--max-shard-mb", "--max_shard_mb", help="Largest Arrow shard of a split, MB.")
+    ] = 500.0,
 ) -> None:
     """Build the train/test Hugging Face dataset in Qwen-VL conversation format."""
     from pipeline.dataset import DatasetConfig, run
@@ -343,6 +354,8 @@ def build_dataset(
         system_prompt=system_prompt,
         prompt=prompt,
         strict=strict,
+        num_proc=num_proc,
+        max_shard_mb=max_shard_mb,
     )
     result = run(config, progress=RichProgress())
     for note in result.notes:

@@ -67,10 +67,10 @@ class DatasetConfig:
     prompt: str | None = None
     # Missing video files are an error instead of being skipped and counted.
     strict: bool = False
-    # Processes that write rows and save shards (parquet input; a JSON file is read by one process).
+    # Processes that write rows (parquet input, by row group; a JSON file is read by one process).
     num_proc: int = 1
-    # Largest Arrow shard of a split, MB (training reads shards in parallel dataloader workers).
-    max_shard_mb: int = 500
+    # Largest Arrow shard of a split, MB (1e6 bytes): training streams shards in parallel dataloader workers.
+    max_shard_mb: float = 500.0
 
     def __post_init__(self) -> None:
         self.segments_path = Path(self.segments_path)
@@ -90,8 +90,8 @@ class DatasetConfig:
             raise PipelineError("--prompt must not be empty")
         if self.num_proc < 1:
             raise PipelineError(f"--num-proc must be at least 1, got {self.num_proc}")
-        if self.max_shard_mb < 1:
-            raise PipelineError(f"--max-shard-mb must be at least 1, got {self.max_shard_mb}")
+        if not self.max_shard_mb > 0:
+            raise PipelineError(f"--max-shard-mb must be positive, got {self.max_shard_mb}")
 
     @property
     def video_root(self) -> Path:
@@ -287,11 +287,9 @@ def _write_parts(jobs: list[PartJob], num_proc: int, progress: ProgressSink) -> 
     progress.start("writing rows", len(jobs))
     try:
         if num_proc > 1 and len(jobs) > 1:
-            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs)), mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs))) as pool:
                 results = pool.map(write_part, jobs)
                 for counts in results:
                     totals = {s: totals[s] + counts[s] for s in SPLITS}
@@ -319,8 +317,7 @@ def _save_split(config: DatasetConfig, files: list[Path], out: Path) -> list[dic
         feats = features(config.fps)
         ds = datasets.Dataset.from_dict({name: [] for name in feats}, features=feats, split=split)
     if len(ds):
-        num_proc = min(config.num_proc, len(ds)) if config.num_proc > 1 else None
-        ds.save_to_disk(str(out), max_shard_size=f"{config.max_shard_mb}MB", num_proc=num_proc)
+        ds.save_to_disk(str(out), max_shard_size=int(config.max_shard_mb * 10**6))
     else:  # datasets writes no file at all for an empty split unless told one shard (and cannot load it then)
         ds.save_to_disk(str(out), num_shards=1)
     examples = [dict(r, messages=clean_messages(r["messages"])) for r in ds.select(range(min(N_EXAMPLES, len(ds))))]

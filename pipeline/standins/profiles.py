@@ -105,7 +105,7 @@ def tiny_dataset_config(profile: DemoProfile, segments_dir: Path, output_dir: Pa
     from pipeline.dataset import DatasetConfig
 
     return DatasetConfig(
-        segments_path=segments_dir / "metadata" / "segments.json",
+        segments_path=segments_dir / "metadata" / "segments.parquet",
         output_dir=output_dir,
         test_ratio=profile.test_ratio,
         seed=seed,

@@ -113,10 +113,10 @@ def test_parquet_and_json_give_identical_datasets(grown, tmp_path):
 
 def test_splits_are_sharded_arrow(grown, tmp_path):
     _, large = grown
-    out = build(large, tmp_path / "ds", max_shard_mb=1, num_proc=2)
+    out = build(large, tmp_path / "ds", max_shard_mb=0.05, num_proc=2)
     state = json.loads((out / "train" / "state.json").read_text())
     shards = [f["filename"] for f in state["_data_files"]]
-    assert len(shards) == 2 and shards == sorted(p.name for p in (out / "train").glob("*.arrow"))
+    assert len(shards) >= 2 and shards == sorted(p.name for p in (out / "train").glob("*.arrow"))
     reference = build(large, tmp_path / "ref")
     for split in ("train", "test"):
         assert (
