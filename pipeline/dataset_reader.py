@@ -97,7 +97,7 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     applies to `ds[i]`, slices and iteration; use `clean_messages` on data read another way).
 
     Raises:
-        PipelineError: the dataset or the split does not exist.
+        PipelineError: the dataset or the split does not exist, or its files are unreadable (truncated, corrupt).
     """
     import datasets
 
@@ -111,7 +111,11 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     if video_root is None and not isinstance(meta.get("video_root"), str):
         raise PipelineError(f"{dataset_dir / META_FILE}: missing field 'video_root' (or pass video_root)")
     root = Path(video_root if video_root is not None else meta["video_root"]).resolve()
-    ds = datasets.load_from_disk(str(split_dir))
+    try:
+        ds = datasets.load_from_disk(str(split_dir))
+    except (OSError, ValueError) as err:  # pyarrow: ArrowInvalid is a ValueError, a truncated file an OSError
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PipelineError(f"{split_dir}: unreadable dataset split ({first}); build the dataset again") from None
 
     def absolute_paths(row: dict[str, Any]) -> dict[str, Any]:
         messages = row["messages"]

@@ -88,6 +88,7 @@ class TrainConfig:
             raise PipelineError(f"--warmup-ratio: must be in [0, 1), got {self.warmup_ratio}")
         if self.logging_steps < 1 or self.save_steps < 1:
             raise PipelineError("--logging-steps and --save-steps: must be >= 1")
+        _check_scheduler(self.lr_scheduler_type)
         if self.report_to not in REPORT_TO:
             raise PipelineError(f"--report-to: {self.report_to!r} is not one of {', '.join(REPORT_TO)}")
         if not self.lora_enable and not (self.tune_mm_llm or self.tune_mm_vision or self.tune_mm_mlp):
@@ -139,6 +140,15 @@ def read_run_video_settings(run_dir: Path) -> tuple[dict[str, Any], Path] | None
         raise PipelineError(f"{path}: unreadable training config ({err})") from None
     keys = (f.name for f in dataclasses.fields(VideoSettings))
     return {k: run_config[f"video_{k}"] for k in keys if f"video_{k}" in run_config}, path
+
+
+def _check_scheduler(name: str) -> None:
+    """Refuse a scheduler name transformers does not know (its `SchedulerType`), before any model is loaded."""
+    from transformers.trainer_utils import SchedulerType
+
+    valid = [s.value for s in SchedulerType]
+    if name not in valid:
+        raise PipelineError(f"--lr-scheduler-type {name!r}: not a transformers scheduler (valid: {', '.join(valid)})")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

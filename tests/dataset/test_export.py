@@ -119,3 +119,17 @@ def test_single_format_and_errors(dataset_dir, tmp_path, capsys):
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(PipelineError, match="dataset_meta.json is missing"):
         run(ExportConfig(dataset=tmp_path, output_dir=tmp_path / "y"))
+
+
+def test_truncated_arrow_file_is_one_line(dataset_dir, tmp_path):
+    import shutil
+
+    from tests.cli_contract import assert_one_line_error, run_pipeline
+
+    copy = Path(shutil.copytree(dataset_dir, tmp_path / "dataset"))
+    (arrow,) = sorted((copy / "train").glob("*.arrow"))[:1]
+    data = arrow.read_bytes()
+    arrow.write_bytes(data[: len(data) // 2])
+    result = run_pipeline("export", "--dataset", copy, "--output-dir", tmp_path / "exports")
+    assert_one_line_error(result, str(copy / "train"), "unreadable dataset split")
+    assert not (tmp_path / "exports").exists()

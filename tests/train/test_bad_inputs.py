@@ -43,17 +43,50 @@ def test_missing_local_model_dir_is_one_line(tmp_path):
         load_model_and_processor(tmp_path / "no_model")
 
 
+def write_checkpoint(path, step: int, complete: bool = True) -> None:
+    """A checkpoint directory as the Trainer leaves it: weights first, trainer_state.json last (if it got there)."""
+    path.mkdir(parents=True)
+    (path / "adapter_model.safetensors").write_bytes(b"weights")
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
 def test_output_dir_holding_another_run_is_refused(tmp_path):
     out = tmp_path / "out"
-    (out / "checkpoint-5").mkdir(parents=True)
+    write_checkpoint(out / "checkpoint-5", 5)
     (out / "train_config.json").write_text("{}")
     with pytest.raises(PipelineError, match="holds another training run"):
         check_output_dir(config_for(tmp_path))
     assert check_output_dir(config_for(tmp_path, resume_from_checkpoint="last")) == str(out / "checkpoint-5")
     assert check_output_dir(config_for(tmp_path, overwrite_output=True)) is None
     assert not (out / "checkpoint-5").exists() and not (out / "train_config.json").exists()
-    with pytest.raises(PipelineError, match="no checkpoint"):
+    with pytest.raises(PipelineError, match="no complete checkpoint"):
         check_output_dir(config_for(tmp_path, resume_from_checkpoint="last"))
+
+
+def test_resume_last_passes_over_an_incomplete_newest_checkpoint(tmp_path, caplog):
+    out = tmp_path / "out"
+    write_checkpoint(out / "checkpoint-5", 5)
+    write_checkpoint(out / "checkpoint-10", 10)
+    write_checkpoint(out / "checkpoint-12", 12, complete=False)  # a save interrupted by a crash
+    (out / "checkpoint-15").mkdir()  # interrupted before anything was written
+    with caplog.at_level("INFO", logger="pipeline.train.trainer"):
+        assert check_output_dir(config_for(tmp_path, resume_from_checkpoint="last")) == str(out / "checkpoint-10")
+    assert f"{out / 'checkpoint-15'} is incomplete (no readable trainer_state.json)" in caplog.text
+    assert f"{out / 'checkpoint-12'} is incomplete" in caplog.text
+    assert f"resuming from {out / 'checkpoint-10'} (step 10)" in caplog.text
+    with pytest.raises(PipelineError, match=r"checkpoint-12: incomplete checkpoint \(no readable trainer_state"):
+        check_output_dir(config_for(tmp_path, resume_from_checkpoint=str(out / "checkpoint-12")))
+
+
+def test_train_cli_errors_are_one_line(tmp_path):
+    from tests.cli_contract import assert_one_line_error, run_pipeline
+
+    bogus = run_pipeline("train", "--lr-scheduler-type", "bogus", "--output-dir", tmp_path / "out")
+    assert_one_line_error(bogus, "--lr-scheduler-type 'bogus'", "valid: linear, cosine")
+    write_checkpoint(tmp_path / "out" / "checkpoint-3", 3, complete=False)
+    only_incomplete = run_pipeline("train", "--resume-from-checkpoint", "last", "--output-dir", tmp_path / "out")
+    assert_one_line_error(only_incomplete, "--resume-from-checkpoint last", "no complete checkpoint", "out")
 
 
 def test_config_file_with_cli_overrides(tmp_path):
