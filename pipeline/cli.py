@@ -6,7 +6,6 @@ data stages stay fast.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from typing import Annotated
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.progress import DEFAULT_INTERVAL_S
 
 app = typer.Typer(
     name="pipeline",
@@ -26,13 +26,23 @@ app = typer.Typer(
 
 @app.callback()
 def _configure(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging, and third-party libraries' info lines and bars.")
+    ] = False,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            "--progress-interval",
+            envvar="PIPELINE_PROGRESS_INTERVAL",
+            min=0.0,
+            help="Seconds between progress lines when stderr is not a terminal (on one: a bar).",
+        ),
+    ] = DEFAULT_INTERVAL_S,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from pipeline.console import setup
+
+    ctx.call_on_close(setup(verbose=verbose, progress_interval_s=progress_interval))
 
 
 @app.command()
@@ -70,7 +80,7 @@ def synth(
     """Write a synthetic PhysicalAI-AV-shaped repository (rendered-road videos + egomotion)."""
     from pathlib import Path
 
-    from pipeline.progress import RichProgress
+    from pipeline.console import progress_sink
     from pipeline.standins.repo import DEFAULT_CAMERA, SynthConfig, write_repo
 
     if size is not None:
@@ -92,7 +102,7 @@ def synth(
         frame_code=frame_code,
         overwrite=force,
     )
-    summary = write_repo(config, progress=RichProgress())
+    summary = write_repo(config, progress=progress_sink())
     splits = {s: sum(c.split == s for c in summary.clips) for s in ("train", "val", "test")}
     print(
         f"wrote {len(summary.clips)} clips in {config.n_chunks} chunk(s) "
@@ -202,7 +212,7 @@ def download(
     """Download dataset chunks from the Hub (driven by features.csv and clip_index.parquet)."""
     from pipeline import download as stage
     from pipeline.catalog import DEFAULT_FEATURES
-    from pipeline.progress import RichProgress
+    from pipeline.console import progress_sink
 
     # `--chunk 0000 0001 0002`: click takes one value per flag; the command has no positional arguments, so
     # the extra words can only be more chunk ids.
@@ -223,7 +233,7 @@ def download(
         confirm_threshold_gb=confirm_threshold_gb,
     )
     confirm = (lambda q: typer.confirm(q, default=False)) if sys.stdin.isatty() else None
-    result = stage.run(config, progress=RichProgress(), confirm=confirm)
+    result = stage.run(config, progress=progress_sink(), confirm=confirm)
     print(
         f"{len(result.downloaded)} files downloaded, {len(result.files) - len(result.downloaded)} already complete, "
         f"{result.total_bytes / 1e9:.3f} GB of chunk files in {config.output_dir} (manifest: {result.manifest_path})"
@@ -267,7 +277,7 @@ def segment(
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline import segment as stage
     from pipeline.catalog import parse_chunk_ids
-    from pipeline.progress import RichProgress
+    from pipeline.console import progress_sink
 
     if max_clips < 0:
         raise PipelineError(f"--max-clips {max_clips}: must be >= 0 (0 = all)")
@@ -286,7 +296,7 @@ def segment(
         fast_decode=fast_decode,
         retry_skipped=retry_skipped,
     )
-    result = stage.run(config, progress=RichProgress())
+    result = stage.run(config, progress=progress_sink())
     locked = f", {result.locked} left to another run" if result.locked else ""
     print(
         f"{result.segments} segments from {result.done} clips ({result.reused} already complete), "
@@ -338,8 +348,8 @@ def build_dataset(
     ] = 500.0,
 ) -> None:
     """Build the train/test Hugging Face dataset in Qwen-VL conversation format."""
+    from pipeline.console import progress_sink
     from pipeline.dataset import DatasetConfig, run
-    from pipeline.progress import RichProgress
 
     config = DatasetConfig(
         segments_path=segments_path,
@@ -357,7 +367,7 @@ def build_dataset(
         num_proc=num_proc,
         max_shard_mb=max_shard_mb,
     )
-    result = run(config, progress=RichProgress())
+    result = run(config, progress=progress_sink())
     for note in result.notes:
         print(note)
     print(
@@ -393,8 +403,8 @@ def export(
 ) -> None:
     """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift, with a ready-to-run training
     file per framework that sets our video sampling (the --video-* values, `pipeline train`'s by default)."""
+    from pipeline.console import progress_sink
     from pipeline.export import ExportConfig, run
-    from pipeline.progress import RichProgress
     from pipeline.train.video_input import VideoSettings
 
     video = VideoSettings(video_fps, video_max_frames, video_min_frames, video_max_pixels, video_min_pixels)
@@ -406,7 +416,7 @@ def export(
         model=model,
         video=video,
     )
-    result = run(config, progress=RichProgress())
+    result = run(config, progress=progress_sink())
     for name, files in result.files.items():
         print(f"{name}: " + ", ".join(str(f) for f in files))
 
@@ -550,12 +560,12 @@ def train(
     overrides = dict(locals())  # every flag; None = not given, so the --config file or the default applies
     overrides.pop("config_file")
     overrides["eval"] = overrides.pop("eval_")
-    from pipeline.progress import RichProgress
+    from pipeline.console import progress_sink
     from pipeline.train.config import TrainConfig
     from pipeline.train.trainer import run
 
     config = TrainConfig.from_sources(config_file, overrides)
-    result = run(config, progress=RichProgress())
+    result = run(config, progress=progress_sink())
     loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
     print(f"{result.output_dir}: {result.global_step} steps, train loss {loss}, {len(result.skipped_samples)} skipped")
 
@@ -631,8 +641,8 @@ def evaluate(
 
     Video settings default to the training run's (train_config.json in --adapter or --model).
     """
+    from pipeline.console import progress_sink
     from pipeline.evaluate import EvaluateConfig, run
-    from pipeline.progress import RichProgress
     from pipeline.report import headline_table
 
     config = EvaluateConfig(
@@ -655,7 +665,7 @@ def evaluate(
         device=device,
         dtype=dtype,
     )
-    result = run(config, progress=RichProgress())
+    result = run(config, progress=progress_sink())
     print(headline_table(result))
     print(f"wrote {config.output_dir}")
 
@@ -675,13 +685,13 @@ def demo(
 ) -> None:
     """Run the whole chain offline on a synthetic dataset: synth → serve → download → segment → build-dataset →
     train a tiny Qwen-VL → evaluate; print the model-vs-baselines table."""
+    from pipeline.console import progress_sink
     from pipeline.demo import DemoConfig
     from pipeline.demo import run as run_demo
-    from pipeline.progress import RichProgress
 
     result = run_demo(
         DemoConfig(workdir=workdir, quick=quick, keep=keep, seed=seed, family=family, history=history),
-        RichProgress(),
+        progress_sink(),
     )
     print(result.headline)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())

@@ -31,7 +31,7 @@ from typing import Any
 
 from pipeline import atomic, catalog
 from pipeline.errors import PipelineError
-from pipeline.progress import NullProgress, ProgressSink
+from pipeline.progress import BYTES, NullProgress, ProgressSink
 
 logger = logging.getLogger(__name__)
 
@@ -549,7 +549,7 @@ def _ensure_files(
             todo.append(remote)
     if todo:
         remaining = sum(r.size - _partial_size(state, r) for r in todo)
-        progress.start(description, total=remaining)
+        progress.start(description, total=remaining, unit=BYTES)
         _ByteProgress.sink = progress
         _ByteProgress.stop.clear()
         pool = ThreadPoolExecutor(max_workers=min(config.max_workers, len(todo)))
@@ -678,7 +678,7 @@ def run(
     _check_disk(config.output_dir, to_transfer)
 
     # 5. transfer, verify, record
-    description = f"downloading {len(pending)} files (bytes)"
+    description = f"downloading {len(pending)} files"
     results = _ensure_files(hub, state, remotes, commit, config, progress, description, known)
     manifest_path = config.output_dir / MANIFEST_NAME
     result = DownloadResult(

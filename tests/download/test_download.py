@@ -305,7 +305,7 @@ def test_download_dataset_script_help():
 class _InterruptOnFirstBytes:
     """A progress sink that behaves like Ctrl-C as soon as the first bytes arrive."""
 
-    def start(self, description, total):
+    def start(self, description, total, unit=""):
         self.description = description
 
     def advance(self, n=1):

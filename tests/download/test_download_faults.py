@@ -132,7 +132,7 @@ class _RecordingBar:
         self.done = 0
         self.peak = 0
 
-    def start(self, description, total):
+    def start(self, description, total, unit=""):
         self.total, self.done, self.peak = total or 0, 0, 0
 
     def advance(self, n=1):
