@@ -253,7 +253,9 @@ def build_model(config: TinyModelConfig) -> Any:
             "patch_size": 16,
             "hidden_act": "gelu_pytorch_tanh",
             "num_position_embeddings": 2304,
-            "deepstack_visual_indexes": list(range(min(config.vision_depth, 3))),
+            # Up to 3 deepstack mergers, as the real models have, each feeding a text layer before the last: a
+            # feature added after the last layer reaches no other position, so its merger could never learn.
+            "deepstack_visual_indexes": list(range(max(1, min(config.vision_depth, 3, config.layers - 1)))),
         }
         model_config = transformers.Qwen3VLConfig(
             text_config=text, vision_config=vision, tie_word_embeddings=True, **token_ids

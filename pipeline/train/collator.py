@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.dataset_reader import clean_messages
 from pipeline.errors import PipelineError
+from pipeline.train.families import END_OF_TURN_TOKENS
 from pipeline.train.video_input import VideoReadError, VideoSettings, load_video
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ def uses_frame_groups(processor: Any) -> bool:
 
 
 def end_of_turn_id(tokenizer: Any) -> int:
-    """Id of the token that ends an assistant turn (`<|im_end|>` for Qwen; else the tokenizer's eos)."""
-    token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id is not None:
-        return token_id
+    """Id of the token that ends an assistant turn (`families.END_OF_TURN_TOKENS`; else the tokenizer's eos)."""
+    for token in END_OF_TURN_TOKENS:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            return token_id
     if tokenizer.eos_token_id is None:
         raise PipelineError("the tokenizer has neither <|im_end|> nor an eos token: cannot mark the answer's end")
     return tokenizer.eos_token_id

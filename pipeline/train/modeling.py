@@ -1,6 +1,6 @@
 """Load a video VLM + processor (AutoModelForImageTextToText / AutoProcessor), split it into parts, attach LoRA.
 
-Parts (names follow transformers 5.x Qwen-VL modules, and generic VLM names where they differ):
+Parts (module names per family in `pipeline.train.families`):
 - `vision`: the vision tower (`visual`, `vision_tower`, `vision_model`) minus its projector;
 - `mlp`: the projector into the language model (Qwen `visual.merger` + Qwen3-VL `deepstack_merger_list`, or
   `multi_modal_projector`);
@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.train.families import (
+    DEFAULT_LORA_TARGETS,
+    PROJECTOR_MODULE_NAMES,
+    VISION_LORA_TARGETS,
+    VISION_MODULE_NAMES,
+)
 
 log = logging.getLogger(__name__)
-
-VISION_MODULE_NAMES = ("visual", "vision_tower", "vision_model")
-PROJECTOR_MODULE_NAMES = ("merger", "deepstack_merger_list", "multi_modal_projector")
-# Linear layers of a Qwen/Llama-style decoder block: attention then MLP.
-DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# Linear layers of the Qwen2.5-VL / Qwen3-VL vision blocks (used only with --tune-mm-vision).
-VISION_LORA_TARGETS = ("qkv", "proj", "gate_proj", "up_proj", "down_proj", "linear_fc1", "linear_fc2")
 
 
 @dataclass
@@ -154,6 +153,22 @@ def lora_target_names(model: Any, targets: tuple[str, ...], tune_vision: bool) -
     return names
 
 
+def projector_module_names(model: Any) -> list[str]:
+    """Full names of the projector's modules, for peft `modules_to_save`: a module list or dict (Qwen3-VL's
+    `deepstack_merger_list`) is expanded into its members, since peft wraps only modules that compute."""
+    import torch
+
+    names: list[str] = []
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] not in PROJECTOR_MODULE_NAMES:
+            continue
+        if isinstance(module, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+            names += [f"{name}.{child}" for child, _ in module.named_children()]
+        else:
+            names.append(name)
+    return sorted(names)
+
+
 def apply_lora(model: Any, settings: LoraSettings, tune_vision: bool = False, tune_mlp: bool = False) -> Any:
     """Wrap `model` in a peft LoRA model: adapters on the language model's attention + MLP projections (and the
     vision blocks with `tune_vision`); with `tune_mlp` the projector is trained in full and saved with the adapter.
@@ -164,11 +179,9 @@ def apply_lora(model: Any, settings: LoraSettings, tune_vision: bool = False, tu
     if tune_vision:
         targets = tuple(dict.fromkeys(targets + VISION_LORA_TARGETS))
     names = lora_target_names(model, targets, tune_vision)
-    modules_to_save = None
-    if tune_mlp:
-        modules_to_save = sorted(
-            {n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in PROJECTOR_MODULE_NAMES}
-        )
+    modules_to_save = projector_module_names(model) if tune_mlp else None
+    if tune_mlp and not modules_to_save:
+        raise PipelineError(f"--tune-mm-mlp: no projector module ({', '.join(PROJECTOR_MODULE_NAMES)}) in the model")
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -197,5 +210,6 @@ __all__ = [
     "numel",
     "lora_target_names",
     "part_of",
+    "projector_module_names",
     "set_trainable_parts",
 ]

@@ -265,3 +265,40 @@ def test_thinking_template_trains(tiny_qwen3_vl_thinking, train_dataset_dir, tmp
     config = overfit_config(tiny_qwen3_vl_thinking, train_dataset_dir, tmp_path / "out", "lora", max_steps=2)
     result = run(config)
     assert result.global_step == 2 and len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_lora_with_tune_mm_mlp_trains_the_merger_then_reloads_merges_and_generates(
+    request, family, train_dataset_dir, tmp_path
+):
+    from pipeline.train.inference import generate_answers
+    from pipeline.train.trainer import load_rows
+
+    base_dir = request.getfixturevalue(f"tiny_{family}")
+    out = tmp_path / "run"
+    run(overfit_config(base_dir, train_dataset_dir, out, "lora", max_steps=2, tune_mm_mlp=True))
+
+    def projector_of(weights: dict) -> dict:
+        # Keyed from `visual.` on: Qwen2.5-VL checkpoints keep the legacy `visual.*` layout, adapters `model.visual.*`.
+        names = {k.replace(".modules_to_save.default", ""): v for k, v in weights.items() if part_of(k) == "mlp"}
+        return {k[k.index("visual.") :]: v for k, v in names.items() if "original_module" not in k}
+
+    base = projector_of(load_file(base_dir / "model.safetensors"))
+    saved = projector_of(load_file(out / "adapter_model.safetensors"))
+    assert set(saved) == set(base) and len(base) >= 5  # the projector is saved in full
+    if family == "qwen3_vl":
+        assert any("deepstack_merger_list" in k for k in base)
+    assert all(not torch.equal(base[k], saved[k]) for k in base), "a projector weight was not trained"
+
+    adapted, processor = load_model_and_processor(base_dir, adapter=out)
+    reloaded = projector_of(dict(adapted.named_parameters()))
+    merged_dir = merge_run(MergeConfig(base=str(base_dir), adapter=str(out), output_dir=str(tmp_path / "merged")))
+    merged = projector_of(load_file(merged_dir / "model.safetensors"))
+    for key in base:
+        torch.testing.assert_close(reloaded[key], saved[key], rtol=0, atol=0)
+        torch.testing.assert_close(merged[key], saved[key], rtol=0, atol=0)
+    merged_model, merged_processor = load_model_and_processor(merged_dir)
+    rows = load_rows(train_dataset_dir, "test").select(range(1))
+    answers = generate_answers(merged_model, merged_processor, rows, max_new_tokens=6)
+    assert answers == generate_answers(adapted, processor, rows, max_new_tokens=6) and answers[0]
