@@ -162,7 +162,7 @@ def test_merged_adapter_gives_the_adapter_logits(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_continues_at_the_checkpoint_step(tiny_qwen3_vl, train_dataset_dir, tmp_path):
+def test_resume_continues_at_the_checkpoint_step(tiny_qwen3_vl, train_dataset_dir, tmp_path, caplog):
     out = tmp_path / "run"
     config = overfit_config(tiny_qwen3_vl, train_dataset_dir, out, "lora", max_steps=2, save_steps=1)
     first = run(config)
@@ -177,7 +177,9 @@ def test_resume_continues_at_the_checkpoint_step(tiny_qwen3_vl, train_dataset_di
         save_steps=1,
         resume_from_checkpoint=str(out / "checkpoint-1"),
     )
-    prepared = prepare(resumed_config)
+    with caplog.at_level("INFO", logger="pipeline.train.trainer"):
+        prepared = prepare(resumed_config)
+    assert f"resuming from {out / 'checkpoint-1'} (step 1)" in caplog.text
     output = prepared.trainer.train(resume_from_checkpoint=prepared.resume)
     history_steps = [e["step"] for e in prepared.trainer.state.log_history if "loss" in e]
     assert prepared.trainer.state.global_step == 3
