@@ -636,16 +636,57 @@ def evaluate(
     dtype: Annotated[
         str | None, typer.Option("--dtype", help="float32, bfloat16, float16 or auto [the checkpoint's].")
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1."),
+    ] = None,
+    served_model: Annotated[
+        str | None, typer.Option("--served-model", help="Model name in each request [the only one served].")
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Training output dir whose settings set the served frames [--served-model]."),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
+    ] = "vllm",
+    media: Annotated[
+        str, typer.Option("--media", help="file (server shares the file system) or base64 (bytes in the request).")
+    ] = "file",
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")] = 8,
+    max_retries: Annotated[
+        int, typer.Option("--max-retries", help="Retries on 429/5xx/timeouts/dropped connections, with backoff.")
+    ] = 4,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", help="Seconds per request.")] = 600.0,
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="Environment variable holding the server's API key.")
+    ] = "OPENAI_API_KEY",
 ) -> None:
-    """Score a model (or a predictions file) on held-out clips against baselines; write a report.
+    """Score a model, a predictions file or a server's answers on held-out clips against baselines; write a report.
 
-    Video settings default to the training run's (train_config.json in --adapter or --model).
+    Video settings default to the training run's (train_config.json in --adapter, --run-dir or --model). With
+    --server, answers are appended to OUTPUT_DIR/predictions.jsonl as they arrive; a re-run asks only for the rest.
     """
     from pipeline.console import progress_sink
     from pipeline.evaluate import EvaluateConfig, run
     from pipeline.report import headline_table
+    from pipeline.serving_client import ServerSettings
 
+    server_settings = None
+    if server is not None:
+        server_settings = ServerSettings(
+            url=server,
+            served_model=served_model,
+            engine=engine,
+            media=media,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            timeout_s=request_timeout,
+            api_key_env=api_key_env,
+        )
     config = EvaluateConfig(
+        server=server_settings,
+        run_dir=run_dir,
         dataset_dir=dataset,
         output_dir=output_dir,
         split=split,

@@ -43,17 +43,23 @@ class EvaluateConfig:
     output_dir: Path
     # Split to score; the train split must also exist (it defines the train-mean baseline and fallback).
     split: str = "test"
-    # Model directory or Hub id to generate with; exactly one of `model` and `predictions` is given.
+    # Model directory or Hub id to generate with; exactly one of `model`, `predictions` and `server` is given.
     model: str | None = None
     # Optional LoRA adapter directory applied on top of `model`.
     adapter: Path | None = None
     # JSONL file of `{"id", "text"}` answers to score instead of generating (no model is loaded).
     predictions: Path | None = None
+    # Ask an OpenAI-compatible server instead (`pipeline.serving_client`); answers go to output_dir/predictions.jsonl.
+    server: Any = None  # pipeline.serving_client.ServerSettings
+    # Training output directory whose train_config.json and processor set the server's frames; None = the served
+    # model's name when it is a local directory (as with transformers serve).
+    run_dir: Path | None = None
     # Also write the generated answers as `predictions.jsonl` (same format `predictions` reads).
     save_predictions: bool = False
     # Samples per generation batch.
     batch_size: int = 4
-    # Score only the first this-many samples of the split (in split order); None = all.
+    # Score only the first this-many samples of the split (in split order; with `server`, about this many in whole
+    # clips spread over the split); None = all.
     max_samples: int | None = None
     # Generation limit; 30 pairs cost ~300-360 tokens (pipeline.answer), so 512 leaves room for stray text.
     max_new_tokens: int = 512
@@ -84,8 +90,18 @@ class EvaluateConfig:
         self.output_dir = Path(self.output_dir)
         self.adapter = Path(self.adapter) if self.adapter is not None else None
         self.predictions = Path(self.predictions) if self.predictions is not None else None
-        if (self.model is None) == (self.predictions is None):
-            raise PipelineError("give exactly one of --model (generate answers) and --predictions (score a file)")
+        if sum(x is not None for x in (self.model, self.predictions, self.server)) != 1:
+            raise PipelineError(
+                "give exactly one of --model (generate answers), --predictions (score a file) and --server (ask one)"
+            )
+        self.run_dir = Path(self.run_dir) if self.run_dir is not None else None
+        if self.server is not None and self.run_dir is None and Path(str(self.server.served_model)).is_dir():
+            self.run_dir = Path(str(self.server.served_model))
+        if self.server is not None and (self.run_dir is None or not self.run_dir.is_dir()):
+            raise PipelineError(
+                "--server needs --run-dir: the training output directory (train_config.json and processor) that"
+                " sets the frames the server samples"
+            )
         if self.adapter is not None and self.model is None:
             raise PipelineError("--adapter needs --model (a predictions file is scored without a model)")
         if self.save_predictions and self.model is None:
@@ -111,7 +127,7 @@ class EvaluateConfig:
         self.video_root = Path(self.video_root) if self.video_root is not None else None
         if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise PipelineError(f"--device: {self.device!r} is not auto, cpu or cuda[:N]")
-        if self.model is not None:
+        if self.model is not None or self.server is not None:
             self._resolve_video_settings()
 
     def _resolve_video_settings(self) -> None:
@@ -120,7 +136,7 @@ class EvaluateConfig:
 
         values: dict[str, Any] = {}
         self.video_settings_source = "defaults"
-        for directory in (self.adapter, Path(str(self.model))):
+        for directory in (self.adapter, self.run_dir, Path(str(self.model)) if self.model else None):
             found = read_run_video_settings(directory) if directory is not None else None
             if found is not None:
                 values, path = found
@@ -134,7 +150,7 @@ class EvaluateConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The resolved settings as JSON-ready values (`video_settings` as a dict, None without a model)."""
-        out = asdict(self)
+        out = asdict(self)  # a ServerSettings holds the key's variable name, never the key
         for key, value in out.items():
             if isinstance(value, Path):
                 out[key] = str(value)
@@ -288,6 +304,10 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     from pipeline.report import write_report
 
     progress = progress or NullProgress()
+    if config.server is not None:
+        from pipeline.serving_client import check_server
+
+        served_model = check_server(config.server)  # a server that is down stops here, before any work
     ds = _load(config.dataset_dir, config.split, config.video_root)
     train = _load(config.dataset_dir, "train")
     from pipeline.dataset_reader import read_meta
@@ -305,6 +325,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     split_ids = list(ds["id"])
     without_prediction = 0
     generation = None
+    server_info = None
     if config.predictions is not None:
         answers = read_predictions(config.predictions, known_ids=set(split_ids))
         keep = [i for i, sample_id in enumerate(split_ids) if sample_id in answers]
@@ -321,6 +342,22 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
             keep = keep[: config.max_samples]
         ds = ds.select(keep)
         texts = [answers[sample_id] for sample_id in ds["id"]]
+    elif config.server is not None:
+        from pipeline.serving_client import answer_max_tokens, server_answers, whole_clip_rows
+
+        if config.max_samples is not None:
+            ds = ds.select(whole_clip_rows([str(c) for c in ds["clip_id"]], config.max_samples))
+        max_tokens = min(config.max_new_tokens, answer_max_tokens(len(mean_v)))
+        texts, server_info = server_answers(
+            config.server,
+            ds,
+            config.run_dir,
+            config.video_settings,
+            config.output_dir,
+            max_tokens,
+            served_model,
+            progress,
+        )
     else:
         if config.max_samples is not None:
             ds = ds.select(range(min(config.max_samples, len(ds))))
@@ -352,6 +389,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         "split_size": len(split_ids),
         "train_size": len(train_cols["id"]),
         "samples_without_prediction": without_prediction,
+        "server": server_info,
         "video_settings_source": config.video_settings_source,
         "generation": generation,
         "dataset_fingerprint": _fingerprint(result.ids, config.split, dataset_meta),

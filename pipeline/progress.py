@@ -43,6 +43,8 @@ class ProgressSink(Protocol):
 
     def advance(self, n: int = 1) -> None: ...
 
+    def describe(self, description: str) -> None: ...
+
     def finish(self) -> None: ...
 
 
@@ -53,6 +55,9 @@ class NullProgress:
         pass
 
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def describe(self, description: str) -> None:
         pass
 
     def finish(self) -> None:
@@ -87,6 +92,11 @@ class RichProgress:
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:
             self._bar.advance(self._task, n)
+
+    def describe(self, description: str) -> None:
+        """Replace the running task's description (e.g. with failure counts and a rate)."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=description)
 
     def finish(self) -> None:
         if self._bar is not None:

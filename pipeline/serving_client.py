@@ -1,0 +1,373 @@
+"""Ask an OpenAI-compatible chat-completions server (vLLM, SGLang, `transformers serve`) for the evaluation's answers.
+
+Each request carries the dataset's own messages (system prompt, then the user turn with the segment video as a
+`video_url` part and the prompt), greedy decoding (temperature 0) and `max_tokens` sized to the answer. Requests
+run with bounded concurrency through `openai.AsyncOpenAI`, whose own retries (exponential backoff, `Retry-After`
+honoured) cover 408/409/429/5xx, timeouts and dropped connections; a sample still failing after them is recorded
+as a failure, not a crash. Every answer is appended to `predictions.jsonl` as it arrives (one flushed line), so an
+interrupted run resumes asking only for the ids not in the file.
+
+Frame settings per request: `pipeline.served_frames`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.progress import NullProgress, ProgressSink
+from pipeline.served_frames import FramePlan, first_line, load_frame_plan
+from pipeline.train.video_input import VideoSettings
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("vllm", "transformers", "plain")
+"""Server kinds: which request fields carry the frame settings (`plain`: none, the server's own sampling)."""
+
+MEDIA = ("file", "base64")
+"""How the video travels: a path on a shared file system, or the file's bytes as a base64 data URL."""
+
+TOKENS_PER_PAIR = 16
+"""Answer budget per (velocity, curvature) line: the widest readable line, `100.00,-1000.00` + newline, is 15."""
+
+PREDICTIONS_FILE = "predictions.jsonl"
+"""Answers as `{"id", "text"}` lines in the output directory (what `pipeline evaluate --predictions` reads)."""
+
+LOG_EVERY_S = 30.0
+"""Seconds between progress log lines (for runs without a terminal)."""
+
+
+def answer_max_tokens(n_pairs: int) -> int:
+    """`max_tokens` for an answer of `n_pairs` lines: `TOKENS_PER_PAIR` per line plus 16 for stray text."""
+    return TOKENS_PER_PAIR * n_pairs + 16
+
+
+@dataclass
+class ServerSettings:
+    """How `pipeline evaluate --server` talks to the server (the API key itself is never stored)."""
+
+    # Base URL as OpenAI clients take it, e.g. http://host:8000/v1.
+    url: str
+    # Model name put in each request; None = the only model the server lists.
+    served_model: str | None = None
+    # Server kind: vllm or sglang-style (mm_processor_kwargs), transformers (chat_template_kwargs), plain (none).
+    engine: str = "vllm"
+    # file: the server reads the segment path (shared file system); base64: the bytes go in the request.
+    media: str = "file"
+    # Requests in flight at once.
+    concurrency: int = 8
+    # Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff) before a failure.
+    max_retries: int = 4
+    # Seconds one request may take before it is retried.
+    timeout_s: float = 600.0
+    # Environment variable holding the API key (unset: "EMPTY", what vLLM accepts without --api-key).
+    api_key_env: str = "OPENAI_API_KEY"
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise PipelineError(f"--server {self.url}: expected a base URL such as http://host:8000/v1")
+        if self.engine not in ENGINES:
+            raise PipelineError(f"--engine {self.engine}: expected one of {', '.join(ENGINES)}")
+        if self.media not in MEDIA:
+            raise PipelineError(f"--media {self.media}: expected one of {', '.join(MEDIA)}")
+        if self.engine == "transformers" and self.media == "base64":
+            raise PipelineError("--media base64: transformers serve reads videos from paths or http(s) URLs only")
+        if self.concurrency < 1 or self.max_retries < 0 or not self.timeout_s > 0:
+            raise PipelineError("--concurrency must be >= 1, --max-retries >= 0 and the timeout > 0")
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env) or "EMPTY"
+
+
+@dataclass
+class ServerRunResult:
+    """What one `ask_server` call did (counts cover this call; answers include earlier runs' from the file)."""
+
+    answers: dict[str, str]  # id -> answer text, for every answered id of the asked rows
+    failures: dict[str, str] = field(default_factory=dict)  # id -> last error, after the retries
+    resumed: int = 0  # answers already in predictions.jsonl, not asked again
+    asked: int = 0  # samples asked for in this call
+    elapsed_s: float = 0.0
+    served_model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts and up to 20 failures (id -> error) for metrics.json."""
+        return {
+            "served_model": self.served_model,
+            "resumed": self.resumed,
+            "asked": self.asked,
+            "failures": len(self.failures),
+            "failure_examples": dict(list(self.failures.items())[:20]),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "samples_per_s": round(self.asked / self.elapsed_s, 3) if self.elapsed_s > 0 else None,
+        }
+
+
+def check_server(settings: ServerSettings) -> str:
+    """The served model name, from `GET /models`; one attempt, before any work.
+
+    Raises:
+        PipelineError: the server cannot be reached, refuses the key, or does not list `served_model` (one line).
+    """
+    import openai
+
+    client = openai.OpenAI(base_url=settings.url, api_key=settings.api_key(), max_retries=0, timeout=30.0)
+    try:
+        listed = [m.id for m in client.models.list()]
+    except openai.APIConnectionError as err:
+        raise PipelineError(f"--server {settings.url}: cannot reach the server ({first_line(err)})") from None
+    except openai.APIStatusError as err:
+        raise PipelineError(f"--server {settings.url}: GET /models answered HTTP {err.status_code}") from None
+    finally:
+        client.close()
+    if settings.served_model is not None:
+        if settings.served_model not in listed:
+            log.warning("--served-model %s is not among the served models %s", settings.served_model, listed)
+        return settings.served_model
+    if len(listed) != 1:
+        raise PipelineError(f"--server {settings.url} serves {len(listed)} models ({listed[:5]}): give --served-model")
+    return listed[0]
+
+
+def request_messages(messages: list[dict[str, Any]], media: str, engine: str) -> list[dict[str, Any]]:
+    """The dataset's messages as chat-completions messages: the assistant answer dropped, the video a `video_url`.
+
+    `file` media is a `file://` URL, except for transformers serve, which opens plain absolute paths only (it
+    fails on `file://`). `base64` media is a `data:video/mp4;base64,...` URL.
+    """
+    from pipeline.dataset import clean_messages
+
+    out = []
+    for message in clean_messages(messages):
+        if message["role"] == "assistant":
+            continue
+        content = message["content"]
+        if isinstance(content, list):
+            content = [_video_part(item, media, engine) if "video" in item else item for item in content]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _video_part(item: dict[str, Any], media: str, engine: str) -> dict[str, Any]:
+    path = Path(item["video"]).resolve()
+    if media == "base64":
+        url = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    else:
+        url = str(path) if engine == "transformers" else path.as_uri()
+    return {"type": "video_url", "video_url": {"url": url}}
+
+
+class PredictionLog:
+    """`predictions.jsonl`, read once for resuming and then appended to, one flushed line per answer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.done: dict[str, str] = {}
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        good_bytes = 0
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                try:
+                    record = json.loads(raw)
+                    self.done[str(record["id"])] = str(record["text"])
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                    if raw.endswith(b"\n"):
+                        raise PipelineError(f"{self.path}: line {len(self.done) + 1} is not an answer") from None
+                    break  # a line cut short by an interrupted run: dropped and asked again
+                good_bytes += len(raw)
+        if good_bytes < self.path.stat().st_size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_bytes)
+
+    def append(self, sample_id: str, text: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"id": sample_id, "text": text}, ensure_ascii=False) + "\n")
+        self.done[sample_id] = text
+
+
+def ask_server(
+    settings: ServerSettings,
+    rows: Any,
+    plan: FramePlan,
+    predictions_path: Path,
+    max_tokens: int,
+    served_model: str,
+    progress: ProgressSink | None = None,
+) -> ServerRunResult:
+    """Answers for every row of `rows` (a dataset split with `id` and `messages`, absolute video paths).
+
+    Rows already answered in `predictions_path` are not asked again; new answers are appended there as they arrive.
+    """
+    progress = progress or NullProgress()
+    store = PredictionLog(predictions_path)
+    ids = [str(x) for x in rows["id"]]
+    pending = [i for i, sample_id in enumerate(ids) if sample_id not in store.done]
+    result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=served_model)
+    if pending:
+        plan.request_fields(settings.engine, _first_video(rows[pending[0]]["messages"]))  # refuse before any request
+        started = time.monotonic()
+        progress.start("asking the server", len(ids))
+        progress.advance(result.resumed)
+        asyncio.run(_ask_all(settings, rows, pending, plan, store, max_tokens, served_model, result, progress))
+        progress.finish()
+        result.elapsed_s = time.monotonic() - started
+    result.answers = {sample_id: store.done[sample_id] for sample_id in ids if sample_id in store.done}
+    return result
+
+
+def _first_video(messages: list[dict[str, Any]]) -> str:
+    from pipeline.train.collator import video_paths
+
+    paths = video_paths(messages)
+    if not paths:
+        raise PipelineError("a sample has no video in its messages")
+    return paths[0]
+
+
+async def _ask_all(
+    settings: ServerSettings,
+    rows: Any,
+    pending: list[int],
+    plan: FramePlan,
+    store: PredictionLog,
+    max_tokens: int,
+    served_model: str,
+    result: ServerRunResult,
+    progress: ProgressSink,
+) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=settings.url, api_key=settings.api_key(), max_retries=settings.max_retries, timeout=settings.timeout_s
+    )
+    queue = iter(pending)
+    started = last_log = time.monotonic()
+    answered = 0
+
+    async def worker() -> None:
+        nonlocal answered, last_log
+        for i in queue:  # one shared iterator: at most `concurrency` rows are in memory at once
+            row = rows[i]
+            sample_id = str(row["id"])
+            try:
+                text = await _ask_one(client, settings, row["messages"], plan, max_tokens, served_model)
+            except (openai.APIError, PipelineError, OSError) as err:
+                if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
+                    raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
+                result.failures[sample_id] = first_line(err)
+                log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, first_line(err))
+            else:
+                store.append(sample_id, text)
+                answered += 1
+            progress.advance(1)
+            now = time.monotonic()
+            rate = (answered + len(result.failures)) / max(now - started, 1e-9)
+            progress.describe(f"asking the server ({len(result.failures)} failed, {rate:.2f} samples/s)")
+            if now - last_log >= LOG_EVERY_S:
+                last_log = now
+                log.info(
+                    "answered %d of %d asked, %d failures, %.2f samples/s",
+                    answered,
+                    len(pending),
+                    len(result.failures),
+                    rate,
+                )
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(pending)))))
+    finally:
+        await client.close()
+
+
+async def _ask_one(
+    client: Any,
+    settings: ServerSettings,
+    messages: list[dict[str, Any]],
+    plan: FramePlan,
+    max_tokens: int,
+    served_model: str,
+) -> str:
+    extra = await asyncio.to_thread(plan.request_fields, settings.engine, _first_video(messages))
+    chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
+    response = await client.chat.completions.create(
+        model=served_model, messages=chat, temperature=0.0, max_tokens=max_tokens, extra_body=extra or None
+    )
+    return (response.choices[0].message.content or "").strip()
+
+
+def whole_clip_rows(clip_ids: list[str], max_samples: int) -> list[int]:
+    """Row indices of about `max_samples` rows made of whole clips spread evenly over the split (at least one clip).
+
+    A clip's overlapping segments are either all in or all out, so a quick run scores whole clips.
+    """
+    import numpy as np
+
+    clips = list(dict.fromkeys(clip_ids))
+    if not clips:
+        return []
+    per_clip = len(clip_ids) / len(clips)
+    count = min(len(clips), max(1, int(max_samples // per_clip)))
+    keep = {clips[int(k)] for k in np.linspace(0, len(clips) - 1, count).round()}
+    return [i for i, clip in enumerate(clip_ids) if clip in keep]
+
+
+def server_answers(
+    settings: ServerSettings,
+    rows: Any,
+    run_dir: Path,
+    video_settings: VideoSettings,
+    output_dir: Path,
+    max_tokens: int,
+    served_model: str,
+    progress: ProgressSink | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
+    plan = load_frame_plan(run_dir, video_settings)
+    result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, max_tokens, served_model, progress)
+    texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
+    info = {
+        "url": settings.url,
+        "engine": settings.engine,
+        "media": settings.media,
+        "concurrency": settings.concurrency,
+        "max_retries": settings.max_retries,
+        "max_tokens": max_tokens,
+        "api_key_env": settings.api_key_env,
+        **result.to_json(),
+    }
+    log.info(
+        "server: %d answers (%d from an earlier run), %d failures, %.2f samples/s",
+        len(result.answers),
+        result.resumed,
+        len(result.failures),
+        info["samples_per_s"] or 0.0,
+    )
+    return texts, info
+
+
+__all__ = [
+    "ENGINES",
+    "MEDIA",
+    "PREDICTIONS_FILE",
+    "PredictionLog",
+    "ServerRunResult",
+    "ServerSettings",
+    "answer_max_tokens",
+    "ask_server",
+    "check_server",
+    "request_messages",
+    "server_answers",
+    "whole_clip_rows",
+]

@@ -1,0 +1,114 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1 that counts requests (for the client's tests).
+
+It answers `GET /v1/models` and `POST /v1/chat/completions`; the answer of a request is looked up by the file
+name of its video (`answers`), each request is recorded (video, Authorization header, body), and `fail_first`
+/ `fail_always` make it answer HTTP 500 for given video names. `delay_s` slows every answer (to interrupt a run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class FakeChatServer:
+    def __init__(self, answers: dict[str, str], model: str = "served-model", delay_s: float = 0.0) -> None:
+        self.answers = answers
+        self.model = model
+        self.delay_s = delay_s
+        self.fail_first: set[str] = set()
+        self.fail_always: set[str] = set()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.auth: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._socket is not None
+        host, port = self._socket.getsockname()[:2]
+        return f"http://{host}:{port}/v1"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.auth.clear()
+            self.bodies.clear()
+
+    async def _models(self, request):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "test"}]})
+
+    async def _chat(self, request):
+        from starlette.responses import JSONResponse
+
+        body = await request.json()
+        parts = [c for m in body["messages"] if isinstance(m["content"], list) for c in m["content"]]
+        part = next(c for c in parts if "video_url" in c)
+        video = Path(part["video_url"]["url"].removeprefix("file://")).name
+        with self._lock:
+            self.counts[video] += 1
+            self.auth.append(request.headers.get("authorization", ""))
+            self.bodies.append(body)
+            first = self.counts[video] == 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if video in self.fail_always or (first and video in self.fail_first):
+            return JSONResponse({"error": {"message": "injected failure"}}, status_code=500)
+        message = {"role": "assistant", "content": self.answers.get(video, "no answer")}
+        return JSONResponse(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
+        )
+
+    def start(self) -> FakeChatServer:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        app = Starlette(
+            routes=[
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="fake-chat", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            assert self._thread.is_alive() and time.monotonic() < deadline, "fake chat server did not start"
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+
+    def __enter__(self) -> FakeChatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
