@@ -74,19 +74,21 @@ class FramePlan:
         return {"mm_processor_kwargs": kwargs, "media_io_kwargs": {"video": {"num_frames": -1}}}
 
 
-def load_frame_plan(run_dir: Path, settings: VideoSettings) -> FramePlan:
-    """The `FramePlan` of a training output directory (its saved processor).
+def load_run_processor(run_dir: Path) -> Any:
+    """The processor a training run saved (tokenizer and video processor; no weights).
 
     Raises:
-        PipelineError: no loadable video processor in `run_dir`.
+        PipelineError: no loadable processor in `run_dir`.
     """
-    from transformers import AutoVideoProcessor
+    from transformers import AutoProcessor
 
     try:
-        video_processor = AutoVideoProcessor.from_pretrained(str(run_dir))
+        processor = AutoProcessor.from_pretrained(str(run_dir))
     except (OSError, ValueError, KeyError) as err:
-        raise PipelineError(f"--run-dir {run_dir}: no video processor saved there ({first_line(err)})") from None
-    return FramePlan(video_processor, settings)
+        raise PipelineError(f"--run-dir {run_dir}: no processor saved there ({first_line(err)})") from None
+    if getattr(processor, "video_processor", None) is None:
+        raise PipelineError(f"--run-dir {run_dir}: the saved processor has no video processor")
+    return processor
 
 
-__all__ = ["FramePlan", "first_line", "load_frame_plan", "probe_frames"]
+__all__ = ["FramePlan", "first_line", "load_run_processor", "probe_frames"]

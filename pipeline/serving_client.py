@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.served_frames import FramePlan, first_line, load_frame_plan
+from pipeline.served_frames import FramePlan, first_line, load_run_processor
 from pipeline.train.video_input import VideoSettings
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,6 @@ TOKENS_PER_PAIR = 16
 
 PREDICTIONS_FILE = "predictions.jsonl"
 """Answers as `{"id", "text"}` lines in the output directory (what `pipeline evaluate --predictions` reads)."""
-
-LOG_EVERY_S = 30.0
-"""Seconds between progress log lines (for runs without a terminal)."""
 
 
 def answer_max_tokens(n_pairs: int) -> int:
@@ -143,7 +140,7 @@ def request_messages(messages: list[dict[str, Any]], media: str, engine: str) ->
     `file` media is a `file://` URL, except for transformers serve, which opens plain absolute paths only (it
     fails on `file://`). `base64` media is a `data:video/mp4;base64,...` URL.
     """
-    from pipeline.dataset import clean_messages
+    from pipeline.dataset_reader import clean_messages
 
     out = []
     for message in clean_messages(messages):
@@ -197,13 +194,21 @@ class PredictionLog:
         self.done[sample_id] = text
 
 
+@dataclass(frozen=True)
+class RequestPlan:
+    """What every request of one run carries besides its sample's messages."""
+
+    served_model: str
+    max_tokens: int
+    frames: FramePlan  # per-sample frame sampling and pixel budget
+    decoding: dict[str, Any] = field(default_factory=dict)  # extra decoding fields (`decoding_fields`)
+
+
 def ask_server(
     settings: ServerSettings,
     rows: Any,
-    plan: FramePlan,
+    plan: RequestPlan,
     predictions_path: Path,
-    max_tokens: int,
-    served_model: str,
     progress: ProgressSink | None = None,
 ) -> ServerRunResult:
     """Answers for every row of `rows` (a dataset split with `id` and `messages`, absolute video paths).
@@ -214,13 +219,13 @@ def ask_server(
     store = PredictionLog(predictions_path)
     ids = [str(x) for x in rows["id"]]
     pending = [i for i, sample_id in enumerate(ids) if sample_id not in store.done]
-    result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=served_model)
-    if pending:
-        plan.request_fields(settings.engine, _first_video(rows[pending[0]]["messages"]))  # refuse before any request
+    result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=plan.served_model)
+    if pending:  # a frame mismatch is refused before any request
+        plan.frames.request_fields(settings.engine, _first_video(rows[pending[0]]["messages"]))
         started = time.monotonic()
         progress.start("asking the server", len(ids))
         progress.advance(result.resumed)
-        asyncio.run(_ask_all(settings, rows, pending, plan, store, max_tokens, served_model, result, progress))
+        asyncio.run(_ask_all(settings, rows, pending, plan, store, result, progress))
         progress.finish()
         result.elapsed_s = time.monotonic() - started
     result.answers = {sample_id: store.done[sample_id] for sample_id in ids if sample_id in store.done}
@@ -240,10 +245,8 @@ async def _ask_all(
     settings: ServerSettings,
     rows: Any,
     pending: list[int],
-    plan: FramePlan,
+    plan: RequestPlan,
     store: PredictionLog,
-    max_tokens: int,
-    served_model: str,
     result: ServerRunResult,
     progress: ProgressSink,
 ) -> None:
@@ -253,16 +256,16 @@ async def _ask_all(
         base_url=settings.url, api_key=settings.api_key(), max_retries=settings.max_retries, timeout=settings.timeout_s
     )
     queue = iter(pending)
-    started = last_log = time.monotonic()
+    started = time.monotonic()
     answered = 0
 
     async def worker() -> None:
-        nonlocal answered, last_log
+        nonlocal answered
         for i in queue:  # one shared iterator: at most `concurrency` rows are in memory at once
             row = rows[i]
             sample_id = str(row["id"])
             try:
-                text = await _ask_one(client, settings, row["messages"], plan, max_tokens, served_model)
+                text = await _ask_one(client, settings, row["messages"], plan)
             except (openai.APIError, PipelineError, OSError) as err:
                 if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
                     raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
@@ -272,18 +275,8 @@ async def _ask_all(
                 store.append(sample_id, text)
                 answered += 1
             progress.advance(1)
-            now = time.monotonic()
-            rate = (answered + len(result.failures)) / max(now - started, 1e-9)
+            rate = (answered + len(result.failures)) / max(time.monotonic() - started, 1e-9)
             progress.describe(f"asking the server ({len(result.failures)} failed, {rate:.2f} samples/s)")
-            if now - last_log >= LOG_EVERY_S:
-                last_log = now
-                log.info(
-                    "answered %d of %d asked, %d failures, %.2f samples/s",
-                    answered,
-                    len(pending),
-                    len(result.failures),
-                    rate,
-                )
 
     try:
         await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(pending)))))
@@ -291,20 +284,34 @@ async def _ask_all(
         await client.close()
 
 
-async def _ask_one(
-    client: Any,
-    settings: ServerSettings,
-    messages: list[dict[str, Any]],
-    plan: FramePlan,
-    max_tokens: int,
-    served_model: str,
-) -> str:
-    extra = await asyncio.to_thread(plan.request_fields, settings.engine, _first_video(messages))
+async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
+    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, _first_video(messages))
     chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
     response = await client.chat.completions.create(
-        model=served_model, messages=chat, temperature=0.0, max_tokens=max_tokens, extra_body=extra or None
+        model=plan.served_model,
+        messages=chat,
+        temperature=0.0,
+        max_tokens=plan.max_tokens,
+        extra_body={**plan.decoding, **frames} or None,
     )
     return (response.choices[0].message.content or "").strip()
+
+
+def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
+    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
+
+    A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
+    that servers apply by default even to greedy requests (`pipeline.train.inference`): vLLM gets 1.0 as a
+    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
+    replaces the checkpoint's).
+    """
+    if engine == "vllm":
+        return {"repetition_penalty": 1.0}
+    if engine == "transformers":
+        from pipeline.train.inference import generation_record, greedy_generation_config
+
+        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
+    return {}
 
 
 def whole_clip_rows(clip_ids: list[str], max_samples: int) -> list[int]:
@@ -334,8 +341,10 @@ def server_answers(
     progress: ProgressSink | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
-    plan = load_frame_plan(run_dir, video_settings)
-    result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, max_tokens, served_model, progress)
+    processor = load_run_processor(run_dir)
+    frames = FramePlan(processor.video_processor, video_settings)
+    plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
+    result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
     texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
     info = {
         "url": settings.url,
@@ -362,11 +371,13 @@ __all__ = [
     "MEDIA",
     "PREDICTIONS_FILE",
     "PredictionLog",
+    "RequestPlan",
     "ServerRunResult",
     "ServerSettings",
     "answer_max_tokens",
     "ask_server",
     "check_server",
+    "decoding_fields",
     "request_messages",
     "server_answers",
     "whole_clip_rows",

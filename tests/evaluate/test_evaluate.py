@@ -262,7 +262,7 @@ def test_cli_bad_input_is_one_line_exit_2(dataset_dir, test_split, tmp_path, cap
     code, _, err = run_cli(capsys, "evaluate", "--dataset", str(dataset_dir))
     assert code == 2
     assert err.strip().splitlines() == [
-        "error: give exactly one of --model (generate answers) and --predictions (score a file)"
+        "error: give exactly one of --model (generate answers), --predictions (score a file) and --server (ask one)"
     ]
 
 

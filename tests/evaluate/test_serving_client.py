@@ -17,7 +17,8 @@ import pytest
 
 from pipeline.answer import format_answer
 from pipeline.cli import main
-from pipeline.evaluate import MODEL_NAME, EvaluateConfig, run
+from pipeline.evaluate import EvaluateConfig, run
+from pipeline.scoring import MODEL_NAME
 from pipeline.serving_client import PREDICTIONS_FILE, ServerSettings, answer_max_tokens
 from tests.evaluate.fake_chat_server import FakeChatServer
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
@@ -66,6 +67,7 @@ def test_server_answers_are_scored_and_ask_for_the_training_frames(served_datase
     assert kwargs["num_frames"] == 4 and kwargs["do_sample_frames"] is True and kwargs["fps"] is None
     assert kwargs["size"] == {"shortest_edge": 32 * 32 * 4 * 4, "longest_edge": 448 * 448 * 4}
     assert body["media_io_kwargs"] == {"video": {"num_frames": -1}}
+    assert body["repetition_penalty"] == 1.0  # never a checkpoint's penalty under greedy decoding
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["server"]["asked"] == N_TEST and metrics["server"]["failures"] == 0
 
@@ -82,6 +84,9 @@ def test_transformers_engine_sends_plain_paths_and_chat_template_kwargs(served_d
     assert video.startswith("/") and Path(video).is_file()
     assert body["chat_template_kwargs"]["num_frames"] == 4
     assert "mm_processor_kwargs" not in body and "media_io_kwargs" not in body
+    generation = json.loads(body["generation_config"])  # replaces the checkpoint's config in transformers serve
+    assert generation["do_sample"] is False and generation["repetition_penalty"] == 1.0
+    assert generation["max_new_tokens"] == body["max_tokens"] and generation["eos_token_id"]
 
 
 def test_a_500_is_retried_and_a_lasting_one_is_a_recorded_failure_asked_again_on_resume(
