@@ -150,6 +150,12 @@ class LogProgress:
                 self._last = now
                 self._emit(now)
 
+    def describe(self, description: str) -> None:
+        """Name the running loop `description` in the lines that follow."""
+        with self._lock:
+            if self._description is not None:
+                self._description = description
+
     def finish(self) -> None:
         with self._lock:
             if self._description is None:

@@ -140,6 +140,20 @@ def test_log_progress_counts_bytes_and_unknown_totals(caplog):
     assert lines[4:] == ["reading: 2, 0.5/s, elapsed 0:00:04", "reading: done, 2 in 0:00:04, 0.5/s"]
 
 
+def test_log_progress_lines_take_a_new_description(caplog):
+    now = [0.0]
+    sink = LogProgress(interval_s=0, clock=lambda: now[0])
+    sink.describe("ignored: no loop running")
+    with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+        sink.start("asking the server", 4)
+        now[0] += 1
+        sink.describe("asking the server (1 failed, 1.00 samples/s)")
+        sink.advance(1)
+        sink.finish()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[1] == "asking the server (1 failed, 1.00 samples/s): 1/4 (25 %), 1/s, elapsed 0:00:01, ETA 0:00:03"
+
+
 def test_progress_is_a_bar_only_on_a_terminal():
     assert type(for_console(Console(file=io.StringIO(), force_terminal=True))).__name__ == "RichProgress"
     assert isinstance(for_console(Console(file=io.StringIO()), interval_s=5), LogProgress)
