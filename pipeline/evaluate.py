@@ -142,10 +142,11 @@ class EvaluateConfig:
                 values, path = found
                 self.video_settings_source = str(path)
                 break
-        for key in (f.name for f in fields(VideoSettings)):
-            flag = getattr(self, f"video_{key}")
-            if flag is not None:
-                values[key] = flag
+        flags = [key for key in (f.name for f in fields(VideoSettings)) if getattr(self, f"video_{key}") is not None]
+        values |= {key: getattr(self, f"video_{key}") for key in flags}
+        if flags:
+            given = ", ".join("--video-" + key.replace("_", "-") for key in flags)
+            self.video_settings_source += f"; {given} from the command line"
         self.video_settings = VideoSettings(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -278,6 +279,7 @@ def _generate(
     model, processor = load_checked(config.model, config.adapter, dtype=config.dtype)
     model.to(device)
     log.info("generating on %s", device)
+    log.info("video settings %s, read from %s", asdict(config.video_settings), config.video_settings_source)
     from pipeline.train.inference import generate_answers, generation_record, greedy_generation_config
 
     generation = greedy_generation_config(processor, config.max_new_tokens, model.generation_config)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import PipelineError
+from pipeline.train.config import CONFIG_FILE
 from pipeline.train.modeling import load_model_and_processor
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,11 @@ class MergeConfig:
 
 
 def run(config: MergeConfig) -> Path:
-    """Write base + adapter merged (`merge_and_unload`) to `config.output_dir`; returns it."""
+    """Write base + adapter merged (`merge_and_unload`) to `config.output_dir`; returns it.
+
+    The adapter's training settings (`train_config.json`, which holds the video sampling) are copied along, so the
+    merged model is evaluated with the frames it was trained on.
+    """
     model, processor = load_model_and_processor(config.base, adapter=config.adapter, dtype=config.dtype)
     merged = model.merge_and_unload()
     out = Path(config.output_dir)
@@ -40,6 +46,11 @@ def run(config: MergeConfig) -> Path:
         merged.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
         write_json(tmp / "merge_config.json", asdict(config))
+        settings = Path(config.adapter) / CONFIG_FILE
+        if settings.is_file():
+            shutil.copyfile(settings, tmp / CONFIG_FILE)
+        else:
+            log.warning("%s: no %s; the merged model carries no training settings", config.adapter, CONFIG_FILE)
     log.info("merged %s + %s into %s", config.base, config.adapter, out)
     return out
 

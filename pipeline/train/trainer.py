@@ -236,6 +236,20 @@ def _progress_callback(progress: ProgressSink, losses: list[float]) -> Any:
     return _Progress()
 
 
+def _settings_callback(config: TrainConfig) -> Any:
+    """Writes the run's `train_config.json` into every checkpoint directory, so that a checkpoint evaluated or
+    merged on its own carries the video settings it was trained with."""
+    from transformers import TrainerCallback
+
+    class _Settings(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir():
+                write_json(checkpoint / CONFIG_FILE, config.to_json())
+
+    return _Settings()
+
+
 def training_arguments(config: TrainConfig) -> Any:
     import dataclasses
 
@@ -361,7 +375,7 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
         train_dataset=VideoChatDataset(rows, encoder),
         eval_dataset=VideoChatDataset(eval_rows, encoder) if eval_rows is not None else None,
         data_collator=collator,
-        callbacks=[_progress_callback(progress, losses)],
+        callbacks=[_progress_callback(progress, losses), _settings_callback(config)],
     )
     trainer.remove_callback(PrinterCallback)
     return TrainingRun(config, trainer, processor, encoder, collator, resume, len(rows), skipped, video_tokens, losses)

@@ -289,7 +289,9 @@ def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir
     config = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video_max_pixels=5000)
     vs = config.video_settings
     assert (vs.fps, vs.max_pixels, vs.max_frames) == (2.0, 5000, 32)  # file, flag, default
-    assert config.video_settings_source == str(model_dir / "train_config.json")
+    assert (
+        config.video_settings_source == f"{model_dir / 'train_config.json'}; --video-max-pixels from the command line"
+    )
     assert config.to_json()["video_settings"]["fps"] == 2.0
     bare = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="Qwen/Qwen3-VL-2B-Instruct")
     assert bare.video_settings_source == "defaults" and bare.video_settings.fps == 4.0

@@ -304,3 +304,39 @@ def test_lora_with_tune_mm_mlp_trains_the_merger_then_reloads_merges_and_generat
     rows = load_rows(train_dataset_dir, "test").select(range(1))
     answers = generate_answers(merged_model, merged_processor, rows, max_new_tokens=6)
     assert answers == generate_answers(adapted, processor, rows, max_new_tokens=6) and answers[0]
+
+
+@pytest.mark.slow
+def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
+    tiny_qwen3_vl, train_dataset_dir, tmp_path, caplog
+):
+    import logging
+
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluate import run as evaluate_run
+
+    out = tmp_path / "run"
+    trained = {"fps": 8.0, "max_pixels": 8192}  # not the defaults (4.0, 200704)
+    config = overfit_config(
+        tiny_qwen3_vl, train_dataset_dir, out, "lora", max_steps=1, save_steps=1, video_fps=8.0, video_max_pixels=8192
+    )
+    run(config)
+    settings = json.loads((out / CONFIG_FILE).read_text())
+    assert json.loads((out / "checkpoint-1" / CONFIG_FILE).read_text()) == settings
+    merged = merge_run(MergeConfig(base=str(tiny_qwen3_vl), adapter=str(out), output_dir=str(tmp_path / "merged")))
+    assert json.loads((merged / CONFIG_FILE).read_text()) == settings
+    evaluation = EvaluateConfig(
+        dataset_dir=train_dataset_dir,
+        output_dir=tmp_path / "eval",
+        model=str(merged),
+        max_samples=1,
+        max_new_tokens=4,
+        device="cpu",
+    )
+    with caplog.at_level(logging.INFO, logger="pipeline.evaluate"):
+        evaluate_run(evaluation)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    used = metrics["settings"]["video_settings"]
+    assert {k: used[k] for k in trained} == trained
+    assert metrics["video_settings_source"] == str(merged / CONFIG_FILE)
+    assert any("video settings" in r.message and str(merged / CONFIG_FILE) in r.message for r in caplog.records)
