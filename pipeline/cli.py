@@ -632,6 +632,12 @@ def evaluate(
     video_root: Annotated[
         Path | None, typer.Option("--video-root", "--video_root", help="Segments moved since build-dataset.")
     ] = None,
+    embed_videos: Annotated[
+        bool,
+        typer.Option(
+            "--embed-videos", help="Put the gallery's mp4s into report.html (default: copies in clips/ beside it)."
+        ),
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="auto (GPU if any), cpu, cuda or cuda:N.")] = "auto",
     dtype: Annotated[
         str | None, typer.Option("--dtype", help="float32, bfloat16, float16 or auto [the checkpoint's].")
@@ -703,6 +709,7 @@ def evaluate(
         video_max_pixels=video_max_pixels,
         video_min_pixels=video_min_pixels,
         video_root=video_root,
+        embed_videos=embed_videos,
         device=device,
         dtype=dtype,
     )

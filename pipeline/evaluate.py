@@ -81,6 +81,8 @@ class EvaluateConfig:
     horizon_s: float = 1.0
     # Number of example trajectories drawn in example_trajectories.png.
     n_examples: int = 6
+    # Put the gallery's mp4s into report.html as data URIs (default: copies in clips/ beside the page).
+    embed_videos: bool = False
     # Resolved `pipeline.train.video_input.VideoSettings` (None without a model) and where its values came from.
     video_settings: Any = field(init=False, default=None)
     video_settings_source: str | None = field(init=False, default=None)
@@ -304,6 +306,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     """
     from pipeline.atomic import write_text
     from pipeline.report import write_report
+    from pipeline.report_html import write_html_report
 
     progress = progress or NullProgress()
     if config.server is not None:
@@ -408,6 +411,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         result.scores["all"][MODEL_NAME].ade,
     )
     write_report(result, config.output_dir, n_examples=config.n_examples)
+    write_html_report(result, config.output_dir, videos=list(ds["video"]), embed_videos=config.embed_videos)
     if config.save_predictions:
         lines = [json.dumps({"id": i, "text": t}, ensure_ascii=False) for i, t in zip(result.ids, texts, strict=True)]
         write_text(config.output_dir / "predictions.jsonl", "\n".join(lines) + "\n")

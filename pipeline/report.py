@@ -64,6 +64,11 @@ def _header() -> list[str]:
     return ["predictor"] + [title for title, _, _ in _COLUMNS] + ["parse failures"]
 
 
+def table(result: EvaluationResult, subset: str = "all") -> tuple[list[str], list[list[str]]]:
+    """The model-vs-baselines table over `subset` as (header, rows) of formatted cells."""
+    return _header(), _rows(result, subset)
+
+
 def headline_table(result: EvaluationResult, subset: str = "all") -> str:
     """The model-vs-baselines table over `subset` ("all" or "parsed") as aligned plain text, for a terminal."""
     header = _header()
@@ -361,6 +366,7 @@ __all__ = [
     "REPORT_FILES",
     "example_indices",
     "headline_table",
+    "table",
     "markdown_table",
     "metrics_dict",
     "plot_error_vs_horizon",
