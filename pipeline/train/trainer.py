@@ -27,6 +27,7 @@ from pipeline.train.modeling import (
     apply_lora,
     count_parameters,
     load_model_and_processor,
+    numel,
     set_trainable_parts,
 )
 from pipeline.train.video_input import VideoSettings, probe_video
@@ -53,6 +54,7 @@ class TrainResult:
     video_tokens_per_sample: int | None = None  # video tokens of the first sample
     trainable_parameters: int = 0  # parameters updated
     total_parameters: int = 0  # all parameters of the (wrapped) model
+    parameter_dtypes: dict[str, dict[str, int]] = field(default_factory=dict)  # `parameter_dtypes` of the model
     seconds: float = 0.0  # wall time of trainer.train()
 
 
@@ -190,6 +192,23 @@ def readable_rows(rows: Any, progress: ProgressSink) -> tuple[list[int], list[di
         progress.advance()
     progress.finish()
     return keep, skipped
+
+
+def weights_dtype(config: TrainConfig) -> str:
+    """The dtype the model is loaded in, whatever the checkpoint's (transformers 5 would keep a bf16 checkpoint
+    bf16): bfloat16 with --bf16; else float32, so that full fine-tuning updates fp32 weights and --fp16 runs as
+    mixed precision over fp32 master weights (autocast; the grad scaler refuses fp16 parameters)."""
+    return "bfloat16" if config.bf16 else "float32"
+
+
+def parameter_dtypes(model: Any) -> dict[str, dict[str, int]]:
+    """Parameter counts per dtype, split into trainable and frozen: {"trainable": {"float32": n}, "frozen": ...}."""
+    counts: dict[str, dict[str, int]] = {"trainable": {}, "frozen": {}}
+    for param in model.parameters():
+        group = counts["trainable" if param.requires_grad else "frozen"]
+        name = str(param.dtype).removeprefix("torch.")
+        group[name] = group.get(name, 0) + numel(param)
+    return counts
 
 
 def prepare_model(config: TrainConfig, model: Any) -> Any:
@@ -345,12 +364,11 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
         eval_rows = eval_rows.select(eval_keep) if eval_keep else None
         skipped += [dict(item, split="test") for item in eval_skipped]
 
-    model, processor = load_model_and_processor(
-        config.model, dtype="bfloat16" if config.bf16 else None, for_training=True
-    )
+    model, processor = load_model_and_processor(config.model, dtype=weights_dtype(config), for_training=True)
     model = prepare_model(config, model)
     trainable, total = count_parameters(model)
     log.info("trainable parameters: %d of %d (%.2f %%)", trainable, total, 100.0 * trainable / max(total, 1))
+    log.info("parameter dtypes: %s", parameter_dtypes(model))
 
     encoder = SampleEncoder(processor, video_settings)
     first = encoder.encode(rows[0]["messages"])
@@ -404,6 +422,7 @@ def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainRes
         video_tokens_per_sample=prepared.video_tokens,
         trainable_parameters=trainable,
         total_parameters=total,
+        parameter_dtypes=parameter_dtypes(trainer.model),
         seconds=seconds,
     )
     if trainer.is_world_process_zero():

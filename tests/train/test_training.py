@@ -340,3 +340,28 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
     assert {k: used[k] for k in trained} == trained
     assert metrics["video_settings_source"] == str(merged / CONFIG_FILE)
     assert any("video settings" in r.message and str(merged / CONFIG_FILE) in r.message for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_of_a_bf16_checkpoint_trains_fp32_weights_unless_bf16(
+    tiny_qwen2_5_vl, train_dataset_dir, tmp_path
+):
+    from pipeline.train.trainer import parameter_dtypes
+
+    model, processor = load_model_and_processor(tiny_qwen2_5_vl)
+    bf16_dir = tmp_path / "bf16"
+    model.to(torch.bfloat16).save_pretrained(bf16_dir)
+    processor.save_pretrained(bf16_dir)
+    assert json.loads((bf16_dir / "config.json").read_text())["dtype"] == "bfloat16"
+    assert {p.dtype for p in load_model_and_processor(bf16_dir)[0].parameters()} == {torch.bfloat16}  # as stored
+
+    prepared = prepare(overfit_config(bf16_dir, train_dataset_dir, tmp_path / "fp32", "full", max_steps=1))
+    before = {n: p.detach().clone() for n, p in prepared.trainer.model.named_parameters() if p.requires_grad}
+    result = finish(prepared, prepared.trainer.train(), 0.0)
+    trained = dict(prepared.trainer.model.named_parameters())
+    assert before and all(trained[n].dtype == torch.float32 for n in before)
+    assert any(not torch.equal(trained[n], before[n]) for n in before)
+    assert set(result.parameter_dtypes["trainable"]) == {"float32"}
+
+    mixed = prepare(overfit_config(bf16_dir, train_dataset_dir, tmp_path / "bf16run", "full", max_steps=1, bf16=True))
+    assert set(parameter_dtypes(mixed.trainer.model)["trainable"]) == {"bfloat16"}
