@@ -7,6 +7,7 @@ stores the fingerprint of what a clip read with the clip's record, and re-cuts t
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,21 +18,28 @@ def zip_fingerprint(zip_path: Path, members: Iterable[str]) -> dict:
     opened, {"zip": name, "unreadable": [size_bytes, mtime_ns]} / {"zip": name, "missing": True}."""
     zip_path = Path(zip_path)
     try:
-        with zipfile.ZipFile(zip_path) as zf:
-            infos = {info.filename: info for info in zf.infolist()}
-    except FileNotFoundError:
+        stat = zip_path.stat()
+    except OSError:
         return {"zip": zip_path.name, "missing": True}
-    except (OSError, zipfile.BadZipFile, ValueError):
-        try:
-            stat = zip_path.stat()
-        except OSError:
-            return {"zip": zip_path.name, "missing": True}
+    listing = _central_directory(str(zip_path), stat.st_size, stat.st_mtime_ns)
+    if listing is None:
         return {"zip": zip_path.name, "unreadable": [stat.st_size, stat.st_mtime_ns]}
     out: dict[str, list[int] | None] = {}
     for name in members:
-        info = infos.get(name)
-        out[name] = None if info is None else [info.CRC, info.file_size]
+        entry = listing.get(name)
+        out[name] = None if entry is None else list(entry)
     return {"zip": zip_path.name, "members": out}
+
+
+@functools.lru_cache(maxsize=8)
+def _central_directory(path: str, size: int, mtime_ns: int) -> dict[str, tuple[int, int]] | None:
+    """member -> (crc32, size) of a zip, or None if it cannot be read. Keyed by size and mtime too, so a replaced
+    zip is read again; a worker reads each chunk zip's directory once for all of its clips."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {info.filename: (info.CRC, info.file_size) for info in zf.infolist()}
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
 
 
 __all__ = ["zip_fingerprint"]
