@@ -1,0 +1,177 @@
+"""The aggregate outputs of a segment run: `segments.json`, `segments.parquet`, `manifest.json` and the resolved
+config, streamed from the per-clip records (memory flat in the number of clips) and left untouched when a re-run
+would write the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.atomic import atomic_path, temp_sibling
+from pipeline.segment_clip import load_clip_record
+from pipeline.segment_config import (
+    CONFIG_JSON,
+    MANIFEST_JSON,
+    SEGMENTS_JSON,
+    SEGMENTS_PARQUET,
+    ClipJob,
+    SegmentConfig,
+    SegmentRunSummary,
+    clip_record_path,
+)
+
+log = logging.getLogger(__name__)
+
+
+def metadata_dir(config: SegmentConfig) -> Path:
+    i, n = config.shard
+    base = config.output_dir / "metadata"
+    return base if n == 1 else base / f"shard_{i}_of_{n}"
+
+
+def write_outputs(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str, dict]) -> SegmentRunSummary:
+    """Write segments.json, segments.parquet, manifest.json and the config for this run's clips (in clip order).
+
+    Segments are streamed from the per-clip files, so memory does not grow with the number of clips.
+    """
+    meta = metadata_dir(config)
+    meta.mkdir(parents=True, exist_ok=True)
+    clips: list[dict] = []
+    summary = SegmentRunSummary(clips=len(jobs), metadata_dir=meta)
+    json_tmp, parquet_tmp = temp_sibling(meta / SEGMENTS_JSON), temp_sibling(meta / SEGMENTS_PARQUET)
+    try:
+        with open(json_tmp, "w", encoding="utf-8") as fj, _ParquetStream(parquet_tmp) as fp:
+            fj.write("[")
+            for job in jobs:
+                res = results[job.clip_id]
+                clips.append({"clip_id": job.clip_id, "chunk": job.chunk, **{k: res[k] for k in _MANIFEST_KEYS}})
+                summary.done += res["status"] == "done"
+                summary.skipped += res["status"] == "skipped"
+                summary.reused += res["reused"]
+                summary.locked += res["status"] == "locked"
+                if not res["segments"]:
+                    continue
+                record = load_clip_record(clip_record_path(config.output_dir, job.chunk, job.clip_id)) or {}
+                for seg in record.get("segments", []):
+                    fj.write(("\n" if summary.segments == 0 else ",\n") + json.dumps(seg))
+                    fp.add(seg)
+                    summary.segments += 1
+            fj.write("\n]\n")
+        _replace_if_changed(json_tmp, meta / SEGMENTS_JSON)
+        _replace_if_changed(parquet_tmp, meta / SEGMENTS_PARQUET)
+    finally:
+        json_tmp.unlink(missing_ok=True)
+        parquet_tmp.unlink(missing_ok=True)
+    config_json = config.to_json()
+    _write_if_changed(
+        meta / MANIFEST_JSON, (json.dumps({"config": config_json, "clips": clips}, indent=2) + "\n").encode()
+    )
+    _write_if_changed(meta / CONFIG_JSON, (json.dumps(config_json, indent=2) + "\n").encode())
+    log.info(
+        "segment: %d segment(s) from %d clip(s) done (%d reused), %d skipped; metadata in %s",
+        summary.segments,
+        summary.done,
+        summary.reused,
+        summary.skipped,
+        meta,
+    )
+    if summary.locked:
+        log.warning(
+            "segment: %d clip(s) are locked by a run on another host and not in this segments.json; re-run "
+            "when it has finished",
+            summary.locked,
+        )
+    return summary
+
+
+_MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments", "warnings")
+
+
+_COLUMNS = (
+    ("id", "string"),
+    ("clip_id", "string"),
+    ("chunk", "int64"),
+    ("split", "string"),
+    ("camera", "string"),
+    ("segment_index", "int64"),
+    ("start_us", "int64"),
+    ("end_us", "int64"),
+    ("video", "string"),
+    ("frame_count", "int64"),
+    ("first_frame_us", "int64"),
+    ("last_frame_us", "int64"),
+    ("fps", "float64"),
+    ("width", "int64"),
+    ("height", "int64"),
+)
+_LIST_COLUMNS = ("velocity", "curvature", "history_velocity", "history_curvature")
+_SUMMARY_COLUMNS = ("speed_mean_mps", "speed_last_mps", "curvature_mean", "curvature_last")
+
+
+class _ParquetStream:
+    """Write segment records to a parquet file in row groups of a fixed schema (an empty table too)."""
+
+    ROW_GROUP = 20_000
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fields = [pa.field(n, pa.string() if kind == "string" else getattr(pa, kind)()) for n, kind in _COLUMNS]
+        fields += [pa.field(name, pa.list_(pa.float64())) for name in _LIST_COLUMNS]
+        fields += [pa.field(name, pa.float64()) for name in _SUMMARY_COLUMNS]
+        self._pa = pa
+        self._schema = pa.schema(fields)
+        self._writer = pq.ParquetWriter(str(path), self._schema)
+        self._batch: list[dict] = []
+
+    def add(self, record: dict) -> None:
+        self._batch.append(record)
+        if len(self._batch) >= self.ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._writer.write_table(self._pa.Table.from_pylist(self._batch, schema=self._schema))
+            self._batch = []
+
+    def __enter__(self) -> _ParquetStream:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._flush()
+        self._writer.close()
+
+
+def _replace_if_changed(tmp: Path, path: Path) -> None:
+    """Rename a finished temp file into place, unless `path` already has identical bytes (then leave it)."""
+    if path.is_file() and path.stat().st_size == tmp.stat().st_size and _same_bytes(tmp, path):
+        tmp.unlink()
+        return
+    os.replace(tmp, path)
+
+
+def _same_bytes(a: Path, b: Path, block: int = 1 << 20) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(block), fb.read(block)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write atomically, but leave an identical existing file untouched (a re-run changes no mtime)."""
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+__all__ = ["metadata_dir", "write_outputs"]
