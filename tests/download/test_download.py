@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import download
+from pipeline import download, download_transfer
 from pipeline.cli import main
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
@@ -254,7 +254,7 @@ def test_above_threshold_needs_yes(hub_server, use_hub, tmp_path, capsys):
 def test_not_enough_disk(hub_server, use_hub, tmp_path, capsys, monkeypatch):
     server = use_hub(hub_server)
     server.reset_counts()
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: _Usage())
+    monkeypatch.setattr(download_transfer.shutil, "disk_usage", lambda p: _Usage())
     code, _, err = run_cli(capsys, "download", "--chunk", "0", "--output-dir", tmp_path / "data")
     assert code == 2
     assert error_line(err).startswith(f"error: --output-dir {tmp_path / 'data'}: not enough disk space (need 0.00 GB")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import catalog, download
+from pipeline import catalog, download, download_transfer
 from pipeline.errors import PipelineError
 from pipeline.standins.hub_server import serve_repo
 from tests.cli_contract import assert_one_line_error, run_in_process, run_pipeline
@@ -64,7 +64,7 @@ def test_segment_refuses_empty_and_huge_chunk_specs(tmp_path):
 def no_pause(monkeypatch):
     import huggingface_hub.file_download as fd
 
-    monkeypatch.setattr(download, "RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(download_transfer, "RETRY_PAUSE_S", 0.0)
     monkeypatch.setattr(fd.time, "sleep", lambda s: None)
 
 
@@ -83,7 +83,9 @@ def test_a_persistent_http_503_fails_after_the_retries(fresh_hub_server, use_hub
     server.inject_status(EGO.format(0), 503, times=100)
     result = run_in_process(capsys, "download", "--chunk", "0", "--output-dir", tmp_path / "data")
     assert_one_line_error(result, "1 of 4 files not downloaded", EGO.format(0), "HTTP 503")
-    assert [r.status for r in server.data_gets() if r.path == EGO.format(0)] == [503] * (download.HTTP_RETRIES + 1)
+    assert [r.status for r in server.data_gets() if r.path == EGO.format(0)] == [503] * (
+        download_transfer.HTTP_RETRIES + 1
+    )
 
 
 class _DiskFullAfter:
@@ -113,7 +115,7 @@ class _DiskFullAfter:
 
 def test_disk_full_mid_download_is_one_line(fresh_hub_server, use_hub, synthetic_repo, tmp_path, capsys, monkeypatch):
     server = use_hub(fresh_hub_server)
-    monkeypatch.setattr(download, "_open_partial", lambda path: _DiskFullAfter(path, room=4096))
+    monkeypatch.setattr(download_transfer, "_open_partial", lambda path: _DiskFullAfter(path, room=4096))
     out = tmp_path / "data"
     result = run_in_process(capsys, "download", "--chunk", "0", "--max-workers", "1", "--output-dir", out)
     line = assert_one_line_error(result, "no space left on device", "re-run")
