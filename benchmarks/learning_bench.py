@@ -20,7 +20,8 @@ from pathlib import Path
 from pipeline import dataset, evaluate, segment
 from pipeline.report import headline_table
 from pipeline.standins.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
-from pipeline.standins.repo import SynthConfig, write_repo
+from pipeline.standins.repo import write_repo
+from pipeline.standins.synth_config import SynthConfig
 from pipeline.standins.tiny_model import make_tiny_model
 from pipeline.train import trainer
 

@@ -33,7 +33,8 @@ import pandas as pd
 from pipeline import egomotion as ego
 from pipeline import video
 from pipeline.segment import SegmentConfig, run
-from pipeline.standins.repo import DEFAULT_CAMERA, RepoSummary, SynthConfig, plan_clips, write_repo
+from pipeline.standins.repo import plan_clips, write_repo
+from pipeline.standins.synth_config import DEFAULT_CAMERA, RepoSummary, SynthConfig
 
 
 def synthetic_repo(config: SynthConfig) -> RepoSummary:

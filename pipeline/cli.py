@@ -81,7 +81,8 @@ def synth(
     from pathlib import Path
 
     from pipeline.console import progress_sink
-    from pipeline.standins.repo import DEFAULT_CAMERA, SynthConfig, write_repo
+    from pipeline.standins.repo import write_repo
+    from pipeline.standins.synth_config import DEFAULT_CAMERA, SynthConfig
 
     if size is not None:
         try:

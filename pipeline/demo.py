@@ -88,7 +88,8 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     from pipeline import dataset, download, evaluate, segment
     from pipeline.report import headline_table
     from pipeline.standins.hub_server import serve_repo
-    from pipeline.standins.repo import SynthConfig, write_repo
+    from pipeline.standins.repo import write_repo
+    from pipeline.standins.synth_config import SynthConfig
     from pipeline.standins.tiny_model import make_tiny_model
     from pipeline.train import trainer
 

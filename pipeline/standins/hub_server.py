@@ -16,9 +16,7 @@ Endpoints (what huggingface_hub 2.4 requests; `{repo}` is `namespace/name`):
 - Errors: 404 with `X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`; in gated mode (a token is set)
   401 (no token) or 403 (wrong token) with `X-Error-Code: GatedRepo`.
 
-Which files are "LFS" (ETag = sha256 of the content, as the real Hub does for LFS files) and which are plain git
-files (ETag = git blob sha1): a file is LFS if its suffix is in `LFS_SUFFIXES` or it is at least `LFS_MIN_SIZE`
-bytes; `features.csv`, `README.md` and the like stay plain git files, as on the real repository.
+Which files are "LFS" and which are plain git files: `pipeline.standins.hub_snapshot`.
 
 Test hooks: `counts[(method, kind)]` per request kind (`resolve`, `revision`, `tree`, `paths-info`, `refs`, `other`),
 `requests` (a log of `RequestRecord`), `inject_cut(path, after_bytes, times=1)` (the next GET(s) of `path` are
@@ -31,146 +29,24 @@ N-th file GET answers 500, and each file's first GET is cut after BYTES (a resum
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
 from pipeline.errors import PipelineError
+from pipeline.standins.hub_faults import FaultInjection
+from pipeline.standins.hub_http import DropInjectedCut, now_iso, parse_range, stream_file
+from pipeline.standins.hub_snapshot import LFS_MIN_SIZE, LFS_SUFFIXES, RepoEntry, RepoSnapshot
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = "nvidia/PhysicalAI-Autonomous-Vehicles"
-LFS_SUFFIXES = (".zip", ".parquet", ".mp4", ".pdf", ".bin", ".npz", ".npy", ".tar", ".gz", ".safetensors")
-# the Hub refuses plain git files of 10 MB and more: anything that large is LFS
-LFS_MIN_SIZE = 10 * 1024 * 1024
-_READ_BLOCK = 1024 * 1024
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the repository snapshot
-
-
-@dataclass(frozen=True)
-class RepoEntry:
-    """One file of the served repository."""
-
-    # repo path with forward slashes, e.g. "labels/egomotion/egomotion.chunk_0000.zip"
-    path: str
-    # bytes
-    size: int
-    # git blob sha1 (of the content, or of the LFS pointer for LFS files), hex
-    blob_oid: str
-    # sha256 of the content, hex, for LFS files; None for plain git files
-    lfs_sha256: str | None
-    # length of the LFS pointer file, bytes (0 for plain git files)
-    pointer_size: int = 0
-
-    @property
-    def etag(self) -> str:
-        """What the Hub sends as the ETag: sha256 for LFS files, the git blob sha1 otherwise."""
-        return self.lfs_sha256 or self.blob_oid
-
-    def tree_json(self, expand: bool = False, commit: str = "", date: str = "") -> dict:
-        """The entry as the tree and paths-info APIs return it."""
-        out: dict = {"type": "file", "oid": self.blob_oid, "size": self.size, "path": self.path}
-        if self.lfs_sha256 is not None:
-            out["lfs"] = {"oid": self.lfs_sha256, "size": self.size, "pointerSize": self.pointer_size}
-        if expand:
-            out["lastCommit"] = {"id": commit, "title": "Synthetic snapshot", "date": date}
-        return out
-
-
-def git_blob_sha1(data: bytes) -> str:
-    """Git's object id of a blob: sha1 of `b"blob <len>\\0" + data`."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def lfs_pointer(sha256: str, size: int) -> bytes:
-    """The git-lfs pointer file text that git stores in place of an LFS file."""
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def is_lfs(path: str, size: int) -> bool:
-    return path.lower().endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE
-
-
-def hash_entry(root: Path, rel: str) -> RepoEntry:
-    """Hash one file of `root` into a `RepoEntry`."""
-    full = root / rel
-    size = full.stat().st_size
-    if is_lfs(rel, size):
-        digest = hashlib.sha256()
-        with full.open("rb") as f:
-            while block := f.read(_READ_BLOCK):
-                digest.update(block)
-        sha = digest.hexdigest()
-        pointer = lfs_pointer(sha, size)
-        return RepoEntry(rel, size, git_blob_sha1(pointer), sha, len(pointer))
-    return RepoEntry(rel, size, git_blob_sha1(full.read_bytes()), None)
-
-
-@dataclass
-class RepoSnapshot:
-    """All files under `root` (hidden names skipped) with their hashes, and a commit id derived from them."""
-
-    # directory served
-    root: Path
-    # repo path -> entry
-    files: dict[str, RepoEntry] = field(default_factory=dict)
-    # 40-hex commit id: sha1 over the sorted (path, oid) list, so equal trees give equal commits
-    commit: str = ""
-    # directory repo paths (without the root "")
-    directories: set[str] = field(default_factory=set)
-
-    @classmethod
-    def scan(cls, root: Path) -> RepoSnapshot:
-        root = Path(root).resolve()
-        if not root.is_dir():
-            raise PipelineError(f"{root}: not a directory to serve")
-        files: dict[str, RepoEntry] = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                rel = (Path(dirpath) / name).relative_to(root).as_posix()
-                files[rel] = hash_entry(root, rel)
-        listing = "".join(f"{p}\0{e.blob_oid}\n" for p, e in sorted(files.items()))
-        commit = hashlib.sha1(listing.encode()).hexdigest()
-        directories = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
-        return cls(root=root, files=files, commit=commit, directories=directories)
-
-    def tree_id(self, directory: str) -> str:
-        prefix = directory + "/"
-        listing = "".join(f"{p}\0{e.blob_oid}\n" for p, e in sorted(self.files.items()) if p.startswith(prefix))
-        return hashlib.sha1(listing.encode()).hexdigest()
-
-    def directory_json(self, directory: str) -> dict:
-        return {"type": "directory", "oid": self.tree_id(directory), "size": 0, "path": directory}
-
-    def list_tree(self, path: str, recursive: bool) -> list[str] | None:
-        """Repo paths (files and directories) under `path`, sorted; None if `path` is not a directory."""
-        path = path.strip("/")
-        if path and path not in self.directories:
-            return None
-        prefix = f"{path}/" if path else ""
-        names = [p for p in (*self.directories, *self.files) if p.startswith(prefix)]
-        if not recursive:
-            names = [p for p in names if "/" not in p[len(prefix) :]]
-        return sorted(names)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the server
 
 
 @dataclass(frozen=True)
@@ -189,16 +65,7 @@ class RequestRecord:
     status: int
 
 
-class _InjectedCut(Exception):
-    """Raised inside a response body stream to drop the connection (fault injection)."""
-
-
-class _DropInjectedCut(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _InjectedCut))
-
-
-class HubServer:
+class HubServer(FaultInjection):
     """Serve `root` as dataset `repo_id` at `revision` (and at its commit id) on 127.0.0.1.
 
     Use `serve_repo(...)` for a started server in a `with` block, or `start()` / `stop()`.
@@ -228,13 +95,8 @@ class HubServer:
         self.snapshot = RepoSnapshot.scan(Path(root))
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.requests: list[RequestRecord] = []
-        self._cuts: dict[str, tuple[int, int]] = {}
-        self._statuses: dict[str, tuple[int, int]] = {}
-        self.fail_every = 0
-        self.cut_after: int | None = None
-        self._gets = 0
-        self._cut_once: set[str] = set()
         self._lock = threading.Lock()
+        self._init_faults()
         self._port = port
         self._server = None
         self._thread: threading.Thread | None = None
@@ -257,43 +119,6 @@ class HubServer:
             raise RuntimeError("server not started")
         host, port = self._socket.getsockname()[:2]
         return f"http://{host}:{port}"
-
-    def inject_cut(self, path: str, after_bytes: int, times: int = 1) -> None:
-        """Cut the next `times` GETs of repo `path` after `after_bytes` body bytes each."""
-        if path not in self.snapshot.files:
-            raise KeyError(path)
-        with self._lock:
-            self._cuts[path] = (int(after_bytes), int(times))
-
-    def inject_status(self, path: str, status: int, times: int = 1) -> None:
-        """Answer the next `times` GETs of repo `path` with HTTP `status` (e.g. 500) and no body."""
-        if path not in self.snapshot.files:
-            raise KeyError(path)
-        with self._lock:
-            self._statuses[path] = (int(status), int(times))
-
-    def set_faults(self, fail_every: int = 0, cut_after: int | None = None) -> None:
-        """Faults for every file: each `fail_every`-th file GET answers 500 (0: off; >= 2, so a retry can succeed);
-        each file's first GET is cut after `cut_after` body bytes (None: off)."""
-        if fail_every == 1 or fail_every < 0:
-            raise PipelineError(f"--fail-every {fail_every}: must be 0 (off) or >= 2 (so that a retry can succeed)")
-        if cut_after is not None and cut_after < 1:
-            raise PipelineError(f"--cut-after {cut_after}: must be >= 1 byte")
-        with self._lock:
-            self.fail_every, self.cut_after = int(fail_every), cut_after
-            self._cut_once.clear()
-
-    def fault_summary(self) -> list[str]:
-        """One line per active `set_faults` fault."""
-        out = [f"1 in {self.fail_every} file requests answers HTTP 500"] if self.fail_every else []
-        if self.cut_after is not None:
-            out.append(f"each file's first GET is cut after {self.cut_after} bytes")
-        return out
-
-    def clear_cuts(self) -> None:
-        with self._lock:
-            self._cuts.clear()
-            self._statuses.clear()
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -330,7 +155,7 @@ class HubServer:
             timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
-        logging.getLogger("uvicorn.error").addFilter(_DropInjectedCut())
+        logging.getLogger("uvicorn.error").addFilter(DropInjectedCut())
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="hub-server", daemon=True
         )
@@ -428,7 +253,7 @@ class HubServer:
         start, end, status = 0, entry.size, 200
         range_header = request.headers.get("range")
         if range_header:
-            parsed = _parse_range(range_header, entry.size)
+            parsed = parse_range(range_header, entry.size)
             if parsed is None:
                 self._record(request, "resolve", path, 416)
                 return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{entry.size}"})
@@ -446,29 +271,8 @@ class HubServer:
             return self._error(failed, "InjectedFault", f"injected HTTP {failed}", {"X-Repo-Commit": snap.commit})
         self._record(request, "resolve", path, status)
         return StreamingResponse(
-            _stream_file(snap.root / path, start, end, cut_after), status_code=status, headers=headers
+            stream_file(snap.root / path, start, end, cut_after), status_code=status, headers=headers
         )
-
-    def _content_faults(self, path: str) -> tuple[int | None, int | None]:
-        """(HTTP status to fail this GET with or None, body bytes to cut it after or None)."""
-        with self._lock:
-            self._gets += 1
-            if path in self._statuses:
-                status, times = self._statuses.pop(path)
-                if times > 1:
-                    self._statuses[path] = (status, times - 1)
-                return status, None
-            if self.fail_every and self._gets % self.fail_every == 0:
-                return 500, None
-            if path in self._cuts:
-                cut_after, times = self._cuts.pop(path)
-                if times > 1:
-                    self._cuts[path] = (cut_after, times - 1)
-                return None, cut_after
-            if self.cut_after is not None and path not in self._cut_once:
-                self._cut_once.add(path)
-                return None, self.cut_after
-        return None, None
 
     async def _revision_info(self, request):
         from starlette.responses import JSONResponse
@@ -494,7 +298,7 @@ class HubServer:
                 "id": self.repo_id,
                 "author": self.repo_id.split("/")[0],
                 "sha": snap.commit,
-                "lastModified": _now_iso(),
+                "lastModified": now_iso(),
                 "private": False,
                 "gated": "manual" if self.token is not None else False,
                 "disabled": False,
@@ -529,7 +333,7 @@ class HubServer:
         except ValueError:
             offset = 0
         page = names[offset : offset + page_size]
-        date = _now_iso()
+        date = now_iso()
         body = [
             snap.files[p].tree_json(expand, snap.commit, date) if p in snap.files else snap.directory_json(p)
             for p in page
@@ -552,7 +356,7 @@ class HubServer:
         form = parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True)
         expand = form.get("expand", ["false"])[-1].lower() == "true"
         snap = self.snapshot
-        date = _now_iso()
+        date = now_iso()
         out = []
         for raw in form.get("paths", []):
             p = raw.strip("/")
@@ -571,51 +375,6 @@ class HubServer:
             return failure
         branch = {"name": self.revision, "ref": f"refs/heads/{self.revision}", "targetCommit": self.commit}
         return JSONResponse({"branches": [branch], "tags": [], "converts": []})
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """`bytes=N-`, `bytes=N-M` or `bytes=-K` -> half-open (start, end); None if unsatisfiable or malformed."""
-    unit, _, spec = header.partition("=")
-    if unit.strip() != "bytes" or "," in spec:
-        return None
-    first, _, last = spec.strip().partition("-")
-    try:
-        if first == "":
-            suffix = int(last)
-            start, end = max(0, size - suffix), size
-        else:
-            start = int(first)
-            end = min(int(last) + 1, size) if last else size
-    except ValueError:
-        return None
-    if start >= size or end <= start:
-        return None
-    return start, end
-
-
-def _stream_file(path: Path, start: int, end: int, cut_after: int | None) -> Iterator[bytes]:
-    """Yield bytes [start, end) of `path`; with `cut_after`, stop after that many bytes by raising `_InjectedCut`."""
-    sent = 0
-    with path.open("rb") as f:
-        f.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            n = min(_READ_BLOCK, remaining)
-            if cut_after is not None:
-                n = min(n, cut_after - sent)
-                if n <= 0:
-                    logger.info("fault injection: cutting %s after %d bytes", path.name, sent)
-                    raise _InjectedCut(path.name)
-            block = f.read(n)
-            if not block:
-                break
-            sent += len(block)
-            remaining -= len(block)
-            yield block
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 @contextmanager

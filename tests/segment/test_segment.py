@@ -16,7 +16,8 @@ import pytest
 from pipeline import egomotion as ego
 from pipeline import video
 from pipeline.standins.frame_code import decode_frame_index
-from pipeline.standins.repo import DEFAULT_CAMERA, clip_truth
+from pipeline.standins.repo import clip_truth
+from pipeline.standins.synth_config import DEFAULT_CAMERA
 from tests.fixtures.segment_fixtures import make_segments
 from tests.reference import planar_curvature
 

@@ -1,0 +1,178 @@
+"""What a synthetic repository is made of: `SynthConfig` (checked when made), the clip and repository records, the
+dataset's camera geometry and the real `features.csv` shipped as package data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from pipeline.catalog import Feature, chunk_file, member_name, parse_features_csv
+from pipeline.errors import PipelineError
+from pipeline.standins.frame_code import MAX_FRAME_INDEX
+
+EGOMOTION_FEATURE = "egomotion"
+DEFAULT_CAMERA = "camera_front_wide_120fov"
+EGOMOTION_COLUMNS = (
+    "timestamp",
+    "qx",
+    "qy",
+    "qz",
+    "qw",
+    "x",
+    "y",
+    "z",
+    "vx",
+    "vy",
+    "vz",
+    "ax",
+    "ay",
+    "az",
+    "curvature",
+)
+# Mounting yaw (deg, left positive) and horizontal field of view (deg) of each camera of the dataset.
+CAMERA_GEOMETRY = {
+    "camera_front_wide_120fov": (0.0, 120.0),
+    "camera_front_tele_30fov": (0.0, 30.0),
+    "camera_cross_left_120fov": (75.0, 120.0),
+    "camera_cross_right_120fov": (-75.0, 120.0),
+    "camera_rear_left_70fov": (140.0, 70.0),
+    "camera_rear_right_70fov": (-140.0, 70.0),
+    "camera_rear_tele_30fov": (180.0, 30.0),
+}
+
+
+def packaged_features_csv() -> str:
+    """Text of the real `features.csv`, shipped as package data (`pipeline/data/features.csv`)."""
+    return resources.files("pipeline").joinpath("data/features.csv").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What `write_repo` generates."""
+
+    output_dir: Path  # repository root to create
+    n_chunks: int = 1  # number of chunks
+    clips_per_chunk: int = 3  # clips in each chunk
+    first_chunk: int = 0  # id of the first chunk (chunks are first_chunk .. first_chunk + n_chunks - 1)
+    width: int = 256  # video width, px (even, >= 128; 1920 for benchmarks)
+    height: int = 144  # video height, px (even, >= 72)
+    duration_s: float = 20.0  # clip length, s (frames cover [0, duration_s))
+    fps: float = 30.0  # nominal frame rate of the videos
+    seed: int = 0  # everything (clip ids, trajectories, textures, jitter) is a function of the seed
+    cameras: tuple[str, ...] = (DEFAULT_CAMERA,)  # camera features to generate (names from features.csv)
+    egomotion_hz: float = 100.0  # nominal egomotion rate; spacing jitters and sometimes drops to ~67 Hz
+    crf: int = 23  # libx264 constant rate factor
+    preset: str = "veryfast"  # libx264 preset
+    gop: int = 30  # keyframe interval, frames
+    frame_code: bool = True  # stamp each frame's index in its top-left corner (tests read it back); off for
+    # learning experiments, where a model could read the time in the clip from it
+    overwrite: bool = False  # replace an existing output_dir (only once the new one is complete)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        if self.n_chunks < 1 or self.clips_per_chunk < 1:
+            raise PipelineError(
+                f"--chunks and --clips-per-chunk must be >= 1, got {self.n_chunks}, {self.clips_per_chunk}"
+            )
+        if self.first_chunk < 0 or self.first_chunk + self.n_chunks > 10_000:
+            raise PipelineError(f"--first-chunk {self.first_chunk}: chunk ids must lie in 0..9999")
+        if self.width < 128 or self.height < 72 or self.width % 2 or self.height % 2:
+            raise PipelineError(f"--size {self.width}x{self.height}: width and height must be even, >= 128x72")
+        if not 0 < self.duration_s <= 600:
+            raise PipelineError(f"--duration {self.duration_s}: must be in (0, 600] seconds")
+        if not 1 <= self.fps <= 240:
+            raise PipelineError(f"--fps {self.fps}: must be in [1, 240]")
+        if round(self.duration_s * self.fps) > MAX_FRAME_INDEX + 1:
+            raise PipelineError(f"--duration {self.duration_s} at --fps {self.fps}: over {MAX_FRAME_INDEX + 1} frames")
+        if round(self.duration_s * self.fps) < 1:
+            raise PipelineError(f"--duration {self.duration_s} at --fps {self.fps}: no frames")
+        if not 10 <= self.egomotion_hz <= 1000:
+            raise PipelineError(f"egomotion_hz {self.egomotion_hz}: must be in [10, 1000]")
+        if not self.cameras:
+            raise PipelineError("--camera: at least one camera is needed")
+        unknown = [c for c in self.cameras if c not in CAMERA_GEOMETRY]
+        if unknown:
+            raise PipelineError(f"--camera: unknown camera(s) {unknown}; valid: {', '.join(CAMERA_GEOMETRY)}")
+        if not 0 <= self.crf <= 51 or self.gop < 1:
+            raise PipelineError(f"crf {self.crf} / gop {self.gop}: crf must be in 0..51 and gop >= 1")
+
+    @property
+    def chunk_ids(self) -> list[int]:
+        return list(range(self.first_chunk, self.first_chunk + self.n_chunks))
+
+    @property
+    def n_frames(self) -> int:
+        return round(self.duration_s * self.fps)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["output_dir"] = str(self.output_dir)
+        d["cameras"] = list(self.cameras)
+        return d
+
+
+@dataclass(frozen=True)
+class SynthClip:
+    """One generated clip."""
+
+    clip_id: str  # UUID string
+    chunk: int  # chunk id
+    index_in_chunk: int  # 0-based position in the chunk
+    clip_number: int  # chunk * clips_per_chunk + index_in_chunk: selects the scenario (see scenario_for)
+    split: str  # train / val / test
+    scenario: str  # scenario kind (trajectory.SCENARIO_KINDS)
+
+
+@dataclass(frozen=True)
+class RepoSummary:
+    """What `write_repo` wrote."""
+
+    root: Path  # repository root
+    config: SynthConfig  # the resolved config
+    clips: tuple[SynthClip, ...]  # in chunk order
+    files: tuple[str, ...] = field(default=())  # repo-relative paths of every file written, sorted
+
+    @property
+    def chunks(self) -> list[int]:
+        return self.config.chunk_ids
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return [c.clip_id for c in self.clips]
+
+    def clip(self, clip_id: str) -> SynthClip:
+        for c in self.clips:
+            if c.clip_id == clip_id:
+                return c
+        raise KeyError(f"clip {clip_id} is not in the synthetic repository {self.root}")
+
+    def clips_of(self, chunk: int | None = None, split: str | None = None) -> list[SynthClip]:
+        return [c for c in self.clips if (chunk is None or c.chunk == chunk) and (split is None or c.split == split)]
+
+    def chunk_path(self, feature: str, chunk: int) -> Path:
+        """Absolute path of `feature`'s file for `chunk` (from features.csv)."""
+        return self.root / chunk_file(repo_features()[feature], chunk)
+
+    def member(self, feature: str, alias: str, clip_id: str) -> str:
+        """Zip member name of `clip_id` for `alias` of `feature` (from features.csv)."""
+        return member_name(repo_features()[feature], alias, clip_id)
+
+
+def repo_features() -> dict[str, Feature]:
+    return parse_features_csv(packaged_features_csv(), source="pipeline/data/features.csv")
+
+
+__all__ = [
+    "CAMERA_GEOMETRY",
+    "DEFAULT_CAMERA",
+    "EGOMOTION_COLUMNS",
+    "EGOMOTION_FEATURE",
+    "RepoSummary",
+    "SynthClip",
+    "SynthConfig",
+    "packaged_features_csv",
+    "repo_features",
+]
