@@ -8,3 +8,11 @@ class PipelineError(Exception):
     """
 
     exit_code = 2
+
+
+class VideoError(PipelineError):
+    """A video (a source clip, its zip member or a segment file) cannot be used; the message is a one-line reason.
+
+    Raised by `pipeline.video` while segmenting (the clip is then skipped) and by `pipeline.train.video_input` while
+    loading a segment's frames for the model (the sample is then skipped and counted).
+    """

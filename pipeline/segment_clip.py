@@ -17,11 +17,11 @@ import pandas as pd
 from pipeline import cliplock
 from pipeline import egomotion as ego
 from pipeline.atomic import write_json
+from pipeline.errors import VideoError
 from pipeline.segment_config import ClipJob, SegmentConfig, clip_lock_path, clip_record_path, segment_video_relpath
 from pipeline.video import (
     SegmentRequest,
     UnreadableZipError,
-    VideoError,
     cut_segments,
     locate_member,
     read_member,

@@ -26,16 +26,13 @@ import av
 import numpy as np
 
 from pipeline.atomic import temp_sibling
+from pipeline.errors import VideoError
 
 log = logging.getLogger(__name__)
 
 # Encoded segments carry source timestamps exactly: one tick = one microsecond.
 MICROSECONDS = Fraction(1, 1_000_000)
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
-
-
-class VideoError(Exception):
-    """A source video (or its zip member) cannot be used. The message is a one-line reason."""
 
 
 class UnreadableZipError(VideoError):
@@ -420,7 +417,6 @@ def decode_only(source: Path | ZipMember) -> int:
 __all__ = [
     "EncodeSettings",
     "SegmentRequest",
-    "VideoError",
     "WrittenSegment",
     "ZipMember",
     "cut_segments",

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.dataset_reader import clean_messages
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, VideoError
 from pipeline.train.families import END_OF_TURN_TOKENS
-from pipeline.train.video_input import VideoReadError, VideoSettings, load_video
+from pipeline.train.video_input import VideoSettings, load_video
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class SampleEncoder:
         the last user turn plus the generation prompt, without labels.
 
         Raises:
-            VideoReadError: a video is missing or unreadable.
+            VideoError: a video is missing or unreadable.
             PipelineError: no assistant answer to learn from (training).
         """
         messages = clean_messages(messages)
@@ -215,7 +215,7 @@ class VideoChatDataset:
         row = self.rows[int(index)]
         try:
             return self.encoder.encode(row["messages"], for_generation=self.for_generation)
-        except VideoReadError as err:
+        except VideoError as err:
             log.warning("skipping sample %s: %s", row.get("id", index), err)
             return None
 

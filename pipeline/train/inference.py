@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pipeline.errors import VideoError
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.collator import SampleEncoder, pad_batch
-from pipeline.train.video_input import VideoReadError, VideoSettings
+from pipeline.train.video_input import VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def generate_answers(
             try:
                 encoded.append(encoder.encode(row["messages"], for_generation=True))
                 positions.append(i)
-            except VideoReadError as err:
+            except VideoError as err:
                 log.warning("no answer for row %s: %s", row.get("id", i), err)
         if encoded:
             batch = pad_batch(encoded, pad_id, padding_side="left")

@@ -16,13 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, VideoError
 
 log = logging.getLogger(__name__)
-
-
-class VideoReadError(PipelineError):
-    """A sample's video is missing or cannot be decoded (the training data skips and counts such samples)."""
 
 
 @dataclass
@@ -91,26 +87,26 @@ def load_video(path: str | Path, settings: VideoSettings) -> tuple[np.ndarray, d
             frames_indices (list[int], into the decoded frames), video_backend "pyav".
 
     Raises:
-        VideoReadError: the file is missing, has no video stream or no decodable frame.
+        VideoError: the file is missing, has no video stream or no decodable frame.
     """
     import av
 
     path = Path(path)
     if not path.is_file():
-        raise VideoReadError(f"{path}: video file not found")
+        raise VideoError(f"{path}: video file not found")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise VideoReadError(f"{path}: no video stream")
+                raise VideoError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             decoded = [(frame.time, frame) for frame in container.decode(stream)]
-    except VideoReadError:
+    except VideoError:
         raise
     except (av.FFmpegError, OSError, ValueError) as err:
-        raise VideoReadError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from None
+        raise VideoError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from None
     if not decoded:
-        raise VideoReadError(f"{path}: no decodable frame")
+        raise VideoError(f"{path}: no decodable frame")
     times = np.array([t for t, _ in decoded if t is not None], dtype=np.float64)
     total = len(decoded)
     if len(times) >= 2 and np.all(np.diff(times) > 0):
@@ -152,4 +148,4 @@ def probe_video(path: str | Path) -> str | None:
     return f"{path}: no decodable frame"
 
 
-__all__ = ["VideoReadError", "VideoSettings", "load_video", "probe_video", "sample_indices"]
+__all__ = ["VideoSettings", "load_video", "probe_video", "sample_indices"]

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.train.video_input import VideoReadError, VideoSettings, load_video, probe_video, sample_indices
+from pipeline.errors import PipelineError, VideoError
+from pipeline.train.video_input import VideoSettings, load_video, probe_video, sample_indices
 from tests.fixtures.model_fixtures import CLIP_FPS, CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, write_test_clip
 
 
@@ -60,14 +60,14 @@ def test_load_video_matches_opencv_and_measures_fps(clip):
 
 
 def test_missing_and_corrupt_videos_raise_video_read_error(tmp_path):
-    with pytest.raises(VideoReadError, match="not found"):
+    with pytest.raises(VideoError, match="not found"):
         load_video(tmp_path / "nope.mp4", VideoSettings())
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 2048)
-    with pytest.raises(VideoReadError, match="bad.mp4"):
+    with pytest.raises(VideoError, match="bad.mp4"):
         load_video(bad, VideoSettings())
     assert probe_video(bad) is not None and probe_video(tmp_path / "nope.mp4") is not None
-    assert issubclass(VideoReadError, PipelineError)
+    assert issubclass(VideoError, PipelineError)
 
 
 def test_probe_accepts_a_good_clip(clip):
