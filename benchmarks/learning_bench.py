@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline import dataset, evaluate, segment
 from pipeline.report import headline_table
+from pipeline.segment_config import SegmentConfig, parse_size
 from pipeline.standins.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
 from pipeline.standins.repo import write_repo
 from pipeline.standins.synth_config import SynthConfig
@@ -43,8 +44,8 @@ def build_segments(workdir: Path, args: argparse.Namespace) -> Path:
         )
     )
     segments = workdir / "segments"
-    size = segment.parse_size(args.size)
-    segment.run(segment.SegmentConfig(input_dir=repo.root, output_dir=segments, max_clips=None, size=size))
+    size = parse_size(args.size)
+    segment.run(SegmentConfig(input_dir=repo.root, output_dir=segments, max_clips=None, size=size))
     return segments
 
 

@@ -32,7 +32,8 @@ import pandas as pd
 
 from pipeline import egomotion as ego
 from pipeline import video
-from pipeline.segment import SegmentConfig, run
+from pipeline.segment import run
+from pipeline.segment_config import SegmentConfig
 from pipeline.standins.repo import plan_clips, write_repo
 from pipeline.standins.synth_config import DEFAULT_CAMERA, RepoSummary, SynthConfig
 

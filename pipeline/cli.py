@@ -214,12 +214,13 @@ def download(
     from pipeline import download as stage
     from pipeline.catalog import DEFAULT_FEATURES
     from pipeline.console import progress_sink
+    from pipeline.download_config import DownloadConfig
 
     # `--chunk 0000 0001 0002`: click takes one value per flag; the command has no positional arguments, so
     # the extra words can only be more chunk ids.
     if ctx.args and not chunk:
         raise PipelineError(f"unexpected argument {ctx.args[0]!r} (chunk ids go after --chunk)")
-    config = stage.DownloadConfig(
+    config = DownloadConfig(
         output_dir=output_dir,
         chunks=(*(chunk or ()), *ctx.args),
         all_chunks=all_chunks,
@@ -279,10 +280,11 @@ def segment(
     from pipeline import segment as stage
     from pipeline.catalog import parse_chunk_ids
     from pipeline.console import progress_sink
+    from pipeline.segment_config import SegmentConfig, parse_shard, parse_size
 
     if max_clips < 0:
         raise PipelineError(f"--max-clips {max_clips}: must be >= 0 (0 = all)")
-    config = stage.SegmentConfig(
+    config = SegmentConfig(
         input_dir=input_dir,
         output_dir=output_dir,
         max_clips=max_clips or None,
@@ -290,10 +292,10 @@ def segment(
         camera=camera,
         window_s=window,
         stride_s=stride,
-        size=stage.parse_size(size),
+        size=parse_size(size),
         fps=fps,
         workers=workers,
-        shard=stage.parse_shard(shard),
+        shard=parse_shard(shard),
         fast_decode=fast_decode,
         retry_skipped=retry_skipped,
     )

@@ -86,7 +86,9 @@ class _Timer:
 def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     """Run every stage on a fresh synthetic repository under `config.workdir`."""
     from pipeline import dataset, download, evaluate, segment
+    from pipeline.download_config import DownloadConfig
     from pipeline.report import headline_table
+    from pipeline.segment_config import SegmentConfig
     from pipeline.standins.hub_server import serve_repo
     from pipeline.standins.repo import write_repo
     from pipeline.standins.synth_config import SynthConfig
@@ -117,14 +119,14 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
         )
     with timer.stage("serve + download"), serve_repo(repo.root) as server, _hub_environment(server.endpoint):
         download.run(
-            download.DownloadConfig(
+            DownloadConfig(
                 output_dir=config.path("physical_ai_data"), all_chunks=True, endpoint=server.endpoint, yes=True
             ),
             progress,
         )
     with timer.stage("segment"):
         segment.run(
-            segment.SegmentConfig(
+            SegmentConfig(
                 input_dir=config.path("physical_ai_data"),
                 output_dir=config.path("qwen_video_segments"),
                 max_clips=None,

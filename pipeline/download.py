@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic, catalog
-from pipeline.download_config import DEFAULT_REPO_ID, DownloadConfig
-from pipeline.download_files import CACHE_DIR, FileResult, LocalState, file_matches, partial_path
+from pipeline.download_config import DownloadConfig
+from pipeline.download_files import FileResult, LocalState
 from pipeline.download_transfer import GB, check_disk, ensure_files, partial_size
 from pipeline.errors import PipelineError
 from pipeline.hub_access import Hub
@@ -204,16 +204,4 @@ def _manifest(config: DownloadConfig, hub: Hub, result: DownloadResult) -> dict[
     }
 
 
-# The stage's interface: its settings live in `pipeline.download_config`, its file records and checks in
-# `pipeline.download_files`.
-__all__ = [
-    "CACHE_DIR",
-    "DEFAULT_REPO_ID",
-    "MANIFEST_NAME",
-    "DownloadConfig",
-    "DownloadResult",
-    "FileResult",
-    "file_matches",
-    "partial_path",
-    "run",
-]
+__all__ = ["MANIFEST_NAME", "DownloadResult", "run"]

@@ -30,19 +30,8 @@ from pathlib import Path
 from pipeline.atomic import temp_sibling
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.segment_clip import process_clip, process_clip_safe
-from pipeline.segment_config import (
-    MANIFEST_JSON,
-    ClipJob,
-    SegmentConfig,
-    SegmentRunSummary,
-    clip_lock_path,
-    clip_record_path,
-    list_jobs,
-    parse_shard,
-    parse_size,
-    segment_video_relpath,
-)
+from pipeline.segment_clip import process_clip_safe
+from pipeline.segment_config import MANIFEST_JSON, ClipJob, SegmentConfig, SegmentRunSummary, list_jobs
 from pipeline.segment_outputs import metadata_dir, write_outputs
 
 log = logging.getLogger(__name__)
@@ -135,7 +124,7 @@ def _fail_if_no_input_was_readable(config: SegmentConfig, records: dict[str, dic
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork where the platform has it (workers start in ~10 ms instead of re-importing pandas/PyAV), else spawn.
+    """fork where the platform has it (workers start without re-importing pandas/PyAV), else spawn.
 
     Workers are created at the first submit, while the parent runs no other thread and has not touched libav.
     """
@@ -164,17 +153,4 @@ def _summarise(record: dict) -> dict:
     }
 
 
-# The stage's interface: its settings and records live in `pipeline.segment_config`.
-__all__ = [
-    "ClipJob",
-    "SegmentConfig",
-    "SegmentRunSummary",
-    "clip_lock_path",
-    "clip_record_path",
-    "list_jobs",
-    "parse_shard",
-    "parse_size",
-    "process_clip",
-    "run",
-    "segment_video_relpath",
-]
+__all__ = ["run"]

@@ -81,7 +81,7 @@ class SegmentConfig:
     preset: str = "ultrafast"
     # libx264 constant rate factor.
     crf: int = 23
-    # Skip the source's H.264 deblocking filter while decoding: ~15 % faster, frames differ slightly.
+    # Skip the source's H.264 deblocking filter while decoding: faster (docs/RESULTS.md), frames differ slightly.
     fast_decode: bool = False
     # Cut clips recorded as skipped again even if their inputs did not change (changed inputs always re-cut).
     retry_skipped: bool = False

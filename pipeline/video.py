@@ -108,8 +108,8 @@ class EncodeSettings:
 
     # Output width x height in pixels; None keeps the source size.
     size: tuple[int, int] | None = (448, 252)
-    # libx264 preset: speed/size trade-off. Per 448x252 frame here: ultrafast ~0.4 ms CPU, veryfast ~1.1 ms
-    # (decoding the 1080p source costs ~4.7 ms); ultrafast files are ~2-4x larger.
+    # libx264 preset: speed/size trade-off; ultrafast encodes fastest and writes the largest files (costs per frame:
+    # docs/RESULTS.md, measured by benchmarks/segment_bench.py).
     preset: str = "ultrafast"
     # Constant rate factor (quality); 23 is libx264's default.
     crf: int = 23
@@ -122,11 +122,11 @@ class EncodeSettings:
     # Decoder threads (0 = libavcodec's choice, about one per core). With several clip workers on few cores,
     # one thread each scales better than intra-clip threading. Does not change the output.
     decode_threads: int = 0
-    # Skip H.264's deblocking filter while decoding (~15 % less decode CPU here). Block edges then survive into
+    # Skip H.264's deblocking filter while decoding (less decode CPU: docs/RESULTS.md). Block edges then survive into
     # the frames, but a 4x AREA downscale averages them away; off by default (frames are then the source's).
     skip_loop_filter: bool = False
-    # swscale interpolation of the one resize per frame. AREA averages (no aliasing) at ~0.5 ms CPU per 1080p
-    # frame here; BILINEAR ~0.8 ms, BICUBIC ~1.2 ms, FAST_BILINEAR ~0.2 ms (aliases when shrinking 4x).
+    # swscale interpolation of the one resize per frame. AREA averages (no aliasing); FAST_BILINEAR is cheaper but
+    # aliases when shrinking 4x (costs per frame: docs/RESULTS.md).
     interpolation: str = "AREA"
 
     def __post_init__(self) -> None:

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from pipeline.errors import PipelineError
@@ -378,25 +379,12 @@ class HubServer(FaultInjection):
 
 
 @contextmanager
-def serve_repo(
-    root: Path,
-    repo_id: str = DEFAULT_REPO_ID,
-    revision: str = "main",
-    token: str | None = None,
-    port: int = 0,
-    page_size: int = 1000,
-    gate_metadata: bool = True,
-) -> Iterator[HubServer]:
-    """Serve `root` in a background thread for the duration of the block; yields the started `HubServer`."""
-    server = HubServer(
-        root,
-        repo_id=repo_id,
-        revision=revision,
-        token=token,
-        port=port,
-        page_size=page_size,
-        gate_metadata=gate_metadata,
-    )
+def serve_repo(root: Path, **options: Any) -> Iterator[HubServer]:
+    """Serve `root` in a background thread for the duration of the block; yields the started `HubServer`.
+
+    `options` are `HubServer`'s (repo_id, revision, token, port, page_size, gate_metadata).
+    """
+    server = HubServer(root, **options)
     server.start()
     try:
         yield server

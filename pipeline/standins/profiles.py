@@ -55,8 +55,7 @@ PROFILES = {
         eval_samples=2,
         max_new_tokens=48,
     ),
-    # The README's demo (its measured run time is in docs/RESULTS.md). With 4 chunks it did not beat the train
-    # mean on held-out clips.
+    # The README's demo (its measured run, and why 8 chunks rather than 4: docs/RESULTS.md).
     "default": DemoProfile(
         chunks=8,
         clips_per_chunk=12,

@@ -10,7 +10,7 @@ azimuth, which slides sideways as the ego yaws.
 Per pixel, everything that depends only on the camera (ray direction, ground point in the body frame, footprint,
 fog, mip level, sky elevation) is computed once. Per frame, ground points are rotated and translated into the
 world (2D), the road coordinates are read bilinearly from a 1 m raster of (s, d) precomputed along the path, and
-the texture is sampled: ~2-3 ms per frame at 256x144.
+the texture is sampled (the cost per frame is in docs/RESULTS.md).
 
 Camera: equidistant fisheye ("f-theta", like the dataset's 120° front-wide camera), 120° horizontal field of view,
 1.5 m above the ground, pitched 3° down, on the vehicle's centre line.

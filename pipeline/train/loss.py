@@ -3,12 +3,12 @@ answer's first line.
 
 With the Qwen vocabulary (~152k tokens) the output projection and its softmax dominate the cost of a step for
 small models: a 1-second clip's prompt is ~200 tokens and the answer ~330, so projecting the prompt positions too
-wastes ~40 % of the step. The loss is the usual mean token cross-entropy over labelled positions, identical to
-the model's own (tested), only cheaper.
+wastes a large share of the step (docs/RESULTS.md). The loss is the usual mean token cross-entropy over labelled
+positions, identical to the model's own (tested), only cheaper.
 
 First-line weighting: the answer's first line (the motion 1/30 s after the clip) is where the video's evidence
-enters; the 29 lines after it mostly continue it, and their decimals hold most of the token loss (measured on a
-trained tiny model: 13 of 120 nats per answer on line 1). `first_line_weight` > 1 scales that line's tokens up
+enters; the 29 lines after it mostly continue it, and their decimals hold most of the token loss (docs/RESULTS.md,
+"Learning proof"). `first_line_weight` > 1 scales that line's tokens up
 within each answer; weights are renormalised per answer to average 1, so the loss keeps the scale (and the
 gradient-accumulation arithmetic) of the plain token mean.
 """

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import download, download_transfer
+from pipeline import download, download_files, download_transfer
 from pipeline.cli import main
+from pipeline.download_config import DownloadConfig
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAM = "camera/camera_front_wide_120fov/camera_front_wide_120fov.chunk_{:04d}.zip"
@@ -122,7 +123,7 @@ def test_partial_file_resumes_with_range(fresh_hub_server, use_hub, synthetic_re
     out = tmp_path / "data"
     source = (synthetic_repo.root / CAM.format(0)).read_bytes()
     n = len(source) // 3
-    partial = download.partial_path(out, CAM.format(0), hashlib.sha256(source).hexdigest())
+    partial = download_files.partial_path(out, CAM.format(0), hashlib.sha256(source).hexdigest())
     partial.parent.mkdir(parents=True)
     partial.write_bytes(source[:n])
     code, _, err = run_cli(capsys, "download", "--chunk", "0", "--features", "camera_front_wide_120fov", "-o", out)
@@ -319,11 +320,11 @@ class _InterruptOnFirstBytes:
 def test_interrupt_stops_all_transfers_and_rerun_completes(fresh_hub_server, use_hub, synthetic_repo, tmp_path):
     server = use_hub(fresh_hub_server)
     out = tmp_path / "data"
-    config = download.DownloadConfig(output_dir=out, chunks=("0-1",), endpoint=server.endpoint, max_workers=4)
+    config = DownloadConfig(output_dir=out, chunks=("0-1",), endpoint=server.endpoint, max_workers=4)
     with pytest.raises(KeyboardInterrupt):
         download.run(config, progress=_InterruptOnFirstBytes())
     assert local_files(out) == set(INDEX)  # no chunk file was renamed into place
     assert not (out / download.MANIFEST_NAME).exists()
-    result = download.run(download.DownloadConfig(output_dir=out, chunks=("0", "1"), endpoint=server.endpoint))
+    result = download.run(DownloadConfig(output_dir=out, chunks=("0", "1"), endpoint=server.endpoint))
     assert len(result.downloaded) == 4
     assert_identical(out, synthetic_repo.root, INDEX + [p.format(c) for c in (0, 1) for p in (EGO, CAM)])

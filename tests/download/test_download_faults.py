@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import catalog, download, download_transfer
+from pipeline import catalog, download, download_files, download_transfer
+from pipeline.download_config import DownloadConfig
 from pipeline.errors import PipelineError
 from pipeline.standins.hub_server import serve_repo
 from tests.cli_contract import assert_one_line_error, run_in_process, run_pipeline
@@ -119,7 +120,7 @@ def test_disk_full_mid_download_is_one_line(fresh_hub_server, use_hub, synthetic
     out = tmp_path / "data"
     result = run_in_process(capsys, "download", "--chunk", "0", "--max-workers", "1", "--output-dir", out)
     line = assert_one_line_error(result, "no space left on device", "re-run")
-    assert "network failure" not in result.err and str(out / download.CACHE_DIR) in line
+    assert "network failure" not in result.err and str(out / download_files.CACHE_DIR) in line
     monkeypatch.undo()  # space freed: the re-run resumes and completes
     use_hub(server)
     result = run_in_process(capsys, "download", "--chunk", "0", "--output-dir", out)
@@ -154,7 +155,7 @@ def test_byte_bar_does_not_overshoot_on_a_hash_retry(use_hub, tmp_path):
         data[len(data) // 2] ^= 0xFF  # served bytes no longer match the hash the server announced
         cam.write_bytes(bytes(data))
         bar = _RecordingBar()
-        config = download.DownloadConfig(output_dir=tmp_path / "data", chunks=("0",), endpoint=server.endpoint)
+        config = DownloadConfig(output_dir=tmp_path / "data", chunks=("0",), endpoint=server.endpoint)
         with pytest.raises(PipelineError, match="size or hash differs from the Hub's after two downloads"):
             download.run(config, progress=bar)
     assert [r.path for r in server.data_gets()].count(CAM.format(0)) == 2
