@@ -747,7 +747,7 @@ def demo(
     print(result.headline)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     print(f"stage times: {stages}")
-    print(f"report: {result.report_dir / 'report.md'}")
+    print(f"report: {result.report_dir / 'report.html'} (and report.md)")
 
 
 def main(argv: list[str] | None = None) -> None:

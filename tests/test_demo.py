@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,9 @@ def test_quick_demo_runs_every_stage(tmp_path):
     for baseline in ("zero_motion", "train_mean", "constant", "linear_extrapolation"):
         assert math.isfinite(metrics["scores"]["all"][baseline]["velocity_mae"])
     assert (report / "report.md").read_text().count("|") > 10
+    # report.html's gallery plays copies of the held-out clips, kept beside the page
+    sources = re.findall(r'<source src="([^"]+)" type="video/mp4">', (report / "report.html").read_text())
+    assert sources and all((report / src).is_file() and src.startswith("clips/") for src in sources)
     for png in ("error_vs_horizon.png", "scatter_velocity.png", "example_trajectories.png"):
         with Image.open(report / png) as image:
             assert image.size[0] > 100 and len(image.convert("L").getcolors(maxcolors=65536) or []) > 10
