@@ -1,0 +1,134 @@
+"""A real `transformers serve` on 127.0.0.1 (through `pipeline.transformers_serve`) serving a tiny Qwen3-VL trained
+here: `pipeline evaluate --server` answers agree with in-process greedy answers.
+
+The server decodes the mp4s itself (torchcodec, FFmpeg's shared libraries) and samples the frames the request
+asks for, so agreement shows that the served model sees the training frames, pixels and token layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.evaluate import EvaluateConfig, run
+from pipeline.serving_client import ServerSettings, answer_max_tokens
+from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
+
+N_TEST = 8  # held-out samples: each is one CPU generation in-process and one through the server
+TRAIN_STEPS = 24
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_qwen3_vl, tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset dir, training output dir) of a tiny Qwen3-VL fully fine-tuned for a few steps with `pipeline train`."""
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.trainer import run as train
+
+    root = tmp_path_factory.mktemp("served_run")
+    dataset_dir = write_test_dataset(root, n_train=4, n_test=N_TEST)
+    out = root / "run"
+    config = TrainConfig(
+        model=str(tiny_qwen3_vl),
+        dataset=str(dataset_dir),
+        output_dir=str(out),
+        lora_enable=False,
+        learning_rate=3e-3,
+        lr_scheduler_type="constant",
+        warmup_ratio=0.0,
+        max_steps=TRAIN_STEPS,
+        logging_steps=1000,
+        save_steps=1000,
+        report_to="none",
+        seed=0,
+    )
+    train(config)
+    assert (out / "train_config.json").is_file()
+    return dataset_dir, out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = 420.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"transformers serve exited: {log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
+                if json.loads(response.read())["data"]:
+                    return
+        except OSError:
+            time.sleep(1.0)
+    raise AssertionError(f"transformers serve did not start in {timeout_s} s: {log_path.read_text()[-3000:]}")
+
+
+@pytest.mark.slow
+def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_path):
+    dataset_dir, run_dir = trained_run
+    max_tokens = answer_max_tokens(TEST_TARGET_HZ)
+    started = time.monotonic()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    log_path = tmp_path / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "pipeline.transformers_serve", str(run_dir), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--device", "cpu", "--log-level", "warning"]
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        # the server starts (imports, model load) while the in-process answers are generated
+        local = run(
+            EvaluateConfig(
+                dataset_dir=dataset_dir,
+                output_dir=tmp_path / "in_process",
+                model=str(run_dir),
+                batch_size=1,
+                max_new_tokens=max_tokens,
+                save_predictions=True,
+                device="cpu",
+            )
+        )
+        wait_until_serving(url, server, log_path)
+        served = run(
+            EvaluateConfig(
+                dataset_dir=dataset_dir,
+                output_dir=tmp_path / "served",
+                server=ServerSettings(url=url, served_model=str(run_dir), engine="transformers", concurrency=2),
+                run_dir=run_dir,
+            )
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+    assert served.ids == local.ids and len(local.ids) == N_TEST
+    same = sum(a == b for a, b in zip(local.texts, served.texts, strict=True))
+    agreement = same / N_TEST
+    metrics = json.loads((tmp_path / "served" / "metrics.json").read_text())
+    print(
+        f"served vs in-process greedy answers: {same}/{N_TEST} identical ({100 * agreement:.0f} %); "
+        f"{metrics['server']['samples_per_s']} samples/s at concurrency 2; "
+        f"parse failures {served.n_failures}; test took {time.monotonic() - started:.0f} s"
+    )
+    assert metrics["server"]["failures"] == 0
+    assert all(text for text in served.texts)
+    assert agreement >= 0.95, list(zip(local.texts, served.texts, strict=True))
