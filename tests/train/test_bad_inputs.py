@@ -13,7 +13,8 @@ import pytest
 from pipeline.dataset_reader import META_FILE
 from pipeline.errors import PipelineError
 from pipeline.train.config import TrainConfig
-from pipeline.train.trainer import SUMMARY_FILE, check_output_dir, finish, load_rows, prepare
+from pipeline.train.run_dir import check_output_dir
+from pipeline.train.trainer import SUMMARY_FILE, finish, load_rows, prepare
 from tests.fixtures.model_fixtures import write_test_dataset
 
 
@@ -70,7 +71,7 @@ def test_resume_last_passes_over_an_incomplete_newest_checkpoint(tmp_path, caplo
     write_checkpoint(out / "checkpoint-10", 10)
     write_checkpoint(out / "checkpoint-12", 12, complete=False)  # a save interrupted by a crash
     (out / "checkpoint-15").mkdir()  # interrupted before anything was written
-    with caplog.at_level("INFO", logger="pipeline.train.trainer"):
+    with caplog.at_level("INFO", logger="pipeline.train"):
         assert check_output_dir(config_for(tmp_path, resume_from_checkpoint="last")) == str(out / "checkpoint-10")
     assert f"{out / 'checkpoint-15'} is incomplete (no readable trainer_state.json)" in caplog.text
     assert f"{out / 'checkpoint-12'} is incomplete" in caplog.text

@@ -18,7 +18,8 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.merge import MergeConfig
 from pipeline.train.merge import run as merge_run
 from pipeline.train.modeling import load_model_and_processor, part_of
-from pipeline.train.trainer import CONFIG_FILE, SUMMARY_FILE, check_output_dir, finish, prepare, run
+from pipeline.train.run_dir import check_output_dir
+from pipeline.train.trainer import CONFIG_FILE, SUMMARY_FILE, finish, prepare, run
 
 # Optimizer steps of the overfit runs and their learning rates (measured: the loss halves after ~6 steps).
 OVERFIT_STEPS = 8
@@ -177,7 +178,7 @@ def test_resume_continues_at_the_checkpoint_step(tiny_qwen3_vl, train_dataset_di
         save_steps=1,
         resume_from_checkpoint=str(out / "checkpoint-1"),
     )
-    with caplog.at_level("INFO", logger="pipeline.train.trainer"):
+    with caplog.at_level("INFO", logger="pipeline.train"):
         prepared = prepare(resumed_config)
     assert f"resuming from {out / 'checkpoint-1'} (step 1)" in caplog.text
     output = prepared.trainer.train(resume_from_checkpoint=prepared.resume)
