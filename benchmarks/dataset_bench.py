@@ -1,14 +1,24 @@
-"""Rows per second of `pipeline build-dataset` on synthetic segment records (empty video files).
+"""Rows per second and peak memory of `pipeline build-dataset` and `pipeline export` at the dataset's scale, on
+synthetic segment records.
 
-    uv run python benchmarks/dataset_bench.py [--segments 10000] [--history]
+    uv run python benchmarks/dataset_bench.py [--sizes 100000,1000000,5800000] [--export-size 1000000]
+        [--num-proc 2] [--workdir DIR]
 
-Prints one line: segments, seconds for `pipeline.dataset.run` (read + check + rows + save_to_disk), rows/s.
+For each size it writes `metadata/segments.parquet` (19 segments per clip, as the segment stage cuts a 20-s clip,
+row groups of 20,000, smooth random targets) whose records all point to a few small video files, then runs the
+build in a fresh process and prints rows/s and the peak RSS of the main process and of its worker processes. Then
+the ratio of the largest size's peak RSS to the smallest's (flat memory: goal <= 1.3), and the same figures for
+`pipeline export` (all three frameworks) of the dataset built at `--export-size`. Goals (issue 16): >= 5,000
+rows/s on 2 cores, < 2 GiB peak RSS at 5.8 M segments.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -16,64 +26,133 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.dataset import DatasetConfig, run
-
-SEGMENTS_PER_CLIP = 20
+SEGMENTS_PER_CLIP = 19
 N = 30
+ROW_GROUP = 20_000
+VIDEOS = 4
 
 
 def write_segments(root: Path, n_segments: int, seed: int = 0) -> Path:
-    """segments.json with n_segments records (20 per clip, random smooth targets) and touched mp4 files."""
+    """`root/metadata/segments.parquet` with n_segments records and `VIDEOS` tiny files they all point to."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     rng = np.random.default_rng(seed)
-    records = []
-    for i in range(n_segments):
-        c, s = divmod(i, SEGMENTS_PER_CLIP)
-        clip_id = str(uuid.UUID(int=c + 1))
-        v0, k0 = rng.uniform(0, 30), rng.normal(0, 2e-3)
-        velocity = v0 + np.cumsum(rng.normal(0, 0.02, N))
-        curvature = k0 + np.cumsum(rng.normal(0, 1e-5, N))
-        video = f"video_segments/chunk_0000/{clip_id}/{clip_id}_{s:02d}.mp4"
-        (root / video).parent.mkdir(parents=True, exist_ok=True)
-        (root / video).touch()
-        records.append(
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    for v in range(VIDEOS):
+        (root / "videos" / f"v{v}.mp4").write_bytes(b"\0" * 1024)
+    path = root / "metadata" / "segments.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    for first in range(0, n_segments, ROW_GROUP):
+        rows = np.arange(first, min(first + ROW_GROUP, n_segments))
+        clip, seg = np.divmod(rows, SEGMENTS_PER_CLIP)
+        clip_ids = [str(uuid.UUID(int=int(c) + 1)) for c in clip]
+        v0 = rng.uniform(0, 30, (len(rows), 1))
+        velocity = np.clip(v0 + np.cumsum(rng.normal(0, 0.02, (len(rows), N)), axis=1), 0, None)
+        curvature = rng.normal(0, 2e-3, (len(rows), 1)) + np.cumsum(rng.normal(0, 1e-5, (len(rows), N)), axis=1)
+
+        def lists(values: np.ndarray) -> pa.Array:
+            return pa.ListArray.from_arrays(np.arange(0, values.size + 1, N, dtype=np.int32), values.ravel())
+
+        table = pa.table(
             {
-                "id": f"{clip_id}_{s:02d}",
-                "clip_id": clip_id,
-                "chunk": 0,
-                "split": "train",
-                "segment_index": s,
-                "start_us": s * 1_000_000,
-                "end_us": (s + 1) * 1_000_000,
-                "video": video,
-                "velocity": velocity.tolist(),
-                "curvature": curvature.tolist(),
-                "history_velocity": (velocity - 0.1).tolist(),
-                "history_curvature": curvature.tolist(),
+                "id": [f"{c}_{s:02d}" for c, s in zip(clip_ids, seg.tolist(), strict=True)],
+                "clip_id": clip_ids,
+                "chunk": clip // 100,
+                "split": np.array(["train", "val", "test", "train", "train"])[clip % 5],
+                "segment_index": seg,
+                "start_us": seg * 1_000_000,
+                "end_us": (seg + 1) * 1_000_000,
+                "video": [f"videos/v{r % VIDEOS}.mp4" for r in rows.tolist()],
+                "velocity": lists(velocity),
+                "curvature": lists(curvature),
+                "history_velocity": lists(np.clip(velocity - 0.1, 0, None)),
+                "history_curvature": lists(curvature),
             }
         )
-    path = root / "metadata" / "segments.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(records))
+        writer = writer or pq.ParquetWriter(str(path), table.schema)
+        writer.write_table(table, row_group_size=ROW_GROUP)
+    if writer is not None:
+        writer.close()
     return path
+
+
+def _child(kind: str, source: str, out: str, num_proc: int) -> None:
+    """Run one build or export in this (fresh) process and print its figures as JSON."""
+    import resource
+
+    import datasets  # noqa: F401 - import time is not part of the measurement
+
+    t0 = time.perf_counter()
+    if kind == "build":
+        from pipeline.dataset import DatasetConfig, run
+
+        result = run(DatasetConfig(segments_path=Path(source), output_dir=Path(out), num_proc=num_proc))
+        rows = sum(result.counts.values())
+    else:
+        from pipeline.export import ExportConfig, run
+
+        result = run(ExportConfig(dataset=Path(source), output_dir=Path(out)))
+        rows = sum(result.counts.values())
+    seconds = time.perf_counter() - t0
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"rows": rows, "seconds": seconds, "rss_main_kib": kib[0], "rss_workers_kib": kib[1]}))
+
+
+def measure(kind: str, source: Path, out: Path, num_proc: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(source), str(out), str(num_proc)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(label: str, m: dict) -> None:
+    gib = 2**20
+    print(
+        f"{label}: {m['rows']:,} rows in {m['seconds']:.0f} s = {m['rows'] / m['seconds']:,.0f} rows/s; "
+        f"peak RSS main {m['rss_main_kib'] / gib:.2f} GiB, largest worker {m['rss_workers_kib'] / gib:.2f} GiB",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--segments", type=int, default=10_000)
-    parser.add_argument("--history", action="store_true", help="Put the history block in the prompts.")
+    parser.add_argument("--sizes", default="100000,1000000,5800000", help="Comma-separated segment counts.")
+    parser.add_argument("--export-size", type=int, default=1_000_000, help="Size whose dataset is exported.")
+    parser.add_argument("--num-proc", type=int, default=2, help="build-dataset --num-proc.")
+    parser.add_argument("--workdir", type=Path, default=None, help="Scratch directory (default: a temp dir).")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import datasets  # noqa: F401 - import time is not part of the measurement
-
-    with tempfile.TemporaryDirectory() as tmp:
-        segments = write_segments(Path(tmp) / "segs", args.segments)
-        t0 = time.perf_counter()
-        result = run(DatasetConfig(segments_path=segments, output_dir=Path(tmp) / "ds", history=args.history))
-        seconds = time.perf_counter() - t0
-    rows = sum(result.counts.values())
-    print(
-        f"build-dataset: {rows} segments in {seconds:.2f} s = {rows / seconds:,.0f} rows/s "
-        f"(history {'on' if args.history else 'off'}; train {result.counts['train']}, test {result.counts['test']})"
-    )
+    if args.child:
+        kind, source, out, num_proc = args.child
+        _child(kind, source, out, int(num_proc))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        peaks = {}
+        for size in sizes:
+            root = Path(tmp) / f"segs_{size}"
+            t0 = time.perf_counter()
+            segments = write_segments(root, size)
+            print(f"wrote {size:,} synthetic records in {time.perf_counter() - t0:.0f} s", flush=True)
+            out = Path(tmp) / f"ds_{size}"
+            m = measure("build", segments, out, args.num_proc)
+            report(f"build-dataset {size:,} (--num-proc {args.num_proc})", m)
+            peaks[size] = m["rss_main_kib"]
+            if size == args.export_size:
+                report(f"export {size:,}", measure("export", out, Path(tmp) / "exports", 1))
+                shutil.rmtree(Path(tmp) / "exports")
+            shutil.rmtree(out)
+            shutil.rmtree(root)
+        if len(sizes) > 1:
+            big, small = max(sizes), min(sizes)
+            print(f"peak RSS ratio {big:,} / {small:,} segments: {peaks[big] / peaks[small]:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Token cost (measured with the Qwen2/2.5/3 vocabulary, which splits numbers into 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +71,7 @@ def format_answer(velocity: np.ndarray, curvature: np.ndarray) -> str:
 
 
 def format_answers(velocity: np.ndarray, curvature: np.ndarray) -> list[str]:
-    """`format_answer` of each row, checked once for the whole batch.
+    """`format_answer` of each row, formatted column-wise (Arrow string kernels) for speed on large batches.
 
     Args:
         velocity: (rows, n) speed, m/s.
@@ -78,23 +80,57 @@ def format_answers(velocity: np.ndarray, curvature: np.ndarray) -> list[str]:
     Raises:
         ValueError: the shapes differ or are not 2-D, or a value is not finite.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     v = np.asarray(velocity, dtype=np.float64)
     c = np.asarray(curvature, dtype=np.float64)
     if v.ndim != 2 or c.shape != v.shape:
         raise ValueError(f"velocity and curvature must be 2-D of equal shape, got {v.shape} and {c.shape}")
     if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
         raise ValueError("velocity and curvature must be finite to be written as an answer")
-    pairs = np.empty((v.shape[0], 2 * v.shape[1]))
-    pairs[:, 0::2], pairs[:, 1::2] = v, c * CURVATURE_SCALE
-    # One %-format per row: "%.2f" rounds exactly like f"{x:.2f}"; a token "-0.00" can only be a whole number.
-    line = f"%.{DECIMALS}f,%.{DECIMALS}f"
-    template = "\n".join([line] * v.shape[1])
-    zero = _NEGATIVE_ZERO[1:]
-    return [_without_negative_zero(template % tuple(row), zero) for row in pairs.tolist()]
+    rows, n = v.shape
+    if rows == 0 or n == 0:
+        return [""] * rows
+    pairs = np.empty((rows, n, 2))
+    pairs[..., 0], pairs[..., 1] = v, c * CURVATURE_SCALE
+    texts = _fixed_column(pairs.ravel())
+    lines = pc.binary_join_element_wise(texts[0::2], texts[1::2], ",")
+    answers = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * n + 1, n, dtype=np.int32)), lines)
+    return pc.binary_join(answers, "\n").to_pylist()
 
 
-def _without_negative_zero(text: str, zero: str) -> str:
-    return text.replace(_NEGATIVE_ZERO, zero) if _NEGATIVE_ZERO in text else text
+def _fixed_column(values: np.ndarray) -> Any:
+    """`_fixed` of each value, as an Arrow string array: rounded to integer units of 10**-DECIMALS exactly as Python's
+    correctly rounded `f"{x:.2f}"` (values near a rounding tie go through it), then looked up in a table of texts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    scaled = values * 10.0**DECIMALS
+    units = np.rint(scaled)
+    # The product's rounding error is far below 1e-6 for |scaled| < 2**52: only near-ties can round differently.
+    unsure = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
+    units[unsure] = [int(_fixed(float(values[i])).replace(".", "")) for i in np.flatnonzero(unsure)]
+    if np.abs(units).max(initial=0) > _TABLE_UNITS:
+        return pa.array([_fixed(float(x)) for x in values], type=pa.string())
+    return pc.take(_unit_texts(), pa.array(units.astype(np.int64) + _TABLE_UNITS))
+
+
+# Texts of -_TABLE_UNITS .. _TABLE_UNITS units of 10**-DECIMALS: every curvature within the physical limit, in 1/km.
+_TABLE_UNITS = round(MAX_CURVATURE_PER_M * CURVATURE_SCALE * 10**DECIMALS)
+
+
+@functools.cache
+def _unit_texts() -> Any:
+    import pyarrow as pa
+
+    unit = 10**DECIMALS
+
+    def text(u: int) -> str:
+        body = f"{abs(u) // unit}.{abs(u) % unit:0{DECIMALS}d}"
+        return "-" + body if u < 0 else body
+
+    return pa.array([text(u) for u in range(-_TABLE_UNITS, _TABLE_UNITS + 1)], type=pa.string())
 
 
 @dataclass

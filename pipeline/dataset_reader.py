@@ -117,22 +117,23 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PipelineError(f"{split_dir}: unreadable dataset split ({first}); build the dataset again") from None
 
-    def absolute_paths(row: dict[str, Any]) -> dict[str, Any]:
-        messages = row["messages"]
-        for message in messages:
-            for item in message["content"]:
-                item["video"] = _absolute(root, item["video"])
-        return {"video": _absolute(root, row["video"]), "messages": messages}
-
-    with quiet_datasets():
-        ds = ds.map(absolute_paths, keep_in_memory=True)
-
-    def clean(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def absolute_and_clean(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        # Applied per accessed batch (no pass over the split at load time, nothing held in memory).
+        if "video" in batch:
+            batch["video"] = [_absolute(root, v) for v in batch["video"]]
         if "messages" in batch:
-            batch["messages"] = [clean_messages(m) for m in batch["messages"]]
+            batch["messages"] = [_absolute_messages(root, clean_messages(m)) for m in batch["messages"]]
         return batch
 
-    return ds.with_transform(clean)
+    return ds.with_transform(absolute_and_clean)
+
+
+def _absolute_messages(root: Path, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for message in messages:
+        for item in message["content"]:
+            if "video" in item:
+                item["video"] = _absolute(root, item["video"])
+    return messages
 
 
 __all__ = ["META_FILE", "SPLITS", "clean_messages", "features", "load_split", "quiet_datasets", "read_meta"]

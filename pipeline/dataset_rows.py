@@ -18,7 +18,7 @@ from pipeline.answer import format_answers
 from pipeline.clip_split import OFFICIAL_SPLIT_MAP, clip_is_test, selection_keys
 from pipeline.dataset_reader import SPLITS, features
 from pipeline.errors import PipelineError
-from pipeline.messages import build_messages, history_text
+from pipeline.messages import history_text, messages_column, user_text
 from pipeline.segments_reader import SegmentBatch, SegmentsFile
 
 
@@ -95,13 +95,10 @@ def rows_table(
     answers = format_answers(targets("velocity"), targets("curvature"))
     if with_history:
         hv, hc = targets("history_velocity"), targets("history_curvature")
-        histories: list[str | None] = [history_text(hv[i], hc[i]) for i in range(len(videos))]
+        users = [user_text(prompt, history_text(hv[i], hc[i])) for i in range(len(videos))]
     else:
-        histories = [None] * len(videos)
-    messages = [
-        build_messages(video, answer, system_prompt, prompt, history)
-        for video, answer, history in zip(videos, answers, histories, strict=True)
-    ]
+        users = [prompt] * len(videos)
+    messages = messages_column(videos, answers, system_prompt, users, schema.field("messages").type)
     columns = {
         "id": table.column("id"),
         "clip_id": table.column("clip_id"),
@@ -110,7 +107,7 @@ def rows_table(
         "start_us": table.column("start_us"),
         "end_us": table.column("end_us"),
         "video": table.column("video"),
-        "messages": pa.array(messages, type=schema.field("messages").type),
+        "messages": messages,
     }
     for name in ("velocity", "curvature", "history_velocity", "history_curvature"):
         values = pa.array(targets(name).astype(np.float32).ravel())

@@ -5,11 +5,11 @@ side. Memory: a batch, plus 8 bytes per segment (id hashes) and 17 per clip.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.dataset_rows import SplitRule, batch_clips, row_is_test
 from pipeline.errors import PipelineError
@@ -52,14 +52,13 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
         table = batch.table
         clips = batch_clips(batch, rule.seed)
         is_test = row_is_test(batch, clips, rule, source.path)
-        video_list = table.column("video").to_pylist()
-        exists = np.fromiter((videos.exists(os.path.join(root_text, v)) for v in video_list), bool, len(video_list))
+        exists = videos.exist(root_text, table.column("video"))
         if not exists.all():
             row = int(np.argmin(exists))
             if strict:
-                rid = table.column("id")[row].as_py()
-                raise PipelineError(f"video of segment {rid!r} not found: {root / video_list[row]} (--strict)")
-            missing.update(v for v, ok in zip(video_list, exists, strict=True) if not ok)
+                rid, video = table.column("id")[row].as_py(), table.column("video")[row].as_py()
+                raise PipelineError(f"video of segment {rid!r} not found: {root / video} (--strict)")
+            missing.update(table.column("video").filter(pa.array(~exists)).to_pylist())
         id_hashes.append(pd.util.hash_array(table.column("id").to_numpy(zero_copy_only=False)))
         keys.append(clips.keys)
         counts.append(np.bincount(clips.rows[exists], minlength=len(clips.ids)))

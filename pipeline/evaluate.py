@@ -208,10 +208,15 @@ def _columns(ds: datasets.Dataset) -> dict[str, Any]:
     missing = [c for c in _TARGET_COLUMNS if c not in ds.column_names]
     if missing:
         raise PipelineError(f"dataset split has no column(s) {', '.join(missing)}")
-    table = ds.select_columns(list(_TARGET_COLUMNS)).to_dict()
-    out: dict[str, Any] = {key: table[key] for key in ("id", "clip_id", "segment_index")}
+    import pyarrow.compute as pc
+
+    # Columnar: the Arrow columns straight to numpy, no Python object per row for the (N, n) sequences.
+    table = ds.select_columns(list(_TARGET_COLUMNS)).with_format("arrow")[:]
+    out: dict[str, Any] = {key: table.column(key).to_pylist() for key in ("id", "clip_id", "segment_index")}
     for key in ("velocity", "curvature", "history_velocity", "history_curvature"):
-        out[key] = np.asarray(table[key], dtype=np.float64).reshape(len(table[key]), -1)
+        values = pc.list_flatten(table.column(key)).to_numpy(zero_copy_only=False)
+        width = getattr(table.schema.field(key).type, "list_size", -1) if len(table) else 0
+        out[key] = values.astype(np.float64).reshape(len(table), width)
     return out
 
 

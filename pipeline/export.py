@@ -31,6 +31,7 @@ from pipeline.export_video import readme_section, run_file
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.config import DEFAULT_MODEL
 from pipeline.train.video_input import VideoSettings
+from pipeline.video_files import VideoFiles
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ VIDEO_TAG = "<video>"
 # Media placeholders the frameworks substitute; prompts must not contain them literally.
 MEDIA_TAGS = ("<video>", "<image>", "<audio>")
 QWEN_REGISTRATION_FILE = "physicalai_av_data.py"
+# Rows converted and written at a time.
+_BATCH_ROWS = 1000
 
 
 @dataclass
@@ -225,14 +228,47 @@ swift sft --dataset {folder / "train.jsonl"} --val_dataset {folder / "test.jsonl
     return head + "\n" + body
 
 
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+def _record(framework: str, conv: Conversation, video_root: Path) -> dict[str, Any]:
+    return qwen_vl_finetune_record(conv, video_root) if framework == "qwen-vl-finetune" else messages_record(conv)
+
+
+def _write_split(
+    dataset: Path, split: str, folders: dict[str, Path], video_root: Path, progress: ProgressSink
+) -> tuple[int, int]:
+    """Stream one split, a batch at a time, into `{split}.jsonl` of every framework folder.
+
+    Returns:
+        (records written, records whose video file is missing), videos checked one directory listing per clip.
+    """
+    import pyarrow as pa
+
+    ds = load_split(dataset, split).select_columns(["id", "messages"])
+    videos = VideoFiles()
+    count = missing = 0
+    files = {
+        framework: (folder / f"{split}.jsonl").open("w", encoding="utf-8") for framework, folder in folders.items()
+    }
+    progress.start(f"writing {split}", len(ds))
+    try:
+        for batch in ds.iter(batch_size=_BATCH_ROWS):
+            convs = [
+                conversation({"id": i, "messages": m}) for i, m in zip(batch["id"], batch["messages"], strict=True)
+            ]
+            missing += int((~videos.exist("", pa.array([c.video for c in convs], type=pa.string()))).sum())
+            for framework, f in files.items():
+                f.writelines(json.dumps(_record(framework, c, video_root), ensure_ascii=False) + "\n" for c in convs)
+            count += len(convs)
+            progress.advance(len(convs))
+    finally:
+        for f in files.values():
+            f.close()
+        progress.finish()
+    return count, missing
 
 
 def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportResult:
-    """Write the exports of `config.dataset` for `config.formats` into `config.output_dir` (atomically).
+    """Write the exports of `config.dataset` for `config.formats` into `config.output_dir` (atomically), streaming
+    each split so that memory does not grow with its size.
 
     Raises:
         PipelineError: the dataset is missing or malformed, or the output exists without `overwrite_output`.
@@ -245,32 +281,21 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
         raise PipelineError(f"output directory exists: {out} (pass --overwrite-output to replace it)")
     final = out.resolve()
 
-    convs: dict[str, list[Conversation]] = {}
-    for split in SPLITS:
-        ds = load_split(config.dataset, split)
-        progress.start(f"reading {split}", len(ds))
-        convs[split] = []
-        for row in ds:
-            convs[split].append(conversation(row))
-            progress.advance()
-        progress.finish()
-    missing = sum(not Path(c.video).is_file() for cs in convs.values() for c in cs)
-    if missing:
-        logger.warning("%d record(s) point to a video that does not exist (under %s)", missing, video_root)
-
-    result = ExportResult(final, counts={s: len(convs[s]) for s in SPLITS}, missing_videos=missing)
+    result = ExportResult(final)
     with atomic_dir(out, overwrite=config.overwrite_output) as tmp:
-        for framework in config.formats:
-            folder, final_folder = tmp / framework, final / framework
+        folders = {framework: tmp / framework for framework in config.formats}
+        for folder in folders.values():
             folder.mkdir()
-            names = []
-            for split in SPLITS:
-                if framework == "qwen-vl-finetune":
-                    records = [qwen_vl_finetune_record(c, video_root) for c in convs[split]]
-                else:
-                    records = [messages_record(c) for c in convs[split]]
-                _write_jsonl(folder / f"{split}.jsonl", records)
-                names.append(f"{split}.jsonl")
+        for split in SPLITS:
+            result.counts[split], missing = _write_split(config.dataset, split, folders, video_root, progress)
+            result.missing_videos += missing
+        if result.missing_videos:
+            logger.warning(
+                "%d record(s) point to a video that does not exist (under %s)", result.missing_videos, video_root
+            )
+        for framework in config.formats:
+            folder, final_folder = folders[framework], final / framework
+            names = [f"{split}.jsonl" for split in SPLITS]
             if framework == "qwen-vl-finetune":
                 source = qwen_registration(config.name, final_folder, video_root)
                 (folder / QWEN_REGISTRATION_FILE).write_text(source, encoding="utf-8")
@@ -291,7 +316,7 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
             "video_root": str(video_root),
             "counts": result.counts,
-            "missing_videos": missing,
+            "missing_videos": result.missing_videos,
         }
         (tmp / "export_meta.json").write_text(json.dumps(export_meta, indent=2) + "\n", encoding="utf-8")
     logger.info("exported %s to %s", ", ".join(config.formats), final)
