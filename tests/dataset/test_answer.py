@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.answer import ParsedAnswer, format_answer, parse_answer
+from pipeline.answer import ParsedAnswer, format_answer, format_answers, parse_answer
 from tests.reference import round_like_answer
 
 N = 30
@@ -83,6 +83,31 @@ def test_implausible_values_are_unreadable():
     np.testing.assert_array_equal(parsed.velocity[3:], np.float32([5.0]))
     assert [p.split(":")[0] for p in parsed.problems] == ["line 1", "line 2", "line 3"]
     assert all("implausible value" in p for p in parsed.problems)
+
+
+def reference_text(value: float) -> str:
+    """Python's correctly rounded two-decimal text, without a sign on zero (the answer format's spelling)."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
+def test_batched_format_equals_the_per_value_rule():
+    rng = np.random.default_rng(0)
+    # Exact rounding ties and near-ties (binary values just below/above .xx5), zeros of both signs, the limits, and
+    # values beyond the lookup table (a 1e4 m/s runaway, 1.5 1/m).
+    edge = np.array([0.125, -0.125, 2.675, -2.675, 0.005, -0.005, -0.004, 1e-12, -1e-12, 0.0, -0.0, 99.995, 100.0])
+    for trial in range(300):
+        velocity = np.concatenate([rng.choice(edge, 10), rng.uniform(0, 100, 20)]).reshape(1, -1)
+        curvature = np.concatenate([rng.choice(edge, 10) / 1000, rng.normal(0, 0.01, 20)]).reshape(1, -1)
+        if trial % 50 == 0:
+            velocity[0, 0], curvature[0, 1] = 1e4, -1.5
+        rows = np.repeat(velocity, 3, axis=0), np.repeat(curvature, 3, axis=0)
+        expected = "\n".join(
+            f"{reference_text(v)},{reference_text(c * 1000.0)}" for v, c in zip(velocity[0], curvature[0], strict=True)
+        )
+        assert format_answers(*rows) == [expected] * 3
+        assert format_answer(velocity[0], curvature[0]) == expected
+    assert format_answers(np.zeros((0, 30)), np.zeros((0, 30))) == []
 
 
 def test_format_rejects_bad_input():
