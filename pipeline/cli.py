@@ -242,6 +242,29 @@ def download(
     )
 
 
+_EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine", help="local (a process pool here) or ray (Ray tasks: a local cluster, or --ray-address)."
+    ),
+]
+_RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        "--ray_address",
+        envvar="RAY_ADDRESS",
+        help="Ray cluster to join (host:port of `ray start --head`, or auto); default: start a local one.",
+    ),
+]
+_RayCpusOption = Annotated[
+    int | None, typer.Option("--ray-cpus", "--ray_cpus", help="CPUs of the local Ray cluster (default: all).")
+]
+_RetriesOption = Annotated[
+    int, typer.Option("--retries", help="Extra attempts of a failed chunk download or a clip whose worker died.")
+]
+
+
 @app.command()
 def segment(
     max_clips: Annotated[
@@ -275,11 +298,16 @@ def segment(
             help="Cut clips an earlier run skipped again, even if their inputs did not change.",
         ),
     ] = False,
+    engine: _EngineOption = "local",
+    ray_address: _RayAddressOption = None,
+    ray_cpus: _RayCpusOption = None,
+    retries: _RetriesOption = 2,
 ) -> None:
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline import segment as stage
     from pipeline.catalog import parse_chunk_ids
     from pipeline.console import progress_sink
+    from pipeline.engines import EngineConfig, make_engine
     from pipeline.segment_config import SegmentConfig, parse_shard, parse_size
 
     if max_clips < 0:
@@ -299,12 +327,102 @@ def segment(
         fast_decode=fast_decode,
         retry_skipped=retry_skipped,
     )
-    result = stage.run(config, progress=progress_sink())
+    engine_config = EngineConfig(engine=engine, ray_address=ray_address, ray_cpus=ray_cpus, retries=retries)  # type: ignore[arg-type]
+    result = stage.run(config, progress=progress_sink(), engine=make_engine(engine_config, config.workers))
+    _print_segments(result)
+
+
+def _print_segments(result) -> None:
     locked = f", {result.locked} left to another run" if result.locked else ""
     print(
         f"{result.segments} segments from {result.done} clips ({result.reused} already complete), "
         f"{result.skipped} clips skipped{locked}; metadata in {result.metadata_dir}"
     )
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def prepare(
+    ctx: typer.Context,
+    chunk: Annotated[
+        list[str] | None,
+        typer.Option("--chunk", "--chunks", help="Chunk ids: repeat, list (space or comma separated) or range 0-9."),
+    ] = None,
+    all_chunks: Annotated[bool, typer.Option("--all", help="Every chunk in clip_index.parquet.")] = False,
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, val or test: only chunks and clips of that split.")
+    ] = None,
+    revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit of the dataset.")] = "main",
+    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo on the Hub.")] = (
+        "nvidia/PhysicalAI-Autonomous-Vehicles"
+    ),
+    source_dir: Annotated[
+        Path, typer.Option("--source-dir", "--source_dir", help="Where a chunk's source zips live while it is cut.")
+    ] = Path("physical_ai_data"),
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "--output_dir", help="Where video_segments/ and metadata/ go.")
+    ] = Path("qwen_video_segments"),
+    keep_source: Annotated[
+        bool, typer.Option("--keep-source", "--keep_source", help="Keep each chunk's zips after it is cut.")
+    ] = False,
+    max_chunks_in_flight: Annotated[
+        int,
+        typer.Option(
+            "--max-chunks-in-flight", "--max_chunks_in_flight", help="Chunks of source on disk at once (per node)."
+        ),
+    ] = 2,
+    transfers: Annotated[int, typer.Option("--max-workers", "--max_workers", help="Parallel file transfers.")] = 8,
+    camera: Annotated[str, typer.Option("--camera", help="Camera feature name.")] = "camera_front_wide_120fov",
+    fps: Annotated[float, typer.Option("--fps", help="Target samples per second (30 pairs for 1 s).")] = 30.0,
+    window: Annotated[float, typer.Option("--window", help="Segment length, s.")] = 1.0,
+    stride: Annotated[float, typer.Option("--stride", help="Segment start step, s (< window: overlap).")] = 1.0,
+    size: Annotated[str, typer.Option("--size", help="Output WIDTHxHEIGHT, or 'native'.")] = "448x252",
+    workers: Annotated[int, typer.Option("--workers", help="Processes over clips (--engine local).")] = 1,
+    fast_decode: Annotated[
+        bool, typer.Option("--fast-decode", "--fast_decode", help="Skip H.264 deblocking when decoding (~15% faster).")
+    ] = False,
+    engine: _EngineOption = "local",
+    ray_address: _RayAddressOption = None,
+    ray_cpus: _RayCpusOption = None,
+    retries: _RetriesOption = 2,
+) -> None:
+    """Stream chunks from the Hub through the cutter: download, cut, delete the zips; resumable."""
+    from pipeline import prepare as stage
+    from pipeline.console import progress_sink
+    from pipeline.engines import EngineConfig, make_engine
+    from pipeline.segment_config import SegmentConfig, parse_size
+
+    if ctx.args and not chunk:
+        raise PipelineError(f"unexpected argument {ctx.args[0]!r} (chunk ids go after --chunk)")
+    segment_config = SegmentConfig(
+        input_dir=source_dir,
+        output_dir=output_dir,
+        max_clips=None,
+        camera=camera,
+        split=split,
+        window_s=window,
+        stride_s=stride,
+        size=parse_size(size),
+        fps=fps,
+        workers=workers,
+        fast_decode=fast_decode,
+    )
+    config = stage.PrepareConfig(
+        segment=segment_config,
+        chunks=(*(chunk or ()), *ctx.args),
+        all_chunks=all_chunks,
+        revision=revision,
+        repo_id=repo_id,
+        transfers=transfers,
+        keep_source=keep_source,
+        max_chunks_in_flight=max_chunks_in_flight,
+    )
+    engine_config = EngineConfig(engine=engine, ray_address=ray_address, ray_cpus=ray_cpus, retries=retries)  # type: ignore[arg-type]
+    result = stage.run(config, progress=progress_sink(), engine=make_engine(engine_config, workers))
+    print(
+        f"{len(result.chunks)} chunk(s) from {config.repo_id}@{result.commit[:12]} "
+        f"({len(result.complete_chunks)} already complete)"
+    )
+    _print_segments(result.segments)
 
 
 @app.command("build-dataset")

@@ -84,16 +84,7 @@ def run(
     commit = hub.resolve_commit()
 
     # 1. the index files, from which every other path is derived
-    index_paths = [catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET, catalog.SPLITS_PARQUET]
-    index_remote = hub.paths_info(index_paths, commit)
-    for required in (catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET):
-        if required not in index_remote:
-            raise PipelineError(f"--repo-id {config.repo_id}: {required} not found at revision {config.revision}")
-    index_files = [index_remote[p] for p in index_paths if p in index_remote]
-    index_results = ensure_files(hub, state, index_files, commit, config, progress, "index files")
-    failed = [r for r in index_results if r.status == "failed"]
-    if failed:
-        raise PipelineError(f"{failed[0].path}: {failed[0].reason}")
+    index_results = _fetch_index(hub, state, commit, config, progress)
     features = catalog.read_features(config.output_dir / catalog.FEATURES_CSV)
     clip_index = catalog.read_clip_index(
         config.output_dir / catalog.CLIP_INDEX_PARQUET, config.output_dir / catalog.SPLITS_PARQUET
@@ -101,21 +92,7 @@ def run(
     feature_names = catalog.validate_feature_names(config.features, features)
 
     # 2. chunks
-    skipped: list[dict[str, Any]] = []
-    if config.all_chunks:
-        chunk_ids = clip_index.chunks
-    else:
-        chunk_ids = catalog.select_chunks(config.chunk_ranges, clip_index.chunks)
-    split_clips: dict[int, list[str]] = {}
-    if config.split is not None:
-        in_split = set(clip_index.chunks_of_split(config.split))
-        for chunk in chunk_ids:
-            if chunk not in in_split:
-                skipped.append({"chunk": chunk, "reason": f"no clip of split {config.split!r}"})
-        chunk_ids = [c for c in chunk_ids if c in in_split]
-        if not chunk_ids:
-            raise PipelineError(f"--split {config.split}: none of the selected chunks holds a {config.split} clip")
-        split_clips = {c: clip_index.clips(chunk=c, split=config.split) for c in chunk_ids}
+    chunk_ids, skipped, split_clips = chunk_selection(config, clip_index)
 
     # 3. sizes and hashes of the chunk files
     wanted = [catalog.chunk_file(features[name], chunk) for chunk in chunk_ids for name in feature_names]
@@ -186,6 +163,56 @@ def run(
     return result
 
 
+def _fetch_index(
+    hub: Hub, state: LocalState, commit: str, config: DownloadConfig, progress: ProgressSink
+) -> list[FileResult]:
+    """Fetch (or find complete) features.csv, clip_index.parquet and the split file; PipelineError if one fails."""
+    index_paths = [catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET, catalog.SPLITS_PARQUET]
+    index_remote = hub.paths_info(index_paths, commit)
+    for required in (catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET):
+        if required not in index_remote:
+            raise PipelineError(f"--repo-id {config.repo_id}: {required} not found at revision {config.revision}")
+    index_files = [index_remote[p] for p in index_paths if p in index_remote]
+    index_results = ensure_files(hub, state, index_files, commit, config, progress, "index files")
+    failed = [r for r in index_results if r.status == "failed"]
+    if failed:
+        raise PipelineError(f"{failed[0].path}: {failed[0].reason}")
+    return index_results
+
+
+def fetch_index(config: DownloadConfig, progress: ProgressSink | None = None) -> str:
+    """Resolve `config.revision` and fetch only the index files into `output_dir`; return the commit id.
+
+    Complete index files are not fetched again (no data request). Raises `PipelineError` like `run`.
+    """
+    hub = Hub(config)
+    commit = hub.resolve_commit()
+    _fetch_index(hub, LocalState(config.output_dir), commit, config, progress or NullProgress())
+    return commit
+
+
+def chunk_selection(
+    config: DownloadConfig, clip_index: catalog.ClipIndex
+) -> tuple[list[int], list[dict[str, Any]], dict[int, list[str]]]:
+    """(chunk ids, chunks left out with a reason, split clips per chunk) of `config` (--chunk / --all / --split)."""
+    skipped: list[dict[str, Any]] = []
+    if config.all_chunks:
+        chunk_ids = clip_index.chunks
+    else:
+        chunk_ids = catalog.select_chunks(config.chunk_ranges, clip_index.chunks)
+    split_clips: dict[int, list[str]] = {}
+    if config.split is not None:
+        in_split = set(clip_index.chunks_of_split(config.split))
+        for chunk in chunk_ids:
+            if chunk not in in_split:
+                skipped.append({"chunk": chunk, "reason": f"no clip of split {config.split!r}"})
+        chunk_ids = [c for c in chunk_ids if c in in_split]
+        if not chunk_ids:
+            raise PipelineError(f"--split {config.split}: none of the selected chunks holds a {config.split} clip")
+        split_clips = {c: clip_index.clips(chunk=c, split=config.split) for c in chunk_ids}
+    return chunk_ids, skipped, split_clips
+
+
 def _manifest(config: DownloadConfig, hub: Hub, result: DownloadResult) -> dict[str, Any]:
     return {
         "config": config.to_json(),
@@ -204,4 +231,4 @@ def _manifest(config: DownloadConfig, hub: Hub, result: DownloadResult) -> dict[
     }
 
 
-__all__ = ["MANIFEST_NAME", "DownloadResult", "run"]
+__all__ = ["MANIFEST_NAME", "DownloadResult", "chunk_selection", "fetch_index", "run"]

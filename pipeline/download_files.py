@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,20 @@ def partial_path(output_dir: Path, repo_path: str, etag: str) -> Path:
     return Path(output_dir) / CACHE_DIR / f"{repo_path}.{etag[:16]}.incomplete"
 
 
+def delete_files(output_dir: Path, repo_paths: Sequence[str]) -> int:
+    """Delete downloaded files with their verification markers and partial downloads; return the bytes freed."""
+    state = LocalState(Path(output_dir))
+    freed = 0
+    for repo_path in repo_paths:
+        candidates = [state.output_dir / repo_path, state.cache / f"{repo_path}.verified.json"]
+        candidates += list((state.cache / repo_path).parent.glob(f"{Path(repo_path).name}.*.incomplete"))
+        for path in candidates:
+            if path.is_file():
+                freed += path.stat().st_size
+                path.unlink(missing_ok=True)
+    return freed
+
+
 class LocalState:
     """Paths and verification markers of one output directory."""
 
@@ -136,6 +151,7 @@ __all__ = [
     "FileResult",
     "LocalState",
     "RemoteFile",
+    "delete_files",
     "file_matches",
     "git_blob_sha1_of_file",
     "partial_path",

@@ -70,6 +70,11 @@ class _ByteProgress:
             _ByteProgress.sink.advance(-n)
 
 
+def stop_transfers() -> None:
+    """Ask the transfers running in other threads of this process to stop at their next block (Ctrl-C)."""
+    _ByteProgress.stop.set()
+
+
 def _status(exc: BaseException) -> int | None:
     return getattr(getattr(exc, "response", None), "status_code", None)
 
@@ -226,4 +231,13 @@ def check_disk(output_dir: Path, needed: int) -> None:
         )
 
 
-__all__ = ["GB", "HTTP_RETRIES", "check_disk", "disk_full_error", "ensure_files", "fetch_one", "partial_size"]
+__all__ = [
+    "GB",
+    "HTTP_RETRIES",
+    "check_disk",
+    "disk_full_error",
+    "ensure_files",
+    "fetch_one",
+    "partial_size",
+    "stop_transfers",
+]

@@ -13,91 +13,103 @@ skips the clip or the segment with a one-line reason in the manifest and the log
 which every clip was skipped because its zip could not be read fails with that reason.
 
 Runs may share an output directory: a clip is cut under a lock file (`pipeline.cliplock`) next to its record. A
-clip another live run holds is left to it, and at the end this run waits for it (or cuts it itself if that run
-died), so each run's segments.json is complete; a clip locked from another host is reported as "locked".
+clip another live run holds is left to it, and this run waits for it where it comes (or cuts it itself if that
+run died), so each run's segments.json is complete; a clip locked from another host is reported as "locked".
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 from pipeline.atomic import temp_sibling
+from pipeline.engines import ClipOps, Engine, LocalEngine
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.segment_clip import process_clip_safe
+from pipeline.segment_clip import completed_record, process_clip_safe, skipped_record
 from pipeline.segment_config import MANIFEST_JSON, ClipJob, SegmentConfig, SegmentRunSummary, list_jobs
 from pipeline.segment_outputs import metadata_dir, write_outputs
 
 log = logging.getLogger(__name__)
 
 
-def run(config: SegmentConfig, progress: ProgressSink | None = None) -> SegmentRunSummary:
-    """Run the segment stage; returns counts. Raises PipelineError for bad arguments or an unusable input dir."""
-    progress = progress or NullProgress()
+def run(
+    config: SegmentConfig, progress: ProgressSink | None = None, engine: Engine | None = None
+) -> SegmentRunSummary:
+    """Run the segment stage; returns counts. Raises PipelineError for bad arguments or an unusable input dir.
+
+    `engine` runs the clips (default: a process pool of `config.workers` on this machine; `pipeline.engines`).
+    """
     jobs = list_jobs(config)
     _check_writable(config.output_dir)
+    engine = engine or LocalEngine(config.workers)
     log.info(
-        "segment: %d clip(s) from %s (shard %d/%d), %d worker(s)",
+        "segment: %d clip(s) from %s (shard %d/%d), engine %s",
         len(jobs),
         config.input_dir,
         *config.shard,
-        config.workers,
+        engine.describe(),
     )
-    records: dict[str, dict] = {}
-    if config.workers == 1 or len(jobs) <= 1:
-        progress.start("segment clips", total=len(jobs))
-        try:
-            for job in jobs:
-                records[job.clip_id] = _summarise(process_clip_safe(job, config))
-                progress.advance()
-        finally:
-            progress.finish()
-    else:
-        with ProcessPoolExecutor(max_workers=min(config.workers, len(jobs)), mp_context=_pool_context()) as pool:
-            # Submitting starts the workers: do it before the progress bar starts its refresh thread (fork).
-            futures = {pool.submit(process_clip_safe, job, config): job for job in jobs}
-            progress.start("segment clips", total=len(jobs))
-            try:
-                for future in as_completed(futures):
-                    records[futures[future].clip_id] = _summarise(future.result())
-                    progress.advance()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            finally:
-                progress.finish()
-    _settle_locked(config, jobs, records)
-    summary = write_outputs(config, jobs, records)
-    _fail_if_no_input_was_readable(config, records)
+    with engine:
+        records = engine.map_clips(jobs, clip_ops(config))  # a process pool forks here, before the progress bar
+        return aggregate(config, zip(jobs, records, strict=True), progress, total=len(jobs))
+
+
+def clip_ops(config: SegmentConfig, verify_inputs: bool = True) -> ClipOps:
+    """This stage's per-clip functions, for an engine. `verify_inputs=False`: a clip counts as complete from its
+    record alone (`completed_record`), without reading its zips."""
+    reused = completed_record if verify_inputs else partial(completed_record, verify_inputs=False)
+    return ClipOps(config=config, cut=process_clip_safe, skipped=skipped_record, reused=reused)
+
+
+def aggregate(
+    config: SegmentConfig,
+    results: Iterable[tuple[ClipJob, dict]],
+    progress: ProgressSink | None = None,
+    total: int | None = None,
+) -> SegmentRunSummary:
+    """Write the aggregate files from (job, clip record) pairs, in clip order, as they arrive (`write_outputs`).
+
+    A clip another run on this host is cutting is waited for where it comes. Raises PipelineError when every clip
+    was skipped because its zip could not be read.
+    """
+    progress = progress or NullProgress()
+    unreadable: set[str] | None = set()  # the reasons, while every clip so far was skipped for an unreadable zip
+
+    def summaries() -> Iterator[tuple[ClipJob, dict]]:
+        nonlocal unreadable
+        for job, record in results:
+            res = _summarise(_settle_locked(config, job, record))
+            if unreadable is not None:
+                unreadable = unreadable | {res["reason"]} if res["input_level"] else None
+            progress.advance()
+            yield job, res
+
+    progress.start("segment clips", total=total)
+    try:
+        summary = write_outputs(config, summaries())
+    finally:
+        progress.finish()
+    _fail_if_no_input_was_readable(config, summary.clips, unreadable)
     return summary
 
 
-# Seconds between two looks at the clips another run on this host is cutting.
+# Seconds between two looks at a clip another run on this host is cutting.
 LOCK_POLL_S = 0.5
 
 
-def _settle_locked(config: SegmentConfig, jobs: Sequence[ClipJob], records: dict[str, dict]) -> None:
-    """Wait for the clips another live run on this host was cutting, then take them as it left them: complete
-    (reused), or cut here if it died first. Clips locked from another host are left "locked" for this run."""
-    pending = [j for j in jobs if records[j.clip_id]["status"] == "locked" and records[j.clip_id]["lock_local"]]
-    if pending:
-        log.info("segment: waiting for %d clip(s) another run on this host is cutting", len(pending))
-    while pending:
+def _settle_locked(config: SegmentConfig, job: ClipJob, record: dict) -> dict:
+    """Wait for a clip another live run on this host is cutting, then take it as that run left it: complete
+    (reused), or cut here if it died first. A clip locked from another host is left "locked" for this run."""
+    if record["status"] == "locked" and record.get("lock_local"):
+        log.info("segment: waiting for 1 clip(s) another run on this host is cutting (%s)", job.clip_id)
+    while record["status"] == "locked" and record.get("lock_local"):
         time.sleep(LOCK_POLL_S)
-        still = []
-        for job in pending:
-            record = process_clip_safe(job, config)
-            if record["status"] == "locked" and record["lock_local"]:
-                still.append(job)
-            else:
-                records[job.clip_id] = _summarise(record)
-        pending = still
+        record = process_clip_safe(job, config)
+    return record
 
 
 def _check_writable(output_dir: Path) -> None:
@@ -112,24 +124,16 @@ def _check_writable(output_dir: Path) -> None:
         raise PipelineError(f"--output-dir {output_dir}: cannot write there ({err.strerror or err})") from None
 
 
-def _fail_if_no_input_was_readable(config: SegmentConfig, records: dict[str, dict]) -> None:
-    """Every clip skipped because a zip could not be read: the run failed (a user error), not an empty success."""
-    if not records or not all(r["status"] == "skipped" and r["input_level"] for r in records.values()):
+def _fail_if_no_input_was_readable(config: SegmentConfig, n_clips: int, unreadable: set[str] | None) -> None:
+    """Every clip skipped because a zip could not be read (`unreadable`: their reasons; None once a clip was not):
+    the run failed (a user error), not an empty success."""
+    if not n_clips or not unreadable:
         return
-    reasons = sorted({r["reason"] for r in records.values()})
+    reasons = sorted(unreadable)
     more = f" (and {len(reasons) - 1} other reason(s))" if len(reasons) > 1 else ""
     raise PipelineError(
-        f"{reasons[0]}{more}: all {len(records)} clip(s) skipped; manifest in {metadata_dir(config) / MANIFEST_JSON}"
+        f"{reasons[0]}{more}: all {n_clips} clip(s) skipped; manifest in {metadata_dir(config) / MANIFEST_JSON}"
     )
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork where the platform has it (workers start without re-importing pandas/PyAV), else spawn.
-
-    Workers are created at the first submit, while the parent runs no other thread and has not touched libav.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if sys.platform == "linux" and "fork" in methods else "spawn")
 
 
 def _summarise(record: dict) -> dict:
@@ -153,4 +157,4 @@ def _summarise(record: dict) -> dict:
     }
 
 
-__all__ = ["run"]
+__all__ = ["aggregate", "clip_ops", "run"]

@@ -81,10 +81,13 @@ def input_fingerprint(job: ClipJob) -> dict:
     }
 
 
-def _is_complete(record: dict | None, config: SegmentConfig, inputs: dict) -> bool:
-    """A clip record from an earlier run counts only if made with the same settings from the same inputs, and its
-    files are intact; a skipped clip does not count with `retry_skipped`."""
-    if not record or record.get("signature") != config.signature() or record.get("inputs") != inputs:
+def _is_complete(record: dict | None, config: SegmentConfig, inputs: dict | None) -> bool:
+    """A clip record from an earlier run counts only if made with the same settings from the same inputs (None:
+    the record's own fingerprint is trusted), and its files are intact; a skipped clip does not count with
+    `retry_skipped`."""
+    if not record or record.get("signature") != config.signature():
+        return False
+    if inputs is not None and record.get("inputs") != inputs:
         return False
     if config.retry_skipped and record.get("status") == "skipped":
         return False
@@ -103,12 +106,22 @@ def _clean_clip_dir(clip_dir: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _reused(record_path: Path, config: SegmentConfig, inputs: dict) -> dict | None:
+def _reused(record_path: Path, config: SegmentConfig, inputs: dict | None) -> dict | None:
     record = load_clip_record(record_path)
     if not _is_complete(record, config, inputs):
         return None
     record["reused"] = True
     return record
+
+
+def completed_record(job: ClipJob, config: SegmentConfig, verify_inputs: bool = True) -> dict | None:
+    """The clip's record from an earlier run (`"reused": True`) if it is complete for `config`, else None.
+
+    `verify_inputs=False` reads only the output directory: for source zips that are no longer on disk
+    (`pipeline prepare` deleted them after a verified download), the record's own input fingerprint is trusted.
+    """
+    inputs = input_fingerprint(job) if verify_inputs else None
+    return _reused(clip_record_path(config.output_dir, job.chunk, job.clip_id), config, inputs)
 
 
 def process_clip(job: ClipJob, config: SegmentConfig) -> dict:
@@ -274,8 +287,19 @@ def process_clip_safe(job: ClipJob, config: SegmentConfig) -> dict:
         raise
     except Exception as err:  # noqa: BLE001 - reported in the manifest
         log.exception("clip %s: unexpected error", job.clip_id)
-        reason = f"unexpected error: {type(err).__name__}: {err}".splitlines()[0]
-        return {**_bare_record(job, "skipped", reason), "reused": False}
+        return skipped_record(job, f"unexpected error: {type(err).__name__}: {err}")
 
 
-__all__ = ["input_fingerprint", "load_clip_record", "process_clip", "process_clip_safe"]
+def skipped_record(job: ClipJob, reason: str) -> dict:
+    """The (unwritten) record of a clip whose work failed: a re-run tries it again."""
+    return {**_bare_record(job, "skipped", reason.splitlines()[0] if reason else "unknown error"), "reused": False}
+
+
+__all__ = [
+    "completed_record",
+    "input_fingerprint",
+    "load_clip_record",
+    "process_clip",
+    "process_clip_safe",
+    "skipped_record",
+]

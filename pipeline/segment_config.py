@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ class SegmentConfig:
     max_clips: int | None = 5
     # Chunk ids to process; empty = every chunk whose camera and egomotion zips are downloaded.
     chunks: tuple[int, ...] = ()
+    # Only clips of this official split (train / val / test); None = all.
+    split: str | None = None
     # Camera feature name (from features.csv).
     camera: str = DEFAULT_CAMERA
     # Segment length, s.
@@ -109,6 +112,8 @@ class SegmentConfig:
                 raise PipelineError(f"--size {w}x{h}: width and height must be even and in 16..8192")
         if self.workers < 1:
             raise PipelineError(f"--workers {self.workers}: must be >= 1")
+        if self.split is not None and self.split not in catalog.SPLITS:
+            raise PipelineError(f"--split {self.split!r}: expected one of {', '.join(catalog.SPLITS)}")
         i, n = self.shard
         if n < 1 or not 0 <= i < n:
             raise PipelineError(f"--shard {i}/{n}: need n >= 1 and 0 <= i < n")
@@ -213,15 +218,7 @@ def segment_video_relpath(chunk: int, clip_id: str, index: int) -> str:
 def list_jobs(config: SegmentConfig) -> list[ClipJob]:
     """The clips of this run: clip_index ∩ downloaded chunks (∩ --chunk), sorted, sharded, capped by max_clips."""
     ds = catalog.open_dataset_dir(config.input_dir)
-    camera = ds.features.get(config.camera)
-    if camera is None or not {"video", "frame_timestamps"} <= set(camera.clip_files_in_zip):
-        cams = [f.name for f in ds.features.values() if "video" in f.clip_files_in_zip]
-        raise PipelineError(
-            f"--camera {config.camera!r}: not a camera feature of features.csv (valid: {', '.join(cams)})"
-        )
-    if EGOMOTION_FEATURE not in ds.features:
-        raise PipelineError(f"{config.input_dir / catalog.FEATURES_CSV}: no {EGOMOTION_FEATURE!r} feature")
-    egomotion = ds.features[EGOMOTION_FEATURE]
+    _clip_features(ds, config)
     downloaded = sorted(set(ds.downloaded_chunks(config.camera)) & set(ds.downloaded_chunks(EGOMOTION_FEATURE)))
     if config.chunks:
         catalog.validate_chunk_ids(list(config.chunks), ds.clip_index.chunks, flag="--chunk")
@@ -238,29 +235,50 @@ def list_jobs(config: SegmentConfig) -> list[ClipJob]:
             raise PipelineError(
                 f"--input-dir {config.input_dir}: no chunk has both {config.camera} and egomotion zips"
             )
-    table = ds.clip_index.table
-    table = table[table["chunk"].isin(chunks)]
-    rows = sorted(zip(table["chunk"].astype(int), table.index.astype(str), strict=True))
+    jobs = clip_jobs(ds, config, chunks)
     i, n = config.shard
-    rows = rows[i::n]
-    if config.max_clips is not None:
-        rows = rows[: config.max_clips]
-    jobs = []
-    for chunk, clip_id in rows:
-        jobs.append(
-            ClipJob(
-                clip_id=clip_id,
-                chunk=chunk,
-                split=str(table.at[clip_id, "split"]),
-                is_valid=bool(table.at[clip_id, "clip_is_valid"]),
-                camera_zip=ds.chunk_path(config.camera, chunk),
-                video_member=catalog.member_name(camera, "video", clip_id),
-                timestamps_member=catalog.member_name(camera, "frame_timestamps", clip_id),
-                egomotion_zip=ds.chunk_path(EGOMOTION_FEATURE, chunk),
-                egomotion_member=catalog.member_name(egomotion, EGOMOTION_FEATURE, clip_id),
-            )
+    jobs = jobs[i::n]
+    return jobs if config.max_clips is None else jobs[: config.max_clips]
+
+
+def _clip_features(ds: catalog.DatasetDir, config: SegmentConfig) -> tuple[catalog.Feature, catalog.Feature]:
+    """The camera and egomotion features of `features.csv`; PipelineError if either is not there."""
+    camera = ds.features.get(config.camera)
+    if camera is None or not {"video", "frame_timestamps"} <= set(camera.clip_files_in_zip):
+        cams = [f.name for f in ds.features.values() if "video" in f.clip_files_in_zip]
+        raise PipelineError(
+            f"--camera {config.camera!r}: not a camera feature of features.csv (valid: {', '.join(cams)})"
         )
-    return jobs
+    if EGOMOTION_FEATURE not in ds.features:
+        raise PipelineError(f"{config.input_dir / catalog.FEATURES_CSV}: no {EGOMOTION_FEATURE!r} feature")
+    return camera, ds.features[EGOMOTION_FEATURE]
+
+
+def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[int]) -> list[ClipJob]:
+    """The jobs of every clip of `chunks` (of `config.split`, if set), sorted by (chunk, clip id).
+
+    Needs only `features.csv` and `clip_index.parquet`: the chunk zips need not be there yet.
+    """
+    camera, egomotion = _clip_features(ds, config)
+    table = ds.clip_index.table
+    table = table[table["chunk"].isin(list(chunks))]
+    if config.split is not None:
+        table = table[table["split"] == config.split]
+    rows = sorted(zip(table["chunk"].astype(int), table.index.astype(str), strict=True))
+    return [
+        ClipJob(
+            clip_id=clip_id,
+            chunk=chunk,
+            split=str(table.at[clip_id, "split"]),
+            is_valid=bool(table.at[clip_id, "clip_is_valid"]),
+            camera_zip=ds.chunk_path(config.camera, chunk),
+            video_member=catalog.member_name(camera, "video", clip_id),
+            timestamps_member=catalog.member_name(camera, "frame_timestamps", clip_id),
+            egomotion_zip=ds.chunk_path(EGOMOTION_FEATURE, chunk),
+            egomotion_member=catalog.member_name(egomotion, EGOMOTION_FEATURE, clip_id),
+        )
+        for chunk, clip_id in rows
+    ]
 
 
 __all__ = [
@@ -273,6 +291,7 @@ __all__ = [
     "ClipJob",
     "SegmentConfig",
     "SegmentRunSummary",
+    "clip_jobs",
     "clip_lock_path",
     "clip_record_path",
     "list_jobs",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.atomic import atomic_path, temp_sibling
@@ -33,22 +33,33 @@ def metadata_dir(config: SegmentConfig) -> Path:
     return base if n == 1 else base / f"shard_{i}_of_{n}"
 
 
-def write_outputs(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[str, dict]) -> SegmentRunSummary:
-    """Write segments.json, segments.parquet, manifest.json and the config for this run's clips (in clip order).
+def write_outputs(config: SegmentConfig, results: Iterable[tuple[ClipJob, dict]]) -> SegmentRunSummary:
+    """Write segments.json, segments.parquet, manifest.json and the config from (job, clip summary) pairs.
 
-    Segments are streamed from the per-clip files, so memory does not grow with the number of clips.
+    `results` come in clip order and are consumed as they arrive: segments are streamed from the per-clip files and
+    manifest rows go to a temp file, so memory does not grow with the number of clips. The files replace the old
+    ones only once complete (an interrupted run leaves them as they were), and only if their bytes changed.
     """
     meta = metadata_dir(config)
     meta.mkdir(parents=True, exist_ok=True)
-    clips: list[dict] = []
-    summary = SegmentRunSummary(clips=len(jobs), metadata_dir=meta)
-    json_tmp, parquet_tmp = temp_sibling(meta / SEGMENTS_JSON), temp_sibling(meta / SEGMENTS_PARQUET)
+    summary = SegmentRunSummary(metadata_dir=meta)
+    names = (SEGMENTS_JSON, SEGMENTS_PARQUET, MANIFEST_JSON)
+    tmps = [temp_sibling(meta / name) for name in names]
+    json_tmp, parquet_tmp, manifest_tmp = tmps
+    config_json = config.to_json()
     try:
-        with open(json_tmp, "w", encoding="utf-8") as fj, _ParquetStream(parquet_tmp) as fp:
+        with (
+            open(json_tmp, "w", encoding="utf-8") as fj,
+            _ParquetStream(parquet_tmp) as fp,
+            open(manifest_tmp, "w", encoding="utf-8") as fm,
+        ):
             fj.write("[")
-            for job in jobs:
-                res = results[job.clip_id]
-                clips.append({"clip_id": job.clip_id, "chunk": job.chunk, **{k: res[k] for k in _MANIFEST_KEYS}})
+            # the layout of json.dumps({"config": ..., "clips": [...]}, indent=2), one clip row at a time
+            fm.write(json.dumps({"config": config_json}, indent=2)[: -len("\n}")] + ',\n  "clips": [')
+            for job, res in results:
+                row = {"clip_id": job.clip_id, "chunk": job.chunk, **{k: res[k] for k in _MANIFEST_KEYS}}
+                fm.write(("\n" if summary.clips == 0 else ",\n") + _indent(json.dumps(row, indent=2), "    "))
+                summary.clips += 1
                 summary.done += res["status"] == "done"
                 summary.skipped += res["status"] == "skipped"
                 summary.reused += res["reused"]
@@ -61,15 +72,12 @@ def write_outputs(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[
                     fp.add(seg)
                     summary.segments += 1
             fj.write("\n]\n")
-        _replace_if_changed(json_tmp, meta / SEGMENTS_JSON)
-        _replace_if_changed(parquet_tmp, meta / SEGMENTS_PARQUET)
+            fm.write(("\n  ]" if summary.clips else "]") + "\n}\n")
+        for tmp, name in zip(tmps, names, strict=True):
+            _replace_if_changed(tmp, meta / name)
     finally:
-        json_tmp.unlink(missing_ok=True)
-        parquet_tmp.unlink(missing_ok=True)
-    config_json = config.to_json()
-    _write_if_changed(
-        meta / MANIFEST_JSON, (json.dumps({"config": config_json, "clips": clips}, indent=2) + "\n").encode()
-    )
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
     _write_if_changed(meta / CONFIG_JSON, (json.dumps(config_json, indent=2) + "\n").encode())
     log.info(
         "segment: %d segment(s) from %d clip(s) done (%d reused), %d skipped; metadata in %s",
@@ -86,6 +94,10 @@ def write_outputs(config: SegmentConfig, jobs: Sequence[ClipJob], results: dict[
             summary.locked,
         )
     return summary
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
 
 
 _MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments", "warnings")

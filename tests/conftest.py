@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.synthetic_fixtures",
     "tests.fixtures.hub_fixtures",
     "tests.fixtures.segment_fixtures",
+    "tests.fixtures.prepare_fixtures",
     "tests.fixtures.dataset_fixtures",
     "tests.fixtures.model_fixtures",
 ]

@@ -1,0 +1,275 @@
+"""How clips and chunks run: on this machine (`LocalEngine`, a process pool) or on Ray (`pipeline.ray_engine`).
+
+Both engines run the same work and yield each clip's record in the same (chunk, clip id) order, so the
+aggregate files they lead to are byte-identical. Chunk work (`pipeline prepare`) is a window of at most
+`max_in_flight` chunks whose source zips are on disk: a chunk is downloaded while the one before it is cut, its
+clips are cut as soon as its download is verified, and its zips are deleted once all its clips are done.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where clips run: `--engine`, `--ray-address`, `--ray-cpus`, `--retries`."""
+
+    # local: a process pool on this machine; ray: Ray tasks (a local cluster, or the one at ray_address).
+    engine: Literal["local", "ray"] = "local"
+    # Ray cluster to join (host:port of `ray start --head`, or "auto"); None: $RAY_ADDRESS, else start one here.
+    ray_address: str | None = None
+    # CPUs of the local Ray cluster started when no address is given; None: all of this machine's.
+    ray_cpus: int | None = None
+    # Extra attempts of a chunk download that failed, or of a clip whose Ray worker died.
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise PipelineError(f"--engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
+        if self.ray_cpus is not None and self.ray_cpus < 1:
+            raise PipelineError(f"--ray-cpus {self.ray_cpus}: must be >= 1")
+        if not 0 <= self.retries <= 20:
+            raise PipelineError(f"--retries {self.retries}: must be in 0..20")
+
+
+def make_engine(config: EngineConfig, workers: int) -> Engine:
+    """The engine of `config`; `workers` is the local process count (Ray uses its cluster's CPUs instead)."""
+    if config.engine == "ray":
+        from pipeline.ray_engine import RayEngine
+
+        return RayEngine(config.ray_address, config.ray_cpus, config.retries)
+    return LocalEngine(workers, config.retries)
+
+
+@dataclass(frozen=True)
+class ClipOps:
+    """The per-clip functions an engine runs. Module-level functions only: they go to worker processes and Ray."""
+
+    # Settings passed to every call (a `SegmentConfig`).
+    config: Any
+    # (job, config) -> the clip's record; never raises for bad input.
+    cut: Callable[[Any, Any], dict]
+    # (job, reason) -> a skipped record, for a clip whose work failed (download, dead worker).
+    skipped: Callable[[Any, str], dict]
+    # (job, config) -> the record of a clip already complete, or None.
+    reused: Callable[[Any, Any], dict | None]
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """One chunk of `pipeline prepare`: its clips, and how to fetch and free its source zips."""
+
+    # Chunk id.
+    chunk: int
+    # Its clip jobs, in order.
+    jobs: tuple[Any, ...]
+    # Downloads and verifies the chunk's zips (raises on failure); None when every clip is already complete.
+    fetch: Callable[[], object] | None
+    # Deletes the chunk's zips and returns the bytes freed; None keeps them (--keep-source).
+    free: Callable[[], int] | None = None
+
+
+def fetch_chunk(work: ChunkWork, retries: int) -> None:
+    """Run `work.fetch`, trying again up to `retries` times (downloads resume); PipelineError if it keeps failing."""
+    assert work.fetch is not None
+    for attempt in range(retries + 1):
+        try:
+            work.fetch()
+            return
+        except Exception as err:  # noqa: BLE001 - any transfer failure is retried, then reported per clip
+            if attempt == retries:
+                raise PipelineError(
+                    f"download of chunk {work.chunk} failed after {retries + 1} attempt(s): {failure_reason(err)}"
+                ) from None
+            log.warning("chunk %d: download attempt %d failed (%s); retrying", work.chunk, attempt + 1, err)
+
+
+def free_chunk(work: ChunkWork) -> int:
+    """Delete a chunk's source zips unless they are kept; return the bytes freed."""
+    return work.free() if work.free is not None else 0
+
+
+def reused_records(work: ChunkWork, ops: ClipOps) -> Iterator[dict]:
+    """Records of a chunk whose clips were all complete when it was listed."""
+    for job in work.jobs:
+        yield ops.reused(job, ops.config) or ops.skipped(job, "clip record vanished during the run; re-run")
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line for the manifest."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """fork where the platform has it (workers start in ~10 ms instead of re-importing pandas/PyAV), else spawn.
+
+    With fork, Python starts every worker at the first submit: do it before any other thread exists.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if sys.platform == "linux" and "fork" in methods else "spawn")
+
+
+class Engine(Protocol):
+    """What runs clips and chunks: `LocalEngine` or `pipeline.ray_engine.RayEngine` (a context manager)."""
+
+    def describe(self) -> str: ...
+
+    def map_clips(self, jobs: Sequence[Any], ops: ClipOps) -> Iterator[dict]:
+        """Start the jobs now; yield their records in job order."""
+        ...
+
+    def run_chunks(
+        self,
+        works: Iterable[ChunkWork],
+        ops: ClipOps,
+        max_in_flight: int,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[Any, dict]]:
+        """Download, cut and free chunks, a bounded number on disk; yield (job, record) in order."""
+        ...
+
+    def __enter__(self) -> Engine: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@dataclass
+class _Slot:
+    """A chunk in the local window."""
+
+    work: ChunkWork
+    fetched: Future | None
+    clips: list[Future] | None = None
+    failure: str | None = None
+
+
+class LocalEngine:
+    """This machine: clips in a process pool of `workers`, chunk downloads in one background thread."""
+
+    def __init__(self, workers: int = 1, retries: int = 2) -> None:
+        self.workers = workers
+        self.retries = retries
+        self._on_interrupt: Callable[[], None] | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._downloads: ThreadPoolExecutor | None = None
+
+    def describe(self) -> str:
+        return f"local ({self.workers} process(es))"
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._downloads is not None:
+            if exc_type is not None and self._on_interrupt is not None:
+                self._on_interrupt()
+            self._downloads.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _start_pool(self, n: int) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=pool_context())
+        return self._pool
+
+    def map_clips(self, jobs: Sequence[Any], ops: ClipOps) -> Iterator[dict]:
+        """Start the jobs now (the pool forks here); yield their records in job order."""
+        if self.workers == 1 or len(jobs) <= 1:
+            return (ops.cut(job, ops.config) for job in jobs)
+        pool = self._start_pool(min(self.workers, len(jobs)))
+        futures = [pool.submit(ops.cut, job, ops.config) for job in jobs]
+        return (future.result() for future in futures)
+
+    def run_chunks(
+        self,
+        works: Iterable[ChunkWork],
+        ops: ClipOps,
+        max_in_flight: int,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[Any, dict]]:
+        """Download, cut and free chunks, at most `max_in_flight` on disk; yield (job, record) in order.
+
+        `on_interrupt` is called if the run stops early (Ctrl-C): it should stop the transfer in flight.
+        """
+        self._on_interrupt = on_interrupt
+        pool = self._start_pool(self.workers)
+        pool.submit(int).result()  # fork every worker now, before the download thread exists
+        self._downloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-download")
+        return self._chunk_results(iter(works), ops, max_in_flight, pool)
+
+    def _chunk_results(
+        self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int, pool: ProcessPoolExecutor
+    ) -> Iterator[tuple[Any, dict]]:
+        window: deque[_Slot] = deque()
+        assert self._downloads is not None
+        downloads = self._downloads
+
+        def top_up() -> None:
+            while len(window) < max_in_flight and (work := next(works, None)) is not None:
+                fetched = downloads.submit(fetch_chunk, work, self.retries) if work.fetch else None
+                window.append(_Slot(work, fetched))
+
+        def submit_ready() -> list[Future]:
+            """Start the cuts of every downloaded chunk; return the downloads still running."""
+            running = []
+            for slot in window:
+                if slot.clips is not None or slot.fetched is None:
+                    continue
+                if not slot.fetched.done():
+                    running.append(slot.fetched)
+                elif (err := slot.fetched.exception()) is not None:
+                    slot.failure, slot.clips = failure_reason(err), []
+                else:
+                    slot.clips = [pool.submit(ops.cut, job, ops.config) for job in slot.work.jobs]
+            return running
+
+        top_up()
+        while window:
+            slot = window[0]
+            if slot.fetched is None:
+                yield from zip(slot.work.jobs, reused_records(slot.work, ops), strict=True)
+            else:
+                while slot.clips is None:
+                    wait(submit_ready(), return_when=FIRST_COMPLETED)
+                for i, job in enumerate(slot.work.jobs):
+                    if slot.failure is not None:
+                        yield job, ops.skipped(job, slot.failure)
+                        continue
+                    while not slot.clips[i].done():
+                        wait([slot.clips[i], *submit_ready()], return_when=FIRST_COMPLETED)
+                    yield job, slot.clips[i].result()
+                free_chunk(slot.work)
+            window.popleft()
+            top_up()
+            submit_ready()
+
+
+__all__ = [
+    "ENGINES",
+    "ChunkWork",
+    "ClipOps",
+    "Engine",
+    "EngineConfig",
+    "LocalEngine",
+    "failure_reason",
+    "fetch_chunk",
+    "free_chunk",
+    "make_engine",
+    "pool_context",
+    "reused_records",
+]

@@ -1,0 +1,237 @@
+"""The Ray engine: the same per-chunk and per-clip work as `pipeline.engines.LocalEngine`, as Ray tasks.
+
+Plain tasks, not Ray Data: the unit of work is coarse (one clip is seconds of decode and encode and writes its own
+files), the disk bound needs explicit control over when a chunk's zips arrive and leave, and the results must
+reach the driver in clip order. Each chunk is pinned to one node (its download, cuts and deletion), so source zips
+may sit on node-local disk; at most `max_in_flight` chunks are pinned to a node at once. The output directory must
+be on storage every node sees. A download is a task with `num_cpus=0` (it waits on the network, and the driver's
+window already bounds how many run); a cut takes one CPU. Cuts depend on their chunk's download through its object
+ref, so Ray starts them as soon as it is verified, while the previous chunk is still being cut.
+
+Ray is imported only here, and only when this engine is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline.engines import ChunkWork, ClipOps, failure_reason, fetch_chunk, free_chunk, reused_records
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+RAY_PACKAGE = "ray"
+CUT_CPUS = 1
+DOWNLOAD_CPUS = 0
+# Ray's own loggers that print set-up chatter on every start (token authentication, "Started a local Ray instance").
+_NOISY_LOGGERS = ("ray", "ray._private.authentication.authentication_token_setup", "ray._private.worker")
+_PROBE_TIMEOUT_S = 5.0
+
+
+def import_ray() -> Any:
+    """`ray`, or a PipelineError naming the package to install."""
+    try:
+        import ray
+    except ImportError:
+        raise PipelineError(
+            f"--engine ray: the {RAY_PACKAGE!r} package is not installed (`uv add {RAY_PACKAGE}` or "
+            f"`pip install {RAY_PACKAGE}`), or use --engine local"
+        ) from None
+    return ray
+
+
+def probe_address(address: str) -> None:
+    """PipelineError (one line) unless something accepts TCP connections at `address` (host:port or ray://host:port)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise PipelineError(f"--ray-address {address!r}: expected host:port (of `ray start --head`) or 'auto'")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=_PROBE_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise PipelineError(
+            f"--ray-address {address}: no Ray cluster answers there ({err.strerror or type(err).__name__}); "
+            "start one with `ray start --head`, or omit the address to run a local cluster"
+        ) from None
+
+
+def _quiet_ray_logs() -> None:
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if name == "ray" else logging.ERROR)
+
+
+def _cut(job: Any, ops: ClipOps, *_after: object) -> dict:
+    return ops.cut(job, ops.config)
+
+
+def _fetch(work: ChunkWork, retries: int) -> bool:
+    fetch_chunk(work, retries)
+    return True
+
+
+@dataclass
+class _Slot:
+    """A chunk in the window: the node it is pinned to and its tasks."""
+
+    work: ChunkWork
+    node: str | None
+    clips: list[Any]
+
+
+class RayEngine:
+    """Run clips as Ray tasks on the cluster at `address` (or $RAY_ADDRESS), else on a local cluster started here."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, retries: int = 2) -> None:
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus
+        self.retries = retries
+        self._ray: Any = None
+        self._started = False
+        self._refs: set[Any] = set()
+        self._functions: dict[Callable, Any] = {}
+
+    def describe(self) -> str:
+        return f"ray ({self.address or 'local cluster'})"
+
+    # --- the cluster ---------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> RayEngine:
+        ray = self._ray = import_ray()
+        if ray.is_initialized():  # the caller's session (e.g. a test's cluster): use it, leave it running
+            return self
+        if self.address and self.address not in ("auto", "local"):
+            probe_address(self.address)
+        _quiet_ray_logs()
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        if not self.address:
+            kwargs["num_cpus"] = self.num_cpus
+            # The raylet gives up when its metrics agent takes long to register: it does on a busy machine.
+            os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
+        try:
+            ray.init(address=self.address, **kwargs)
+        except Exception as err:  # noqa: BLE001 - ray raises bare Exceptions for a node that fails to start
+            raise PipelineError(f"--ray-address {self.address or 'local'}: {failure_reason(err)}") from None
+        self._started = True
+        resources = ray.cluster_resources()
+        log.info(
+            "ray: %s with %d node(s), %g CPU(s)",
+            "joined " + self.address if self.address else "started a local cluster",
+            len(self._nodes()),
+            resources.get("CPU", 0),
+        )
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        ray = self._ray
+        if ray is None:
+            return
+        if exc_type is not None:  # Ctrl-C or an error: stop the work this run started on the cluster
+            for ref in list(self._refs):
+                with contextlib.suppress(Exception):  # the task may have finished, or its worker died already
+                    ray.cancel(ref, force=True)
+        self._refs.clear()
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+    def _nodes(self) -> list[str]:
+        """Alive nodes with CPUs, sorted by id."""
+        return sorted(n["NodeID"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0)
+
+    def _remote(self, fn: Callable, num_cpus: float, node: str | None = None) -> Any:
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": self.retries}
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        if fn not in self._functions:
+            self._functions[fn] = self._ray.remote(fn)
+        return self._functions[fn].options(**options)
+
+    def _track(self, ref: Any) -> Any:
+        self._refs.add(ref)
+        return ref
+
+    def _result(self, ref: Any, job: Any, ops: ClipOps) -> dict:
+        """The record of a cut task, or a skipped record saying why it failed after its retries."""
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None) or err
+            return ops.skipped(job, failure_reason(cause))
+        except ray.exceptions.RayError as err:
+            return ops.skipped(job, f"ray: {failure_reason(err)} (after {self.retries} retries)")
+        finally:
+            self._refs.discard(ref)
+
+    def _task_ops(self, ops: ClipOps) -> ClipOps:
+        """Workers get one decoder thread per task (each task holds one CPU); the outputs do not change."""
+        config = ops.config
+        if hasattr(config, "workers"):
+            cores = os.cpu_count() or 1
+            config = replace(config, workers=max(1, cores))
+        return replace(ops, config=config)
+
+    # --- the work ------------------------------------------------------------------------------------------------
+
+    def map_clips(self, jobs: Sequence[Any], ops: ClipOps) -> Iterator[dict]:
+        """Submit one task per clip now; yield their records in job order."""
+        task_ops = self._ray.put(self._task_ops(ops))
+        cut = self._remote(_cut, CUT_CPUS)
+        refs = [self._track(cut.remote(job, task_ops)) for job in jobs]
+        return (self._result(ref, job, ops) for ref, job in zip(refs, jobs, strict=True))
+
+    def run_chunks(
+        self,
+        works: Iterable[ChunkWork],
+        ops: ClipOps,
+        max_in_flight: int,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[Any, dict]]:
+        """Download, cut and free chunks, at most `max_in_flight` per node; yield (job, record) in order."""
+        return self._chunk_results(iter(works), ops, max_in_flight)
+
+    def _chunk_results(self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int) -> Iterator[tuple]:
+        ray = self._ray
+        task_ops = ray.put(self._task_ops(ops))
+        nodes = self._nodes()
+        load = dict.fromkeys(nodes, 0)
+        window: deque[_Slot] = deque()
+
+        def top_up() -> None:
+            while (free := [n for n in nodes if load[n] < max_in_flight]) and (work := next(works, None)):
+                if work.fetch is None:
+                    window.append(_Slot(work, None, []))
+                    continue
+                node = min(free, key=lambda n: load[n])
+                load[node] += 1
+                fetched = self._track(self._remote(_fetch, DOWNLOAD_CPUS, node).remote(work, self.retries))
+                cut = self._remote(_cut, CUT_CPUS, node)
+                window.append(_Slot(work, node, [self._track(cut.remote(j, task_ops, fetched)) for j in work.jobs]))
+
+        top_up()
+        while window:
+            slot = window.popleft()
+            if slot.node is None:
+                yield from zip(slot.work.jobs, reused_records(slot.work, ops), strict=True)
+            else:
+                for job, ref in zip(slot.work.jobs, slot.clips, strict=True):
+                    yield job, self._result(ref, job, ops)
+                if slot.work.free is not None:
+                    freed = self._track(self._remote(free_chunk, DOWNLOAD_CPUS, slot.node).remote(slot.work))
+                    ray.get(freed)
+                    self._refs.discard(freed)
+                load[slot.node] -= 1
+            top_up()
+
+
+__all__ = ["CUT_CPUS", "DOWNLOAD_CPUS", "RAY_PACKAGE", "RayEngine", "import_ray", "probe_address"]

@@ -1,0 +1,119 @@
+"""`pipeline prepare` on the local engine over the local Hub server, and the engine-independent errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import egomotion as ego
+from pipeline.cli import main
+from pipeline.synthetic.repo import DEFAULT_CAMERA, clip_truth
+from tests.fixtures.prepare_fixtures import run_prepare
+
+
+def zips(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.zip"))
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_targets_match_truth(out: Path, repo) -> None:
+    segments = json.loads((out / "metadata" / "segments.json").read_text())
+    assert {s["clip_id"] for s in segments} == set(repo.clip_ids)
+    for clip in repo.clips:
+        recs = [r for r in segments if r["clip_id"] == clip.clip_id]
+        assert len(recs) == 3  # 4-s clips, 1-s windows and stride, 1-s horizon
+        fut = ego.future_sample_times(np.array([r["end_us"] for r in recs]), 1_000_000, 30)
+        truth = clip_truth(repo, clip.clip_id).at(fut.ravel())
+        np.testing.assert_allclose([r["velocity"] for r in recs], truth.speed.reshape(fut.shape), rtol=1e-3, atol=1e-3)
+        true_k = truth.curvature.reshape(fut.shape)
+        atol = 1e-3 * max(np.abs(true_k).max(), 1e-3)
+        np.testing.assert_allclose([r["curvature"] for r in recs], true_k, rtol=1e-3, atol=atol)
+
+
+def test_prepare_cuts_every_chunk_deletes_sources_and_rerun_fetches_nothing(small_hub, small_repo, tmp_path):
+    result = run_prepare(tmp_path)
+    out = tmp_path / "out"
+    assert result.chunks == [0, 1] and result.complete_chunks == []
+    assert (result.segments.clips, result.segments.done, result.segments.segments) == (4, 4, 12)
+    assert_targets_match_truth(out, small_repo)
+    assert zips(tmp_path / "src") == []  # every chunk's zips were deleted once it was cut
+    assert not list((tmp_path / "src").rglob("*.incomplete"))
+    fetched = {r.path for r in small_hub.data_gets()}
+    assert {small_repo.chunk_path(DEFAULT_CAMERA, c).relative_to(small_repo.root).as_posix() for c in (0, 1)} <= fetched
+    # The same layout as `pipeline segment`, and the manifest exactly as json.dumps(indent=2) writes it.
+    for name in ("segments.json", "segments.parquet", "manifest.json", "segment_config.json"):
+        assert (out / "metadata" / name).is_file()
+    text = (out / "metadata" / "manifest.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert [c["status"] for c in json.loads(text)["clips"]] == ["done"] * 4
+
+    small_hub.reset_counts()
+    before = (out / "metadata" / "segments.json").stat().st_mtime_ns
+    again = run_prepare(tmp_path)
+    assert small_hub.data_gets() == []  # complete chunks: not one data request
+    assert again.complete_chunks == [0, 1] and again.segments.reused == 4
+    assert (out / "metadata" / "segments.json").stat().st_mtime_ns == before
+
+
+def test_keep_source_and_one_chunk(small_hub, small_repo, tmp_path):
+    result = run_prepare(tmp_path, chunks=("1",), keep_source=True, max_chunks_in_flight=1)
+    assert result.chunks == [1] and result.segments.clips == 2
+    kept = [p.relative_to(tmp_path / "src").as_posix() for p in zips(tmp_path / "src")]
+    assert kept == sorted(
+        p.relative_to(small_repo.root).as_posix()
+        for p in (small_repo.chunk_path(DEFAULT_CAMERA, 1), small_repo.chunk_path("egomotion", 1))
+    )
+
+
+def test_prepare_split_keeps_only_that_split(small_hub, small_repo, tmp_path):
+    split = small_repo.clips[0].split
+    result = run_prepare(tmp_path, split=split)
+    manifest = json.loads((tmp_path / "out" / "metadata" / "manifest.json").read_text())
+    assert {c["clip_id"] for c in manifest["clips"]} == {c.clip_id for c in small_repo.clips if c.split == split}
+    assert result.segments.clips == sum(c.split == split for c in small_repo.clips)
+
+
+def test_unreachable_ray_address_is_one_line_exit_2(small_repo, tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "ray",
+        "--ray-address", "127.0.0.1:9",
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: --ray-address 127.0.0.1:9: no Ray cluster answers there")
+
+
+def test_engine_ray_without_ray_names_the_package(small_repo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    code, _, err = run_cli(
+        capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "ray"
+    )
+    assert code == 2 and "the 'ray' package is not installed (`uv add ray`" in err, err
+
+
+def test_unknown_engine_is_a_usage_error(small_repo, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "x")
+    assert code == 2 and "--engine 'x': expected one of local, ray" in err
+
+
+def test_help_and_data_stages_do_not_import_ray():
+    code = (
+        "import sys; from pipeline.cli import app; import pipeline.prepare, pipeline.segment, pipeline.engines; "
+        "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['prepare', '--help']); "
+        "assert r.exit_code == 0 and '--max-chunks-in-flight' in r.output, r.output; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
