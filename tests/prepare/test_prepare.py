@@ -52,7 +52,8 @@ def test_prepare_cuts_every_chunk_deletes_sources_and_rerun_fetches_nothing(smal
     assert zips(tmp_path / "src") == []  # every chunk's zips were deleted once it was cut
     assert not list((tmp_path / "src").rglob("*.incomplete"))
     fetched = {r.path for r in small_hub.data_gets()}
-    assert {small_repo.chunk_path(DEFAULT_CAMERA, c).relative_to(small_repo.root).as_posix() for c in (0, 1)} <= fetched
+    cameras = {small_repo.chunk_path(DEFAULT_CAMERA, c).relative_to(small_repo.root).as_posix() for c in (0, 1)}
+    assert cameras <= fetched
     # The same layout as `pipeline segment`, and the manifest exactly as json.dumps(indent=2) writes it.
     for name in ("segments.json", "segments.parquet", "manifest.json", "segment_config.json"):
         assert (out / "metadata" / name).is_file()
@@ -105,7 +106,8 @@ def test_engine_ray_without_ray_names_the_package(small_repo, tmp_path, capsys, 
 
 
 def test_unknown_engine_is_a_usage_error(small_repo, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "x")
+    args = ("segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "x")
+    code, _, err = run_cli(capsys, *args)
     assert code == 2 and "--engine 'x': expected one of local, ray" in err
 
 
