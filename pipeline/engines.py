@@ -79,7 +79,7 @@ class ChunkWork:
     jobs: tuple[Any, ...]
     # Downloads and verifies the chunk's zips (raises on failure); None when every clip is already complete.
     fetch: Callable[[], object] | None
-    # Deletes the chunk's zips and returns the bytes freed; None keeps them (--keep-source).
+    # Deletes the chunk's zips (on the node that fetched them) and returns the bytes freed; None keeps them.
     free: Callable[[], int] | None = None
 
 
@@ -243,6 +243,7 @@ class LocalEngine:
             slot = window[0]
             if slot.fetched is None:
                 yield from zip(slot.work.jobs, reused_records(slot.work, ops), strict=True)
+                free_chunk(slot.work)
             else:
                 while slot.clips is None:
                     wait(submit_ready(), return_when=FIRST_COMPLETED)

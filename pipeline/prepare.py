@@ -141,17 +141,14 @@ def _chunk_works(
     """One `ChunkWork` per chunk, made when the engine asks for it (so completeness is checked just in time)."""
     for chunk in chunk_ids:
         jobs = tuple(clip_jobs(ds, seg, [chunk]))
+        paths = tuple(catalog.chunk_file(ds.feature(name), chunk) for name in (seg.camera, EGOMOTION_FEATURE))
+        # also frees what an interrupted run left of a chunk that is complete now
+        free = None if keep_source else partial(delete_files, dl.output_dir, paths)
+        fetch = partial(download.run, replace(dl, chunks=(str(chunk),), all_chunks=False))
         if all(completed_record(job, seg, verify_inputs=False) is not None for job in jobs):
             complete.append(chunk)
-            yield ChunkWork(chunk=chunk, jobs=jobs, fetch=None)
-            continue
-        paths = tuple(catalog.chunk_file(ds.feature(name), chunk) for name in (seg.camera, EGOMOTION_FEATURE))
-        yield ChunkWork(
-            chunk=chunk,
-            jobs=jobs,
-            fetch=partial(download.run, replace(dl, chunks=(str(chunk),), all_chunks=False)),
-            free=None if keep_source else partial(delete_files, dl.output_dir, paths),
-        )
+            fetch = None
+        yield ChunkWork(chunk=chunk, jobs=jobs, fetch=fetch, free=free)
 
 
 __all__ = ["PrepareConfig", "PrepareResult", "run"]

@@ -33,6 +33,10 @@ DOWNLOAD_CPUS = 0
 # Ray's own loggers that print set-up chatter on every start (token authentication, "Started a local Ray instance").
 _NOISY_LOGGERS = ("ray", "ray._private.authentication.authentication_token_setup", "ray._private.worker")
 _PROBE_TIMEOUT_S = 5.0
+# Tries to start a local cluster.
+_LOCAL_START_ATTEMPTS = 3
+# How long an interrupted run waits for its cancelled tasks to stop before it returns.
+_CANCEL_WAIT_S = 30.0
 
 
 def import_ray() -> Any:
@@ -115,10 +119,18 @@ class RayEngine:
             kwargs["num_cpus"] = self.num_cpus
             # The raylet gives up when its metrics agent takes long to register: it does on a busy machine.
             os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
-        try:
-            ray.init(address=self.address, **kwargs)
-        except Exception as err:  # noqa: BLE001 - ray raises bare Exceptions for a node that fails to start
-            raise PipelineError(f"--ray-address {self.address or 'local'}: {failure_reason(err)}") from None
+        # A local node gives up starting after Ray's fixed 30 s when its agents are slow (a busy machine): try again.
+        attempts = 1 if self.address else _LOCAL_START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(address=self.address, **kwargs)
+                break
+            except Exception as err:  # noqa: BLE001 - ray raises bare Exceptions for a node that fails to start
+                ray.shutdown()
+                if attempt == attempts:
+                    where = self.address or f"local cluster (after {attempts} attempts)"
+                    raise PipelineError(f"--ray-address {where}: {failure_reason(err)}") from None
+                log.warning("ray: the local cluster did not start (%s); trying again", failure_reason(err))
         self._started = True
         resources = ray.cluster_resources()
         log.info(
@@ -133,10 +145,14 @@ class RayEngine:
         ray = self._ray
         if ray is None:
             return
-        if exc_type is not None:  # Ctrl-C or an error: stop the work this run started on the cluster
-            for ref in list(self._refs):
+        if exc_type is not None and self._refs:  # Ctrl-C or an error: stop the work this run started on the cluster
+            refs = list(self._refs)
+            for ref in refs:
+                # not force: the task gets a KeyboardInterrupt and cleans up as a Ctrl-C'ed local worker does
                 with contextlib.suppress(Exception):  # the task may have finished, or its worker died already
-                    ray.cancel(ref, force=True)
+                    ray.cancel(ref, force=False)
+            with contextlib.suppress(Exception):
+                ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_WAIT_S)
         self._refs.clear()
         if self._started:
             ray.shutdown()
@@ -221,8 +237,9 @@ class RayEngine:
         top_up()
         while window:
             slot = window.popleft()
-            if slot.node is None:
+            if slot.node is None:  # complete: nothing fetched; leftovers of an interrupted run are freed here
                 yield from zip(slot.work.jobs, reused_records(slot.work, ops), strict=True)
+                free_chunk(slot.work)
             else:
                 for job, ref in zip(slot.work.jobs, slot.clips, strict=True):
                     yield job, self._result(ref, job, ops)

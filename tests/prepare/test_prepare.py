@@ -7,12 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from pipeline import egomotion as ego
 from pipeline.cli import main
-from pipeline.synthetic.repo import DEFAULT_CAMERA, clip_truth
-from tests.fixtures.prepare_fixtures import run_prepare
+from pipeline.synthetic.repo import DEFAULT_CAMERA
+from tests.fixtures.prepare_fixtures import assert_targets_match_truth, run_prepare
 
 
 def zips(root: Path) -> list[Path]:
@@ -27,20 +24,6 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def assert_targets_match_truth(out: Path, repo) -> None:
-    segments = json.loads((out / "metadata" / "segments.json").read_text())
-    assert {s["clip_id"] for s in segments} == set(repo.clip_ids)
-    for clip in repo.clips:
-        recs = [r for r in segments if r["clip_id"] == clip.clip_id]
-        assert len(recs) == 3  # 4-s clips, 1-s windows and stride, 1-s horizon
-        fut = ego.future_sample_times(np.array([r["end_us"] for r in recs]), 1_000_000, 30)
-        truth = clip_truth(repo, clip.clip_id).at(fut.ravel())
-        np.testing.assert_allclose([r["velocity"] for r in recs], truth.speed.reshape(fut.shape), rtol=1e-3, atol=1e-3)
-        true_k = truth.curvature.reshape(fut.shape)
-        atol = 1e-3 * max(np.abs(true_k).max(), 1e-3)
-        np.testing.assert_allclose([r["curvature"] for r in recs], true_k, rtol=1e-3, atol=atol)
 
 
 def test_prepare_cuts_every_chunk_deletes_sources_and_rerun_fetches_nothing(small_hub, small_repo, tmp_path):

@@ -1,0 +1,121 @@
+"""`pipeline prepare` and `pipeline segment` on Ray's local cluster (2 CPUs, one cluster for the module).
+
+Ray starts in-process once (`ray_cluster`); each run's `RayEngine` joins it and leaves it running, and the fixture
+stops it at the end of the module.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import pytest
+
+from pipeline import segment
+from pipeline.engines import LocalEngine
+from pipeline.ray_engine import RayEngine
+from pipeline.synthetic.hub_server import serve_repo
+from pipeline.synthetic.repo import DEFAULT_CAMERA
+from tests.fixtures.prepare_fixtures import (
+    PREPARE_SEGMENTS,
+    assert_same_outputs,
+    assert_targets_match_truth,
+    run_prepare,
+)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    with RayEngine(num_cpus=2) as engine:
+        yield engine
+
+
+def repo_path(repo, feature: str, chunk: int) -> str:
+    return repo.chunk_path(feature, chunk).relative_to(repo.root).as_posix()
+
+
+class StopAfter:
+    """A progress sink that raises KeyboardInterrupt (as Ctrl-C would) once `n` clips have been aggregated."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def start(self, description: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        self.seen += n
+        if self.seen >= self.n:
+            raise KeyboardInterrupt
+
+    def finish(self) -> None:
+        pass
+
+
+def test_ray_matches_local_record_for_record_and_byte_for_byte(ray_cluster, small_hub, small_repo, tmp_path):
+    local = run_prepare(tmp_path / "local", engine=LocalEngine(2))
+    on_ray = run_prepare(tmp_path / "ray", engine=RayEngine())
+    assert (on_ray.segments.clips, on_ray.segments.done, on_ray.segments.segments) == (4, 4, 12)
+    counts = ("clips", "done", "skipped", "reused", "segments")
+    assert [getattr(on_ray.segments, k) for k in counts] == [getattr(local.segments, k) for k in counts]
+    assert_targets_match_truth(tmp_path / "ray" / "out", small_repo)
+    assert_same_outputs(tmp_path / "local" / "out", tmp_path / "ray" / "out")
+    for engine in ("local", "ray"):
+        assert not list((tmp_path / engine / "src").rglob("*.zip"))  # no source zip left
+
+
+def test_connection_fault_is_retried_and_the_run_completes(ray_cluster, small_hub, small_repo, tmp_path):
+    camera = repo_path(small_repo, DEFAULT_CAMERA, 1)
+    # Six cut transfers: huggingface_hub's own 5 retries run out, the chunk download's retry then succeeds.
+    small_hub.inject_cut(camera, after_bytes=2000, times=6)
+    result = run_prepare(tmp_path, engine=RayEngine())
+    assert result.segments.done == 4 and result.segments.skipped == 0
+    assert [r.path for r in small_hub.data_gets()].count(camera) == 7
+    assert_targets_match_truth(tmp_path / "out", small_repo)
+
+
+def test_interrupted_run_resumes_without_fetching_finished_chunks(ray_cluster, small_hub, small_repo, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare(tmp_path, engine=RayEngine(), progress=StopAfter(2))  # Ctrl-C once chunk 0 is aggregated
+    out = tmp_path / "out"
+    assert not (out / "metadata" / "segments.json").exists() and not list(out.rglob("*.tmp"))
+    records = {p.stem for p in out.glob("metadata/clips/*/*.json")}
+    assert {c.clip_id for c in small_repo.clips if c.chunk == 0} <= records
+    # The cancelled cuts stopped cleanly: every mp4 left belongs to a clip whose record was written.
+    assert {p.parent.name for p in out.rglob("*.mp4")} <= records
+
+    small_hub.reset_counts()
+    result = run_prepare(tmp_path, engine=RayEngine())
+    fetched = {r.path for r in small_hub.data_gets()}
+    assert not fetched & {repo_path(small_repo, f, 0) for f in (DEFAULT_CAMERA, "egomotion")}
+    assert 0 in result.complete_chunks and result.segments.done == 4
+    assert not list((tmp_path / "src").rglob("*.zip")) and not list(out.rglob("*.tmp"))
+    assert_targets_match_truth(out, small_repo)
+
+
+def test_driver_memory_does_not_grow_with_the_chunk_count(ray_cluster, eight_chunk_repo, use_hub, tmp_path):
+    peaks = {}
+    with serve_repo(eight_chunk_repo.root) as server:
+        use_hub(server)
+        for n in (2, 8):
+            tracemalloc.start()
+            try:
+                result = run_prepare(tmp_path / str(n), engine=RayEngine(), chunks=(f"0-{n - 1}",))
+                peaks[n] = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert result.segments.done == n
+    assert peaks[8] <= 1.2 * peaks[2], peaks
+
+
+def test_segment_engine_ray_matches_local(ray_cluster, small_repo, tmp_path):
+    configs = {
+        name: segment.SegmentConfig(input_dir=small_repo.root, output_dir=tmp_path / name, **PREPARE_SEGMENTS)
+        for name in ("local", "ray")
+    }
+    segment.run(configs["local"], engine=LocalEngine(2))
+    summary = segment.run(configs["ray"], engine=RayEngine())
+    assert (summary.clips, summary.done, summary.segments) == (4, 4, 12)
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    manifest = json.loads((tmp_path / "ray" / "metadata" / "manifest.json").read_text())
+    assert [c["status"] for c in manifest["clips"]] == ["done"] * 4
