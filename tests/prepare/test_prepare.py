@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import main
-from pipeline.synthetic.repo import DEFAULT_CAMERA
+from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.fixtures.prepare_fixtures import assert_targets_match_truth, run_prepare
 
 

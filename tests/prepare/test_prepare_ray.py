@@ -14,8 +14,8 @@ import pytest
 from pipeline import segment
 from pipeline.engines import LocalEngine
 from pipeline.ray_engine import RayEngine
-from pipeline.synthetic.hub_server import serve_repo
-from pipeline.synthetic.repo import DEFAULT_CAMERA
+from pipeline.standins.hub_server import serve_repo
+from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.fixtures.prepare_fixtures import (
     PREPARE_SEGMENTS,
     assert_same_outputs,
