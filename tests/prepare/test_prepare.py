@@ -7,23 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.cli import main
 from pipeline.standins.repo import DEFAULT_CAMERA
+from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.prepare_fixtures import assert_targets_match_truth, run_prepare
 
 
 def zips(root: Path) -> list[Path]:
     return sorted(root.rglob("*.zip"))
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_prepare_cuts_every_chunk_deletes_sources_and_rerun_fetches_nothing(small_hub, small_repo, tmp_path):
@@ -71,27 +61,25 @@ def test_prepare_split_keeps_only_that_split(small_hub, small_repo, tmp_path):
 
 
 def test_unreachable_ray_address_is_one_line_exit_2(small_repo, tmp_path, capsys):
-    code, _, err = run_cli(
-        capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "ray",
-        "--ray-address", "127.0.0.1:9",
-    )  # fmt: skip
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1, err
-    assert lines[0].startswith("error: --ray-address 127.0.0.1:9: no Ray cluster answers there")
+    args = ("segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "ray")
+    result = run_in_process(capsys, *args, "--ray-address", "127.0.0.1:9")
+    line = assert_one_line_error(result, "--ray-address 127.0.0.1:9", "no Ray cluster answers there")
+    assert "ray start --head" in line
 
 
 def test_engine_ray_without_ray_names_the_package(small_repo, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    code, _, err = run_cli(
+    result = run_in_process(
         capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "ray"
     )
-    assert code == 2 and "the 'ray' package is not installed (`uv add ray`" in err, err
+    assert_one_line_error(result, "--engine ray", "the 'ray' package is not installed (`uv add ray`")
 
 
 def test_unknown_engine_is_a_usage_error(small_repo, tmp_path, capsys):
-    args = ("segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "x")
-    code, _, err = run_cli(capsys, *args)
-    assert code == 2 and "--engine 'x': expected one of local, ray" in err
+    result = run_in_process(
+        capsys, "segment", "--input-dir", small_repo.root, "--output-dir", tmp_path, "--engine", "x"
+    )
+    assert_one_line_error(result, "--engine 'x': expected one of local, ray")
 
 
 def test_help_and_data_stages_do_not_import_ray():
