@@ -35,7 +35,8 @@ from pathlib import Path
 from pipeline import prepare
 from pipeline.engines import LocalEngine
 from pipeline.ray_engine import RayEngine
-from pipeline.segment import SegmentConfig, parse_size, process_clip_safe
+from pipeline.segment_clip import process_clip_safe
+from pipeline.segment_config import SegmentConfig, parse_size
 from pipeline.standins.hub_server import serve_repo
 from pipeline.standins.repo import DEFAULT_CAMERA, RepoSummary, SynthConfig, plan_clips, write_repo
 
@@ -251,7 +252,7 @@ def hd(args: argparse.Namespace, work: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     code = (
         "import os, sys, time, json; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from pipeline.segment import SegmentConfig, run\n"
+        "from pipeline.segment import run; from pipeline.segment_config import SegmentConfig\n"
         f"c = SegmentConfig(input_dir={str(repo.root)!r}, output_dir={str(out)!r}, max_clips=None, workers=1)\n"
         "t = time.perf_counter(); s = run(c); print('CUT', time.perf_counter() - t, s.segments)\n"
     )

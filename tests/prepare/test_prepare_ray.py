@@ -15,6 +15,7 @@ import pytest
 from pipeline import segment
 from pipeline.engines import LocalEngine
 from pipeline.ray_engine import RayEngine
+from pipeline.segment_config import SegmentConfig
 from pipeline.standins.hub_server import serve_repo
 from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.fixtures.prepare_fixtures import (
@@ -114,7 +115,7 @@ def test_driver_memory_does_not_grow_with_the_chunk_count(ray_cluster, eight_chu
 
 def test_segment_engine_ray_matches_local(ray_cluster, small_repo, tmp_path):
     configs = {
-        name: segment.SegmentConfig(input_dir=small_repo.root, output_dir=tmp_path / name, **PREPARE_SEGMENTS)
+        name: SegmentConfig(input_dir=small_repo.root, output_dir=tmp_path / name, **PREPARE_SEGMENTS)
         for name in ("local", "ray")
     }
     segment.run(configs["local"], engine=LocalEngine(2))
