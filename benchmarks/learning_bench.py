@@ -25,6 +25,7 @@ from pipeline.standins.repo import write_repo
 from pipeline.standins.synth_config import SynthConfig
 from pipeline.standins.tiny_model import make_tiny_model
 from pipeline.train import trainer
+from pipeline.train.inference import GenerationSettings
 
 GOALS = {"video": 0.8, "history": 0.5}
 
@@ -106,7 +107,7 @@ def train_and_score(mode: str, dataset_dir: Path, workdir: Path, args: argparse.
             output_dir=workdir / f"eval_{mode}",
             model=result.output_dir,
             batch_size=8,
-            max_new_tokens=400,
+            generation=GenerationSettings(max_new_tokens=400),
         )
     )
     scores = evaluation.scores["all"]

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.evaluate import EvaluateConfig
+from pipeline.options import config_command
 from pipeline.progress import DEFAULT_INTERVAL_S
+from pipeline.train.config import TrainConfig
 
 app = typer.Typer(
     name="pipeline",
@@ -583,109 +586,16 @@ def make_tiny_model(
 
 
 @app.command()
+@config_command(TrainConfig, layered=True, build_config=False)
 def train(
+    values: dict[str, Any],
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of options (CLI wins).")] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="Hub id or local dir (default Qwen/Qwen3-VL-2B-Instruct).")
-    ] = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dir from build-dataset (default qwen_video_dataset).")
-    ] = None,
-    output_dir: Annotated[str | None, typer.Option("--output-dir", "--output_dir", help="Run directory.")] = None,
-    video_root: Annotated[str | None, typer.Option("--video-root", "--video_root", help="Moved segments.")] = None,
-    tune_mm_llm: Annotated[
-        bool | None, typer.Option("--tune-mm-llm/--no-tune-mm-llm", "--tune_mm_llm/--no_tune_mm_llm")
-    ] = None,
-    tune_mm_vision: Annotated[
-        bool | None, typer.Option("--tune-mm-vision/--no-tune-mm-vision", "--tune_mm_vision/--no_tune_mm_vision")
-    ] = None,
-    tune_mm_mlp: Annotated[
-        bool | None, typer.Option("--tune-mm-mlp/--no-tune-mm-mlp", "--tune_mm_mlp/--no_tune_mm_mlp")
-    ] = None,
-    lora_enable: Annotated[
-        bool | None,
-        typer.Option(
-            "--lora-enable/--no-lora-enable", "--lora_enable/--no_lora_enable", help="LoRA (default on); off=full."
-        ),
-    ] = None,
-    lora_r: Annotated[int | None, typer.Option("--lora-r", "--lora_r", help="LoRA rank (default 8).")] = None,
-    lora_alpha: Annotated[
-        int | None, typer.Option("--lora-alpha", "--lora_alpha", help="LoRA alpha (default 16).")
-    ] = None,
-    lora_dropout: Annotated[
-        float | None, typer.Option("--lora-dropout", "--lora_dropout", help="(default 0.0).")
-    ] = None,
-    lora_target_modules: Annotated[
-        str | None, typer.Option("--lora-target-modules", "--lora_target_modules", help="Comma-separated names.")
-    ] = None,
-    learning_rate: Annotated[
-        float | None, typer.Option("--learning-rate", "--learning_rate", help="(default 1e-4).")
-    ] = None,
-    num_train_epochs: Annotated[float | None, typer.Option("--num-train-epochs", "--num_train_epochs")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", "--max_steps", help="(default -1: epochs).")] = None,
-    per_device_train_batch_size: Annotated[
-        int | None, typer.Option("--per-device-train-batch-size", "--per_device_train_batch_size")
-    ] = None,
-    gradient_accumulation_steps: Annotated[
-        int | None, typer.Option("--gradient-accumulation-steps", "--gradient_accumulation_steps")
-    ] = None,
-    lr_scheduler_type: Annotated[
-        str | None,
-        typer.Option("--lr-scheduler-type", "--lr_scheduler_type", help="(default cosine)|linear|constant."),
-    ] = None,
-    warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio", "--warmup_ratio")] = None,
-    weight_decay: Annotated[float | None, typer.Option("--weight-decay", "--weight_decay")] = None,
-    first_line_weight: Annotated[
-        float | None,
-        typer.Option(
-            "--first-line-weight",
-            "--first_line_weight",
-            help="Loss weight of the answer's first line vs the other lines (default 1: plain token mean).",
-        ),
-    ] = None,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 mixed precision.")] = None,
-    fp16: Annotated[bool | None, typer.Option("--fp16/--no-fp16", help="float16 mixed precision.")] = None,
-    gradient_checkpointing: Annotated[
-        bool | None,
-        typer.Option(
-            "--gradient-checkpointing/--no-gradient-checkpointing",
-            "--gradient_checkpointing/--no_gradient_checkpointing",
-        ),
-    ] = None,
-    deepspeed: Annotated[str | None, typer.Option("--deepspeed", help="DeepSpeed JSON config.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    dataloader_num_workers: Annotated[
-        int | None, typer.Option("--dataloader-num-workers", "--dataloader_num_workers")
-    ] = None,
-    video_fps: Annotated[float | None, typer.Option("--video-fps", "--video_fps", help="(default 4.0).")] = None,
-    video_max_frames: Annotated[int | None, typer.Option("--video-max-frames", "--video_max_frames")] = None,
-    video_min_frames: Annotated[int | None, typer.Option("--video-min-frames", "--video_min_frames")] = None,
-    video_max_pixels: Annotated[int | None, typer.Option("--video-max-pixels", "--video_max_pixels")] = None,
-    video_min_pixels: Annotated[int | None, typer.Option("--video-min-pixels", "--video_min_pixels")] = None,
-    overwrite_output: Annotated[
-        bool | None, typer.Option("--overwrite-output/--no-overwrite-output", "--overwrite_output")
-    ] = None,
-    resume_from_checkpoint: Annotated[
-        str | None, typer.Option("--resume-from-checkpoint", "--resume_from_checkpoint", help="DIR or 'last'.")
-    ] = None,
-    logging_steps: Annotated[int | None, typer.Option("--logging-steps", "--logging_steps")] = None,
-    save_steps: Annotated[int | None, typer.Option("--save-steps", "--save_steps")] = None,
-    save_total_limit: Annotated[int | None, typer.Option("--save-total-limit", "--save_total_limit")] = None,
-    report_to: Annotated[
-        str | None, typer.Option("--report-to", "--report_to", help="tensorboard (default) | none.")
-    ] = None,
-    eval_: Annotated[bool | None, typer.Option("--eval/--no-eval", help="Test-split loss at the end.")] = None,
-    max_train_samples: Annotated[int | None, typer.Option("--max-train-samples", "--max_train_samples")] = None,
 ) -> None:
     """Fine-tune a Qwen-VL video model (LoRA or full) with transformers Trainer (+ DeepSpeed)."""
-    overrides = dict(locals())  # every flag; None = not given, so the --config file or the default applies
-    overrides.pop("config_file")
-    overrides["eval"] = overrides.pop("eval_")
     from pipeline.console import progress_sink
-    from pipeline.train.config import TrainConfig
     from pipeline.train.trainer import run
 
-    config = TrainConfig.from_sources(config_file, overrides)
+    config = TrainConfig.from_sources(config_file, values)
     result = run(config, progress=progress_sink())
     loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
     print(f"{result.output_dir}: {result.global_step} steps, train loss {loss}, {len(result.skipped_samples)} skipped")
@@ -706,134 +616,17 @@ def merge_lora(
 
 
 @app.command()
-def evaluate(
-    model: Annotated[
-        str | None, typer.Option("--model", help="Model directory or Hub id to generate answers with.")
-    ] = None,
-    adapter: Annotated[
-        Path | None, typer.Option("--adapter", help="LoRA adapter directory applied on top of --model.")
-    ] = None,
-    predictions: Annotated[
-        Path | None,
-        typer.Option("--predictions", help='Score this JSONL of {"id", "text"} answers instead (no model loaded).'),
-    ] = None,
-    dataset: Annotated[
-        Path, typer.Option("--dataset", help="Dataset directory from `pipeline build-dataset`.")
-    ] = Path("qwen_video_dataset"),
-    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "test",
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "--output_dir", help="Directory for the report files.")
-    ] = Path("eval_report"),
-    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per generation batch.")] = 4,
-    max_samples: Annotated[
-        int | None, typer.Option("--max-samples", "--max_samples", help="Score only the first N samples.")
-    ] = None,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", "--max_new_tokens", help="Generation limit per answer.")
-    ] = 512,
-    save_predictions: Annotated[
-        bool,
-        typer.Option("--save-predictions", "--save_predictions", help="Write the answers to predictions.jsonl."),
-    ] = False,
-    video_fps: Annotated[
-        float | None, typer.Option("--video-fps", "--video_fps", help="Frames per second of clip [training's].")
-    ] = None,
-    video_max_frames: Annotated[
-        int | None, typer.Option("--video-max-frames", "--video_max_frames", help="[training's].")
-    ] = None,
-    video_min_frames: Annotated[
-        int | None, typer.Option("--video-min-frames", "--video_min_frames", help="[training's].")
-    ] = None,
-    video_max_pixels: Annotated[
-        int | None, typer.Option("--video-max-pixels", "--video_max_pixels", help="[training's].")
-    ] = None,
-    video_min_pixels: Annotated[
-        int | None, typer.Option("--video-min-pixels", "--video_min_pixels", help="[training's].")
-    ] = None,
-    video_root: Annotated[
-        Path | None, typer.Option("--video-root", "--video_root", help="Segments moved since build-dataset.")
-    ] = None,
-    embed_videos: Annotated[
-        bool,
-        typer.Option(
-            "--embed-videos", help="Put the gallery's mp4s into report.html (default: copies in clips/ beside it)."
-        ),
-    ] = False,
-    device: Annotated[str, typer.Option("--device", help="auto (GPU if any), cpu, cuda or cuda:N.")] = "auto",
-    dtype: Annotated[
-        str | None, typer.Option("--dtype", help="float32, bfloat16, float16 or auto [the checkpoint's].")
-    ] = None,
-    server: Annotated[
-        str | None,
-        typer.Option("--server", help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1."),
-    ] = None,
-    served_model: Annotated[
-        str | None, typer.Option("--served-model", help="Model name in each request [the only one served].")
-    ] = None,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option("--run-dir", help="Training output dir whose settings set the served frames [--served-model]."),
-    ] = None,
-    engine: Annotated[
-        str, typer.Option("--engine", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
-    ] = "vllm",
-    media: Annotated[
-        str, typer.Option("--media", help="file (server shares the file system) or base64 (bytes in the request).")
-    ] = "file",
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")] = 8,
-    max_retries: Annotated[
-        int, typer.Option("--max-retries", help="Retries on 429/5xx/timeouts/dropped connections, with backoff.")
-    ] = 4,
-    request_timeout: Annotated[float, typer.Option("--request-timeout", help="Seconds per request.")] = 600.0,
-    api_key_env: Annotated[
-        str, typer.Option("--api-key-env", help="Environment variable holding the server's API key.")
-    ] = "OPENAI_API_KEY",
-) -> None:
+@config_command(EvaluateConfig)
+def evaluate(config: EvaluateConfig) -> None:
     """Score a model, a predictions file or a server's answers on held-out clips against baselines; write a report.
 
     Video settings default to the training run's (train_config.json in --adapter, --run-dir or --model). With
     --server, answers are appended to OUTPUT_DIR/predictions.jsonl as they arrive; a re-run asks only for the rest.
     """
     from pipeline.console import progress_sink
-    from pipeline.evaluate import EvaluateConfig, run
+    from pipeline.evaluate import run
     from pipeline.report import headline_table
-    from pipeline.serving_client import ServerSettings
 
-    server_settings = None
-    if server is not None:
-        server_settings = ServerSettings(
-            url=server,
-            served_model=served_model,
-            engine=engine,
-            media=media,
-            concurrency=concurrency,
-            max_retries=max_retries,
-            timeout_s=request_timeout,
-            api_key_env=api_key_env,
-        )
-    config = EvaluateConfig(
-        server=server_settings,
-        run_dir=run_dir,
-        dataset_dir=dataset,
-        output_dir=output_dir,
-        split=split,
-        model=model,
-        adapter=adapter,
-        predictions=predictions,
-        save_predictions=save_predictions,
-        batch_size=batch_size,
-        max_samples=max_samples,
-        max_new_tokens=max_new_tokens,
-        video_fps=video_fps,
-        video_max_frames=video_max_frames,
-        video_min_frames=video_min_frames,
-        video_max_pixels=video_max_pixels,
-        video_min_pixels=video_min_pixels,
-        video_root=video_root,
-        embed_videos=embed_videos,
-        device=device,
-        dtype=dtype,
-    )
     result = run(config, progress=progress_sink())
     print(headline_table(result))
     print(f"wrote {config.output_dir}")

@@ -94,6 +94,7 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     from pipeline.standins.synth_config import SynthConfig
     from pipeline.standins.tiny_model import make_tiny_model
     from pipeline.train import trainer
+    from pipeline.train.inference import GenerationSettings
 
     progress = progress or NullProgress()
     p = config.profile
@@ -157,7 +158,7 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
                 output_dir=config.path("eval_report"),
                 model=str(config.path("model")),
                 max_samples=p.eval_samples,
-                max_new_tokens=p.max_new_tokens,
+                generation=GenerationSettings(max_new_tokens=p.max_new_tokens),
                 batch_size=8,
             ),
             progress,

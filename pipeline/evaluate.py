@@ -22,8 +22,13 @@ import numpy as np
 
 from pipeline import baselines as baselines_mod
 from pipeline.errors import PipelineError
+from pipeline.options import group, setting, to_json
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.scoring import FAILURE_POLICY, MODEL_NAME, EvaluationResult, score_answers
+from pipeline.serving_client import ServerSettings
+from pipeline.train.config import read_run_config
+from pipeline.train.inference import GenerationSettings
+from pipeline.train.video_input import VideoSettings
 
 if TYPE_CHECKING:
     import datasets
@@ -38,53 +43,50 @@ class EvaluateConfig:
     """Settings of one evaluation run (written to `metrics.json` with the results)."""
 
     # Stage-3 dataset directory (holds `{train,test}/` from `save_to_disk` and `dataset_meta.json`).
-    dataset_dir: Path
-    # Directory for report.md, metrics.json, predictions.csv and the PNG plots (created if missing).
-    output_dir: Path
-    # Split to score; the train split must also exist (it defines the train-mean baseline and fallback).
-    split: str = "test"
-    # Model directory or Hub id to generate with; exactly one of `model`, `predictions` and `server` is given.
-    model: str | None = None
-    # Optional LoRA adapter directory applied on top of `model`.
-    adapter: Path | None = None
-    # JSONL file of `{"id", "text"}` answers to score instead of generating (no model is loaded).
-    predictions: Path | None = None
+    dataset_dir: Path = setting(
+        Path("qwen_video_dataset"), help="Dataset directory from `pipeline build-dataset`.", flags=("--dataset",)
+    )
+    # Created if missing: report.md, metrics.json, predictions.csv and the PNG plots.
+    output_dir: Path = setting(Path("eval_report"), help="Directory for the report files.")
+    # The train split must also exist (it defines the train-mean baseline and fallback).
+    split: str = setting("test", help="Split to score.")
+    # Exactly one of `model`, `predictions` and `server` is given.
+    model: str | None = setting(None, help="Model directory or Hub id to generate answers with.")
+    adapter: Path | None = setting(None, help="LoRA adapter directory applied on top of --model.")
+    predictions: Path | None = setting(
+        None, help='Score this JSONL of {"id", "text"} answers instead (no model loaded).'
+    )
     # Ask an OpenAI-compatible server instead (`pipeline.serving_client`); answers go to output_dir/predictions.jsonl.
-    server: Any = None  # pipeline.serving_client.ServerSettings
-    # Training output directory whose train_config.json and processor set the server's frames; None = the served
-    # model's name when it is a local directory (as with transformers serve).
-    run_dir: Path | None = None
-    # Also write the generated answers as `predictions.jsonl` (same format `predictions` reads).
-    save_predictions: bool = False
-    # Samples per generation batch.
-    batch_size: int = 4
-    # Score only the first this-many samples of the split (in split order; with `server`, about this many in whole
-    # clips spread over the split); None = all.
-    max_samples: int | None = None
-    # Generation limit; 30 pairs cost ~300-360 tokens (pipeline.answer), so 512 leaves room for stray text.
-    max_new_tokens: int = 512
-    # Video sampling for generation; None = the value in the training run's train_config.json (in --adapter, else
-    # in --model), else the training default. Resolved into `video_settings` in __post_init__.
-    video_fps: float | None = None  # frames sampled per second of clip
-    video_max_frames: int | None = None  # most frames per clip
-    video_min_frames: int | None = None  # fewest frames per clip
-    video_max_pixels: int | None = None  # per-frame pixel budget
-    video_min_pixels: int | None = None  # per-frame pixel floor
-    # Override of the dataset's recorded video root (segments moved since build-dataset).
-    video_root: Path | None = None
-    # Where the model runs: "auto" (the first CUDA GPU if there is one, else CPU), "cpu", "cuda", "cuda:1", ...
-    device: str = "auto"
-    # Weights dtype passed to the loader: None (the checkpoint's), "auto", "float32", "bfloat16", "float16".
-    dtype: str | None = None
+    server: ServerSettings | None = group(ServerSettings, prefix="", optional=True)
+    # Its train_config.json and processor set the server's frames; None = the served model's name when it is a
+    # local directory (as with transformers serve).
+    run_dir: Path | None = setting(
+        None, help="Training output dir whose settings set the served frames [--served-model]."
+    )
+    # Same format `predictions` reads.
+    save_predictions: bool = setting(False, help="Write the answers to predictions.jsonl.")
+    batch_size: int = setting(4, help="Samples per generation batch.")
+    # In split order; with `server`, about this many in whole clips spread over the split. None = all.
+    max_samples: int | None = setting(None, help="Score only the first N samples.")
+    generation: GenerationSettings = group(GenerationSettings, prefix="")
+    # Overrides of the training run's video settings (train_config.json in --adapter, --run-dir, else in --model;
+    # else the training defaults); resolved into `video_settings` in __post_init__.
+    video: dict[str, Any] = group(VideoSettings, partial_default="the training run's, else {}")
+    video_root: Path | None = setting(None, help="Segments moved since build-dataset.")
+    # "auto" is the first CUDA GPU if there is one, else the CPU.
+    device: str = setting("auto", help="auto (GPU if any), cpu, cuda or cuda:N.")
+    dtype: str | None = setting(None, help="float32, bfloat16, float16 or auto.", show_default="the checkpoint's")
     # Length of the input second and of the predicted future, s (docs/ARCHITECTURE.md: both 1 s).
     window_s: float = 1.0
     horizon_s: float = 1.0
     # Number of example trajectories drawn in example_trajectories.png.
     n_examples: int = 6
-    # Put the gallery's mp4s into report.html as data URIs (default: copies in clips/ beside the page).
-    embed_videos: bool = False
-    # Resolved `pipeline.train.video_input.VideoSettings` (None without a model) and where its values came from.
-    video_settings: Any = field(init=False, default=None)
+    # As data URIs.
+    embed_videos: bool = setting(
+        False, help="Put the gallery's mp4s into report.html (default: copies in clips/ beside it)."
+    )
+    # The resolved video settings (None without a model or server) and where their values came from.
+    video_settings: VideoSettings | None = field(init=False, default=None)
     video_settings_source: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -120,8 +122,8 @@ class EvaluateConfig:
             raise PipelineError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be >= 1, got {self.max_samples}")
-        if self.max_new_tokens < 1:
-            raise PipelineError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if isinstance(self.generation, dict):
+            self.generation = GenerationSettings(**self.generation)
         if self.window_s <= 0 or self.horizon_s <= 0:
             raise PipelineError(f"window_s and horizon_s must be > 0, got {self.window_s} and {self.horizon_s}")
         if self.n_examples < 0:
@@ -133,31 +135,28 @@ class EvaluateConfig:
             self._resolve_video_settings()
 
     def _resolve_video_settings(self) -> None:
-        from pipeline.train.config import read_run_video_settings  # light: no torch
-        from pipeline.train.video_input import VideoSettings
-
+        unknown = sorted(set(self.video) - {f.name for f in fields(VideoSettings)})
+        if unknown:
+            raise PipelineError(f"video settings: unknown key(s) {', '.join(unknown)}")
         values: dict[str, Any] = {}
         self.video_settings_source = "defaults"
         for directory in (self.adapter, self.run_dir, Path(str(self.model)) if self.model else None):
-            found = read_run_video_settings(directory) if directory is not None else None
-            if found is not None:
-                values, path = found
+            run = read_run_config(directory) if directory is not None else None
+            if run is not None:
+                settings, path = run
+                values = dict(settings.get("video", {}))
                 self.video_settings_source = str(path)
                 break
-        flags = [key for key in (f.name for f in fields(VideoSettings)) if getattr(self, f"video_{key}") is not None]
-        values |= {key: getattr(self, f"video_{key}") for key in flags}
-        if flags:
-            given = ", ".join("--video-" + key.replace("_", "-") for key in flags)
-            self.video_settings_source += f"; {given} from the command line"
+        given = {k: v for k, v in self.video.items() if v is not None}
+        values |= given
+        if given:
+            flags = ", ".join("--video-" + key.replace("_", "-") for key in given)
+            self.video_settings_source += f"; {flags} from the command line"
         self.video_settings = VideoSettings(**values)
 
     def to_json(self) -> dict[str, Any]:
         """The resolved settings as JSON-ready values (`video_settings` as a dict, None without a model)."""
-        out = asdict(self)  # a ServerSettings holds the key's variable name, never the key
-        for key, value in out.items():
-            if isinstance(value, Path):
-                out[key] = str(value)
-        return out
+        return to_json(self)  # a ServerSettings holds the key's variable name, never the key
 
 
 def read_predictions(path: Path, known_ids: set[str] | None = None) -> dict[str, str]:
@@ -289,7 +288,7 @@ def _generate(
     log.info("video settings %s, read from %s", asdict(config.video_settings), config.video_settings_source)
     from pipeline.train.inference import generate_answers, generation_record, greedy_generation_config
 
-    generation = greedy_generation_config(processor, config.max_new_tokens, model.generation_config)
+    generation = greedy_generation_config(processor, config.generation.max_new_tokens, model.generation_config)
     texts = generate_answers(
         model,
         processor,
@@ -357,7 +356,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
 
         if config.max_samples is not None:
             ds = ds.select(whole_clip_rows([str(c) for c in ds["clip_id"]], config.max_samples))
-        max_tokens = min(config.max_new_tokens, answer_max_tokens(len(mean_v)))
+        max_tokens = min(config.generation.max_new_tokens, answer_max_tokens(len(mean_v)))
         texts, server_info = server_answers(
             config.server,
             ds,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.served_frames import FramePlan, first_line, load_run_processor
 from pipeline.train.video_input import VideoSettings
@@ -51,22 +52,27 @@ def answer_max_tokens(n_pairs: int) -> int:
 class ServerSettings:
     """How `pipeline evaluate --server` talks to the server (the API key itself is never stored)."""
 
-    # Base URL as OpenAI clients take it, e.g. http://host:8000/v1.
-    url: str
-    # Model name put in each request; None = the only model the server lists.
-    served_model: str | None = None
-    # Server kind: vllm or sglang-style (mm_processor_kwargs), transformers (chat_template_kwargs), plain (none).
-    engine: str = "vllm"
+    # Base URL as OpenAI clients take it; giving it turns the server path on.
+    url: str = setting(
+        help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1.", flags=("--server",)
+    )
+    # None = the only model the server lists.
+    served_model: str | None = setting(None, help="Model name in each request [the only one served].")
+    # vllm or sglang-style (mm_processor_kwargs), transformers (chat_template_kwargs), plain (none).
+    engine: str = setting("vllm", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
     # file: the server reads the segment path (shared file system); base64: the bytes go in the request.
-    media: str = "file"
-    # Requests in flight at once.
-    concurrency: int = 8
-    # Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff) before a failure.
-    max_retries: int = 4
-    # Seconds one request may take before it is retried.
-    timeout_s: float = 600.0
-    # Environment variable holding the API key (unset: "EMPTY", what vLLM accepts without --api-key).
-    api_key_env: str = "OPENAI_API_KEY"
+    media: str = setting("file", help="file (server shares the file system) or base64 (bytes in the request).")
+    concurrency: int = setting(8, help="Requests in flight at once.", flags=("--concurrency",))
+    # Exponential backoff, then a failure.
+    max_retries: int = setting(
+        4, help="Retries on 429/5xx/timeouts/dropped connections, with backoff.", flags=("--max-retries",)
+    )
+    # Then the request is retried.
+    timeout_s: float = setting(600.0, help="Seconds per request.", flags=("--request-timeout",))
+    # Unset: "EMPTY", what vLLM accepts without --api-key.
+    api_key_env: str = setting(
+        "OPENAI_API_KEY", help="Environment variable holding the server's API key.", flags=("--api-key-env",)
+    )
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):

@@ -118,12 +118,14 @@ def tiny_dataset_config(profile: DemoProfile, segments_dir: Path, output_dir: Pa
 def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, output_dir: Path, seed: int) -> Any:
     """The `TrainConfig` of a profile: full fine-tuning of every part of a random-init model, no checkpoints."""
     from pipeline.train.config import TrainConfig
+    from pipeline.train.modeling import LoraSettings
+    from pipeline.train.video_input import VideoSettings
 
     return TrainConfig(
         model=str(model_dir),
         dataset=str(dataset_dir),
         output_dir=str(output_dir),
-        lora_enable=False,
+        lora=LoraSettings(enable=False),
         tune_mm_llm=True,
         tune_mm_vision=True,
         tune_mm_mlp=True,
@@ -135,9 +137,9 @@ def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, 
         logging_steps=max(1, min(10, profile.max_steps // 10)),
         save_steps=max(profile.max_steps, 1),
         report_to="none",
-        video_fps=profile.video_fps,
+        video=VideoSettings(fps=profile.video_fps),
         seed=seed,
-        overwrite_output=True,
+        overwrite=True,
     )
 
 

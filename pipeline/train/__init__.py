@@ -2,6 +2,6 @@
 
 Modules: `video_input` (a segment's frames for the model: PyAV decode + frame sampling), `collator` (chat
 template → ids, labels, batches), `modeling` (load, freeze, LoRA), `config` (`TrainConfig`, the run's config file
-and `read_run_video_settings`), `trainer` (`run`), `inference` (`generate_answers`), `merge` (LoRA → full weights).
+and `read_run_config`), `trainer` (`run`), `inference` (`generate_answers`), `merge` (LoRA → full weights).
 Heavy imports (torch, transformers, peft) happen inside functions, so importing this package stays cheap.
 """

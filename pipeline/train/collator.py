@@ -21,11 +21,11 @@ from typing import Any
 from pipeline.dataset_reader import clean_messages
 from pipeline.errors import PipelineError, VideoError
 from pipeline.train.families import END_OF_TURN_TOKENS
+from pipeline.train.loss import IGNORE_INDEX
 from pipeline.train.video_input import VideoSettings, load_video
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 # Per-token keys (padded along the sequence); every other tensor key is concatenated along dim 0.
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "token_type_ids")
 

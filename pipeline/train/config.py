@@ -1,77 +1,95 @@
-"""`TrainConfig`: every flag of `pipeline train`, from defaults < a YAML config file < command-line overrides."""
+"""`TrainConfig`: every option of `pipeline train`, from defaults < a YAML config file < command-line overrides."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.options import build, group, merge, nest, setting, to_json
+from pipeline.train.modeling import LoraSettings
+from pipeline.train.video_input import VideoSettings
 
-CONFIG_FILE = "train_config.json"
-"""The resolved `TrainConfig` a training run writes beside its weights or adapter."""
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 DEFAULT_DATASET = "qwen_video_dataset"
 REPORT_TO = ("tensorboard", "none", "wandb", "all")
+CONFIG_FILE = "train_config.json"
+"""The resolved `TrainConfig` a run writes beside its adapter/weights (read back by `read_run_config`)."""
 
 
 @dataclass
 class TrainConfig:
-    """A training run. Field names are the CLI flags with `-` → `_`."""
+    """A training run: the options of `pipeline train` and the keys of its `--config` YAML (flag names, `-` or
+    `_`, or the nested groups `lora:` and `video:`)."""
 
-    model: str = DEFAULT_MODEL  # Hub id or local directory of the base model (AutoModelForImageTextToText)
-    dataset: str = DEFAULT_DATASET  # directory written by `pipeline build-dataset` (holds train/ and test/)
-    output_dir: str = "outputs/qwen_vl_motion"  # where checkpoints, the adapter/weights and the processor go
-    video_root: str | None = None  # override of the dataset's recorded video root (moved segments)
+    model: str = setting(DEFAULT_MODEL, help="Hub id or local dir of the base model (AutoModelForImageTextToText).")
+    dataset: str = setting(DEFAULT_DATASET, help="Dir from build-dataset (holds train/ and test/).")
+    output_dir: str = setting("outputs/qwen_vl_motion", help="Run directory: checkpoints, adapter/weights, processor.")
+    video_root: str | None = setting(None, help="Moved segments: override of the dataset's recorded video root.")
     # what to train
-    tune_mm_llm: bool = True  # train the language model (LoRA adapters, or full weights without LoRA)
-    tune_mm_vision: bool = False  # train the vision tower
-    tune_mm_mlp: bool = False  # train the vision→language projector (merger) in full
-    lora_enable: bool = True  # LoRA adapters instead of full fine-tuning
-    lora_r: int = 8  # LoRA rank
-    lora_alpha: int = 16  # LoRA alpha (scale = alpha / r)
-    lora_dropout: float = 0.0  # LoRA dropout
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )  # leaf names of the Linear layers that get adapters (language model only unless tune_mm_vision)
+    tune_mm_llm: bool = setting(
+        True,
+        help="Train the language model (LoRA adapters, or full weights without LoRA).",
+        flags=("--tune-mm-llm/--no-tune-mm-llm", "--tune_mm_llm/--no_tune_mm_llm"),
+    )
+    tune_mm_vision: bool = setting(
+        False,
+        help="Train the vision tower.",
+        flags=("--tune-mm-vision/--no-tune-mm-vision", "--tune_mm_vision/--no_tune_mm_vision"),
+    )
+    tune_mm_mlp: bool = setting(
+        False,
+        help="Train the vision→language projector (merger) in full.",
+        flags=("--tune-mm-mlp/--no-tune-mm-mlp", "--tune_mm_mlp/--no_tune_mm_mlp"),
+    )
+    lora: LoraSettings = group(LoraSettings)
     # optimisation
-    learning_rate: float = 1e-4  # peak learning rate (AdamW, cosine schedule after warmup)
-    num_train_epochs: float = 1.0  # epochs over the train split (ignored when max_steps > 0)
-    max_steps: int = -1  # stop after this many optimizer steps (-1: run num_train_epochs)
-    per_device_train_batch_size: int = 1  # rows per device per micro-batch
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    lr_scheduler_type: str = "cosine"  # transformers scheduler name: cosine | linear | constant | ...
-    warmup_ratio: float = 0.03  # fraction of steps with linear warmup
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping
-    first_line_weight: float = 1.0  # loss weight of the answer's first line vs the other lines (1: plain token mean)
-    bf16: bool = False  # bfloat16 mixed precision (GPU)
-    fp16: bool = False  # float16 mixed precision (GPU)
-    gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30 % slower)
-    deepspeed: str | None = None  # DeepSpeed JSON config (configs/zero2.json, configs/zero3.json)
-    seed: int = 42  # seed for init of adapters, shuffling and dropout
-    dataloader_num_workers: int = 0  # processes decoding videos in parallel
-    # video input
-    video_fps: float = 4.0  # frames sampled per second of clip (a 1-s clip gives 4 frames)
-    video_max_frames: int = 32  # most frames per clip
-    video_min_frames: int = 4  # fewest frames per clip
-    video_max_pixels: int = 448 * 448  # per-frame pixel budget (frames are resized below it)
-    video_min_pixels: int = 32 * 32 * 4  # per-frame pixel floor
+    learning_rate: float = setting(1e-4, help="Peak learning rate (AdamW, schedule after warmup).")
+    num_train_epochs: float = setting(1.0, help="Epochs over the train split (ignored when --max-steps > 0).")
+    max_steps: int = setting(-1, help="Stop after this many optimizer steps (-1: run --num-train-epochs).")
+    per_device_train_batch_size: int = setting(1, help="Rows per device per micro-batch.")
+    gradient_accumulation_steps: int = setting(1, help="Micro-batches per optimizer step.")
+    lr_scheduler_type: str = setting("cosine", help="transformers scheduler name: cosine | linear | constant | ...")
+    warmup_ratio: float = setting(0.03, help="Fraction of steps with linear warmup.")
+    weight_decay: float = setting(0.0, help="AdamW weight decay.")
+    max_grad_norm: float = setting(1.0, help="Gradient clipping norm.")
+    first_line_weight: float = setting(
+        1.0, help="Loss weight of the answer's first line vs the other lines (1: plain token mean)."
+    )
+    bf16: bool = setting(False, help="bfloat16 mixed precision (GPU).", flags=("--bf16/--no-bf16",))
+    fp16: bool = setting(False, help="float16 mixed precision (GPU).", flags=("--fp16/--no-fp16",))
+    gradient_checkpointing: bool = setting(
+        False,
+        help="Recompute activations in backward (less memory, slower steps).",
+        flags=(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            "--gradient_checkpointing/--no_gradient_checkpointing",
+        ),
+    )
+    deepspeed: str | None = setting(None, help="DeepSpeed JSON config (configs/zero2.json, configs/zero3.json).")
+    seed: int = setting(42, help="Seed for init of adapters, shuffling and dropout.")
+    dataloader_num_workers: int = setting(0, help="Processes decoding videos in parallel.")
+    video: VideoSettings = group(VideoSettings)
     # bookkeeping
-    overwrite_output: bool = False  # allow an output dir that holds another run (its files are replaced)
-    resume_from_checkpoint: str | None = None  # a checkpoint dir, or "last" for the newest in output_dir
-    logging_steps: int = 10  # log loss every n steps
-    save_steps: int = 500  # checkpoint every n steps
-    save_total_limit: int | None = 2  # keep at most this many checkpoints
-    report_to: str = "tensorboard"  # tensorboard | none | wandb | all
-    eval: bool = False  # evaluate the loss on the test split at the end
-    max_train_samples: int | None = None  # use only the first n train rows (smoke runs)
+    overwrite: bool = setting(
+        False,
+        help="Allow an output dir that holds another run (its files are replaced).",
+        flags=("--overwrite/--no-overwrite", "--overwrite-output/--no-overwrite-output", "--overwrite_output"),
+    )
+    resume_from_checkpoint: str | None = setting(
+        None, help="A checkpoint DIR, or 'last' for the newest in --output-dir."
+    )
+    logging_steps: int = setting(10, help="Log the loss every n steps.")
+    save_steps: int = setting(500, help="Checkpoint every n steps.")
+    save_total_limit: int | None = setting(2, help="Keep at most this many checkpoints.")
+    report_to: str = setting("tensorboard", help="tensorboard | none | wandb | all.")
+    eval: bool = setting(False, help="Test-split loss at the end.", flags=("--eval/--no-eval",))
+    max_train_samples: int | None = setting(None, help="Use only the first n train rows (smoke runs).")
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora_target_modules, str):
-            self.lora_target_modules = [t.strip() for t in self.lora_target_modules.split(",") if t.strip()]
         if self.bf16 and self.fp16:
             raise PipelineError("--bf16 and --fp16: choose one")
         if self.learning_rate <= 0:
@@ -91,7 +109,7 @@ class TrainConfig:
         _check_scheduler(self.lr_scheduler_type)
         if self.report_to not in REPORT_TO:
             raise PipelineError(f"--report-to: {self.report_to!r} is not one of {', '.join(REPORT_TO)}")
-        if not self.lora_enable and not (self.tune_mm_llm or self.tune_mm_vision or self.tune_mm_mlp):
+        if not self.lora.enable and not (self.tune_mm_llm or self.tune_mm_vision or self.tune_mm_mlp):
             raise PipelineError("--tune-mm-llm/--tune-mm-vision/--tune-mm-mlp: nothing to train")
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():
             raise PipelineError(f"--deepspeed: {self.deepspeed}: file not found")
@@ -100,46 +118,53 @@ class TrainConfig:
 
     @classmethod
     def from_sources(
-        cls, config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
     ) -> TrainConfig:
-        """Defaults, then the YAML file's keys (flag names, `-` or `_`), then `overrides` (None values ignored).
+        """Defaults, then the YAML file's keys, then `overrides` (flat names or nested groups; None: not given).
 
         Raises:
             PipelineError: unreadable file, unknown key, or an invalid value.
         """
         values: dict[str, Any] = {}
         if config_file is not None:
-            values.update(read_config_file(Path(config_file)))
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            source = f"{config_file}" if config_file else "options"
-            raise PipelineError(f"{source}: unknown training option(s) {', '.join(unknown)}")
-        return cls(**values)
+            values = nest(cls, read_config_file(Path(config_file)), source=f"--config {config_file}")
+        values = merge(values, nest(cls, overrides or {}, source="training options"))
+        return build(cls, values)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved config (groups nested), as written to `train_config.json`."""
+        return to_json(self)
 
 
-def read_run_video_settings(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
-    """The video sampling a training run in `run_dir` was trained with, as `VideoSettings` keyword arguments, and
-    the file they came from; None when `run_dir` holds no training config.
+def read_run_config(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The settings a training run recorded in `directory` (its `train_config.json`), nested as `TrainConfig`'s
+    fields, and the file they came from; None if the directory holds no such file.
+
+    Older runs wrote flat keys (`video_fps`, `lora_r`); they are read into the same groups. Keys this version
+    does not know are dropped, so that a newer or older run still gives its video settings.
 
     Raises:
-        PipelineError: the run's config file is unreadable.
+        PipelineError: the file exists but is not a JSON object.
     """
-    from pipeline.train.video_input import VideoSettings
-
-    path = Path(run_dir) / CONFIG_FILE
+    path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         return None
     try:
-        run_config = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise PipelineError(f"{path}: unreadable training config ({err})") from None
-    keys = (f.name for f in dataclasses.fields(VideoSettings))
-    return {k: run_config[f"video_{k}"] for k in keys if f"video_{k}" in run_config}, path
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: unreadable training config (not a JSON object)")
+    known = {k: v for k, v in data.items() if _is_known(k, v)}
+    return nest(TrainConfig, known, source=str(path)), path
+
+
+def _is_known(key: str, value: Any) -> bool:
+    try:
+        nest(TrainConfig, {key: value})
+    except PipelineError:
+        return False
+    return True
 
 
 def _check_scheduler(name: str) -> None:
@@ -152,7 +177,7 @@ def _check_scheduler(name: str) -> None:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Keys of a YAML (or JSON) training config, normalised to field names."""
+    """The mapping of a YAML (or JSON) training config file, as written."""
     import yaml
 
     try:
@@ -165,14 +190,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise PipelineError(f"--config {path}: expected a mapping of option: value")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return data
 
 
-__all__ = [
-    "CONFIG_FILE",
-    "DEFAULT_DATASET",
-    "DEFAULT_MODEL",
-    "TrainConfig",
-    "read_config_file",
-    "read_run_video_settings",
-]
+__all__ = ["CONFIG_FILE", "DEFAULT_DATASET", "DEFAULT_MODEL", "TrainConfig", "read_config_file", "read_run_config"]

@@ -9,14 +9,30 @@ each setting left `None` from the checkpoint's config, so every setting that sha
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import VideoError
+from pipeline.errors import PipelineError, VideoError
+from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.collator import SampleEncoder, pad_batch
 from pipeline.train.video_input import VideoSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are generated (the options of `pipeline evaluate` that shape `generate`; decoding itself is
+    always greedy, `GREEDY_SETTINGS`)."""
+
+    # 30 answer pairs cost ~300-360 Qwen tokens (pipeline.answer), so 512 leaves room for stray text.
+    max_new_tokens: int = setting(512, help="Generation limit per answer.")
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise PipelineError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
 
 # Greedy decoding with every logits-shaping setting neutral. temperature/top_p/top_k are transformers' "unset"
 # values (they apply only when sampling); set here so the checkpoint's sampling values are not filled in.
@@ -133,4 +149,10 @@ def generate_answers(
     return answers
 
 
-__all__ = ["GREEDY_SETTINGS", "generate_answers", "generation_record", "greedy_generation_config"]
+__all__ = [
+    "GREEDY_SETTINGS",
+    "GenerationSettings",
+    "generate_answers",
+    "generation_record",
+    "greedy_generation_config",
+]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 IGNORE_INDEX = -100
+"""Label of a position that carries no loss (transformers' and torch's convention); the collator writes it."""
 
 
 def first_labelled_position(labels: Any) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.options import setting
 from pipeline.train.families import (
     DEFAULT_LORA_TARGETS,
     PROJECTOR_MODULE_NAMES,
@@ -27,14 +28,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoraSettings:
-    """LoRA adapter shape (peft LoraConfig)."""
+    """LoRA adapter shape (peft LoraConfig; `--lora-*` options)."""
 
-    r: int = 8  # adapter rank
-    alpha: int = 16  # scaling numerator (scale = alpha / r)
-    dropout: float = 0.0  # dropout on the adapter input
-    target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS  # leaf names of the Linear layers to adapt
+    enable: bool = setting(
+        True,
+        help="LoRA adapters (on) or full fine-tuning (off).",
+        flags=("--lora-enable/--no-lora-enable", "--lora_enable/--no_lora_enable"),
+    )
+    r: int = setting(8, help="LoRA rank.")
+    alpha: int = setting(16, help="LoRA alpha (scale = alpha / r).")
+    dropout: float = setting(0.0, help="Dropout on the adapter input.")
+    target_modules: tuple[str, ...] = setting(
+        DEFAULT_LORA_TARGETS,
+        help="Leaf names of the Linear layers that get adapters, comma-separated (language model only unless "
+        "--tune-mm-vision).",
+        cli_type=str,
+        show_default=",".join(DEFAULT_LORA_TARGETS),
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str):
+            self.target_modules = tuple(t.strip() for t in self.target_modules.split(",") if t.strip())
+        self.target_modules = tuple(self.target_modules)
         if self.r < 1:
             raise PipelineError(f"--lora-r: must be >= 1, got {self.r}")
         if not 0.0 <= self.dropout < 1.0:

@@ -54,9 +54,9 @@ def check_output_dir(config: TrainConfig) -> str | None:
         log.info("resuming from %s (step %d)", last, _checkpoint_step(last))
         return str(last)
     if holds_run(out):
-        if not config.overwrite_output:
+        if not config.overwrite:
             raise PipelineError(
-                f"--output-dir {out}: holds another training run (pass --overwrite-output to replace it, "
+                f"--output-dir {out}: holds another training run (pass --overwrite to replace it, "
                 "or --resume-from-checkpoint last to continue it)"
             )
         if is_main_process():

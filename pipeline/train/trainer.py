@@ -20,7 +20,6 @@ from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.collator import SampleEncoder, VideoChatCollator, VideoChatDataset, layout_summary, video_paths
 from pipeline.train.config import CONFIG_FILE, TrainConfig
 from pipeline.train.modeling import (
-    LoraSettings,
     apply_lora,
     count_parameters,
     load_model_and_processor,
@@ -28,7 +27,7 @@ from pipeline.train.modeling import (
     set_trainable_parts,
 )
 from pipeline.train.run_dir import check_output_dir
-from pipeline.train.video_input import VideoSettings, probe_video
+from pipeline.train.video_input import probe_video
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +53,6 @@ class TrainResult:
     seconds: float = 0.0  # wall time of trainer.train()
 
 
-def video_settings_of(config: TrainConfig) -> VideoSettings:
-    return VideoSettings(
-        fps=config.video_fps,
-        max_frames=config.video_max_frames,
-        min_frames=config.video_min_frames,
-        max_pixels=config.video_max_pixels,
-        min_pixels=config.video_min_pixels,
-    )
 
 
 def load_rows(dataset_dir: str | Path, split: str, video_root: str | None = None) -> Any:
@@ -127,18 +118,12 @@ def parameter_dtypes(model: Any) -> dict[str, dict[str, int]]:
 def prepare_model(config: TrainConfig, model: Any) -> Any:
     """Freeze/unfreeze parts or attach LoRA per the config; returns the model to train."""
     model.config.use_cache = False
-    if config.lora_enable:
+    if config.lora.enable:
         for param in model.parameters():
             param.requires_grad_(False)
         if config.gradient_checkpointing:
             model.enable_input_require_grads()
-        settings = LoraSettings(
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            dropout=config.lora_dropout,
-            target_modules=tuple(config.lora_target_modules),
-        )
-        model = apply_lora(model, settings, tune_vision=config.tune_mm_vision, tune_mlp=config.tune_mm_mlp)
+        model = apply_lora(model, config.lora, tune_vision=config.tune_mm_vision, tune_mlp=config.tune_mm_mlp)
     else:
         counts = set_trainable_parts(model, config.tune_mm_llm, config.tune_mm_vision, config.tune_mm_mlp)
         log.info("full fine-tuning, trainable parameters per part: %s", counts)
@@ -262,7 +247,6 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     if config.max_train_samples is not None:
         rows = rows.select(range(min(config.max_train_samples, len(rows))))
     eval_rows = load_rows(config.dataset, "test", config.video_root) if config.eval else None
-    video_settings = video_settings_of(config)
     # TrainingArguments first: it sets up torch.distributed / DeepSpeed (ZeRO-3 needs it before the model loads).
     args = training_arguments(config)
 
@@ -283,7 +267,7 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     log.info("trainable parameters: %d of %d (%.2f %%)", trainable, total, 100.0 * trainable / max(total, 1))
     log.info("parameter dtypes: %s", parameter_dtypes(model))
 
-    encoder = SampleEncoder(processor, video_settings)
+    encoder = SampleEncoder(processor, config.video)
     first = encoder.encode(rows[0]["messages"])
     video_tokens = int((first["input_ids"] == getattr(processor, "video_token_id", -1)).sum())
     log.info("first sample: %s", layout_summary(processor, first))
@@ -343,7 +327,7 @@ def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainRes
         prepared.processor.save_pretrained(str(out))
         write_json(out / CONFIG_FILE, config.to_json())
         write_json(out / SUMMARY_FILE, asdict(result))
-        log.info("saved %s to %s", "adapter" if config.lora_enable else "weights", out)
+        log.info("saved %s to %s", "adapter" if config.lora.enable else "weights", out)
     return result
 
 

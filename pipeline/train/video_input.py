@@ -17,19 +17,20 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PipelineError, VideoError
+from pipeline.options import setting
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class VideoSettings:
-    """How frames are sampled from a clip and how large the processor may make them."""
+    """How frames are sampled from a clip and how large the processor may make them (`--video-*` options)."""
 
-    fps: float = 4.0  # frames sampled per second of video (a 1-s clip gives 4 frames, two temporal patches)
-    max_frames: int = 32  # upper bound on sampled frames per clip
-    min_frames: int = 4  # lower bound (Qwen's own minimum); short clips still give this many
-    max_pixels: int = 448 * 448  # largest H*W a frame is resized to (the processor's `longest_edge`)
-    min_pixels: int = 32 * 32 * 4  # smallest H*W a frame is resized to (the processor's `shortest_edge`)
+    fps: float = setting(4.0, help="Frames sampled per second of clip (a 1-s clip gives 4 frames).")
+    max_frames: int = setting(32, help="Most frames per clip.")
+    min_frames: int = setting(4, help="Fewest frames per clip (Qwen's own minimum; short clips still give this many).")
+    max_pixels: int = setting(448 * 448, help="Per-frame pixel budget, H*W (the processor's `longest_edge`).")
+    min_pixels: int = setting(32 * 32 * 4, help="Per-frame pixel floor, H*W (the processor's `shortest_edge`).")
 
     def __post_init__(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):

@@ -282,11 +282,20 @@ def test_cli_scores_a_predictions_file(dataset_dir, test_split, tmp_path, capsys
     assert metrics["scores"]["all"][MODEL_NAME]["velocity_mae"] <= 0.005
 
 
-def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir, tmp_path):
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"video": {"fps": 2.0, "max_pixels": 9000}, "seed": 1},  # as `pipeline train` writes it now
+        {"video_fps": 2.0, "video_max_pixels": 9000, "seed": 1, "lora_r": 8},  # flat keys of older runs
+    ],
+)
+def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir, tmp_path, recorded):
     model_dir = tmp_path / "run"
     model_dir.mkdir()
-    (model_dir / "train_config.json").write_text(json.dumps({"video_fps": 2.0, "video_max_pixels": 9000, "seed": 1}))
-    config = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video_max_pixels=5000)
+    (model_dir / "train_config.json").write_text(json.dumps(recorded | {"a_key_of_another_version": 1}))
+    config = EvaluateConfig(
+        dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"max_pixels": 5000}
+    )
     vs = config.video_settings
     assert (vs.fps, vs.max_pixels, vs.max_frames) == (2.0, 5000, 32)  # file, flag, default
     assert (
@@ -296,4 +305,4 @@ def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir
     bare = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="Qwen/Qwen3-VL-2B-Instruct")
     assert bare.video_settings_source == "defaults" and bare.video_settings.fps == 4.0
     with pytest.raises(PipelineError, match="--video-fps"):
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video_fps=-1.0)
+        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"fps": -1.0})

@@ -48,7 +48,7 @@ def model_report(dataset_dir, tiny_qwen3_vl, tmp_path_factory):
         model=str(tiny_qwen3_vl),
         batch_size=2,
         max_samples=2,
-        max_new_tokens=24,
+        generation=GenerationSettings(max_new_tokens=24),
         save_predictions=True,
         device="cpu",
         dtype="float32",
@@ -70,7 +70,7 @@ def test_tiny_model_end_to_end_writes_every_report_file(model_report, dataset_di
             assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == str(result.info["model"])
-    assert metrics["settings"]["max_new_tokens"] == 24
+    assert metrics["settings"]["generation"]["max_new_tokens"] == 24
     assert metrics["settings"]["video_settings"]["fps"] > 0
     # a random model cannot write 30 pairs in 24 tokens: every answer is a failure scored as the train mean
     assert metrics["parse_failures"] == 2

@@ -20,7 +20,7 @@ from tests.fixtures.model_fixtures import write_test_dataset
 
 def config_for(tmp_path, **values) -> TrainConfig:
     base = dict(dataset=str(tmp_path / "none"), output_dir=str(tmp_path / "out"), report_to="none", max_steps=1)
-    return TrainConfig(**(base | values))
+    return TrainConfig.from_sources(overrides=base | values)
 
 
 def test_dataset_without_messages_column_is_refused(tmp_path):
@@ -59,7 +59,7 @@ def test_output_dir_holding_another_run_is_refused(tmp_path):
     with pytest.raises(PipelineError, match="holds another training run"):
         check_output_dir(config_for(tmp_path))
     assert check_output_dir(config_for(tmp_path, resume_from_checkpoint="last")) == str(out / "checkpoint-5")
-    assert check_output_dir(config_for(tmp_path, overwrite_output=True)) is None
+    assert check_output_dir(config_for(tmp_path, overwrite=True)) is None
     assert not (out / "checkpoint-5").exists() and not (out / "train_config.json").exists()
     with pytest.raises(PipelineError, match="no complete checkpoint"):
         check_output_dir(config_for(tmp_path, resume_from_checkpoint="last"))
@@ -94,7 +94,7 @@ def test_config_file_with_cli_overrides(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("learning-rate: 0.002\nlora_r: 4\nmodel: some/model\n")
     config = TrainConfig.from_sources(path, {"lora_r": 2, "seed": None})
-    assert (config.learning_rate, config.lora_r, config.model, config.seed) == (0.002, 2, "some/model", 42)
+    assert (config.learning_rate, config.lora.r, config.model, config.seed) == (0.002, 2, "some/model", 42)
     path.write_text("no_such_flag: 1\n")
     with pytest.raises(PipelineError, match="no_such_flag"):
         TrainConfig.from_sources(path)

@@ -96,7 +96,7 @@ def test_lora_launcher_runs_two_processes(tiny_qwen3_vl, train_dataset_dir, tmp_
 
     summary = json.loads((out / "run_summary.json").read_text())
     assert len(summary["losses"]) == 2 and all(math.isfinite(x) for x in summary["losses"])
-    assert json.loads((out / "train_config.json").read_text())["lora_enable"] is True
+    assert json.loads((out / "train_config.json").read_text())["lora"]["enable"] is True
     adapter = load_file(out / "adapter_model.safetensors")
     assert any("lora_A" in k for k in adapter) and any("lora_B" in k for k in adapter)
     assert any(float(v.abs().max()) > 0 for k, v in adapter.items() if "lora_B" in k)
@@ -209,9 +209,9 @@ def test_example_configs_are_valid_train_configs(name, monkeypatch):
 
     monkeypatch.chdir(ROOT)  # their deepspeed paths are relative to the repository root
     config = TrainConfig.from_sources(ROOT / "configs" / name)
-    assert config.lora_enable is name.startswith("lora")
-    assert config.deepspeed == ("configs/zero2.json" if config.lora_enable else "configs/zero3.json")
-    assert config.bf16 and config.video_fps >= 4 and config.video_min_frames >= 4  # >= 4 frames per 1-s clip
+    assert config.lora.enable is name.startswith("lora")
+    assert config.deepspeed == ("configs/zero2.json" if config.lora.enable else "configs/zero3.json")
+    assert config.bf16 and config.video.fps >= 4 and config.video.min_frames >= 4  # >= 4 frames per 1-s clip
 
 
 def test_config_file_values_are_not_overridden_by_launcher_defaults(tmp_path):

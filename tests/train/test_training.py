@@ -45,7 +45,7 @@ def overfit_config(model_dir, dataset_dir, output_dir, mode: str, **overrides) -
         seed=0,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_sources(overrides=values)
 
 
 def logits_of(model, batch) -> torch.Tensor:
@@ -111,7 +111,7 @@ def test_saved_result_reloads_with_identical_logits(trained, family, mode):
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == 151656
     torch.testing.assert_close(logits_of(model, art["batch"]), art["logits"], rtol=0, atol=1e-5)
     config = json.loads((out / CONFIG_FILE).read_text())
-    assert config["lora_enable"] == (mode == "lora")
+    assert config["lora"]["enable"] == (mode == "lora")
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["global_step"] == OVERFIT_STEPS
     assert summary["video_tokens_per_sample"] == {"qwen3_vl": 24, "qwen2_5_vl": 30}[family]
