@@ -14,9 +14,11 @@ import typer
 
 from pipeline.errors import PipelineError
 from pipeline.evaluate import EvaluateConfig
+from pipeline.export import ExportConfig
 from pipeline.options import config_command
 from pipeline.progress import DEFAULT_INTERVAL_S
 from pipeline.train.config import TrainConfig
+from pipeline.train.merge import MergeConfig
 
 app = typer.Typer(
     name="pipeline",
@@ -503,43 +505,13 @@ def build_dataset(
 
 
 @app.command()
-def export(
-    dataset: Annotated[
-        Path, typer.Option("--dataset", help="Dataset directory from `pipeline build-dataset`.")
-    ] = Path("qwen_video_dataset"),
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "--output_dir", help="Directory for the exports.")
-    ] = Path("qwen_video_exports"),
-    export_format: Annotated[
-        str, typer.Option("--format", help="qwen-vl-finetune, llama-factory, ms-swift or all.")
-    ] = "all",
-    overwrite_output: Annotated[
-        bool, typer.Option("--overwrite-output", "--overwrite_output", help="Replace an existing output dir.")
-    ] = False,
-    model: Annotated[
-        str, typer.Option("--model", help="Model the ready-to-run training files name.")
-    ] = "Qwen/Qwen3-VL-2B-Instruct",
-    video_fps: Annotated[float, typer.Option("--video-fps", "--video_fps", help="Frames sampled per second.")] = 4.0,
-    video_max_frames: Annotated[int, typer.Option("--video-max-frames", "--video_max_frames")] = 32,
-    video_min_frames: Annotated[int, typer.Option("--video-min-frames", "--video_min_frames")] = 4,
-    video_max_pixels: Annotated[int, typer.Option("--video-max-pixels", "--video_max_pixels")] = 448 * 448,
-    video_min_pixels: Annotated[int, typer.Option("--video-min-pixels", "--video_min_pixels")] = 32 * 32 * 4,
-) -> None:
+@config_command(ExportConfig)
+def export(config: ExportConfig) -> None:
     """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift, with a ready-to-run training
     file per framework that sets our video sampling (the --video-* values, `pipeline train`'s by default)."""
     from pipeline.console import progress_sink
-    from pipeline.export import ExportConfig, run
-    from pipeline.train.video_input import VideoSettings
+    from pipeline.export import run
 
-    video = VideoSettings(video_fps, video_max_frames, video_min_frames, video_max_pixels, video_min_pixels)
-    config = ExportConfig(
-        dataset=dataset,
-        output_dir=output_dir,
-        format=export_format,
-        overwrite_output=overwrite_output,
-        model=model,
-        video=video,
-    )
     result = run(config, progress=progress_sink())
     for name, files in result.files.items():
         print(f"{name}: " + ", ".join(str(f) for f in files))
@@ -602,17 +574,12 @@ def train(
 
 
 @app.command("merge-lora")
-def merge_lora(
-    base: Annotated[str, typer.Option("--base", help="Base model: Hub id or local dir.")],
-    adapter: Annotated[str, typer.Option("--adapter", help="LoRA training output dir.")],
-    output_dir: Annotated[str, typer.Option("--output-dir", "--output_dir", help="Where the merged model goes.")],
-    dtype: Annotated[str | None, typer.Option("--dtype", help="float32|bfloat16|float16.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output dir.")] = False,
-) -> None:
+@config_command(MergeConfig)
+def merge_lora(config: MergeConfig) -> None:
     """Merge a LoRA adapter into its base model and save full weights with the processor."""
-    from pipeline.train.merge import MergeConfig, run
+    from pipeline.train.merge import run
 
-    print(run(MergeConfig(base=base, adapter=adapter, output_dir=output_dir, dtype=dtype, overwrite=overwrite)))
+    print(run(config))
 
 
 @app.command()

@@ -28,6 +28,7 @@ from pipeline.atomic import atomic_dir
 from pipeline.dataset_reader import SPLITS, load_split, read_meta
 from pipeline.errors import PipelineError
 from pipeline.export_video import readme_section, run_file
+from pipeline.options import group, overwrite_setting, setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.config import DEFAULT_MODEL
 from pipeline.train.video_input import VideoSettings
@@ -48,20 +49,18 @@ _BATCH_ROWS = 1000
 class ExportConfig:
     """Settings of `pipeline export`."""
 
-    # Dataset directory written by `pipeline build-dataset`.
-    dataset: Path = Path("qwen_video_dataset")
-    # Directory that receives one folder per framework.
-    output_dir: Path = Path("qwen_video_exports")
-    # One of FORMATS, or "all".
-    format: str = "all"
-    # Replace an existing output directory (only once the new one is complete).
-    overwrite_output: bool = False
+    dataset: Path = setting(Path("qwen_video_dataset"), help="Dataset directory from `pipeline build-dataset`.")
+    # One folder per framework.
+    output_dir: Path = setting(Path("qwen_video_exports"), help="Directory for the exports.")
+    format: str = setting("all", help="qwen-vl-finetune, llama-factory, ms-swift or all.", flags=("--format",))
+    # Replaced only once the new one is complete.
+    overwrite: bool = overwrite_setting()
     # Prefix of the registered dataset names (`{name}_train`, `{name}_test`).
     name: str = "physicalai_av"
-    # Model the ready-to-run training files name (Hub id or directory).
-    model: str = DEFAULT_MODEL
+    # Hub id or directory.
+    model: str = setting(DEFAULT_MODEL, help="Model the ready-to-run training files name.")
     # Frame sampling and pixel budget the exports' training files set (those of `pipeline train` by default).
-    video: VideoSettings = field(default_factory=VideoSettings)
+    video: VideoSettings = group(VideoSettings)
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset)
@@ -271,18 +270,18 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
     each split so that memory does not grow with its size.
 
     Raises:
-        PipelineError: the dataset is missing or malformed, or the output exists without `overwrite_output`.
+        PipelineError: the dataset is missing or malformed, or the output exists without `overwrite`.
     """
     progress = progress or NullProgress()
     meta = read_meta(config.dataset)
     video_root = Path(meta["video_root"]).resolve()
     out = config.output_dir
-    if out.exists() and not config.overwrite_output:
-        raise PipelineError(f"output directory exists: {out} (pass --overwrite-output to replace it)")
+    if out.exists() and not config.overwrite:
+        raise PipelineError(f"output directory exists: {out} (pass --overwrite to replace it)")
     final = out.resolve()
 
     result = ExportResult(final)
-    with atomic_dir(out, overwrite=config.overwrite_output) as tmp:
+    with atomic_dir(out, overwrite=config.overwrite) as tmp:
         folders = {framework: tmp / framework for framework in config.formats}
         for folder in folders.values():
             folder.mkdir()

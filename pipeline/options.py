@@ -56,6 +56,11 @@ def setting(
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata, **field_kwargs)
 
 
+def overwrite_setting(help: str = "Replace an existing output dir.", flags: Sequence[str] = ()) -> Any:
+    """The one option of every command that may replace its output: `--overwrite` (old spellings: `flags`)."""
+    return setting(False, help=help, flags=("--overwrite", "--overwrite-output", "--overwrite_output", *flags))
+
+
 def group(
     cls: type, *, prefix: str | None = None, partial_default: str = "", optional: bool = False, **field_kwargs: Any
 ) -> Any:
@@ -190,7 +195,7 @@ def _parameter(option: Option) -> inspect.Parameter:
     import typer  # only commands need it; configs that declare settings do not
 
     info = typer.Option(*option.decls, help=option.help, show_default=option.show_default)
-    default = None if option.default is MISSING else option.default
+    default = inspect.Parameter.empty if option.default is MISSING else option.default
     annotated = Annotated[option.annotation, info]
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotated)
 
@@ -316,4 +321,15 @@ def config_command(cls: type, *, layered: bool = False, build_config: bool = Tru
     return decorate
 
 
-__all__ = ["Option", "build", "config_command", "group", "merge", "nest", "options_of", "setting", "to_json"]
+__all__ = [
+    "Option",
+    "build",
+    "config_command",
+    "group",
+    "merge",
+    "nest",
+    "options_of",
+    "overwrite_setting",
+    "setting",
+    "to_json",
+]

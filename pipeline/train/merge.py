@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import PipelineError
+from pipeline.options import overwrite_setting, setting
 from pipeline.train.config import CONFIG_FILE
 from pipeline.train.modeling import load_model_and_processor
 
@@ -19,11 +20,12 @@ log = logging.getLogger(__name__)
 class MergeConfig:
     """What to merge and where."""
 
-    base: str  # base model: Hub id or local directory
-    adapter: str  # LoRA training output (adapter_config.json + adapter weights)
-    output_dir: str  # where the merged model + processor go
-    dtype: str | None = None  # float32 | bfloat16 | float16 (default: the checkpoint's)
-    overwrite: bool = False  # replace an existing output_dir
+    base: str = setting(help="Base model: Hub id or local dir.")
+    # adapter_config.json + adapter weights
+    adapter: str = setting(help="LoRA training output dir.")
+    output_dir: str = setting(help="Where the merged model goes.")
+    dtype: str | None = setting(None, help="float32|bfloat16|float16.", show_default="the checkpoint's")
+    overwrite: bool = overwrite_setting()
 
     def __post_init__(self) -> None:
         if not (Path(self.adapter) / "adapter_config.json").is_file():
