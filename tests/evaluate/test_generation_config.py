@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from pipeline.evaluate import EvaluateConfig, run
+from pipeline.train.inference import GenerationSettings
 
 # What a published checkpoint may ask for (Qwen2.5-VL's own penalty is 1.05; 1.3 makes the effect certain here).
 SHIPPED = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.3}
@@ -57,7 +58,7 @@ def test_shipped_sampling_and_penalty_settings_do_not_change_the_answers(
         model=str(penalised_model),
         batch_size=2,
         max_samples=2,
-        max_new_tokens=NEW_TOKENS,
+        generation=GenerationSettings(max_new_tokens=NEW_TOKENS),
         device="cpu",
         dtype="float32",
     )
