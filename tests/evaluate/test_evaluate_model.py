@@ -10,6 +10,7 @@ from pipeline.errors import PipelineError
 from pipeline.evaluate import EvaluateConfig, read_predictions, run
 from pipeline.report import REPORT_FILES
 from pipeline.scoring import MODEL_NAME
+from pipeline.train.inference import GenerationSettings
 
 
 @pytest.fixture(scope="session")
