@@ -53,8 +53,6 @@ class TrainResult:
     seconds: float = 0.0  # wall time of trainer.train()
 
 
-
-
 def load_rows(dataset_dir: str | Path, split: str, video_root: str | None = None) -> Any:
     """A split of the stage-3 dataset with absolute video paths, checked for the columns training needs.
 
