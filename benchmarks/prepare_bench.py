@@ -3,7 +3,8 @@
 Default run, on a synthetic repository served by the local Hub server (`--chunks` x `--clips-per-chunk` clips):
   local          `--engine local --workers N` over every chunk: clips/s, and the peak bytes of source zips on disk
                  (sampled every 20 ms) over the largest chunk's bytes (goal: <= --max-chunks-in-flight)
-  ray start-up   a local Ray cluster of N CPUs started in-process, on its own line
+  ray start-up   a local Ray cluster of N CPUs started in-process, and a one-chunk warm-up run that starts its
+                 worker processes, on their own line
   ray            `--engine ray` (joining that cluster) on the same clips: clips/s; ray / local (goal >= 0.9)
   driver RSS     `pipeline prepare --engine ray --ray-address <that cluster>` as a child process over 2 chunks and
                  over 8 chunks, each reporting its own peak RSS; 8 / 2 (goal <= 1.2)
@@ -142,7 +143,12 @@ def default_run(args: argparse.Namespace, work: Path) -> None:
         shutil.rmtree(ray_root, ignore_errors=True)
         cluster = RayEngine(num_cpus=args.workers)
         _, t_start = timed(cluster.__enter__)
-        print(f"ray cluster start-up ({args.workers} CPUs): {t_start:.1f} s (not counted below)")
+        # its worker processes start (Python + imports) on the first tasks: a one-chunk run, not timed
+        _, t_warm = timed(lambda: prepare.run(config_for(work / "warm-up", args.workers, "0"), engine=RayEngine()))
+        print(
+            f"ray cluster start-up ({args.workers} CPUs): {t_start:.1f} s, then {t_warm:.1f} s for a one-chunk "
+            "warm-up run (not counted below)"
+        )
         try:
             with DiskPeak(ray_root) as disk:
                 _, t_ray = timed(lambda: prepare.run(config_for(ray_root, args.workers, None), engine=RayEngine()))

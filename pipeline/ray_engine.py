@@ -33,6 +33,8 @@ DOWNLOAD_CPUS = 0
 # Ray's own loggers that print set-up chatter on every start (token authentication, "Started a local Ray instance").
 _NOISY_LOGGERS = ("ray", "ray._private.authentication.authentication_token_setup", "ray._private.worker")
 _PROBE_TIMEOUT_S = 5.0
+# How long a local cluster keeps an idle worker above its CPU count (Ray's default: 1 s).
+_IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
 # Tries to start a local cluster.
 _LOCAL_START_ATTEMPTS = 3
 # How long an interrupted run waits for its cancelled tasks to stop before it returns.
@@ -119,6 +121,9 @@ class RayEngine:
             kwargs["num_cpus"] = self.num_cpus
             # The raylet gives up when its metrics agent takes long to register: it does on a busy machine.
             os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
+            # Download and clean-up tasks (num_cpus=0) run in workers beyond the CPU count, which Ray kills after
+            # 1 s idle by default: every chunk would then pay new worker processes (Python + imports) again.
+            os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", str(_IDLE_WORKER_KEEP_MS))
         # A local node gives up starting after Ray's fixed 30 s when its agents are slow (a busy machine): try again.
         attempts = 1 if self.address else _LOCAL_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
