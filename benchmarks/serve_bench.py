@@ -14,15 +14,8 @@ One run, one machine: the ratio is the figure to read, not the absolute rate.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 TEST_SPLIT_SAMPLES = 580_000
@@ -32,20 +25,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("transformers serve exited before serving")
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
-                if json.loads(response.read())["data"]:
-                    return
-        except OSError:
-            time.sleep(1.0)
-    raise SystemExit(f"transformers serve did not start in {timeout_s} s")
 
 
 def _hours(samples: int, per_s: float) -> str:
@@ -63,17 +42,14 @@ def main() -> None:
 
     from pipeline.evaluate import EvaluateConfig, run
     from pipeline.serving_client import ServerSettings
+    from pipeline.transformers_serve import launch, stop, wait_ready
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    command = [sys.executable, "-m", "pipeline.transformers_serve", str(args.run_dir), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--device", "cpu", "--log-level", "warning"]
-    server = subprocess.Popen(
-        command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, start_new_session=True
-    )
+    server = launch(args.run_dir, port)
     rates: dict[int, float] = {}
     try:
-        _wait(url, server, timeout_s=600)
+        wait_ready(server, port)
         with tempfile.TemporaryDirectory() as tmp:
             for concurrency in args.concurrency:
                 settings = ServerSettings(
@@ -88,8 +64,7 @@ def main() -> None:
                 )
                 rates[concurrency] = run(config).info["server"]["samples_per_s"]  # the asking loop only
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stop(server)
     print(f"{'concurrency':>11}  {'samples/s':>9}  {'580 k samples':>13}")
     for concurrency, rate in rates.items():
         print(f"{concurrency:>11}  {rate:>9.2f}  {_hours(TEST_SPLIT_SAMPLES, rate):>13}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -42,6 +43,9 @@ TOKENS_PER_PAIR = 16
 PREDICTIONS_FILE = "predictions.jsonl"
 """Answers as `{"id", "text"}` lines in the output directory (what `pipeline evaluate --predictions` reads)."""
 
+RUN_FILE = "server_run.json"
+"""What the answers in `PREDICTIONS_FILE` were asked with; a resumed run must ask the same way."""
+
 
 def answer_max_tokens(n_pairs: int) -> int:
     """`max_tokens` for an answer of `n_pairs` lines: `TOKENS_PER_PAIR` per line plus 16 for stray text."""
@@ -58,7 +62,8 @@ class ServerSettings:
     )
     # None = the only model the server lists.
     served_model: str | None = setting(None, help="Model name in each request [the only one served].")
-    # vllm or sglang-style (mm_processor_kwargs), transformers (chat_template_kwargs), plain (none).
+    # vllm (mm_processor_kwargs, media_io_kwargs), transformers (chat_template_kwargs), plain (none: the server's own
+    # frame sampling, e.g. for SGLang).
     engine: str = setting("vllm", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
     # file: the server reads the segment path (shared file system); base64: the bytes go in the request.
     media: str = setting("file", help="file (server shares the file system) or base64 (bytes in the request).")
@@ -303,6 +308,28 @@ async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[st
     return (response.choices[0].message.content or "").strip()
 
 
+def check_resume(output_dir: Path, identity: dict[str, Any]) -> None:
+    """Record `identity` (model, engine, frames, decoding) beside the answers, or check it against an earlier run's.
+
+    Raises:
+        PipelineError: `predictions.jsonl` holds answers asked otherwise (or by an unknown run): mixing them would
+        score two models or two settings as one.
+    """
+    from pipeline.atomic import write_json
+
+    record, answers = Path(output_dir) / RUN_FILE, Path(output_dir) / PREDICTIONS_FILE
+    if answers.is_file() and answers.stat().st_size:
+        earlier = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+        if earlier != json.loads(json.dumps(identity)):
+            changed = sorted(k for k in identity if (earlier or {}).get(k) != identity[k]) if earlier else ["all"]
+            raise PipelineError(
+                f"{answers}: answers of another run (differs in: {', '.join(changed)}); use a new --output-dir"
+            )
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    write_json(record, identity)
+
+
 def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
     """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
 
@@ -350,6 +377,16 @@ def server_answers(
     processor = load_run_processor(run_dir)
     frames = FramePlan(processor.video_processor, video_settings)
     plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
+    check_resume(
+        output_dir,
+        {
+            "served_model": served_model,
+            "engine": settings.engine,
+            "max_tokens": max_tokens,
+            "video_settings": dataclasses.asdict(video_settings),
+            "decoding": plan.decoding,
+        },
+    )
     result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
     texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
     info = {
@@ -380,8 +417,10 @@ __all__ = [
     "RequestPlan",
     "ServerRunResult",
     "ServerSettings",
+    "RUN_FILE",
     "answer_max_tokens",
     "ask_server",
+    "check_resume",
     "check_server",
     "decoding_fields",
     "request_messages",

@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.answer import format_answer
 from pipeline.cli import main
+from pipeline.errors import PipelineError
 from pipeline.evaluate import EvaluateConfig, run
 from pipeline.scoring import MODEL_NAME
 from pipeline.serving_client import PREDICTIONS_FILE, ServerSettings, answer_max_tokens
@@ -112,6 +113,9 @@ def test_a_500_is_retried_and_a_lasting_one_is_a_recorded_failure_asked_again_on
         server.reset()
         again = run(config_for(server.url, dataset_dir, out, tiny_qwen3_vl))
         assert dict(server.counts) == {broken: 1}  # only the missing id is asked
+        other = config_for(server.url, dataset_dir, out, tiny_qwen3_vl, engine="transformers")
+        with pytest.raises(PipelineError, match=r"answers of another run \(differs in: decoding, engine\)"):
+            run(other)  # answers asked another way are never mixed in
     assert again.n_failures == 0 and len(predicted_ids(out)) == N_TEST
 
 

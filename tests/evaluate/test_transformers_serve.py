@@ -8,19 +8,15 @@ asks for, so agreement shows that the served model sees the training frames, pix
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipeline.evaluate import EvaluateConfig, run
 from pipeline.serving_client import ServerSettings, answer_max_tokens
+from pipeline.transformers_serve import launch, stop, wait_ready
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
 
 N_TEST = 8  # held-out samples: each is one CPU generation in-process and one through the server
@@ -62,20 +58,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_serving(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = 420.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"transformers serve exited: {log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
-                if json.loads(response.read())["data"]:
-                    return
-        except OSError:
-            time.sleep(1.0)
-    raise AssertionError(f"transformers serve did not start in {timeout_s} s: {log_path.read_text()[-3000:]}")
-
-
 @pytest.mark.slow
 def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_path):
     dataset_dir, run_dir = trained_run
@@ -84,13 +66,8 @@ def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_pa
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log_path = tmp_path / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "pipeline.transformers_serve", str(run_dir), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--device", "cpu", "--log-level", "warning"]
     with open(log_path, "wb") as log_file:
-        server = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        server = launch(run_dir, port, log_file=log_file)
     try:
         # the server starts (imports, model load) while the in-process answers are generated
         local = run(
@@ -104,7 +81,10 @@ def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_pa
                 device="cpu",
             )
         )
-        wait_until_serving(url, server, log_path)
+        try:
+            wait_ready(server, port, timeout_s=600)
+        except RuntimeError as err:
+            raise AssertionError(f"{err}: {log_path.read_text()[-3000:]}") from None
         served = run(
             EvaluateConfig(
                 dataset_dir=dataset_dir,
@@ -114,12 +94,7 @@ def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_pa
             )
         )
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop(server)
     assert served.ids == local.ids and len(local.ids) == N_TEST
     same = sum(a == b for a, b in zip(local.texts, served.texts, strict=True))
     agreement = same / N_TEST
