@@ -39,15 +39,15 @@ from pipeline.ray_engine import RayEngine
 from pipeline.segment_clip import process_clip_safe
 from pipeline.segment_config import SegmentConfig, parse_size
 from pipeline.standins.hub_server import serve_repo
-from pipeline.standins.repo import DEFAULT_CAMERA, RepoSummary, SynthConfig, plan_clips, write_repo
+from pipeline.standins.repo import DEFAULT_CAMERA, SynthConfig, SynthResult, plan_clips, write_repo
 
 OUT_SIZE = (224, 128)
 
 
-def synthetic_repo(config: SynthConfig) -> RepoSummary:
+def synthetic_repo(config: SynthConfig) -> SynthResult:
     """Write the repository, or reuse one a previous run left in --work-dir."""
     if (config.output_dir / "clip_index.parquet").is_file():
-        return RepoSummary(root=config.output_dir, config=config, clips=tuple(plan_clips(config)))
+        return SynthResult(root=config.output_dir, config=config, clips=tuple(plan_clips(config)))
     return write_repo(config)
 
 

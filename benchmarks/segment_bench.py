@@ -35,23 +35,23 @@ from pipeline import video
 from pipeline.segment import run
 from pipeline.segment_config import SegmentConfig
 from pipeline.standins.repo import plan_clips, write_repo
-from pipeline.standins.synth_config import DEFAULT_CAMERA, RepoSummary, SynthConfig
+from pipeline.standins.synth_config import DEFAULT_CAMERA, SynthConfig, SynthResult
 
 
-def synthetic_repo(config: SynthConfig) -> RepoSummary:
+def synthetic_repo(config: SynthConfig) -> SynthResult:
     """Write the repository, or reuse one a previous run left in --work-dir (1080p rendering takes minutes)."""
     if (config.output_dir / "clip_index.parquet").is_file():
-        return RepoSummary(root=config.output_dir, config=config, clips=tuple(plan_clips(config)))
+        return SynthResult(root=config.output_dir, config=config, clips=tuple(plan_clips(config)))
     return write_repo(config)
 
 
-def hd_repo(work: Path) -> RepoSummary:
+def hd_repo(work: Path) -> SynthResult:
     return synthetic_repo(
         SynthConfig(output_dir=work / "hd", n_chunks=1, clips_per_chunk=1, width=1920, height=1080, duration_s=20.0)
     )
 
 
-def clip_inputs(repo: RepoSummary) -> tuple[video.ZipMember, np.ndarray]:
+def clip_inputs(repo: SynthResult) -> tuple[video.ZipMember, np.ndarray]:
     clip = repo.clips[0]
     zip_path = repo.chunk_path(DEFAULT_CAMERA, clip.chunk)
     with zipfile.ZipFile(zip_path) as zf:

@@ -32,7 +32,7 @@ from pipeline.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, 
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.segments_reader import SegmentsFile
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # Rows written to {split}_examples.json.
 N_EXAMPLES = 5
@@ -202,9 +202,9 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         progress.finish()
     kept = int(found.counts.sum())
     skipped = found.records - kept
-    logger.info("checked %d segments of %s (video root %s)", found.records, config.segments_path, root)
+    log.info("checked %d segments of %s (video root %s)", found.records, config.segments_path, root)
     if skipped:
-        logger.warning("skipped %d segment(s) whose video is missing, e.g. %s", skipped, root / min(found.missing))
+        log.warning("skipped %d segment(s) whose video is missing, e.g. %s", skipped, root / min(found.missing))
     if not kept:
         raise PipelineError(f"{config.segments_path}: none of the {found.records} segment videos exist under {root}")
 
@@ -218,15 +218,15 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
             f"--max-samples {config.max_samples}: kept {int(found.counts[chosen].sum())} segments "
             f"from {int(chosen.sum())} whole clip(s)"
         )
-        logger.info(notes[-1])
+        log.info(notes[-1])
     sides = {"train": chosen & ~found.is_test, "test": chosen & found.is_test}
     counts = {s: int(found.counts[sides[s]].sum()) for s in SPLITS}
     clip_counts = {s: int(sides[s].sum()) for s in SPLITS}
     for split in SPLITS:
         if not clip_counts[split]:
             notes.append(f"the {split} split is empty: no clip falls on it (clips are never moved to fill a side)")
-            logger.warning(notes[-1])
-    logger.info(
+            log.warning(notes[-1])
+    log.info(
         "split by %s: train %d segments / %d clips, test %d segments / %d clips",
         config.split_by,
         counts["train"],
@@ -272,7 +272,7 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_dataset_card(meta, answer or ""), encoding="utf-8")
     seconds = time.perf_counter() - t0
-    logger.info("wrote %s in %.1f s", config.output_dir, seconds)
+    log.info("wrote %s in %.1f s", config.output_dir, seconds)
     return BuildResult(config.output_dir, counts, clip_counts, skipped, seconds, notes)
 
 

@@ -29,7 +29,7 @@ from pipeline.errors import PipelineError
 from pipeline.hub_access import Hub
 from pipeline.progress import NullProgress, ProgressSink
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "download_manifest.json"
 
@@ -80,7 +80,7 @@ def run(
     progress = progress or NullProgress()
     hub = Hub(config)
     state = LocalState(config.output_dir)
-    logger.info("dataset %s @ %s via %s", config.repo_id, config.revision, hub.endpoint)
+    log.info("dataset %s @ %s via %s", config.repo_id, config.revision, hub.endpoint)
     commit = hub.resolve_commit()
 
     # 1. the index files, from which every other path is derived
@@ -100,7 +100,7 @@ def run(
     for path in wanted:
         if path not in remote:
             skipped.append({"path": path, "reason": f"not in the repository at {commit[:12]}"})
-            logger.warning("%s: not in the repository at this revision; skipped", path)
+            log.warning("%s: not in the repository at this revision; skipped", path)
     remotes = [remote[p] for p in wanted if p in remote]
     total = sum(r.size for r in remotes)
 
@@ -109,7 +109,7 @@ def run(
     pending = [r for r in remotes if config.force or not known[r.path][0]]
     to_download = sum(r.size for r in pending)
     to_transfer = to_download - (0 if config.force else sum(partial_size(state, r) for r in pending))
-    logger.info(
+    log.info(
         "%d chunk(s) x %d feature(s): %d files, %.3f GB in all; %.3f GB to download (%d files)",
         len(chunk_ids),
         len(feature_names),
@@ -146,7 +146,7 @@ def run(
     )
     atomic.write_json(manifest_path, _manifest(config, hub, result))
     fetched = sum(r.bytes_fetched for r in result.files)
-    logger.info(
+    log.info(
         "%d downloaded, %d already complete, %d failed; %.3f GB fetched; manifest %s",
         len(result.downloaded),
         sum(r.status == "complete" for r in result.files),

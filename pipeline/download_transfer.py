@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError
 from pipeline.hub_access import Hub, hub_error_to_pipeline_error, is_auth_error, is_disk_full
 from pipeline.progress import BYTES, NullProgress, ProgressSink
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # headroom kept free on the disk beyond the bytes still to download
 DISK_MARGIN_BYTES = 256 * 1024 * 1024
@@ -103,7 +103,7 @@ def _transfer(hub: Hub, partial: Path, remote: RemoteFile, url: str) -> int:
             partial.unlink()
             resume = 0
         if resume:
-            logger.info("resuming %s at byte %d of %d", remote.path, resume, remote.size)
+            log.info("resuming %s at byte %d of %d", remote.path, resume, remote.size)
         try:
             with _open_partial(partial) as f:
                 http_get(
@@ -120,7 +120,7 @@ def _transfer(hub: Hub, partial: Path, remote: RemoteFile, url: str) -> int:
             if _status(exc) not in TRANSIENT_STATUS or retry == HTTP_RETRIES:
                 raise
             pause = RETRY_PAUSE_S * 2**retry
-            logger.warning("%s: HTTP %s; retrying in %.0f s", remote.path, _status(exc), pause)
+            log.warning("%s: HTTP %s; retrying in %.0f s", remote.path, _status(exc), pause)
             time.sleep(pause)
             retry += 1
 
@@ -148,16 +148,14 @@ def fetch_one(hub: Hub, state: LocalState, remote: RemoteFile, commit: str) -> F
             status = _status(exc)
             reason = f"HTTP {status}" if status else f"network failure ({type(exc).__name__}) after retries"
             kept = partial.stat().st_size if partial.exists() else 0
-            logger.warning("%s: %s (%d bytes kept for a re-run)", remote.path, reason, kept)
+            log.warning("%s: %s (%d bytes kept for a re-run)", remote.path, reason, kept)
             return FileResult(remote.path, remote.size, remote.etag, "failed", False, reason, fetched)
         if file_matches(partial, remote):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, final)
             state.mark_verified(remote)
             return FileResult(remote.path, remote.size, remote.etag, "downloaded", True, None, fetched)
-        logger.warning(
-            "%s: size or hash mismatch after download (attempt %d); fetching it again", remote.path, attempt
-        )
+        log.warning("%s: size or hash mismatch after download (attempt %d); fetching it again", remote.path, attempt)
         # The whole file is fetched again: count its bytes once on the bar (the resumed part was never on it).
         _ByteProgress.rewind(remote.size)
         partial.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from pipeline.train.config import DEFAULT_MODEL
 from pipeline.train.video_input import VideoSettings
 from pipeline.video_files import VideoFiles
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FORMATS = ("qwen-vl-finetune", "llama-factory", "ms-swift")
 VIDEO_TAG = "<video>"
@@ -289,7 +289,7 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
             result.counts[split], missing = _write_split(config.dataset, split, folders, video_root, progress)
             result.missing_videos += missing
         if result.missing_videos:
-            logger.warning(
+            log.warning(
                 "%d record(s) point to a video that does not exist (under %s)", result.missing_videos, video_root
             )
         for framework in config.formats:
@@ -318,7 +318,7 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
             "missing_videos": result.missing_videos,
         }
         (tmp / "export_meta.json").write_text(json.dumps(export_meta, indent=2) + "\n", encoding="utf-8")
-    logger.info("exported %s to %s", ", ".join(config.formats), final)
+    log.info("exported %s to %s", ", ".join(config.formats), final)
     return result
 
 

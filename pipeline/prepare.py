@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.progress import ProgressSink
 from pipeline.segment import aggregate, clip_ops
 from pipeline.segment_clip import completed_record
-from pipeline.segment_config import EGOMOTION_FEATURE, SegmentConfig, SegmentRunSummary, clip_jobs
+from pipeline.segment_config import EGOMOTION_FEATURE, SegmentConfig, SegmentResult, clip_jobs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class PrepareResult:
     # Chunks passed over because every clip was already complete.
     complete_chunks: list[int]
     # The segment accounting (clips, done, skipped, reused, segments, metadata_dir).
-    segments: SegmentRunSummary
+    segments: SegmentResult
 
 
 def run(config: PrepareConfig, progress: ProgressSink | None = None, engine: Engine | None = None) -> PrepareResult:

@@ -30,15 +30,13 @@ from pipeline.engines import ClipOps, Engine, LocalEngine
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.segment_clip import completed_record, process_clip_safe, skipped_record
-from pipeline.segment_config import MANIFEST_JSON, ClipJob, SegmentConfig, SegmentRunSummary, list_jobs
+from pipeline.segment_config import MANIFEST_JSON, ClipJob, SegmentConfig, SegmentResult, list_jobs
 from pipeline.segment_outputs import metadata_dir, write_outputs
 
 log = logging.getLogger(__name__)
 
 
-def run(
-    config: SegmentConfig, progress: ProgressSink | None = None, engine: Engine | None = None
-) -> SegmentRunSummary:
+def run(config: SegmentConfig, progress: ProgressSink | None = None, engine: Engine | None = None) -> SegmentResult:
     """Run the segment stage; returns counts. Raises PipelineError for bad arguments or an unusable input dir.
 
     `engine` runs the clips (default: a process pool of `config.workers` on this machine; `pipeline.engines`).
@@ -70,7 +68,7 @@ def aggregate(
     results: Iterable[tuple[ClipJob, dict]],
     progress: ProgressSink | None = None,
     total: int | None = None,
-) -> SegmentRunSummary:
+) -> SegmentResult:
     """Write the aggregate files from (job, clip record) pairs, in clip order, as they arrive (`write_outputs`).
 
     A clip another run on this host is cutting is waited for where it comes. Raises PipelineError when every clip

@@ -183,7 +183,7 @@ class ClipJob:
 
 
 @dataclass
-class SegmentRunSummary:
+class SegmentResult:
     """What `run` did."""
 
     # Clips in this run's selection.
@@ -290,7 +290,7 @@ __all__ = [
     "SEGMENTS_PARQUET",
     "ClipJob",
     "SegmentConfig",
-    "SegmentRunSummary",
+    "SegmentResult",
     "clip_jobs",
     "clip_lock_path",
     "clip_record_path",

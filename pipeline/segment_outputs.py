@@ -20,7 +20,7 @@ from pipeline.segment_config import (
     SEGMENTS_PARQUET,
     ClipJob,
     SegmentConfig,
-    SegmentRunSummary,
+    SegmentResult,
     clip_record_path,
 )
 
@@ -33,7 +33,7 @@ def metadata_dir(config: SegmentConfig) -> Path:
     return base if n == 1 else base / f"shard_{i}_of_{n}"
 
 
-def write_outputs(config: SegmentConfig, results: Iterable[tuple[ClipJob, dict]]) -> SegmentRunSummary:
+def write_outputs(config: SegmentConfig, results: Iterable[tuple[ClipJob, dict]]) -> SegmentResult:
     """Write segments.json, segments.parquet, manifest.json and the config from (job, clip summary) pairs.
 
     `results` come in clip order and are consumed as they arrive: segments are streamed from the per-clip files and
@@ -42,7 +42,7 @@ def write_outputs(config: SegmentConfig, results: Iterable[tuple[ClipJob, dict]]
     """
     meta = metadata_dir(config)
     meta.mkdir(parents=True, exist_ok=True)
-    summary = SegmentRunSummary(metadata_dir=meta)
+    summary = SegmentResult(metadata_dir=meta)
     names = (SEGMENTS_JSON, SEGMENTS_PARQUET, MANIFEST_JSON)
     tmps = [temp_sibling(meta / name) for name in names]
     json_tmp, parquet_tmp, manifest_tmp = tmps

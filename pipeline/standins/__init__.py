@@ -6,12 +6,12 @@ hermetic runs (`profiles`). No stage imports this package; only the demo and the
 
 from pipeline.standins.frame_code import decode_frame_index, stamp_frame_index
 from pipeline.standins.repo import clip_truth, write_repo
-from pipeline.standins.synth_config import RepoSummary, SynthClip, SynthConfig
+from pipeline.standins.synth_config import SynthClip, SynthConfig, SynthResult
 from pipeline.standins.trajectory import SCENARIO_KINDS, Trajectory, TrajectoryState, scenario_for
 
 __all__ = [
     "SCENARIO_KINDS",
-    "RepoSummary",
+    "SynthResult",
     "SynthClip",
     "SynthConfig",
     "Trajectory",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.standins.hub_snapshot import READ_BLOCK
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class InjectedCut(Exception):
@@ -54,7 +54,7 @@ def stream_file(path: Path, start: int, end: int, cut_after: int | None) -> Iter
             if cut_after is not None:
                 n = min(n, cut_after - sent)
                 if n <= 0:
-                    logger.info("fault injection: cutting %s after %d bytes", path.name, sent)
+                    log.info("fault injection: cutting %s after %d bytes", path.name, sent)
                     raise InjectedCut(path.name)
             block = f.read(n)
             if not block:

@@ -45,7 +45,7 @@ from pipeline.standins.hub_faults import FaultInjection
 from pipeline.standins.hub_http import DropInjectedCut, now_iso, parse_range, stream_file
 from pipeline.standins.hub_snapshot import LFS_MIN_SIZE, LFS_SUFFIXES, RepoEntry, RepoSnapshot
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = "nvidia/PhysicalAI-Autonomous-Vehicles"
 
@@ -166,7 +166,7 @@ class HubServer(FaultInjection):
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("local hub server failed to start")
             time.sleep(0.01)
-        logger.info("serving %s as %s at %s (commit %s)", self.root, self.repo_id, self.endpoint, self.commit[:12])
+        log.info("serving %s as %s at %s (commit %s)", self.root, self.repo_id, self.endpoint, self.commit[:12])
         return self
 
     def stop(self) -> None:
@@ -268,7 +268,7 @@ class HubServer(FaultInjection):
         failed, cut_after = self._content_faults(path)
         if failed is not None:
             self._record(request, "resolve", path, failed)
-            logger.info("fault injection: HTTP %d for %s", failed, path)
+            log.info("fault injection: HTTP %d for %s", failed, path)
             return self._error(failed, "InjectedFault", f"injected HTTP {failed}", {"X-Repo-Commit": snap.commit})
         self._record(request, "resolve", path, status)
         return StreamingResponse(

@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 from pipeline.errors import PipelineError
 from pipeline.standins.trajectory import Trajectory
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LANE_WIDTH_M = 3.5
 DASH_LENGTH_M = 3.0
@@ -174,7 +174,7 @@ class RoadRenderer:
         self._raster_s, self._raster_d = s_grid, d_grid.ravel()  # flat (ny * nx,) float32
         self._raster_origin = (x0, y0)
         self._raster_shape = (ny, nx)
-        logger.debug("road raster %dx%d cells, path %.0f m", nx, ny, s_path[-1])
+        log.debug("road raster %dx%d cells, path %.0f m", nx, ny, s_path[-1])
 
     def _build_camera_tables(self) -> None:
         cam = self.camera

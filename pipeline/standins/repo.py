@@ -37,15 +37,15 @@ from pipeline.standins.synth_config import (
     DEFAULT_CAMERA,
     EGOMOTION_COLUMNS,
     EGOMOTION_FEATURE,
-    RepoSummary,
     SynthClip,
     SynthConfig,
+    SynthResult,
     packaged_features_csv,
     repo_features,
 )
 from pipeline.standins.trajectory import Trajectory, scenario_for, scenario_kind
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _EGO_MARGIN_US = 500_000  # egomotion rows start this much before 0 and end this much after the last frame
@@ -91,7 +91,7 @@ def clip_trajectory(config: SynthConfig, clip: SynthClip) -> Trajectory:
     return scenario_for(clip.clip_number, config.seed, duration_s=config.duration_s, margin_s=2.0)
 
 
-def clip_truth(summary: RepoSummary, clip_id: str) -> Trajectory:
+def clip_truth(summary: SynthResult, clip_id: str) -> Trajectory:
     """Ground truth of a generated clip: its trajectory; `.at(t_us)` gives pose, velocity, speed, curvature."""
     return clip_trajectory(summary.config, summary.clip(clip_id))
 
@@ -269,7 +269,7 @@ def render_clip_frames(config: SynthConfig, clip: SynthClip, camera: str, timest
         yield stamp_frame_index(frame, i) if config.frame_code else frame
 
 
-def write_repo(config: SynthConfig, progress: ProgressSink | None = None) -> RepoSummary:
+def write_repo(config: SynthConfig, progress: ProgressSink | None = None) -> SynthResult:
     """Generate the repository described by `config` at `config.output_dir` (built aside, then renamed in place).
 
     Raises `PipelineError` if the output directory exists and `config.overwrite` is false.
@@ -312,8 +312,8 @@ def write_repo(config: SynthConfig, progress: ProgressSink | None = None) -> Rep
                     zf.close()
             written.extend(paths.values())
     progress.finish()
-    summary = RepoSummary(root=root, config=config, clips=tuple(clips), files=tuple(sorted(written)))
-    logger.info("wrote %d clips in %d chunk(s) to %s", len(clips), config.n_chunks, root)
+    summary = SynthResult(root=root, config=config, clips=tuple(clips), files=tuple(sorted(written)))
+    log.info("wrote %d clips in %d chunk(s) to %s", len(clips), config.n_chunks, root)
     return summary
 
 

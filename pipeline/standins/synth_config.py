@@ -127,7 +127,7 @@ class SynthClip:
 
 
 @dataclass(frozen=True)
-class RepoSummary:
+class SynthResult:
     """What `write_repo` wrote."""
 
     root: Path  # repository root
@@ -170,7 +170,7 @@ __all__ = [
     "DEFAULT_CAMERA",
     "EGOMOTION_COLUMNS",
     "EGOMOTION_FEATURE",
-    "RepoSummary",
+    "SynthResult",
     "SynthClip",
     "SynthConfig",
     "packaged_features_csv",
