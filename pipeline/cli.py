@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline.dataset import DatasetConfig
 from pipeline.errors import PipelineError
 from pipeline.evaluate import EvaluateConfig
 from pipeline.export import ExportConfig
 from pipeline.options import config_command
 from pipeline.progress import DEFAULT_INTERVAL_S
+from pipeline.segment_config import SegmentConfig
 from pipeline.train.config import TrainConfig
 from pipeline.train.merge import MergeConfig
 
@@ -271,38 +273,9 @@ _RetriesOption = Annotated[
 
 
 @app.command()
+@config_command(SegmentConfig)
 def segment(
-    max_clips: Annotated[
-        int, typer.Option("--max-clips", "--max_clips", help="Clips to process (after --shard); 0 = all.")
-    ] = 5,
-    input_dir: Annotated[
-        Path, typer.Option("--input-dir", "--input_dir", help="Downloaded dataset (or synthetic repository).")
-    ] = Path("physical_ai_data"),
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "--output_dir", help="Where video_segments/ and metadata/ go.")
-    ] = Path("qwen_video_segments"),
-    fps: Annotated[float, typer.Option("--fps", help="Target samples per second (30 pairs for 1 s).")] = 30.0,
-    chunk: Annotated[
-        list[str] | None,
-        typer.Option("--chunk", "--chunks", help="Downloaded chunk ids (repeat, list or range 0-9); default all."),
-    ] = None,
-    camera: Annotated[str, typer.Option("--camera", help="Camera feature name.")] = "camera_front_wide_120fov",
-    window: Annotated[float, typer.Option("--window", help="Segment length, s.")] = 1.0,
-    stride: Annotated[float, typer.Option("--stride", help="Segment start step, s (< window: overlap).")] = 1.0,
-    size: Annotated[str, typer.Option("--size", help="Output WIDTHxHEIGHT, or 'native'.")] = "448x252",
-    workers: Annotated[int, typer.Option("--workers", help="Processes over clips.")] = 1,
-    shard: Annotated[str, typer.Option("--shard", help="i/n: process the i-th of n disjoint clip shards.")] = "0/1",
-    fast_decode: Annotated[
-        bool, typer.Option("--fast-decode", "--fast_decode", help="Skip H.264 deblocking when decoding (~15% faster).")
-    ] = False,
-    retry_skipped: Annotated[
-        bool,
-        typer.Option(
-            "--retry-skipped",
-            "--retry_skipped",
-            help="Cut clips an earlier run skipped again, even if their inputs did not change.",
-        ),
-    ] = False,
+    config: SegmentConfig,
     engine: _EngineOption = "local",
     ray_address: _RayAddressOption = None,
     ray_cpus: _RayCpusOption = None,
@@ -310,28 +283,9 @@ def segment(
 ) -> None:
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline import segment as stage
-    from pipeline.catalog import parse_chunk_ids
     from pipeline.console import progress_sink
     from pipeline.engines import EngineConfig, make_engine
-    from pipeline.segment_config import SegmentConfig, parse_shard, parse_size
 
-    if max_clips < 0:
-        raise PipelineError(f"--max-clips {max_clips}: must be >= 0 (0 = all)")
-    config = SegmentConfig(
-        input_dir=input_dir,
-        output_dir=output_dir,
-        max_clips=max_clips or None,
-        chunks=tuple(parse_chunk_ids(chunk or ())),
-        camera=camera,
-        window_s=window,
-        stride_s=stride,
-        size=parse_size(size),
-        fps=fps,
-        workers=workers,
-        shard=parse_shard(shard),
-        fast_decode=fast_decode,
-        retry_skipped=retry_skipped,
-    )
     engine_config = EngineConfig(engine=engine, ray_address=ray_address, ray_cpus=ray_cpus, retries=retries)  # type: ignore[arg-type]
     result = stage.run(config, progress=progress_sink(), engine=make_engine(engine_config, config.workers))
     _print_segments(result)
@@ -377,7 +331,15 @@ def prepare(
     ] = 2,
     transfers: Annotated[int, typer.Option("--max-workers", "--max_workers", help="Parallel file transfers.")] = 8,
     camera: Annotated[str, typer.Option("--camera", help="Camera feature name.")] = "camera_front_wide_120fov",
-    fps: Annotated[float, typer.Option("--fps", help="Target samples per second (30 pairs for 1 s).")] = 30.0,
+    target_hz: Annotated[
+        float,
+        typer.Option(
+            "--target-hz",
+            "--target_hz",
+            "--fps",
+            help="Target samples per second (30 pairs for 1 s); --fps is the original scripts' name.",
+        ),
+    ] = 30.0,
     window: Annotated[float, typer.Option("--window", help="Segment length, s.")] = 1.0,
     stride: Annotated[float, typer.Option("--stride", help="Segment start step, s (< window: overlap).")] = 1.0,
     size: Annotated[str, typer.Option("--size", help="Output WIDTHxHEIGHT, or 'native'.")] = "448x252",
@@ -407,7 +369,7 @@ def prepare(
         window_s=window,
         stride_s=stride,
         size=parse_size(size),
-        fps=fps,
+        target_hz=target_hz,
         workers=workers,
         fast_decode=fast_decode,
     )
@@ -431,68 +393,12 @@ def prepare(
 
 
 @app.command("build-dataset")
-def build_dataset(
-    segments_path: Annotated[
-        Path,
-        typer.Option(
-            "--segments-path",
-            "--segments_path",
-            help="segments.parquet (or segments.json) written by `pipeline segment`.",
-        ),
-    ] = Path("qwen_video_segments/metadata/segments.parquet"),
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "--output_dir", help="Dataset directory to write.")
-    ] = Path("qwen_video_dataset"),
-    test_ratio: Annotated[
-        float, typer.Option("--test-ratio", "--test_ratio", help="Fraction of clips held out (--split-by clip).")
-    ] = 0.1,
-    fps: Annotated[int, typer.Option("--fps", help="Targets per second; must match the segments file.")] = 30,
-    max_samples: Annotated[
-        int | None,
-        typer.Option("--max-samples", "--max_samples", help="Keep about this many segments, whole clips only."),
-    ] = None,
-    overwrite_output: Annotated[
-        bool, typer.Option("--overwrite-output", "--overwrite_output", help="Replace an existing output dir.")
-    ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the clip split and selection.")] = 42,
-    split_by: Annotated[
-        str, typer.Option("--split-by", "--split_by", help="clip (seeded, by clip id) or official (clip_index).")
-    ] = "clip",
-    history: Annotated[
-        bool, typer.Option("--history/--no-history", help="Put the input second's motion in the prompt.")
-    ] = False,
-    system_prompt: Annotated[
-        str | None, typer.Option("--system-prompt", "--system_prompt", help="Override the system prompt.")
-    ] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="Override the user instruction.")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="A missing segment video is an error.")] = False,
-    num_proc: Annotated[
-        int, typer.Option("--num-proc", "--num_proc", help="Processes writing rows (parquet input).")
-    ] = 1,
-    max_shard_mb: Annotated[
-        float, typer.Option("--max-shard-mb", "--max_shard_mb", help="Largest Arrow shard of a split, MB.")
-    ] = 500.0,
-) -> None:
+@config_command(DatasetConfig)
+def build_dataset(config: DatasetConfig) -> None:
     """Build the train/test Hugging Face dataset in Qwen-VL conversation format."""
     from pipeline.console import progress_sink
-    from pipeline.dataset import DatasetConfig, run
+    from pipeline.dataset import run
 
-    config = DatasetConfig(
-        segments_path=segments_path,
-        output_dir=output_dir,
-        test_ratio=test_ratio,
-        fps=fps,
-        max_samples=max_samples,
-        overwrite_output=overwrite_output,
-        seed=seed,
-        split_by=split_by,  # type: ignore[arg-type]
-        history=history,
-        system_prompt=system_prompt,
-        prompt=prompt,
-        strict=strict,
-        num_proc=num_proc,
-        max_shard_mb=max_shard_mb,
-    )
     result = run(config, progress=progress_sink())
     for note in result.notes:
         print(note)

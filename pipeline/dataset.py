@@ -29,6 +29,7 @@ from pipeline.dataset_rows import PartJob, SplitRule, part_file, write_part
 from pipeline.dataset_scan import scan
 from pipeline.errors import PipelineError
 from pipeline.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, default_prompt
+from pipeline.options import overwrite_setting, setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.segments_reader import SegmentsFile
 
@@ -42,44 +43,54 @@ N_EXAMPLES = 5
 class DatasetConfig:
     """Settings of `pipeline build-dataset`."""
 
-    # segments.parquet (or segments.json) written by `pipeline segment`; its parent's parent is the segments
-    # directory, the root of the records' video paths.
-    segments_path: Path = Path("qwen_video_segments/metadata/segments.parquet")
-    # Where the dataset directory is written (train/, test/, dataset_meta.json, README.md, examples).
-    output_dir: Path = Path("qwen_video_dataset")
-    # Fraction of clips (not segments) held out as test with --split-by clip; strictly between 0 and 1.
-    test_ratio: float = 0.1
-    # Target samples per second; must equal the length of the segments' target lists.
-    fps: int = 30
-    # Keep about this many segments: whole clips in keyed-hash order until the count is reached.
-    max_samples: int | None = None
-    # Replace an existing output directory (only once the new one is complete).
-    overwrite_output: bool = False
+    # Its parent's parent is the segments directory, the root of the records' video paths.
+    segments_path: Path = setting(
+        Path("qwen_video_segments/metadata/segments.parquet"),
+        help="segments.parquet (or segments.json) written by `pipeline segment`.",
+    )
+    # Receives train/, test/, dataset_meta.json, README.md and the examples.
+    output_dir: Path = setting(Path("qwen_video_dataset"), help="Dataset directory to write.")
+    # Clips, not segments; strictly between 0 and 1.
+    test_ratio: float = setting(0.1, help="Fraction of clips held out (--split-by clip).")
+    # Must equal the length of the segments' target lists; `target_hz` in dataset_meta.json.
+    target_hz: int = setting(
+        30,
+        help="Targets per second; must match the segments file. --fps is the original scripts' name.",
+        flags=("--target-hz", "--target_hz", "--fps"),
+    )
+    # Whole clips in keyed-hash order until the count is reached.
+    max_samples: int | None = setting(None, help="Keep about this many segments, whole clips only.")
+    # Replaced only once the new one is complete.
+    overwrite: bool = overwrite_setting()
     # Key of the clip hashes (split side and --max-samples order).
-    seed: int = 42
+    seed: int = setting(42, help="Seed of the clip split and selection.")
     # "clip": keyed hash of the clip id; "official": the segments' `split` field (train -> train, val/test -> test).
-    split_by: Literal["clip", "official"] = "clip"
-    # Put the input second's (velocity, curvature) pairs in the user prompt.
-    history: bool = False
-    # Override of the system prompt text (None = DEFAULT_SYSTEM_PROMPT).
-    system_prompt: str | None = None
-    # Override of the user instruction text (None = default_prompt(fps)).
-    prompt: str | None = None
-    # Missing video files are an error instead of being skipped and counted.
-    strict: bool = False
-    # Processes that write rows (parquet input, by row group; a JSON file is read by one process).
-    num_proc: int = 1
-    # Largest Arrow shard of a split, MB (1e6 bytes): training streams shards in parallel dataloader workers.
-    max_shard_mb: float = 500.0
+    split_by: Literal["clip", "official"] = setting("clip", help="clip (seeded, by clip id) or official (clip_index).")
+    # The input second's (velocity, curvature) pairs in the user prompt.
+    history: bool = setting(
+        False, help="Put the input second's motion in the prompt.", flags=("--history/--no-history",)
+    )
+    # None = DEFAULT_SYSTEM_PROMPT.
+    system_prompt: str | None = setting(None, help="Override the system prompt.")
+    # None = default_prompt(target_hz).
+    prompt: str | None = setting(None, help="Override the user instruction.")
+    # Instead of being skipped and counted.
+    strict: bool = setting(False, help="A missing segment video is an error.")
+    # By row group; a JSON file is read by one process.
+    num_proc: int = setting(1, help="Processes writing rows (parquet input).")
+    # MB = 1e6 bytes; training streams shards in parallel dataloader workers.
+    max_shard_mb: float = setting(500.0, help="Largest Arrow shard of a split, MB.")
 
     def __post_init__(self) -> None:
         self.segments_path = Path(self.segments_path)
         self.output_dir = Path(self.output_dir)
         if not (isinstance(self.test_ratio, int | float) and 0.0 < float(self.test_ratio) < 1.0):
             raise PipelineError(f"--test-ratio must be strictly between 0 and 1, got {self.test_ratio}")
-        if int(self.fps) != self.fps or self.fps < 1:
-            raise PipelineError(f"--fps must be a positive whole number of targets per second, got {self.fps}")
-        self.fps = int(self.fps)
+        if int(self.target_hz) != self.target_hz or self.target_hz < 1:
+            raise PipelineError(
+                f"--target-hz must be a positive whole number of targets per second, got {self.target_hz}"
+            )
+        self.target_hz = int(self.target_hz)
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be at least 1, got {self.max_samples}")
         if self.split_by not in ("clip", "official"):
@@ -170,8 +181,8 @@ train = load_split("{meta["output_dir"]}", "train")
 
 def _check_output(config: DatasetConfig) -> None:
     out = config.output_dir
-    if out.exists() and not config.overwrite_output:
-        raise PipelineError(f"output directory exists: {out} (pass --overwrite-output to replace it)")
+    if out.exists() and not config.overwrite:
+        raise PipelineError(f"output directory exists: {out} (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise PipelineError(f"--output-dir is a file, not a directory: {out}")
     if out.resolve() == config.video_root or config.video_root.is_relative_to(out.resolve()):
@@ -184,14 +195,14 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
 
     Raises:
         PipelineError: a bad segments file, a missing video with `strict`, an existing output without
-            `overwrite_output`, or nothing left to write.
+            `overwrite`, or nothing left to write.
     """
     import time
 
     progress = progress or NullProgress()
     t0 = time.perf_counter()
     _check_output(config)
-    n = config.fps
+    n = config.target_hz
     source = SegmentsFile(config.segments_path, n)
     root = config.video_root
     rule = SplitRule(config.split_by, config.seed, config.test_ratio)
@@ -255,7 +266,7 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         "prompt": prompt,
         "config": config.to_json(),
     }
-    with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite_output) as tmp:
+    with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
         jobs = [
             PartJob(source.path, n, parts, i, tmp, rule, found.missing, system_prompt, prompt, config.history)
             for i, parts in enumerate(_part_ranges(source.parts))
@@ -314,7 +325,7 @@ def _save_split(config: DatasetConfig, files: list[Path], out: Path) -> list[dic
     if filled:
         ds = datasets.concatenate_datasets(filled, split=split)
     else:  # a stream without batches has no table to concatenate
-        feats = features(config.fps)
+        feats = features(config.target_hz)
         ds = datasets.Dataset.from_dict({name: [] for name in feats}, features=feats, split=split)
     if len(ds):
         ds.save_to_disk(str(out), max_shard_size=int(config.max_shard_mb * 10**6))

@@ -10,11 +10,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import catalog
 from pipeline.errors import PipelineError
-from pipeline.video import EncodeSettings
+from pipeline.options import setting
+
+if TYPE_CHECKING:
+    from pipeline.video import EncodeSettings
 
 DEFAULT_CAMERA = "camera_front_wide_120fov"
 EGOMOTION_FEATURE = "egomotion"
@@ -54,58 +57,78 @@ def parse_shard(text: str) -> tuple[int, int]:
 class SegmentConfig:
     """Settings of the segment stage."""
 
-    # Downloaded directory (or synthetic repository) with features.csv, clip_index.parquet and chunk zips.
-    input_dir: Path = Path("physical_ai_data")
-    # Where video_segments/ and metadata/ are written.
-    output_dir: Path = Path("qwen_video_segments")
-    # Process at most this many clips (after sharding); None = all.
-    max_clips: int | None = 5
-    # Chunk ids to process; empty = every chunk whose camera and egomotion zips are downloaded.
-    chunks: tuple[int, ...] = ()
+    # Holds features.csv, clip_index.parquet and the chunk zips.
+    input_dir: Path = setting(Path("physical_ai_data"), help="Downloaded dataset (or synthetic repository).")
+    output_dir: Path = setting(Path("qwen_video_segments"), help="Where video_segments/ and metadata/ go.")
+    # After sharding; None (or 0) = all.
+    max_clips: int | None = setting(5, help="Clips to process (after --shard); 0 = all.", cli_type=int)
+    # Empty = every chunk whose camera and egomotion zips are downloaded; the command line gives id specs.
+    chunks: tuple[int, ...] = setting(
+        (),
+        help="Downloaded chunk ids (repeat, list or range 0-9); default all.",
+        flags=("--chunk", "--chunks"),
+        cli_type=list[str] | None,
+        cli_default=None,
+    )
     # Only clips of this official split (train / val / test); None = all.
     split: str | None = None
-    # Camera feature name (from features.csv).
-    camera: str = DEFAULT_CAMERA
-    # Segment length, s.
-    window_s: float = 1.0
-    # Step between segment starts, s (smaller than window_s gives overlapping segments).
-    stride_s: float = 1.0
+    # From features.csv.
+    camera: str = setting(DEFAULT_CAMERA, help="Camera feature name.")
+    window_s: float = setting(1.0, help="Segment length, s.", flags=("--window",))
+    stride_s: float = setting(1.0, help="Segment start step, s (< window: overlap).", flags=("--stride",))
     # Future horizon of the targets, s; a segment exists only if this much video follows it.
     horizon_s: float = 1.0
-    # Output width x height, px (even); None keeps the source size.
-    size: tuple[int, int] | None = (448, 252)
-    # Target samples per second: n = round(fps * horizon_s) (velocity, curvature) pairs per segment.
-    fps: float = 30.0
-    # Processes over clips.
-    workers: int = 1
-    # (i, n): process the i-th of n deterministic, disjoint shards of the clip list.
-    shard: tuple[int, int] = (0, 1)
+    # Width x height, px (even); None keeps the source size. The command line gives "448x252" or "native".
+    size: tuple[int, int] | None = setting(
+        (448, 252), help="Output WIDTHxHEIGHT, or 'native'.", flags=("--size",), cli_type=str, cli_default="448x252"
+    )
+    # n = round(target_hz * horizon_s) (velocity, curvature) pairs per segment.
+    target_hz: float = setting(
+        30.0,
+        help="Target samples per second (30 pairs for 1 s); --fps is the original scripts' name.",
+        flags=("--target-hz", "--target_hz", "--fps"),
+    )
+    workers: int = setting(1, help="Processes over clips.")
+    # (i, n) of deterministic, disjoint shards of the clip list; the command line gives "i/n".
+    shard: tuple[int, int] = setting(
+        (0, 1), help="i/n: process the i-th of n disjoint clip shards.", cli_type=str, cli_default="0/1"
+    )
     # libx264 preset; ultrafast keeps the cut near the decode-only floor (see benchmarks/segment_bench.py).
     preset: str = "ultrafast"
     # libx264 constant rate factor.
     crf: int = 23
-    # Skip the source's H.264 deblocking filter while decoding: faster (docs/RESULTS.md), frames differ slightly.
-    fast_decode: bool = False
-    # Cut clips recorded as skipped again even if their inputs did not change (changed inputs always re-cut).
-    retry_skipped: bool = False
+    # Faster (docs/RESULTS.md); frames differ slightly from a full decode.
+    fast_decode: bool = setting(False, help="Skip H.264 deblocking when decoding (~15% faster).")
+    # Changed inputs always re-cut.
+    retry_skipped: bool = setting(
+        False, help="Cut clips an earlier run skipped again, even if their inputs did not change."
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if any(isinstance(c, str) for c in self.chunks):
+            object.__setattr__(self, "chunks", tuple(catalog.parse_chunk_ids(self.chunks)))
         object.__setattr__(self, "chunks", tuple(int(c) for c in self.chunks))
+        if isinstance(self.size, str):
+            object.__setattr__(self, "size", parse_size(self.size))
+        if isinstance(self.shard, str):
+            object.__setattr__(self, "shard", parse_shard(self.shard))
+        if self.max_clips == 0:
+            object.__setattr__(self, "max_clips", None)
         if self.size is not None:
             object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
         object.__setattr__(self, "shard", (int(self.shard[0]), int(self.shard[1])))
-        if self.max_clips is not None and self.max_clips < 1:
-            raise PipelineError(f"--max-clips {self.max_clips}: must be >= 1")
+        if self.max_clips is not None and self.max_clips < 0:
+            raise PipelineError(f"--max-clips {self.max_clips}: must be >= 0 (0 = all)")
         if not 0 < self.window_s <= 60:
             raise PipelineError(f"--window {self.window_s}: must be in (0, 60] seconds")
         if not 0 < self.stride_s <= 60:
             raise PipelineError(f"--stride {self.stride_s}: must be in (0, 60] seconds")
         if not 0 < self.horizon_s <= 60:
             raise PipelineError(f"horizon {self.horizon_s}: must be in (0, 60] seconds")
-        if not 1 <= self.fps <= 1000 or round(self.fps * self.horizon_s) < 1:
-            raise PipelineError(f"--fps {self.fps}: must be in [1, 1000] target samples per second")
+        if not 1 <= self.target_hz <= 1000 or round(self.target_hz * self.horizon_s) < 1:
+            raise PipelineError(f"--target-hz {self.target_hz}: must be in [1, 1000] target samples per second")
         if self.size is not None:
             w, h = self.size
             if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
@@ -123,9 +146,11 @@ class SegmentConfig:
     @property
     def n_targets(self) -> int:
         """Target pairs per segment."""
-        return int(round(self.fps * self.horizon_s))
+        return int(round(self.target_hz * self.horizon_s))
 
     def encode_settings(self) -> EncodeSettings:
+        from pipeline.video import EncodeSettings  # PyAV: the stage needs it, the CLI's options do not
+
         # Several workers: one decoder thread each (they already fill the cores); one worker: libavcodec's choice.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         decode_threads = 0 if self.workers == 1 else max(1, cores // self.workers)
@@ -146,7 +171,7 @@ class SegmentConfig:
             "stride_s": self.stride_s,
             "horizon_s": self.horizon_s,
             "size": list(self.size) if self.size else "native",
-            "fps": self.fps,
+            "fps": self.target_hz,  # the key of records cut before the rename, so that they stay valid
             "encode": {k: v for k, v in asdict(self.encode_settings()).items() if k != "decode_threads"},
         }
         return json.loads(json.dumps(signature))

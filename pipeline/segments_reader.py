@@ -351,7 +351,7 @@ class _Checker:
         lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
         if (lengths != self.n).any():
             row = int(np.argmax(lengths != self.n))
-            message = f"field {name!r} has {lengths[row]} values, expected {self.n} (--fps {self.n})"
+            message = f"field {name!r} has {lengths[row]} values, expected {self.n} (--target-hz {self.n})"
             raise self.fail(batch, row, message)
         values = batch.targets(name, self.n)
         finite = np.isfinite(values).all(axis=1)

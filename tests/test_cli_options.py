@@ -10,7 +10,7 @@ import typer.main
 from pipeline.cli import app
 
 # Parameters a command declares itself, beside its config's settings.
-OWN_PARAMETERS = {"train": {"config_file"}}
+OWN_PARAMETERS = {"train": {"config_file"}, "segment": {"engine", "ray_address", "ray_cpus", "retries"}}
 # Flags removed with the code behind them (accepted and ignored before).
 REMOVED_FLAGS = {"build-dataset": {"--ego-motion-dir", "--ego_motion_dir"}}
 BEFORE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags_before_issue13.json").read_text())
@@ -34,7 +34,7 @@ def settings_of(cls: type, prefix: str = "") -> dict[str, dataclasses.Field]:
 
 
 def test_every_stage_command_takes_its_options_from_a_config():
-    assert {"train", "evaluate", "export", "merge-lora"} <= set(CONFIG_COMMANDS)
+    assert {"segment", "build-dataset", "train", "evaluate", "export", "merge-lora"} <= set(CONFIG_COMMANDS)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_COMMANDS))

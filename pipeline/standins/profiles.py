@@ -110,8 +110,8 @@ def tiny_dataset_config(profile: DemoProfile, segments_dir: Path, output_dir: Pa
         seed=seed,
         history=history,
         system_prompt="You plan the ego car's motion.",
-        prompt=f"Next second: {DatasetConfig.fps} lines `velocity,curvature` (m/s, 1/km).",
-        overwrite_output=True,
+        prompt=f"Next second: {DatasetConfig.target_hz} lines `velocity,curvature` (m/s, 1/km).",
+        overwrite=True,
     )
 
 

@@ -176,8 +176,8 @@ def test_malformed_segments_name_file_and_field(tmp_path, mutate, message):
 
 
 def test_fps_must_match_target_count(synthetic_segments_dir, tmp_path):
-    with pytest.raises(PipelineError, match=r"'velocity' has 30 values, expected 10 \(--fps 10\)"):
-        build(synthetic_segments_dir, tmp_path / "ds", fps=10)
+    with pytest.raises(PipelineError, match=r"'velocity' has 30 values, expected 10 \(--target-hz 10\)"):
+        build(synthetic_segments_dir, tmp_path / "ds", target_hz=10)
 
 
 def test_official_split_needs_the_field(tmp_path):
@@ -210,7 +210,7 @@ def test_cli_errors_exit_2_with_one_line(capsys, tmp_path, synthetic_segments_di
     existing.mkdir()
     (existing / "keep.txt").write_text("x")
     code, _, err = run_cli(capsys, "build-dataset", "--segments-path", seg, "--output-dir", str(existing))
-    assert code == 2 and "output directory exists" in err and "--overwrite-output" in err
+    assert code == 2 and "output directory exists" in err and "--overwrite" in err
     assert (existing / "keep.txt").read_text() == "x"
 
 

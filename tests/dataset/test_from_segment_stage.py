@@ -18,7 +18,7 @@ def test_dataset_from_segment_stage(segments_dir, tmp_path):
     n = len(next(iter(records.values()))["velocity"])
     clips = {r["clip_id"] for r in records.values()}
     out = tmp_path / "ds"
-    result = run(DatasetConfig(segments_path=segments_path, output_dir=out, fps=n, split_by="clip", seed=1))
+    result = run(DatasetConfig(segments_path=segments_path, output_dir=out, target_hz=n, split_by="clip", seed=1))
     assert result.skipped_missing_video == 0
     assert sum(result.counts.values()) == len(records)
     assert read_meta(out)["video_root"] == str(Path(segments_dir).resolve())
@@ -43,7 +43,7 @@ def test_dataset_from_segment_stage(segments_dir, tmp_path):
 
     # The official split of the same records: train clips -> train, val/test clips -> test.
     official = tmp_path / "official"
-    run(DatasetConfig(segments_path=segments_path, output_dir=official, fps=n, split_by="official"))
+    run(DatasetConfig(segments_path=segments_path, output_dir=official, target_hz=n, split_by="official"))
     for split, allowed in (("train", {"train"}), ("test", {"val", "test"})):
         ids = load_split(official, split)["id"]
         assert {records[i]["split"] for i in ids} <= allowed
