@@ -25,7 +25,11 @@ CLIP_INDEX_PARQUET = "clip_index.parquet"
 # Newer revisions carry an official split file that overrides clip_index's `split` column.
 SPLITS_PARQUET = "splits/default.parquet"
 SPLITS = ("train", "val", "test")
-DEFAULT_FEATURES = ("egomotion", "camera_front_wide_120fov")
+REPO_ID = "nvidia/PhysicalAI-Autonomous-Vehicles"
+"""The dataset's repository on the Hugging Face Hub."""
+DEFAULT_CAMERA = "camera_front_wide_120fov"
+"""The camera the motion dataset is cut from."""
+DEFAULT_FEATURES = ("egomotion", DEFAULT_CAMERA)
 
 _FEATURES_COLUMNS = ("feature", "directory", "chunk_path", "clip_files_in_zip")
 _CHUNK_TOKEN = re.compile(r"^(\d+)(?:-(\d+))?$")

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline.catalog import DEFAULT_CAMERA, REPO_ID
 from pipeline.dataset import DatasetConfig
+from pipeline.download_config import DownloadConfig
 from pipeline.errors import PipelineError
 from pipeline.evaluate import EvaluateConfig
 from pipeline.export import ExportConfig
-from pipeline.options import config_command
+from pipeline.options import build, config_command
 from pipeline.progress import DEFAULT_INTERVAL_S
 from pipeline.segment_config import SegmentConfig
 from pipeline.train.config import TrainConfig
@@ -82,7 +84,9 @@ def synth(
             "--frame-code/--no-frame-code", help="Stamp each frame's index in its top-left corner (for checks)."
         ),
     ] = True,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output-dir.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", "--force", help="Replace an existing --output-dir.")
+    ] = False,
 ) -> None:
     """Write a synthetic PhysicalAI-AV-shaped repository (rendered-road videos + egomotion)."""
     from pathlib import Path
@@ -108,7 +112,7 @@ def synth(
         seed=seed,
         cameras=tuple(cameras) if cameras else (DEFAULT_CAMERA,),
         frame_code=frame_code,
-        overwrite=force,
+        overwrite=overwrite,
     )
     summary = write_repo(config, progress=progress_sink())
     splits = {s: sum(c.split == s for c in summary.clips) for s in ("train", "val", "test")}
@@ -136,9 +140,7 @@ def serve(
         int | None,
         typer.Option("--cut-after", help="Fault injection: drop the connection after BYTES of each file's first GET."),
     ] = None,
-    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo id to answer as.")] = (
-        "nvidia/PhysicalAI-Autonomous-Vehicles"
-    ),
+    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo id to answer as.")] = REPO_ID,
     revision: Annotated[str, typer.Option("--revision", help="Branch name to answer as.")] = "main",
 ) -> None:
     """Serve a repository directory over the Hugging Face Hub HTTP protocol on 127.0.0.1 (with optional gating and
@@ -175,72 +177,18 @@ def serve(
 
 
 @app.command(context_settings={"allow_extra_args": True})
-def download(
-    ctx: typer.Context,
-    chunk: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--chunk",
-            "--chunks",
-            help="Chunk ids: repeat the flag or give a list (space or comma separated) and ranges: "
-            "--chunk 0001, --chunk '0 1 2', --chunk 0-9.",
-        ),
-    ] = None,
-    all_chunks: Annotated[bool, typer.Option("--all", help="Every chunk in clip_index.parquet.")] = False,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "--output_dir", "-o", help="Where files go.")] = Path(
-        "physical_ai_data"
-    ),
-    features: Annotated[
-        list[str] | None,
-        typer.Option("--features", "--feature", help="Feature names from features.csv (repeat or comma separate)."),
-    ] = None,
-    revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit of the dataset.")] = "main",
-    split: Annotated[
-        str | None, typer.Option("--split", help="train, val or test: only chunks (and clips) of that split.")
-    ] = None,
-    max_workers: Annotated[int, typer.Option("--max-workers", "--max_workers", help="Parallel transfers.")] = 8,
-    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo on the Hub.")] = (
-        "nvidia/PhysicalAI-Autonomous-Vehicles"
-    ),
-    force: Annotated[bool, typer.Option("--force", help="Re-download files even if complete.")] = False,
-    verify: Annotated[
-        bool,
-        typer.Option(
-            "--verify",
-            help="Re-hash every local file (reads every byte) instead of trusting the size + mtime recorded when it "
-            "was verified.",
-        ),
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask above the size threshold.")] = False,
-    confirm_threshold_gb: Annotated[
-        float,
-        typer.Option("--confirm-threshold-gb", "--confirm_threshold_gb", help="Ask (or need --yes) above this size."),
-    ] = 50.0,
-) -> None:
+@config_command(DownloadConfig, build_config=False)
+def download(ctx: typer.Context, values: dict[str, Any]) -> None:
     """Download dataset chunks from the Hub (driven by features.csv and clip_index.parquet)."""
     from pipeline import download as stage
-    from pipeline.catalog import DEFAULT_FEATURES
     from pipeline.console import progress_sink
-    from pipeline.download_config import DownloadConfig
 
     # `--chunk 0000 0001 0002`: click takes one value per flag; the command has no positional arguments, so
     # the extra words can only be more chunk ids.
-    if ctx.args and not chunk:
+    if ctx.args and not values.get("chunks"):
         raise PipelineError(f"unexpected argument {ctx.args[0]!r} (chunk ids go after --chunk)")
-    config = DownloadConfig(
-        output_dir=output_dir,
-        chunks=(*(chunk or ()), *ctx.args),
-        all_chunks=all_chunks,
-        features=tuple(features or DEFAULT_FEATURES),
-        split=split,
-        revision=revision,
-        repo_id=repo_id,
-        max_workers=max_workers,
-        force=force,
-        verify=verify,
-        yes=yes,
-        confirm_threshold_gb=confirm_threshold_gb,
-    )
+    values["chunks"] = (*values.get("chunks", ()), *ctx.args)
+    config = build(DownloadConfig, values)
     confirm = (lambda q: typer.confirm(q, default=False)) if sys.stdin.isatty() else None
     result = stage.run(config, progress=progress_sink(), confirm=confirm)
     print(
@@ -311,9 +259,7 @@ def prepare(
         str | None, typer.Option("--split", help="train, val or test: only chunks and clips of that split.")
     ] = None,
     revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit of the dataset.")] = "main",
-    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo on the Hub.")] = (
-        "nvidia/PhysicalAI-Autonomous-Vehicles"
-    ),
+    repo_id: Annotated[str, typer.Option("--repo-id", "--repo_id", help="Dataset repo on the Hub.")] = REPO_ID,
     source_dir: Annotated[
         Path, typer.Option("--source-dir", "--source_dir", help="Where a chunk's source zips live while it is cut.")
     ] = Path("physical_ai_data"),
@@ -330,7 +276,7 @@ def prepare(
         ),
     ] = 2,
     transfers: Annotated[int, typer.Option("--max-workers", "--max_workers", help="Parallel file transfers.")] = 8,
-    camera: Annotated[str, typer.Option("--camera", help="Camera feature name.")] = "camera_front_wide_120fov",
+    camera: Annotated[str, typer.Option("--camera", help="Camera feature name.")] = DEFAULT_CAMERA,
     target_hz: Annotated[
         float,
         typer.Option(

@@ -105,10 +105,10 @@ def run(
     total = sum(r.size for r in remotes)
 
     # 4. what is left to fetch, size confirmation, disk space
-    known = {} if config.force else {r.path: state.is_complete(r, config.verify) for r in remotes}
-    pending = [r for r in remotes if config.force or not known[r.path][0]]
+    known = {} if config.redownload else {r.path: state.is_complete(r, config.verify) for r in remotes}
+    pending = [r for r in remotes if config.redownload or not known[r.path][0]]
     to_download = sum(r.size for r in pending)
-    to_transfer = to_download - (0 if config.force else sum(partial_size(state, r) for r in pending))
+    to_transfer = to_download - (0 if config.redownload else sum(partial_size(state, r) for r in pending))
     log.info(
         "%d chunk(s) x %d feature(s): %d files, %.3f GB in all; %.3f GB to download (%d files)",
         len(chunk_ids),

@@ -8,38 +8,48 @@ from typing import Any
 
 from pipeline import catalog
 from pipeline.errors import PipelineError
-
-DEFAULT_REPO_ID = "nvidia/PhysicalAI-Autonomous-Vehicles"
+from pipeline.options import setting
 
 
 @dataclass
 class DownloadConfig:
     """Options of `pipeline download` (see `--help`)."""
 
-    # where files go, at their repo paths
-    output_dir: Path = Path("physical_ai_data")
-    # chunk id specs as typed: "0001", "0 1 2", "0-9", "3,5-7" (ignored with all_chunks)
-    chunks: tuple[str, ...] = ()
-    # every chunk listed in clip_index.parquet (of `split`, if given)
-    all_chunks: bool = False
-    # feature names from features.csv
-    features: tuple[str, ...] = catalog.DEFAULT_FEATURES
-    # train / val / test: keep only chunks holding clips of that split (their clip ids go in the manifest)
-    split: str | None = None
-    # branch, tag or commit of the dataset repo
-    revision: str = "main"
-    # dataset repo on the Hub
-    repo_id: str = DEFAULT_REPO_ID
-    # parallel file transfers
-    max_workers: int = 8
-    # re-download files even if complete
-    force: bool = False
-    # re-hash every local file instead of trusting the size + mtime recorded when it was verified (reads every byte)
-    verify: bool = False
-    # proceed without asking above the size threshold
-    yes: bool = False
-    # ask (or, unattended, refuse without --yes) when more than this many GB would be downloaded
-    confirm_threshold_gb: float = 50.0
+    # Files keep their repo paths under it.
+    output_dir: Path = setting(
+        Path("physical_ai_data"), help="Where files go.", flags=("--output-dir", "--output_dir", "-o")
+    )
+    # Chunk id specs as typed: "0001", "0 1 2", "0-9", "3,5-7" (ignored with all_chunks).
+    chunks: tuple[str, ...] = setting(
+        (),
+        help="Chunk ids: repeat the flag or give a list (space or comma separated) and ranges: "
+        "--chunk 0001, --chunk '0 1 2', --chunk 0-9.",
+        flags=("--chunk", "--chunks"),
+        cli_default=None,
+    )
+    # Of `split`, if given.
+    all_chunks: bool = setting(False, help="Every chunk in clip_index.parquet.", flags=("--all",))
+    features: tuple[str, ...] = setting(
+        catalog.DEFAULT_FEATURES,
+        help="Feature names from features.csv (repeat or comma separate).",
+        flags=("--features", "--feature"),
+        cli_default=None,
+    )
+    revision: str = setting("main", help="Branch, tag or commit of the dataset.")
+    # The split's clip ids go in the manifest.
+    split: str | None = setting(None, help="train, val or test: only chunks (and clips) of that split.")
+    max_workers: int = setting(8, help="Parallel transfers.")
+    repo_id: str = setting(catalog.REPO_ID, help="Dataset repo on the Hub.")
+    # --force is the spelling of before the rename (it meant this, never "overwrite").
+    redownload: bool = setting(False, help="Re-download files even if complete.", flags=("--redownload", "--force"))
+    verify: bool = setting(
+        False,
+        help="Re-hash every local file (reads every byte) instead of trusting the size + mtime recorded when it "
+        "was verified.",
+    )
+    yes: bool = setting(False, help="Do not ask above the size threshold.", flags=("--yes", "-y"))
+    # Unattended, refuse without --yes.
+    confirm_threshold_gb: float = setting(50.0, help="Ask (or need --yes) above this size.")
     # Hub base URL; None: $HF_ENDPOINT, else https://huggingface.co (read at run time, not at import)
     endpoint: str | None = None
     # access token; None: $HF_TOKEN or the `hf auth login` token. Never written to disk or logs.
@@ -80,4 +90,4 @@ class DownloadConfig:
         return out
 
 
-__all__ = ["DEFAULT_REPO_ID", "DownloadConfig"]
+__all__ = ["DownloadConfig"]

@@ -180,7 +180,7 @@ def ensure_files(
     results: dict[str, FileResult] = {}
     todo: list[RemoteFile] = []
     for remote in remotes:
-        if config.force:
+        if config.redownload:
             state.forget(remote)
             todo.append(remote)
             continue

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from pipeline import catalog, download
-from pipeline.download_config import DEFAULT_REPO_ID, DownloadConfig
+from pipeline.download_config import DownloadConfig
 from pipeline.download_files import delete_files
 from pipeline.download_transfer import stop_transfers
 from pipeline.engines import ChunkWork, Engine, LocalEngine
@@ -43,7 +43,7 @@ class PrepareConfig:
     # Branch, tag or commit of the dataset repo (resolved once: every chunk comes from the same commit).
     revision: str = "main"
     # Dataset repo on the Hub.
-    repo_id: str = DEFAULT_REPO_ID
+    repo_id: str = catalog.REPO_ID
     # Parallel file transfers within a chunk.
     transfers: int = 8
     # Keep each chunk's source zips after it is cut (default: delete them).

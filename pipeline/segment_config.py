@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import catalog
+from pipeline.catalog import DEFAULT_CAMERA
 from pipeline.errors import PipelineError
 from pipeline.options import setting
 
 if TYPE_CHECKING:
     from pipeline.video import EncodeSettings
 
-DEFAULT_CAMERA = "camera_front_wide_120fov"
 EGOMOTION_FEATURE = "egomotion"
 SEGMENTS_JSON = "segments.json"
 SEGMENTS_PARQUET = "segments.parquet"

@@ -34,7 +34,9 @@ def settings_of(cls: type, prefix: str = "") -> dict[str, dataclasses.Field]:
 
 
 def test_every_stage_command_takes_its_options_from_a_config():
-    assert {"segment", "build-dataset", "train", "evaluate", "export", "merge-lora"} <= set(CONFIG_COMMANDS)
+    assert {"segment", "build-dataset", "download", "train", "evaluate", "export", "merge-lora"} <= set(
+        CONFIG_COMMANDS
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_COMMANDS))

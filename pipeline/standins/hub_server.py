@@ -40,14 +40,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from pipeline.catalog import REPO_ID
 from pipeline.errors import PipelineError
 from pipeline.standins.hub_faults import FaultInjection
 from pipeline.standins.hub_http import DropInjectedCut, now_iso, parse_range, stream_file
 from pipeline.standins.hub_snapshot import LFS_MIN_SIZE, LFS_SUFFIXES, RepoEntry, RepoSnapshot
 
 log = logging.getLogger(__name__)
-
-DEFAULT_REPO_ID = "nvidia/PhysicalAI-Autonomous-Vehicles"
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class HubServer(FaultInjection):
     def __init__(
         self,
         root: Path,
-        repo_id: str = DEFAULT_REPO_ID,
+        repo_id: str = REPO_ID,
         revision: str = "main",
         token: str | None = None,
         port: int = 0,
@@ -392,4 +391,4 @@ def serve_repo(root: Path, **options: Any) -> Iterator[HubServer]:
         server.stop()
 
 
-__all__ = ["DEFAULT_REPO_ID", "LFS_MIN_SIZE", "LFS_SUFFIXES", "HubServer", "RepoEntry", "RequestRecord", "serve_repo"]
+__all__ = ["LFS_MIN_SIZE", "LFS_SUFFIXES", "HubServer", "RepoEntry", "RequestRecord", "serve_repo"]

@@ -277,7 +277,7 @@ def write_repo(config: SynthConfig, progress: ProgressSink | None = None) -> Syn
     progress = progress or NullProgress()
     root = config.output_dir
     if root.exists() and not config.overwrite:
-        raise PipelineError(f"--output-dir {root} already exists (pass --force to replace it)")
+        raise PipelineError(f"--output-dir {root} already exists (pass --overwrite to replace it)")
     features = repo_features()
     missing = [f for f in (EGOMOTION_FEATURE, *config.cameras) if f not in features]
     if missing:

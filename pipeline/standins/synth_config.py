@@ -8,12 +8,11 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from pipeline.catalog import Feature, chunk_file, member_name, parse_features_csv
+from pipeline.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
 from pipeline.errors import PipelineError
 from pipeline.standins.frame_code import MAX_FRAME_INDEX
 
 EGOMOTION_FEATURE = "egomotion"
-DEFAULT_CAMERA = "camera_front_wide_120fov"
 EGOMOTION_COLUMNS = (
     "timestamp",
     "qx",

@@ -27,7 +27,8 @@ def test_synth_writes_a_repository(tmp_path, capsys):
 
     code, _, stderr = run_cli(capsys, *args, "--duration", "0.5", "--size", "128x72", "--seed", "9")
     assert code == 2
-    assert stderr.strip().splitlines() == [f"error: --output-dir {out} already exists (pass --force to replace it)"]
+    expected = f"error: --output-dir {out} already exists (pass --overwrite to replace it)"
+    assert stderr.strip().splitlines() == [expected]
     code, stdout, stderr = run_cli(capsys, *args, "--duration", "0.5", "--width", "160", "--height", "90", "--force")
     assert code == 0, stderr
     assert "(160x90, 0.5 s, seed 0;" in stdout
