@@ -232,7 +232,7 @@ def segment(
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline import segment as stage
     from pipeline.console import progress_sink
-    from pipeline.engines import EngineConfig, make_engine
+    from pipeline.engine_choice import EngineConfig, make_engine
 
     engine_config = EngineConfig(engine=engine, ray_address=ray_address, ray_cpus=ray_cpus, retries=retries)  # type: ignore[arg-type]
     result = stage.run(config, progress=progress_sink(), engine=make_engine(engine_config, config.workers))
@@ -301,7 +301,7 @@ def prepare(
     """Stream chunks from the Hub through the cutter: download, cut, delete the zips; resumable."""
     from pipeline import prepare as stage
     from pipeline.console import progress_sink
-    from pipeline.engines import EngineConfig, make_engine
+    from pipeline.engine_choice import EngineConfig, make_engine
     from pipeline.segment_config import SegmentConfig, parse_size
 
     if ctx.args and not chunk:

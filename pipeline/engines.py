@@ -15,44 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Where clips run: `--engine`, `--ray-address`, `--ray-cpus`, `--retries`."""
-
-    # local: a process pool on this machine; ray: Ray tasks (a local cluster, or the one at ray_address).
-    engine: Literal["local", "ray"] = "local"
-    # Ray cluster to join (host:port of `ray start --head`, or "auto"); None: $RAY_ADDRESS, else start one here.
-    ray_address: str | None = None
-    # CPUs of the local Ray cluster started when no address is given; None: all of this machine's.
-    ray_cpus: int | None = None
-    # Extra attempts of a chunk download that failed, or of a clip whose Ray worker died.
-    retries: int = 2
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise PipelineError(f"--engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
-        if self.ray_cpus is not None and self.ray_cpus < 1:
-            raise PipelineError(f"--ray-cpus {self.ray_cpus}: must be >= 1")
-        if not 0 <= self.retries <= 20:
-            raise PipelineError(f"--retries {self.retries}: must be in 0..20")
-
-
-def make_engine(config: EngineConfig, workers: int) -> Engine:
-    """The engine of `config`; `workers` is the local process count (Ray uses its cluster's CPUs instead)."""
-    if config.engine == "ray":
-        from pipeline.ray_engine import RayEngine
-
-        return RayEngine(config.ray_address, config.ray_cpus, config.retries)
-    return LocalEngine(workers, config.retries)
 
 
 @dataclass(frozen=True)
@@ -261,16 +228,13 @@ class LocalEngine:
 
 
 __all__ = [
-    "ENGINES",
     "ChunkWork",
     "ClipOps",
     "Engine",
-    "EngineConfig",
     "LocalEngine",
     "failure_reason",
     "fetch_chunk",
     "free_chunk",
-    "make_engine",
     "pool_context",
     "reused_records",
 ]
