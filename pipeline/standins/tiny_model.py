@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 
 FAMILIES = ("qwen3_vl", "qwen2_5_vl")
 
+# Decoding settings of the published generation_config.json of Qwen/Qwen3-VL-2B-Instruct and
+# Qwen/Qwen2.5-VL-3B-Instruct (their token ids are the tokenizer's, set in `build_model`).
+PUBLISHED_GENERATION = {
+    "qwen3_vl": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0},
+    "qwen2_5_vl": {"do_sample": True, "temperature": 0.1, "top_p": 0.001, "top_k": 1, "repetition_penalty": 1.05},
+}
+
 # Qwen's special tokens from id 151643 on, in Qwen's order; the first 14 are "special" (skipped when decoding).
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -284,9 +291,11 @@ def build_model(config: TinyModelConfig) -> Any:
         model = transformers.Qwen2_5_VLForConditionalGeneration(model_config)
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, config.embedding_std)
-    model.generation_config.eos_token_id = im_end
-    model.generation_config.pad_token_id = end_of_text
-    model.generation_config.do_sample = False
+    # The published checkpoints' generation_config.json: sampling settings, and Qwen2.5-VL's repetition penalty.
+    for key, value in PUBLISHED_GENERATION[config.family].items():
+        setattr(model.generation_config, key, value)
+    model.generation_config.bos_token_id = model.generation_config.pad_token_id = end_of_text
+    model.generation_config.eos_token_id = [im_end, end_of_text]
     return model
 
 

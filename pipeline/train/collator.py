@@ -164,11 +164,16 @@ def video_token_count(processor: Any, input_ids: Any) -> int:
 
 
 def layout_summary(processor: Any, inputs: dict[str, Any]) -> str:
-    """One line describing a tokenized sample: total tokens, video tokens, grid, labelled tokens."""
+    """One line describing a tokenized sample: visual tokens of the total, the video grid, the frames' timestamp
+    text (Qwen3-VL's `<t seconds>`; "none" for families without), answer tokens carrying loss."""
+    import re
+
     ids = inputs["input_ids"]
-    parts = [f"{ids.shape[-1]} tokens", f"{video_token_count(processor, ids)} video tokens"]
+    parts = [f"{video_token_count(processor, ids)} visual of {ids.shape[-1]} tokens"]
     if "video_grid_thw" in inputs:
         parts.append(f"video grid (t,h,w) {inputs['video_grid_thw'].tolist()}")
+    stamps = re.findall(r"<[0-9.]+ seconds>", processor.tokenizer.decode(ids.reshape(-1).tolist()))
+    parts.append(f"timestamps {' '.join(stamps) if stamps else 'none'}")
     if "labels" in inputs:
         parts.append(f"{int((inputs['labels'] != IGNORE_INDEX).sum())} answer tokens carry loss")
     return ", ".join(parts)

@@ -49,8 +49,22 @@ GREEDY_SETTINGS: dict[str, Any] = {
     "top_p": 1.0,
     "top_k": 50,
 }
-# Generation settings a checkpoint may carry that identify tokens rather than shape decoding.
-_TOKEN_ID_SETTINGS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+# Generation settings a checkpoint may carry that identify tokens or choose outputs rather than shape decoding.
+_NEUTRAL_SETTINGS = (
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "decoder_start_token_id",
+    "max_length",
+    "max_new_tokens",
+    "use_cache",
+    "cache_implementation",
+    "output_attentions",
+    "output_hidden_states",
+    "output_scores",
+    "output_logits",
+    "return_dict_in_generate",
+)
 
 
 def greedy_generation_config(processor: Any, max_new_tokens: int, checkpoint_config: Any = None) -> Any:
@@ -78,9 +92,7 @@ def greedy_generation_config(processor: Any, max_new_tokens: int, checkpoint_con
         overridden = {k: v for k, v in theirs.items() if k in GREEDY_SETTINGS and v != GREEDY_SETTINGS[k]}
         if overridden:
             log.info("generation: greedy; the checkpoint's %s are not used", overridden)
-        unpinned = sorted(
-            set(theirs) - set(GREEDY_SETTINGS) - set(_TOKEN_ID_SETTINGS) - {"max_length", "max_new_tokens"}
-        )
+        unpinned = sorted(set(theirs) - set(GREEDY_SETTINGS) - set(_NEUTRAL_SETTINGS))
         if unpinned:
             log.warning("generation: the checkpoint's generation config also sets %s, which still apply", unpinned)
     return config

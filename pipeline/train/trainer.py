@@ -50,6 +50,7 @@ class TrainResult:
     trainable_parameters: int = 0  # parameters updated
     total_parameters: int = 0  # all parameters of the (wrapped) model
     parameter_dtypes: dict[str, dict[str, int]] = field(default_factory=dict)  # `parameter_dtypes` of the model
+    peak_gpu_memory_gb: float | None = None  # torch.cuda.max_memory_allocated of this process, 1e9 B (None on CPU)
     seconds: float = 0.0  # wall time of trainer.train()
 
 
@@ -111,6 +112,13 @@ def parameter_dtypes(model: Any) -> dict[str, dict[str, int]]:
         name = str(param.dtype).removeprefix("torch.")
         group[name] = group.get(name, 0) + numel(param)
     return counts
+
+
+def peak_gpu_memory_gb() -> float | None:
+    """Peak memory allocated by torch on this process's GPU, in GB (1e9 bytes); None without CUDA."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
 
 
 def prepare_model(config: TrainConfig, model: Any) -> Any:
@@ -318,6 +326,7 @@ def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainRes
         trainable_parameters=trainable,
         total_parameters=total,
         parameter_dtypes=parameter_dtypes(trainer.model),
+        peak_gpu_memory_gb=peak_gpu_memory_gb(),
         seconds=seconds,
     )
     if trainer.is_world_process_zero():

@@ -64,7 +64,11 @@ def test_saved_model_loads_offline_through_auto_classes(request, fixture, model_
     assert type(model).__name__ == model_class
     assert processor.chat_template == chat_template(family)
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id == 151656
-    assert model.generation_config.eos_token_id == 151645
+    assert model.generation_config.eos_token_id == [151645, 151643]
+    # The published checkpoints' decoding settings, which evaluation must not inherit.
+    family = model.config.model_type
+    assert model.generation_config.do_sample is True
+    assert model.generation_config.repetition_penalty == {"qwen3_vl": 1.0, "qwen2_5_vl": 1.05}[family]
     text = model.config.text_config
     assert sum(text.rope_parameters["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2
     assert model.get_input_embeddings().weight.shape[0] >= len(processor.tokenizer)
@@ -105,7 +109,7 @@ def test_truncated_vocabulary_model_agrees_with_its_processor(tmp_path):
     assert len(tokenizer) <= config.vocab_size
     for name, token in [("video_token_id", "<|video_pad|>"), ("vision_start_token_id", "<|vision_start|>")]:
         assert getattr(model.config, name) == tokenizer.convert_tokens_to_ids(token) == config.token_id(token)
-    assert model.generation_config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>") == 1026
+    assert model.generation_config.eos_token_id[0] == tokenizer.convert_tokens_to_ids("<|im_end|>") == 1026
     with pytest.raises(PipelineError, match="bpe_ranks"):
         make_tiny_model(tmp_path / "n", config, tokenizer=build_qwen_tokenizer(bpe_ranks=2048))
 

@@ -177,3 +177,25 @@ def test_thinking_template_labels_exactly_the_answer(tiny_qwen3_vl_thinking, row
     labelled = [i for i, t in enumerate(labels) if t != IGNORE_INDEX]
     assert labelled == list(range(labelled[0], labelled[-1] + 1)) and labelled[-1] == len(ids) - 2
     assert tokenizer.decode(ids[: labelled[0]]).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+@pytest.mark.parametrize(
+    ("family", "visual", "total", "stamps"),
+    [("qwen3_vl", 224, 749, "<0.2 seconds> <0.8 seconds>"), ("qwen2_5_vl", 288, 799, "none")],
+)
+def test_layout_of_a_real_segment_with_thirty_targets(processors, tmp_path, family, visual, total, stamps):
+    """What a real run gets per 1-s 448x252 30-fps segment (the size `pipeline segment` writes), 30 targets."""
+    import numpy as np
+
+    from pipeline.answer import format_answer
+    from pipeline.messages import build_messages, default_prompt
+    from pipeline.train.collator import layout_summary
+    from tests.fixtures.model_fixtures import write_test_clip
+
+    clip = write_test_clip(tmp_path / "segment.mp4", seed=0, width=448, height=252)
+    answer = format_answer(np.linspace(12.0, 13.5, 30), np.linspace(-0.004, 0.004, 30))  # 43-49 km/h, gentle curves
+    messages = build_messages(str(clip), answer, DEFAULT_SYSTEM_PROMPT, default_prompt(30))
+    line = layout_summary(processors[family], SampleEncoder(processors[family]).encode(messages))
+    print(family, line)
+    assert line.startswith(f"{visual} visual of {total} tokens, ")
+    assert line.endswith(f", timestamps {stamps}, 330 answer tokens carry loss")
