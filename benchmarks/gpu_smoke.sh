@@ -88,7 +88,7 @@ timed data bash -c "
   ${PIPELINE[*]} synth --output-dir $DATA/repo ${SYNTH[*]} --no-frame-code --force
   ${PIPELINE[*]} segment --input-dir $DATA/repo --output-dir $DATA/segments ${SEGMENT[*]}
   ${PIPELINE[*]} build-dataset --segments-path $DATA/segments/metadata/segments.parquet --output-dir $DATA/dataset \
-    --test-ratio 0.34 --overwrite-output
+    --test-ratio 0.34 --overwrite
 "
 
 for model in $MODELS; do
