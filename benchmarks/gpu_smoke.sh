@@ -96,7 +96,7 @@ for model in $MODELS; do
   run="$WORK_DIR/$name"
   echo "== $model: LoRA, $STEPS steps"
   timed "train $name" "${PIPELINE[@]}" train --model "$model" --dataset "$DATA/dataset" --output-dir "$run/lora" \
-    --overwrite-output --lora-enable --max-steps "$STEPS" --per-device-train-batch-size "$BATCH" \
+    --overwrite --lora-enable --max-steps "$STEPS" --per-device-train-batch-size "$BATCH" \
     --gradient-checkpointing "${TRAIN_PRECISION[@]}" --learning-rate "$LEARNING_RATE" --warmup-ratio 0 --logging-steps 1 \
     --save-steps 100000 --report-to none 2>&1 | tee "$run.train.log" | grep -E "first sample:|parameter dtypes:"
   for batch in "$BATCH" 1; do
