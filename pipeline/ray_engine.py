@@ -39,6 +39,8 @@ _IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
 _LOCAL_START_ATTEMPTS = 3
 # How long an interrupted run waits for its cancelled tasks to stop before it returns.
 _CANCEL_WAIT_S = 30.0
+# Ray's switch (read once, when ray is imported) that, set to "0", puts a node on the loopback address.
+_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def import_ray() -> Any:
@@ -110,6 +112,10 @@ class RayEngine:
     # --- the cluster ---------------------------------------------------------------------------------------------
 
     def __enter__(self) -> RayEngine:
+        if not self.address:
+            # A cluster started here has one node: keep its processes and their traffic on 127.0.0.1, not on the
+            # machine's network address (Ray's default on Linux).
+            os.environ.setdefault(_LOOPBACK_SWITCH, "0")
         ray = self._ray = import_ray()
         if ray.is_initialized():  # the caller's session (e.g. a test's cluster): use it, leave it running
             return self

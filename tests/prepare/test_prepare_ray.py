@@ -29,6 +29,9 @@ from tests.fixtures.prepare_fixtures import (
 @pytest.fixture(scope="module")
 def ray_cluster():
     with RayEngine(num_cpus=2) as engine:
+        import ray
+
+        assert ray.util.get_node_ip_address() == "127.0.0.1"  # the local cluster stays on the loopback address
         yield engine
 
 
