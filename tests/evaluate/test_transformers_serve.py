@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.evaluate import EvaluateConfig, run
 from pipeline.serving_client import ServerSettings, answer_max_tokens
+from pipeline.train.inference import GenerationSettings
 from pipeline.transformers_serve import launch, stop, wait_ready
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
 
@@ -33,19 +34,21 @@ def trained_run(tiny_qwen3_vl, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("served_run")
     dataset_dir = write_test_dataset(root, n_train=4, n_test=N_TEST)
     out = root / "run"
-    config = TrainConfig(
-        model=str(tiny_qwen3_vl),
-        dataset=str(dataset_dir),
-        output_dir=str(out),
-        lora_enable=False,
-        learning_rate=3e-3,
-        lr_scheduler_type="constant",
-        warmup_ratio=0.0,
-        max_steps=TRAIN_STEPS,
-        logging_steps=1000,
-        save_steps=1000,
-        report_to="none",
-        seed=0,
+    config = TrainConfig.from_sources(
+        overrides=dict(
+            model=str(tiny_qwen3_vl),
+            dataset=str(dataset_dir),
+            output_dir=str(out),
+            lora_enable=False,
+            learning_rate=3e-3,
+            lr_scheduler_type="constant",
+            warmup_ratio=0.0,
+            max_steps=TRAIN_STEPS,
+            logging_steps=1000,
+            save_steps=1000,
+            report_to="none",
+            seed=0,
+        )
     )
     train(config)
     assert (out / "train_config.json").is_file()
@@ -76,7 +79,7 @@ def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_pa
                 output_dir=tmp_path / "in_process",
                 model=str(run_dir),
                 batch_size=1,
-                max_new_tokens=max_tokens,
+                generation=GenerationSettings(max_new_tokens=max_tokens),
                 save_predictions=True,
                 device="cpu",
             )
