@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from pipeline.errors import PipelineError
 from pipeline.train.config import TrainConfig
+from pipeline.train.inference import GenerationSettings
 from pipeline.train.merge import MergeConfig
 from pipeline.train.merge import run as merge_run
 from pipeline.train.modeling import load_model_and_processor, part_of
@@ -331,7 +332,7 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
         output_dir=tmp_path / "eval",
         model=str(merged),
         max_samples=1,
-        max_new_tokens=4,
+        generation=GenerationSettings(max_new_tokens=4),
         device="cpu",
     )
     with caplog.at_level(logging.INFO, logger="pipeline.evaluate"):
