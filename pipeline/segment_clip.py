@@ -147,6 +147,11 @@ def process_clip(job: ClipJob, config: SegmentConfig) -> dict:
             return reused
         record = _cut_and_record(job, config, inputs)
         write_json(record_path, record)
+    except BaseException:
+        # Interrupted between cutting and writing the record: no segment may outlive its missing record.
+        if _reused(record_path, config, inputs) is None:
+            _clean_clip_dir(_clip_dir(config, job))
+        raise
     finally:
         cliplock.release(lock)
     record["reused"] = False
@@ -166,11 +171,15 @@ def _bare_record(job: ClipJob, status: str, reason: str) -> dict:
     }
 
 
+def _clip_dir(config: SegmentConfig, job: ClipJob) -> Path:
+    return (config.output_dir / segment_video_relpath(job.chunk, job.clip_id, 0)).parent
+
+
 def _cut_and_record(job: ClipJob, config: SegmentConfig, inputs: dict) -> dict:
     """Cut the clip (its lock held) into a fresh clip directory; the record to write."""
     base = {"clip_id": job.clip_id, "chunk": job.chunk, "split": job.split, "signature": config.signature()}
     base["inputs"] = inputs
-    clip_dir = config.output_dir / "video_segments" / f"chunk_{job.chunk:04d}" / job.clip_id
+    clip_dir = _clip_dir(config, job)
     _clean_clip_dir(clip_dir)
     warnings: list[str] = []
     try:
