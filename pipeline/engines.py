@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -91,6 +92,18 @@ def pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform == "linux" and "fork" in methods else "spawn")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _init_worker() -> None:
+    """A pool worker turns SIGTERM into SystemExit, so the clip it is cutting removes its partial files.
+
+    The pool sends SIGTERM to every worker when one of them dies (an idle worker killed by Ctrl-C does).
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 class Engine(Protocol):
     """What runs clips and chunks: `LocalEngine` or `pipeline.ray_engine.RayEngine` (a context manager)."""
 
@@ -151,7 +164,7 @@ class LocalEngine:
 
     def _start_pool(self, n: int) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=pool_context())
+            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=pool_context(), initializer=_init_worker)
         return self._pool
 
     def map_clips(self, jobs: Sequence[Any], ops: ClipOps) -> Iterator[dict]:

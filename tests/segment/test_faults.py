@@ -272,6 +272,40 @@ def test_changed_settings_recut_the_clips(fault_run, fault_repo, tmp_path):
     assert len(list((out / "video_segments").rglob("*.mp4"))) == len(segments)
 
 
+def test_a_worker_stopped_mid_clip_leaves_no_orphan_segment(synthetic_repo, tmp_path):
+    """SIGTERM to one pool worker while a clip has segments but no record: the pool stops its workers, and every
+    worker removes the segments of the clip it was cutting; a re-run completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "pipeline", "segment", "--input-dir", str(synthetic_repo.root)]
+    cmd += ["--output-dir", str(out), "--max-clips", "0", "--size", "128x72", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def orphans() -> set[str]:
+        recorded = {p.stem for p in out.glob("metadata/clips/*/*.json")}
+        return {p.parent.name for p in out.glob("video_segments/*/*/*.mp4")} - recorded
+
+    deadline = time.monotonic() + 120
+    while not orphans() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    parent = psutil.Process(proc.pid)
+    workers = [c for c in parent.children() if c.cmdline() == parent.cmdline()]
+    assert workers, "no pool worker found"
+    os.kill(workers[0].pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert not orphans() and not list(out.rglob("*.tmp"))
+    summary = make_segments(synthetic_repo.root, out, size=(128, 72))
+    assert summary.done == len(synthetic_repo.clips)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_leaves_no_half_written_segment(synthetic_repo, tmp_path, workers):
     import os
