@@ -7,8 +7,9 @@ Each row is one segment: ids and timing, the video path relative to the segments
 float32 sequences. Every segment of a clip lands on the same side of the split (`pipeline.clip_split`).
 
 The build streams: a first pass checks every record and counts clips (`dataset_scan`), a second writes the rows
-batch by batch to Arrow files (`dataset_rows`, in `num_proc` processes for parquet input), which `save_to_disk`
-shards. Memory stays flat in the number of segments.
+batch by batch straight into each split's final Arrow shards (`dataset_rows`, `dataset_shards`; in `num_proc`
+processes for parquet input), in the layout `datasets.load_from_disk` reads. Memory stays flat in the number of
+segments.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pipeline.answer import DECIMALS
 from pipeline.atomic import atomic_dir
 from pipeline.clip_split import SPLIT_METHOD, selection_cutoff
 from pipeline.dataset_reader import META_FILE, SPLITS, clean_messages, features, quiet_datasets
-from pipeline.dataset_rows import PartJob, SplitRule, part_file, write_part
+from pipeline.dataset_rows import RowsJob, SplitRule, write_rows
 from pipeline.dataset_scan import scan
+from pipeline.dataset_shards import Shard, finish_split, first_rows
 from pipeline.errors import PipelineError
 from pipeline.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, default_prompt
 from pipeline.options import overwrite_setting, setting
@@ -190,8 +192,8 @@ def _check_output(config: DatasetConfig) -> None:
 
 
 def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildResult:
-    """Build the dataset directory: output_dir/{train,test} (sharded save_to_disk), dataset_meta.json, examples,
-    README.md.
+    """Build the dataset directory: output_dir/{train,test} (sharded, as `save_to_disk` lays them out),
+    dataset_meta.json, examples, README.md.
 
     Raises:
         PipelineError: a bad segments file, a missing video with `strict`, an existing output without
@@ -267,16 +269,25 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         "config": config.to_json(),
     }
     with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
+        max_bytes = int(config.max_shard_mb * 10**6)
         jobs = [
-            PartJob(source.path, n, parts, i, tmp, rule, found.missing, system_prompt, prompt, config.history)
-            for i, parts in enumerate(_part_ranges(source.parts))
+            RowsJob(
+                source.path, n, parts, i, tmp, rule, found.missing, system_prompt, prompt, config.history, max_bytes
+            )
+            for i, parts in enumerate(job_ranges(source.part_rows(), config.num_proc))
         ]
-        written = _write_parts(jobs, config.num_proc, progress)
+        shards = _write_jobs(jobs, config.num_proc, progress, found.records)
+        written = {s: sum(shard.rows for shard in shards[s]) for s in SPLITS}
         if written != counts:
             raise PipelineError(f"{config.segments_path}: changed while the dataset was being built; run again")
         answer = None
+        feats = features(n)
+        identity = json.dumps(meta, sort_keys=True)
         for split in SPLITS:
-            examples = _save_split(config, [part_file(tmp, split, job.index) for job in jobs], tmp / split)
+            names = finish_split(tmp / split, split, shards[split], feats, identity)
+            examples = [
+                dict(r, messages=clean_messages(r["messages"])) for r in first_rows(tmp / split, names, N_EXAMPLES)
+            ]
             path = tmp / f"{split}_examples.json"
             path.write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")
             answer = answer or (examples[0]["messages"][-1]["content"][0]["text"] if examples else None)
@@ -287,55 +298,51 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
     return BuildResult(config.output_dir, counts, clip_counts, skipped, seconds, notes)
 
 
-def _part_ranges(parts: int) -> list[range]:
-    """One job per part (a parquet row group), so progress and processes advance part by part."""
-    return [range(i, i + 1) for i in range(parts)]
+def job_ranges(part_rows: list[int], jobs: int) -> list[range]:
+    """Consecutive parts cut into at most `jobs` ranges of about equal records (one per writing process)."""
+    bounds = np.searchsorted(np.cumsum(part_rows), np.arange(1, jobs) * sum(part_rows) / jobs, side="right")
+    edges = sorted({0, *(int(b) for b in bounds), len(part_rows)})
+    return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def _write_parts(jobs: list[PartJob], num_proc: int, progress: ProgressSink) -> dict[str, int]:
-    """Run the row-writing jobs (in `num_proc` processes when there is more than one job); rows written per side."""
-    totals = dict.fromkeys(SPLITS, 0)
-    progress.start("writing rows", len(jobs))
+_progress_queue: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = queue
+
+
+def _write_in_worker(job: RowsJob) -> dict[str, list[Shard]]:
+    return write_rows(job, _progress_queue.put)
+
+
+def _write_jobs(jobs: list[RowsJob], num_proc: int, progress: ProgressSink, records: int) -> dict[str, list[Shard]]:
+    """Run the row-writing jobs (in separate processes when `num_proc` > 1), advancing `progress` per batch; the
+    shards per side in file order."""
+    results: list[dict[str, list[Shard]]] = []
+    progress.start("writing rows", records)
     try:
         if num_proc > 1 and len(jobs) > 1:
+            import multiprocessing
+            import queue
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs))) as pool:
-                results = pool.map(write_part, jobs)
-                for counts in results:
-                    totals = {s: totals[s] + counts[s] for s in SPLITS}
-                    progress.advance()
+            done_rows = multiprocessing.Queue()
+            with ProcessPoolExecutor(len(jobs), initializer=_init_worker, initargs=(done_rows,)) as pool:
+                futures = [pool.submit(_write_in_worker, job) for job in jobs]
+                while True:
+                    try:
+                        progress.advance(done_rows.get(timeout=0.5))
+                    except queue.Empty:
+                        if all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures):
+                            break
+                results = [f.result() for f in futures]
         else:
-            for job in jobs:
-                counts = write_part(job)
-                totals = {s: totals[s] + counts[s] for s in SPLITS}
-                progress.advance()
+            results = [write_rows(job, progress.advance) for job in jobs]
     finally:
         progress.finish()
-    return totals
-
-
-def _save_split(config: DatasetConfig, files: list[Path], out: Path) -> list[dict[str, Any]]:
-    """Save the part files of one split as sharded Arrow (`save_to_disk`), delete them; return the first rows."""
-    import datasets
-
-    split = datasets.Split(out.name)
-    parts = [datasets.Dataset.from_file(str(f), split=split) for f in files]
-    filled = [p for p in parts if len(p)]
-    if filled:
-        ds = datasets.concatenate_datasets(filled, split=split)
-    else:  # a stream without batches has no table to concatenate
-        feats = features(config.target_hz)
-        ds = datasets.Dataset.from_dict({name: [] for name in feats}, features=feats, split=split)
-    if len(ds):
-        ds.save_to_disk(str(out), max_shard_size=int(config.max_shard_mb * 10**6))
-    else:  # datasets writes no file at all for an empty split unless told one shard (and cannot load it then)
-        ds.save_to_disk(str(out), num_shards=1)
-    examples = [dict(r, messages=clean_messages(r["messages"])) for r in ds.select(range(min(N_EXAMPLES, len(ds))))]
-    del ds, parts
-    for f in files:
-        f.unlink()
-    return examples
+    return {side: [shard for result in results for shard in result[side]] for side in SPLITS}
 
 
 __all__ = ["BuildResult", "DatasetConfig", "run"]

@@ -1,12 +1,14 @@
 """Dataset rows from checked segment batches: each record's side of the split, and the Arrow table of the rows
 (ids, timing, video, Qwen-VL messages, float32 targets) in the declared `features` schema.
 
-Works a batch at a time, so the build's memory does not grow with the number of segments. `write_part` writes
-the rows of some parts of a segments file to one Arrow stream file per side; parts can run in separate processes.
+Works a batch at a time, so the build's memory does not grow with the number of segments. `write_rows` writes
+the rows of some consecutive parts of a segments file into the final shards of each side (`dataset_shards`); jobs
+can run in separate processes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pyarrow.compute as pc
 from pipeline.answer import format_answers
 from pipeline.clip_split import OFFICIAL_SPLIT_MAP, clip_is_test, selection_keys
 from pipeline.dataset_reader import SPLITS, features
+from pipeline.dataset_shards import Shard, ShardWriter
 from pipeline.errors import PipelineError
 from pipeline.messages import history_text, messages_column, user_text
 from pipeline.segments_reader import SegmentBatch, SegmentsFile
@@ -116,8 +119,9 @@ def rows_table(
 
 
 @dataclass(frozen=True)
-class PartJob:
-    """Write the rows of some parts of a segments file to `{out_dir}/{side}-{index:05d}.arrow` (picklable)."""
+class RowsJob:
+    """Write the rows of some consecutive parts of a segments file into shards `{out_dir}/{side}/job{index}-*.arrow`
+    (picklable: jobs run in separate processes)."""
 
     path: Path
     n: int
@@ -130,19 +134,20 @@ class PartJob:
     system_prompt: str
     prompt: str
     history: bool
+    # Largest shard, bytes of Arrow data.
+    max_shard_bytes: int
 
 
-def part_file(out_dir: Path, side: str, index: int) -> Path:
-    return Path(out_dir) / f"{side}-{index:05d}.arrow"
-
-
-def write_part(job: PartJob) -> dict[str, int]:
-    """Write the part's rows, one Arrow stream per side; return the rows written per side."""
-    schema = features(job.n).arrow_schema
+def write_rows(job: RowsJob, advance: Callable[[int], None] | None = None) -> dict[str, list[Shard]]:
+    """Write the job's rows, one `ShardWriter` per side, calling `advance(records)` after each batch; return the
+    shards written per side, in order."""
+    feats = features(job.n)
+    schema = feats.arrow_schema
     source = SegmentsFile(job.path, job.n)
     missing = pa.array(sorted(job.missing), type=pa.string())
-    counts = dict.fromkeys(SPLITS, 0)
-    writers = {side: pa.ipc.new_stream(str(part_file(job.out_dir, side, job.index)), schema) for side in SPLITS}
+    writers = {
+        side: ShardWriter(job.out_dir / side, f"job{job.index:05d}", feats, job.max_shard_bytes) for side in SPLITS
+    }
     try:
         for batch in source.batches(job.parts):
             clips = batch_clips(batch, job.rule.seed)
@@ -153,14 +158,12 @@ def write_part(job: PartJob) -> dict[str, int]:
             for side, mask in (("train", keep & ~is_test), ("test", keep & is_test)):
                 if mask.any():
                     rows = batch.table.filter(pa.array(mask))
-                    writers[side].write_table(
-                        rows_table(rows, job.n, job.system_prompt, job.prompt, job.history, schema)
-                    )
-                    counts[side] += int(mask.sum())
+                    writers[side].write(rows_table(rows, job.n, job.system_prompt, job.prompt, job.history, schema))
+            if advance is not None:
+                advance(len(batch.table))
     finally:
-        for writer in writers.values():
-            writer.close()
-    return counts
+        shards = {side: writer.close() for side, writer in writers.items()}
+    return shards
 
 
-__all__ = ["BatchClips", "PartJob", "SplitRule", "batch_clips", "part_file", "row_is_test", "rows_table", "write_part"]
+__all__ = ["BatchClips", "RowsJob", "SplitRule", "batch_clips", "row_is_test", "rows_table", "write_rows"]

@@ -1,21 +1,28 @@
 """The build's first pass over a segments file: every record checked, videos looked up (one listing per
 directory), duplicate ids and clips split across sides refused, and per clip its selection key, kept segments and
-side. Memory: a batch, plus 8 bytes per segment (id hashes) and 17 per clip.
+side. Memory: a batch, plus about 25 bytes per clip.
+
+Duplicate ids are found clip by clip (`_ClipRunIds`). That is complete when each clip's records are contiguous and
+every id is `<clip_id>_<NN>` (ids of different clips then differ), which is what the segment stage writes; a file
+where either fails is checked again over all its ids (8 bytes per segment).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.dataset_rows import SplitRule, batch_clips, row_is_test
+from pipeline.dataset_rows import BatchClips, SplitRule, batch_clips, row_is_test
 from pipeline.errors import PipelineError
 from pipeline.progress import ProgressSink
-from pipeline.segments_reader import SegmentsFile
+from pipeline.segments_reader import SegmentBatch, SegmentsFile
 from pipeline.video_files import VideoFiles
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,16 +48,16 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
         PipelineError: a bad record, a duplicate id, a clip on both sides (official split), or with `strict` a
             missing video.
     """
-    import pandas as pd
-
     videos = VideoFiles()
     root_text = str(root)
     missing: set[str] = set()
-    id_hashes, keys, counts, tests = [], [], [], []
+    ids = _ClipRunIds(source.path)
+    keys, counts, tests = [], [], []
     records = 0
     for batch in source.batches():
         table = batch.table
         clips = batch_clips(batch, rule.seed)
+        ids.add(batch, clips)
         is_test = row_is_test(batch, clips, rule, source.path)
         exists = videos.exist(root_text, table.column("video"))
         if not exists.all():
@@ -59,7 +66,6 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
                 rid, video = table.column("id")[row].as_py(), table.column("video")[row].as_py()
                 raise PipelineError(f"video of segment {rid!r} not found: {root / video} (--strict)")
             missing.update(table.column("video").filter(pa.array(~exists)).to_pylist())
-        id_hashes.append(pd.util.hash_array(table.column("id").to_numpy(zero_copy_only=False)))
         keys.append(clips.keys)
         counts.append(np.bincount(clips.rows[exists], minlength=len(clips.ids)))
         clip_test = np.zeros(len(clips.ids), dtype=bool)
@@ -67,7 +73,9 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
         tests.append(clip_test)
         records += len(table)
         progress.advance(len(table))
-    _check_unique_ids(source, np.concatenate(id_hashes))
+    if not ids.complete():
+        log.info("%s: %s; checking its ids over the whole file", source.path, ids.why_incomplete())
+        _check_unique_ids(source)
     all_keys, inverse = np.unique(np.concatenate(keys), return_inverse=True)
     total = np.bincount(inverse, weights=np.concatenate(counts), minlength=len(all_keys)).astype(np.int64)
     test_votes = np.bincount(inverse, weights=np.concatenate(tests), minlength=len(all_keys))
@@ -78,10 +86,14 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
     return ScanResult(records, frozenset(missing), all_keys, total, test_votes > 0)
 
 
-def _check_unique_ids(source: SegmentsFile, hashes: np.ndarray) -> None:
-    """Refuse a repeated segment id; equal 64-bit hashes are confirmed by reading the ids again."""
+def _check_unique_ids(source: SegmentsFile) -> None:
+    """Refuse a repeated segment id anywhere in the file: 64-bit hashes of all ids, equal ones confirmed by reading
+    the ids again."""
     import pandas as pd
 
+    hashes = np.concatenate(
+        [pd.util.hash_array(b.table.column("id").to_numpy(zero_copy_only=False)) for b in source.batches()]
+    )
     ordered = np.sort(hashes)
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if not len(repeated):
@@ -95,6 +107,56 @@ def _check_unique_ids(source: SegmentsFile, hashes: np.ndarray) -> None:
                 if rid in seen:
                     raise PipelineError(f"{source.path}: duplicate segment id {rid!r}")
                 seen.add(rid)
+
+
+class _ClipRunIds:
+    """Duplicate ids within each run of consecutive records of one clip (exact: the current run's ids are held), and
+    what tells whether that covers the whole file: the selection key of every run (a clip with two runs is not
+    contiguous) and whether every id is `<clip_id>_<NN>`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run_keys: list[np.ndarray] = []
+        self.canonical = True
+        self._clip: str | None = None  # clip of the last run so far
+        self._ids: set[str] = set()  # its ids
+
+    def add(self, batch: SegmentBatch, clips: BatchClips) -> None:
+        """Check the next batch (in file order).
+
+        Raises:
+            PipelineError: an id repeats within a clip's run of records.
+        """
+        import pandas as pd
+        import pyarrow.compute as pc
+
+        table = batch.table
+        clip = table.column("clip_id").to_numpy(zero_copy_only=False)
+        ids = table.column("id").to_numpy(zero_copy_only=False)
+        new_run = np.r_[clip[0] != self._clip, clip[1:] != clip[:-1]]
+        run = np.cumsum(new_run)  # 0 = the run continued from the previous batch
+        repeated = pd.DataFrame({"run": run, "id": ids}).duplicated().to_numpy().copy()
+        repeated[run == 0] |= np.isin(ids[run == 0], list(self._ids))
+        if repeated.any():
+            raise PipelineError(f"{self.path}: duplicate segment id {ids[np.argmax(repeated)]!r}")
+        self.run_keys.append(clips.keys[clips.rows[new_run]])
+        last = ids[run == run[-1]].tolist()
+        self._ids = self._ids.union(last) if run[-1] == 0 else set(last)
+        self._clip = str(clip[-1])
+        index = pc.utf8_lpad(table.column("segment_index").cast(pa.string()), 2, "0")
+        expected = pc.binary_join_element_wise(table.column("clip_id"), index, "_")
+        self.canonical &= bool(pc.all(pc.equal(table.column("id"), expected)).as_py())
+
+    def complete(self) -> bool:
+        """Whether the per-run check found every duplicate id of the file."""
+        return self.canonical and self._contiguous()
+
+    def why_incomplete(self) -> str:
+        return "some ids are not <clip_id>_<NN>" if not self.canonical else "some clip's records are not contiguous"
+
+    def _contiguous(self) -> bool:
+        keys = np.concatenate(self.run_keys) if self.run_keys else np.zeros(0, np.uint64)
+        return len(np.unique(keys)) == len(keys)
 
 
 def _raise_mixed_clip(source: SegmentsFile, seed: int, key: int) -> None:

@@ -94,6 +94,10 @@ class SegmentsFile:
     def parts(self) -> int:
         return len(self._row_groups) if self.is_parquet else 1
 
+    def part_rows(self) -> list[int]:
+        """Records of each part (a JSON file's single part: 1, its count is known only once read)."""
+        return list(self._row_groups) if self.is_parquet else [1]
+
     def part_starts(self) -> list[int]:
         """Index of each part's first record."""
         return [int(s) for s in np.cumsum([0, *self._row_groups[:-1]])] if self.is_parquet else [0]
