@@ -120,10 +120,84 @@ class HistoryRidge:
         return np.maximum(y[:, :n], 0.0), y[:, n:]
 
 
-def _standardise(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = a.mean(axis=0)
-    std = a.std(axis=0)
-    return mean, np.where(std > 0, std, 1.0)
+class TrainMoments:
+    """Running count, mean and co-moment matrix of the train samples' [history speeds, history curvatures, target
+    speeds, target curvatures], fed a batch at a time: the train mean and the history ridge come out of it with
+    memory independent of the number of samples (batches merged with the pairwise update of Chan, Golub and
+    LeVeque, stable in float64)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.n_h = 0
+        self.n = 0
+        self.mean = np.zeros(0)  # (2 n_h + 2 n,)
+        self.comoment = np.zeros((0, 0))  # (2 n_h + 2 n, 2 n_h + 2 n): sum of outer products of deviations
+
+    def add(
+        self,
+        history_velocity: np.ndarray,
+        history_curvature: np.ndarray,
+        velocity: np.ndarray,
+        curvature: np.ndarray,
+    ) -> None:
+        """Add M samples: (M, n_h) m/s and 1/m of the input second, (M, n) m/s and 1/m of the next one.
+
+        Raises:
+            ValueError: mismatched shapes, or shapes that differ from earlier batches.
+        """
+        hv, hk = _history(history_velocity, history_curvature)
+        tv = np.atleast_2d(np.asarray(velocity, dtype=np.float64))
+        tk = np.atleast_2d(np.asarray(curvature, dtype=np.float64))
+        if tv.shape != tk.shape or tv.shape[0] != hv.shape[0]:
+            raise ValueError(f"need matching samples, got history {hv.shape} and targets {tv.shape}, {tk.shape}")
+        if self.count and (hv.shape[1], tv.shape[1]) != (self.n_h, self.n):
+            raise ValueError(f"batch has {hv.shape[1]} + {tv.shape[1]} steps, earlier ones {self.n_h} + {self.n}")
+        m = hv.shape[0]
+        if m == 0:
+            return
+        z = np.concatenate([hv, hk, tv, tk], axis=1)
+        mean = z.mean(axis=0)
+        deviation = z - mean
+        comoment = deviation.T @ deviation
+        if not self.count:
+            self.n_h, self.n = hv.shape[1], tv.shape[1]
+            self.count, self.mean, self.comoment = m, mean, comoment
+            return
+        delta = mean - self.mean
+        total = self.count + m
+        self.comoment = self.comoment + comoment + np.outer(delta, delta) * (self.count * m / total)
+        self.mean = self.mean + delta * (m / total)
+        self.count = total
+
+    def mean_profile(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step mean of the targets: (n,) m/s and (n,) 1/m (the `train_mean` baseline's profile).
+
+        Raises:
+            ValueError: no samples were added.
+        """
+        if not self.count:
+            raise ValueError("no training samples")
+        future = self.mean[2 * self.n_h :]
+        return future[: self.n].copy(), future[self.n :].copy()
+
+    def fit_ridge(self, alpha: float = RIDGE_ALPHA) -> HistoryRidge:
+        """`HistoryRidge` in closed form from the moments (one (2 n_h)-square solve).
+
+        Raises:
+            ValueError: no samples were added, or alpha <= 0.
+        """
+        if not self.count:
+            raise ValueError("no training samples to fit the history ridge on")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        d = 2 * self.n_h
+        std = np.sqrt(np.maximum(np.diag(self.comoment), 0.0) / self.count)
+        # A constant column (std at rounding level of its mean) is left unscaled, as np.std's exact 0 would be.
+        std = np.where(std > 1e-12 * np.maximum(np.abs(self.mean), 1e-300), std, 1.0)
+        gram = self.comoment[:d, :d] / np.outer(std[:d], std[:d]) + alpha * np.eye(d)
+        cross = self.comoment[:d, d:] / np.outer(std[:d], std[d:])
+        weights = np.linalg.solve(gram, cross)
+        return HistoryRidge(self.mean[:d], std[:d], self.mean[d:], std[d:], weights, float(alpha))
 
 
 def fit_history_ridge(
@@ -133,7 +207,8 @@ def fit_history_ridge(
     curvature: np.ndarray,
     alpha: float = RIDGE_ALPHA,
 ) -> HistoryRidge:
-    """Fit `HistoryRidge` in closed form on M train samples (columnar: one solve, no loop over rows).
+    """Fit `HistoryRidge` in closed form on M train samples held in memory (`TrainMoments` for a split streamed in
+    batches).
 
     Args:
         history_velocity, history_curvature: (M, n_h) m/s and 1/m, the input second of each train sample.
@@ -143,22 +218,9 @@ def fit_history_ridge(
     Raises:
         ValueError: no samples, mismatched shapes, or alpha <= 0.
     """
-    hv, hk = _history(history_velocity, history_curvature)
-    tv = np.atleast_2d(np.asarray(velocity, dtype=np.float64))
-    tk = np.atleast_2d(np.asarray(curvature, dtype=np.float64))
-    if tv.shape != tk.shape or tv.shape[0] != hv.shape[0] or hv.shape[0] == 0:
-        raise ValueError(f"need M > 0 matching samples, got history {hv.shape} and targets {tv.shape}, {tk.shape}")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    x = np.concatenate([hv, hk], axis=1)
-    y = np.concatenate([tv, tk], axis=1)
-    x_mean, x_std = _standardise(x)
-    y_mean, y_std = _standardise(y)
-    xs = (x - x_mean) / x_std
-    ys = (y - y_mean) / y_std
-    gram = xs.T @ xs + alpha * np.eye(xs.shape[1])
-    weights = np.linalg.solve(gram, xs.T @ ys)
-    return HistoryRidge(x_mean, x_std, y_mean, y_std, weights, float(alpha))
+    moments = TrainMoments()
+    moments.add(history_velocity, history_curvature, velocity, curvature)
+    return moments.fit_ridge(alpha)
 
 
 def all_baselines(
@@ -192,6 +254,7 @@ __all__ = [
     "BASELINE_NAMES",
     "RIDGE_ALPHA",
     "HistoryRidge",
+    "TrainMoments",
     "all_baselines",
     "constant",
     "fit_history_ridge",

@@ -14,6 +14,7 @@ from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     import datasets
+    import pyarrow as pa
 
 SPLITS = ("train", "test")
 META_FILE = "dataset_meta.json"
@@ -128,6 +129,40 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     return ds.with_transform(absolute_and_clean)
 
 
+def split_batches(dataset_dir: Path | str, split: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """One split's rows as Arrow record batches of `columns`, in order, streamed from its shard files (listed in its
+    `state.json`). The files are read, not memory-mapped, so a pass over a split of any size holds one batch. Values
+    are as stored: video paths relative to `video_root`, messages with the None keys datasets adds.
+
+    Raises:
+        PipelineError: the split does not exist, its state.json is bad, a shard is unreadable or lacks a column.
+    """
+    import pyarrow as pa
+
+    split_dir = Path(dataset_dir) / split
+    state = split_dir / "state.json"
+    try:
+        names = [f["filename"] for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
+    except FileNotFoundError:
+        raise PipelineError(f"split not found: {split_dir}") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise PipelineError(f"{state}: not a dataset split's state ({type(err).__name__}: {err})") from None
+    for name in names:
+        if not isinstance(name, str) or Path(name).name != name:
+            raise PipelineError(f"{state}: shard name {name!r} is not a file name in the split directory")
+        path = split_dir / name
+        try:
+            with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
+                missing = [c for c in columns if c not in reader.schema.names]
+                if missing:
+                    raise PipelineError(f"{path}: dataset split has no column(s) {', '.join(missing)}")
+                for batch in reader:
+                    yield batch.select(columns)
+        except (OSError, pa.ArrowException) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise PipelineError(f"{path}: unreadable dataset shard ({first}); build the dataset again") from None
+
+
 def _absolute_messages(root: Path, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for message in messages:
         for item in message["content"]:
@@ -136,4 +171,13 @@ def _absolute_messages(root: Path, messages: list[dict[str, Any]]) -> list[dict[
     return messages
 
 
-__all__ = ["META_FILE", "SPLITS", "clean_messages", "features", "load_split", "quiet_datasets", "read_meta"]
+__all__ = [
+    "META_FILE",
+    "SPLITS",
+    "clean_messages",
+    "features",
+    "load_split",
+    "quiet_datasets",
+    "read_meta",
+    "split_batches",
+]

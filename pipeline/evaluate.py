@@ -32,10 +32,12 @@ from pipeline.train.video_input import VideoSettings
 
 if TYPE_CHECKING:
     import datasets
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-_TARGET_COLUMNS = ("id", "clip_id", "segment_index", "velocity", "curvature", "history_velocity", "history_curvature")
+_SEQUENCES = ("history_velocity", "history_curvature", "velocity", "curvature")
+_TARGET_COLUMNS = ("id", "clip_id", "segment_index", *_SEQUENCES)
 
 
 @dataclass
@@ -207,16 +209,31 @@ def _columns(ds: datasets.Dataset) -> dict[str, Any]:
     missing = [c for c in _TARGET_COLUMNS if c not in ds.column_names]
     if missing:
         raise PipelineError(f"dataset split has no column(s) {', '.join(missing)}")
-    import pyarrow.compute as pc
-
     # Columnar: the Arrow columns straight to numpy, no Python object per row for the (N, n) sequences.
     table = ds.select_columns(list(_TARGET_COLUMNS)).with_format("arrow")[:]
     out: dict[str, Any] = {key: table.column(key).to_pylist() for key in ("id", "clip_id", "segment_index")}
-    for key in ("velocity", "curvature", "history_velocity", "history_curvature"):
-        values = pc.list_flatten(table.column(key)).to_numpy(zero_copy_only=False)
-        width = getattr(table.schema.field(key).type, "list_size", -1) if len(table) else 0
-        out[key] = values.astype(np.float64).reshape(len(table), width)
+    for key in _SEQUENCES:
+        out[key] = _sequence(table, key)
     return out
+
+
+def _sequence(table: pa.Table | pa.RecordBatch, key: str) -> np.ndarray:
+    """(rows, n) float64 values of a fixed-length sequence column."""
+    import pyarrow.compute as pc
+
+    values = pc.list_flatten(table.column(key)).to_numpy(zero_copy_only=False)
+    width = getattr(table.schema.field(key).type, "list_size", -1) if len(table) else 0
+    return values.astype(np.float64).reshape(len(table), width)
+
+
+def _train_moments(dataset_dir: Path) -> baselines_mod.TrainMoments:
+    """Moments of the train split's history and targets (train mean, history ridge), streamed a batch at a time."""
+    from pipeline.dataset_reader import split_batches
+
+    moments = baselines_mod.TrainMoments()
+    for batch in split_batches(dataset_dir, "train", list(_SEQUENCES)):
+        moments.add(*(_sequence(batch, key) for key in _SEQUENCES))
+    return moments
 
 
 def _fingerprint(ids: list[str], split: str, dataset_meta: dict[str, Any]) -> str:
@@ -318,18 +335,16 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
 
         served_model = check_server(config.server)  # a server that is down stops here, before any work
     ds = _load(config.dataset_dir, config.split, config.video_root)
-    train = _load(config.dataset_dir, "train")
+    _load(config.dataset_dir, "train")  # a missing or unreadable train split stops here, with the splits found
     from pipeline.dataset_reader import read_meta
 
     dataset_meta = read_meta(config.dataset_dir)
 
-    train_cols = _columns(train)
-    if len(train_cols["id"]) == 0:
+    moments = _train_moments(config.dataset_dir)
+    if not moments.count:
         raise PipelineError(f"--dataset {config.dataset_dir}: the train split is empty (needed for the train mean)")
-    mean_v, mean_k = baselines_mod.train_mean_profile(train_cols["velocity"], train_cols["curvature"])
-    history_model = baselines_mod.fit_history_ridge(
-        *(train_cols[key] for key in ("history_velocity", "history_curvature", "velocity", "curvature"))
-    )
+    mean_v, mean_k = moments.mean_profile()
+    history_model = moments.fit_ridge()
 
     split_ids = list(ds["id"])
     without_prediction = 0
@@ -396,7 +411,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         "dataset_dir": str(config.dataset_dir),
         "split": config.split,
         "split_size": len(split_ids),
-        "train_size": len(train_cols["id"]),
+        "train_size": moments.count,
         "samples_without_prediction": without_prediction,
         "server": server_info,
         "video_settings_source": config.video_settings_source,

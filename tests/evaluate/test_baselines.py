@@ -133,3 +133,34 @@ def test_history_ridge_beats_the_train_mean_on_the_synthetic_scenarios():
     print(f"velocity MAE ridge {ridge_v:.3f} vs train mean {mean_v:.3f} m/s; curvature {ridge_k:.2e} vs {mean_k:.2e}")
     assert ridge_v < 0.5 * mean_v
     assert ridge_k < 0.5 * mean_k
+
+
+def test_train_moments_in_batches_match_the_in_memory_closed_form():
+    """Fed in uneven batches, the streamed moments give the ridge of the textbook formula on all samples at once."""
+    from pipeline.baselines import TrainMoments
+
+    rng = np.random.default_rng(1)
+    m = 500
+    hv = rng.uniform(0, 30, (m, 1)) + np.cumsum(rng.normal(0, 0.05, (m, N_H)), axis=1)
+    hk = rng.normal(0, 2e-3, (m, 1)) + np.cumsum(rng.normal(0, 1e-5, (m, N_H)), axis=1)
+    tv = hv[:, -1:] + 0.3 * T_FUT + rng.normal(0, 0.05, (m, N))
+    tk = hk[:, -1:] + rng.normal(0, 1e-5, (m, N))
+    moments = TrainMoments()
+    for a, b in ((0, 7), (7, 7), (7, 300), (300, 500)):
+        moments.add(hv[a:b], hk[a:b], tv[a:b], tk[a:b])
+    assert moments.count == m
+    mv, mk = moments.mean_profile()
+    np.testing.assert_allclose(mv, tv.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(mk, tk.mean(axis=0), rtol=1e-9, atol=1e-15)
+    x, y = np.concatenate([hv, hk], axis=1), np.concatenate([tv, tk], axis=1)
+    xs = (x - x.mean(axis=0)) / x.std(axis=0)
+    ys = (y - y.mean(axis=0)) / y.std(axis=0)
+    weights = np.linalg.solve(xs.T @ xs + np.eye(2 * N_H), xs.T @ ys)
+    ridge = moments.fit_ridge()
+    np.testing.assert_allclose(ridge.weights, weights, rtol=1e-6, atol=1e-9)
+    pv, pk = ridge.predict(hv[:5], hk[:5])
+    expected = (xs[:5] @ weights) * y.std(axis=0) + y.mean(axis=0)
+    np.testing.assert_allclose(pv, np.maximum(expected[:, :N], 0), rtol=1e-9)
+    np.testing.assert_allclose(pk, expected[:, N:], rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError):
+        TrainMoments().fit_ridge()

@@ -94,6 +94,25 @@ def test_train_mean_predictions_equal_the_train_mean_baseline(dataset_dir, test_
     assert base.velocity_mae == pytest.approx(expected, rel=1e-6)
 
 
+def test_history_ridge_is_the_in_memory_fit_on_the_train_split(dataset_dir, truth_report):
+    """The evaluator streams the train split into moments; its ridge scores as the closed-form fit on all train
+    samples read independently."""
+    import datasets
+
+    from pipeline.baselines import fit_history_ridge
+
+    result, _ = truth_report
+    train, test = (datasets.load_from_disk(str(dataset_dir / s)) for s in ("train", "test"))
+    cols = [
+        np.array([list(v) for v in ds[c]], dtype=np.float64)
+        for ds in (train, test)
+        for c in ("history_velocity", "history_curvature", "velocity", "curvature")
+    ]
+    pv, pk = fit_history_ridge(*cols[:4]).predict(cols[4], cols[5])
+    assert result.info["train_size"] == len(train)
+    assert result.scores["all"]["history_ridge"].ade == pytest.approx(score(pv, pk, cols[6], cols[7]).ade, rel=1e-6)
+
+
 def test_garbled_answers_are_failures_scored_as_the_train_mean(dataset_dir, test_split, tmp_path):
     garbage = ["", "I cannot tell.", "nan,nan\n" * 30, "\x00\ufffd" * 50]
     records = [{"id": i, "text": garbage[j % len(garbage)]} for j, i in enumerate(test_split["id"])]
