@@ -6,7 +6,14 @@ reach the driver in clip order. Each chunk is pinned to one node (its download, 
 may sit on node-local disk; at most `max_in_flight` chunks are pinned to a node at once. The output directory must
 be on storage every node sees. A download is a task with `num_cpus=0` (it waits on the network, and the driver's
 window already bounds how many run); a cut takes one CPU. Cuts depend on their chunk's download through its object
-ref, so Ray starts them as soon as it is verified, while the previous chunk is still being cut.
+ref, so Ray starts them as soon as it is verified, while the previous chunk is still being cut. A chunk's clean-up
+task is not waited for: the next download on its node depends on it, so the disk bound holds without stalling the
+driver.
+
+A new Ray worker process pays seconds of imports (pandas, PyAV, huggingface_hub) on its first task, where a forked
+local worker pays none. So the engine warms its workers when it starts or joins a cluster: one task per CPU of every
+node, plus one CPU-less task per node (the worker that downloads while all CPUs cut), imports the modules of the
+work (`WORK_MODULES`); a local cluster started here keeps idle workers alive, so they stay warm between chunks.
 
 Ray is imported only here, and only when this engine is used.
 """
@@ -14,9 +21,11 @@ Ray is imported only here, and only when this engine is used.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +50,13 @@ _LOCAL_START_ATTEMPTS = 3
 _CANCEL_WAIT_S = 30.0
 # Ray's switch (read once, when ray is imported) that, set to "0", puts a node on the loopback address.
 _LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# What the cut and download tasks import (by name: this module does not depend on the stages).
+WORK_MODULES = ("pipeline.segment_clip", "pipeline.download")
+# Seconds a warm-up task holds its CPU at least, so that every worker process of a node gets one of them (a task
+# that ended at once would hand its worker the next one).
+_WARM_HOLD_S = 0.5
+# How long start-up waits for the warm-up (a busy cluster may not free the CPUs); the run goes on either way.
+_WARM_TIMEOUT_S = 300.0
 
 
 def import_ray() -> Any:
@@ -80,9 +96,18 @@ def _cut(job: Any, ops: ClipOps, *_after: object) -> dict:
     return ops.cut(job, ops.config)
 
 
-def _fetch(work: ChunkWork, retries: int) -> bool:
+def _fetch(work: ChunkWork, retries: int, *_after: object) -> bool:
     fetch_chunk(work, retries)
     return True
+
+
+def _warm(modules: Sequence[str], hold_s: float) -> int:
+    """Import `modules` in this worker process, then hold its CPU until `hold_s` after the start; its pid."""
+    start = time.monotonic()
+    for name in modules:
+        importlib.import_module(name)
+    time.sleep(max(0.0, hold_s - (time.monotonic() - start)))
+    return os.getpid()
 
 
 @dataclass
@@ -92,15 +117,27 @@ class _Slot:
     work: ChunkWork
     node: str | None
     clips: list[Any]
+    # Its download task and the clean-up task that download waited for: released once the chunk is done.
+    steps: tuple[Any, ...] = ()
 
 
 class RayEngine:
     """Run clips as Ray tasks on the cluster at `address` (or $RAY_ADDRESS), else on a local cluster started here."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, retries: int = 2) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        retries: int = 2,
+        preload: Sequence[str] = WORK_MODULES,
+    ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus
         self.retries = retries
+        self.preload = tuple(preload)
+        # Seconds this engine spent starting or joining the cluster, and warming its workers (0 for a session it
+        # found already running).
+        self.start_s = self.warm_s = 0.0
         self._ray: Any = None
         self._started = False
         self._refs: set[Any] = set()
@@ -117,8 +154,9 @@ class RayEngine:
             # machine's network address (Ray's default on Linux).
             os.environ.setdefault(_LOOPBACK_SWITCH, "0")
         ray = self._ray = import_ray()
-        if ray.is_initialized():  # the caller's session (e.g. a test's cluster): use it, leave it running
+        if ray.is_initialized():  # the caller's session (e.g. a test's cluster, warmed when it began): use it
             return self
+        started = time.perf_counter()
         if self.address and self.address not in ("auto", "local"):
             probe_address(self.address)
         _quiet_ray_logs()
@@ -143,14 +181,41 @@ class RayEngine:
                     raise PipelineError(f"--ray-address {where}: {failure_reason(err)}") from None
                 log.warning("ray: the local cluster did not start (%s); trying again", failure_reason(err))
         self._started = True
+        self.start_s = time.perf_counter() - started
         resources = ray.cluster_resources()
         log.info(
-            "ray: %s with %d node(s), %g CPU(s)",
+            "ray: %s with %d node(s), %g CPU(s) in %.1f s",
             "joined " + self.address if self.address else "started a local cluster",
             len(self._nodes()),
             resources.get("CPU", 0),
+            self.start_s,
         )
+        if self.preload:
+            self._warm_up()
         return self
+
+    def _warm_up(self) -> None:
+        """Start every node's worker processes and import the work's modules in them; failures are only logged."""
+        ray, started = self._ray, time.perf_counter()
+        cpus = {n["NodeID"]: int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")}
+        refs = []
+        for node in self._nodes():
+            for num_cpus in [CUT_CPUS] * cpus[node] + [DOWNLOAD_CPUS]:
+                task = self._remote(_warm, num_cpus, node).remote(self.preload, _WARM_HOLD_S)
+                refs.append(self._track(task))
+        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=_WARM_TIMEOUT_S)
+        pids = set()
+        for ref in ready:
+            try:
+                pids.add(ray.get(ref))
+            except ray.exceptions.RayError as err:
+                log.warning("ray: a worker could not import %s (%s)", ", ".join(self.preload), failure_reason(err))
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+        self._refs.difference_update(refs)
+        self.warm_s = time.perf_counter() - started
+        log.info("ray: %d worker process(es) warmed in %.1f s", len(pids), self.warm_s)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         ray = self._ray
@@ -232,6 +297,8 @@ class RayEngine:
         task_ops = ray.put(self._task_ops(ops))
         nodes = self._nodes()
         load = dict.fromkeys(nodes, 0)
+        # Per node, the clean-up tasks of chunks done: each releases a slot, and the next download there waits for it.
+        freeing: dict[str, deque[Any]] = {n: deque() for n in nodes}
         window: deque[_Slot] = deque()
 
         def top_up() -> None:
@@ -241,9 +308,12 @@ class RayEngine:
                     continue
                 node = min(free, key=lambda n: load[n])
                 load[node] += 1
-                fetched = self._track(self._remote(_fetch, DOWNLOAD_CPUS, node).remote(work, self.retries))
+                after = [freeing[node].popleft()] if freeing[node] else []
+                fetch = self._remote(_fetch, DOWNLOAD_CPUS, node)
+                fetched = self._track(fetch.remote(work, self.retries, *after))
                 cut = self._remote(_cut, CUT_CPUS, node)
-                window.append(_Slot(work, node, [self._track(cut.remote(j, task_ops, fetched)) for j in work.jobs]))
+                clips = [self._track(cut.remote(j, task_ops, fetched)) for j in work.jobs]
+                window.append(_Slot(work, node, clips, (fetched, *after)))
 
         top_up()
         while window:
@@ -255,11 +325,15 @@ class RayEngine:
                 for job, ref in zip(slot.work.jobs, slot.clips, strict=True):
                     yield job, self._result(ref, job, ops)
                 if slot.work.free is not None:
-                    freed = self._track(self._remote(free_chunk, DOWNLOAD_CPUS, slot.node).remote(slot.work))
-                    ray.get(freed)
-                    self._refs.discard(freed)
+                    freeing[slot.node].append(
+                        self._track(self._remote(free_chunk, DOWNLOAD_CPUS, slot.node).remote(slot.work))
+                    )
                 load[slot.node] -= 1
+                self._refs.difference_update(slot.steps)
             top_up()
+        for ref in [ref for refs in freeing.values() for ref in refs]:  # every zip is gone when the run returns
+            ray.get(ref)
+            self._refs.discard(ref)
 
 
 __all__ = ["CUT_CPUS", "DOWNLOAD_CPUS", "RAY_PACKAGE", "RayEngine", "import_ray", "probe_address"]
