@@ -43,16 +43,6 @@ def _fixed(value: float) -> str:
     return text[1:] if text == _NEGATIVE_ZERO else text
 
 
-def _check_pairs(velocity: np.ndarray, curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    v = np.asarray(velocity, dtype=np.float64)
-    c = np.asarray(curvature, dtype=np.float64)
-    if v.ndim != 1 or c.shape != v.shape:
-        raise ValueError(f"velocity and curvature must be 1-D of equal length, got {v.shape} and {c.shape}")
-    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
-        raise ValueError("velocity and curvature must be finite to be written as an answer")
-    return v, c
-
-
 def format_answer(velocity: np.ndarray, curvature: np.ndarray) -> str:
     """Write the answer text.
 
@@ -66,8 +56,11 @@ def format_answer(velocity: np.ndarray, curvature: np.ndarray) -> str:
     Raises:
         ValueError: shapes differ, are not 1-D, or a value is not finite.
     """
-    v, c = _check_pairs(velocity, curvature)
-    return format_answers(v[None], c[None])[0]
+    v = np.asarray(velocity, dtype=np.float64)
+    c = np.asarray(curvature, dtype=np.float64)
+    if v.ndim != 1 or c.shape != v.shape:
+        raise ValueError(f"velocity and curvature must be 1-D of equal length, got {v.shape} and {c.shape}")
+    return format_answers(v[None], c[None])[0]  # checks that the values are finite
 
 
 def format_answers(velocity: np.ndarray, curvature: np.ndarray) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
+from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.standins.profiles import PROFILES, DemoProfile, tiny_dataset_config, tiny_model_config, tiny_train_config
 
@@ -27,12 +28,16 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     """Options of `pipeline demo`."""
 
-    workdir: Path = Path("demo_workdir")  # everything the demo writes goes here
-    quick: bool = False  # the CI-sized profile (a few clips, a few steps)
-    keep: bool = False  # keep the served repository and every stage's output (else only the report is kept)
-    seed: int = 0  # seed of the synthetic data, the split, the model init and training
-    family: str = "qwen3_vl"  # tiny model family: qwen3_vl or qwen2_5_vl
-    history: bool = False  # put the input second's measured motion in the prompt
+    workdir: Path = setting(Path("demo_workdir"), help="Where every stage writes.")
+    # The CI-sized profile.
+    quick: bool = setting(False, help="CI size: a few clips, a few steps (< 2 min).")
+    # Else only the report is kept.
+    keep: bool = setting(False, help="Keep the served repo and every stage's output, not only the report.")
+    seed: int = setting(0, help="Seed of data, split, model init and training.")
+    family: str = setting("qwen3_vl", help="Tiny model family: qwen3_vl or qwen2_5_vl.")
+    history: bool = setting(
+        False, help="Put the input second's measured motion in the prompt.", flags=("--history/--no-history",)
+    )
     profile: DemoProfile = field(init=False)
 
     def __post_init__(self) -> None:

@@ -136,25 +136,14 @@ class SegmentTargets:
     # S entries: None for a valid segment, else a one-line reason.
     reasons: list[str | None]
 
-    @property
-    def speed_mean_mps(self) -> np.ndarray:
-        """(S,) mean speed over the history samples, m/s."""
-        return self.history_velocity.mean(axis=1)
-
-    @property
-    def speed_last_mps(self) -> np.ndarray:
-        """(S,) speed at the segment end ("now"), m/s."""
-        return self.history_velocity[:, -1]
-
-    @property
-    def curvature_mean(self) -> np.ndarray:
-        """(S,) mean curvature over the history samples, 1/m."""
-        return self.history_curvature.mean(axis=1)
-
-    @property
-    def curvature_last(self) -> np.ndarray:
-        """(S,) curvature at the segment end, 1/m."""
-        return self.history_curvature[:, -1]
+    def summary(self) -> dict[str, np.ndarray]:
+        """(S,) summaries of the input second: mean and last ("now") speed, m/s, and curvature, 1/m."""
+        return {
+            "speed_mean_mps": self.history_velocity.mean(axis=1),
+            "speed_last_mps": self.history_velocity[:, -1],
+            "curvature_mean": self.history_curvature.mean(axis=1),
+            "curvature_last": self.history_curvature[:, -1],
+        }
 
 
 def future_sample_times(end_us: np.ndarray, horizon_us: int, n: int) -> np.ndarray:

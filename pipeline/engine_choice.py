@@ -9,6 +9,7 @@ from typing import Literal
 
 from pipeline.engines import Engine, LocalEngine
 from pipeline.errors import PipelineError
+from pipeline.options import setting
 
 ENGINES = ("local", "ray")
 
@@ -17,14 +18,18 @@ ENGINES = ("local", "ray")
 class EngineConfig:
     """Where clips run: `--engine`, `--ray-address`, `--ray-cpus`, `--retries`."""
 
-    # local: a process pool on this machine; ray: Ray tasks (a local cluster, or the one at ray_address).
-    engine: Literal["local", "ray"] = "local"
-    # Ray cluster to join (host:port of `ray start --head`, or "auto"); None: $RAY_ADDRESS, else start one here.
-    ray_address: str | None = None
-    # CPUs of the local Ray cluster started when no address is given; None: all of this machine's.
-    ray_cpus: int | None = None
-    # Extra attempts of a chunk download that failed, or of a clip whose Ray worker died.
-    retries: int = 2
+    engine: Literal["local", "ray"] = setting(
+        "local", help="local (a process pool here) or ray (Ray tasks: a local cluster, or --ray-address)."
+    )
+    # None (and no $RAY_ADDRESS): start a local cluster.
+    ray_address: str | None = setting(
+        None,
+        help="Ray cluster to join (host:port of `ray start --head`, or auto); default: start a local one.",
+        envvar="RAY_ADDRESS",
+    )
+    # Used only when a local cluster is started.
+    ray_cpus: int | None = setting(None, help="CPUs of the local Ray cluster (default: all).")
+    retries: int = setting(2, help="Extra attempts of a failed chunk download or a clip whose worker died.")
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

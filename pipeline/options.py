@@ -25,10 +25,14 @@ _FLAGS = "flags"  # typer parameter declarations, e.g. ("--max-clips", "--max_cl
 _CLI_TYPE = "cli_type"  # type the command line gives when it differs from the field's (e.g. str for a size)
 _CLI_DEFAULT = "cli_default"  # default shown and used on the command line when it differs from the field's
 _SHOW_DEFAULT = "show_default"
+_ENVVAR = "envvar"  # environment variable read when the option is not given
 _GROUP = "group"  # dataclass of a settings group
 _PREFIX = "prefix"  # flag and flat-name prefix of a group ("" for none)
 _OPTIONAL = "optional"  # a group that is None unless its required settings are given
 _PARTIAL = "partial"  # default text of a group whose options override values read elsewhere (the field is a dict)
+_EXPOSE = "expose"  # the group's fields that are options, each with overrides of its setting (None: its settings)
+# What a field declared without `setting(...)` gets when a group exposes it (with at least a help text).
+_SETTING_DEFAULTS = {_FLAGS: (), _CLI_TYPE: None, _CLI_DEFAULT: MISSING, _SHOW_DEFAULT: True, _ENVVAR: None}
 
 
 def setting(
@@ -40,6 +44,7 @@ def setting(
     cli_type: Any = None,
     cli_default: Any = MISSING,
     show_default: bool | str = True,
+    envvar: str | None = None,
     **field_kwargs: Any,
 ) -> Any:
     """A config field that is also a command-line option (`dataclasses.field` plus the option's description).
@@ -50,9 +55,10 @@ def setting(
             (`--x/--no-x` for a bool that defaults to True).
         cli_type, cli_default: the command line's type and default where they differ from the field's (the
             config's `__post_init__` then converts, e.g. "448x252" into (448, 252)).
+        envvar: an environment variable the command line reads when the option is not given.
     """
     metadata = {_HELP: help, _FLAGS: tuple(flags), _CLI_TYPE: cli_type, _CLI_DEFAULT: cli_default}
-    metadata[_SHOW_DEFAULT] = show_default
+    metadata |= {_SHOW_DEFAULT: show_default, _ENVVAR: envvar}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata, **field_kwargs)
 
 
@@ -62,7 +68,14 @@ def overwrite_setting(help: str = "Replace an existing output dir.", flags: Sequ
 
 
 def group(
-    cls: type, *, prefix: str | None = None, partial_default: str = "", optional: bool = False, **field_kwargs: Any
+    cls: type,
+    *,
+    prefix: str | None = None,
+    partial_default: str = "",
+    optional: bool = False,
+    expose: Mapping[str, Mapping[str, Any]] | None = None,
+    default_factory: Callable[[], Any] | None = None,
+    **field_kwargs: Any,
 ) -> Any:
     """A config field holding a settings dataclass whose fields become prefixed options.
 
@@ -73,11 +86,14 @@ def group(
             `{}` standing for the group's own default (e.g. "the training run's, else {}").
         optional: the field is None unless the group's required settings are given (`--server URL` turns the
             server group on).
+        expose: only these fields of `cls` are options here, in this order, each with overrides of its setting
+            (`help`, `flags`; a field that is no option of its own config needs a `help`). Default: its settings.
+        default_factory: the group's default when it is not `cls()`; the options then change that instance.
     """
-    metadata = {_GROUP: cls, _PREFIX: prefix, _PARTIAL: partial_default, _OPTIONAL: optional}
+    metadata = {_GROUP: cls, _PREFIX: prefix, _PARTIAL: partial_default, _OPTIONAL: optional, _EXPOSE: expose}
     if optional:
         return dataclasses.field(default=None, metadata=metadata, **field_kwargs)
-    default_factory = dict if partial_default else cls
+    default_factory = default_factory or (dict if partial_default else cls)
     return dataclasses.field(default_factory=default_factory, metadata=metadata, **field_kwargs)
 
 
@@ -92,6 +108,7 @@ class Option:
     decls: tuple[str, ...]  # flag spellings
     help: str
     show_default: bool | str
+    envvar: str | None = None
 
 
 def _group_prefix(f: dataclasses.Field) -> str:
@@ -121,10 +138,9 @@ def _cli_annotation(hint: Any) -> Any:
     return hint
 
 
-def _decls(f: dataclasses.Field, prefix: str, annotation: Any, default: Any) -> tuple[str, ...]:
-    if f.metadata[_FLAGS]:
-        return f.metadata[_FLAGS]
-    name = f"{prefix}_{f.name}" if prefix else f.name
+def _decls(name: str, meta: Mapping[str, Any], annotation: Any, default: Any) -> tuple[str, ...]:
+    if meta[_FLAGS]:
+        return meta[_FLAGS]
     spellings = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
     if annotation in (bool, bool | None) and default is not False:
         return tuple(f"{s}/--no-{s[2:]}" for s in spellings)
@@ -143,23 +159,38 @@ def options_of(cls: type, *, layered: bool = False) -> list[Option]:
             show through; help still shows the field's default.
     """
     out: list[Option] = []
-    _collect(cls, (), "", "{}" if layered else "", False, out)
+    _collect(cls, (), "", "{}" if layered else "", False, None, out)
     return out
 
 
-def _collect(cls: type, path: tuple[str, ...], prefix: str, layered: str, optional: bool, out: list[Option]) -> None:
+def _exposed(cls: type, expose: Mapping[str, Mapping[str, Any]] | None) -> list[tuple[dataclasses.Field, Mapping]]:
+    """The fields of `cls` that are options, each with its setting's metadata (with `expose`'s overrides)."""
+    if expose is None:
+        return [(f, f.metadata) for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return [(fields[name], {**_SETTING_DEFAULTS, **fields[name].metadata, **over}) for name, over in expose.items()]
+
+
+def _collect(
+    cls: type,
+    path: tuple[str, ...],
+    prefix: str,
+    layered: str,
+    optional: bool,
+    expose: Mapping[str, Mapping[str, Any]] | None,
+    out: list[Option],
+) -> None:
     """Append the options of `cls` to `out`; `layered`: "" or the default text ("{}": the field's default)."""
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if _GROUP in f.metadata:
+    for f, meta in _exposed(cls, expose):
+        if _GROUP in meta:
             sub = _group_prefix(f)
             inner = f"{prefix}_{sub}" if prefix and sub else prefix or sub
-            sub_layered = f.metadata[_PARTIAL] or layered
-            _collect(f.metadata[_GROUP], (*path, f.name), inner, sub_layered, f.metadata[_OPTIONAL], out)
+            sub_layered = meta[_PARTIAL] or layered
+            _collect(meta[_GROUP], (*path, f.name), inner, sub_layered, meta[_OPTIONAL], meta[_EXPOSE], out)
             continue
-        if _HELP not in f.metadata or not f.init:
+        if _HELP not in meta or not f.init:
             continue
-        meta = f.metadata
         annotation = _cli_annotation(meta[_CLI_TYPE] or hints[f.name])
         default = meta[_CLI_DEFAULT] if meta[_CLI_DEFAULT] is not MISSING else _field_default(f)
         default = _cli_value(default)
@@ -175,8 +206,9 @@ def _collect(cls: type, path: tuple[str, ...], prefix: str, layered: str, option
             if annotation is not None and not _is_optional(annotation):
                 annotation = annotation | None
         name = f"{prefix}_{f.name}" if prefix else f.name
-        decls = _decls(f, prefix, annotation, default)
-        out.append(Option(name, (*path, f.name), annotation, default, decls, meta[_HELP], show_default))
+        decls = _decls(name, meta, annotation, default)
+        option = Option(name, (*path, f.name), annotation, default, decls, meta[_HELP], show_default, meta[_ENVVAR])
+        out.append(option)
 
 
 def _is_optional(annotation: Any) -> bool:
@@ -194,7 +226,7 @@ def _shown(value: Any) -> str:
 def _parameter(option: Option) -> inspect.Parameter:
     import typer  # only commands need it; configs that declare settings do not
 
-    info = typer.Option(*option.decls, help=option.help, show_default=option.show_default)
+    info = typer.Option(*option.decls, help=option.help, show_default=option.show_default, envvar=option.envvar)
     default = inspect.Parameter.empty if option.default is MISSING else option.default
     annotated = Annotated[option.annotation, info]
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotated)
@@ -253,8 +285,12 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build(cls: type, values: Mapping[str, Any]) -> Any:
-    """An instance of config `cls` from a nested dict (as `nest` gives); groups are built from their sub-dicts."""
+def build(cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
+    """An instance of config `cls` from a nested dict (as `nest` gives); groups are built from their sub-dicts.
+
+    Args:
+        base: an instance of `cls` whose other fields the result keeps (default: `cls`'s defaults).
+    """
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in values:
@@ -263,9 +299,10 @@ def build(cls: type, values: Mapping[str, Any]) -> Any:
         if _GROUP in f.metadata and not f.metadata[_PARTIAL] and isinstance(value, Mapping):
             if f.metadata[_OPTIONAL] and not _has_required(f.metadata[_GROUP], value):
                 continue
-            value = build(f.metadata[_GROUP], value)
+            own_default = f.default_factory is not f.metadata[_GROUP] and not f.metadata[_OPTIONAL]
+            value = build(f.metadata[_GROUP], value, base=f.default_factory() if own_default else None)
         kwargs[f.name] = value
-    return cls(**kwargs)
+    return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
 
 
 def _has_required(cls: type, values: Mapping[str, Any]) -> bool:
@@ -286,27 +323,34 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def config_command(cls: type, *, layered: bool = False, build_config: bool = True) -> Callable:
-    """Decorate a typer command function with the options of config `cls`.
+def config_command(cls: type, *, layered: bool = False, build_config: bool = True, **extra: type) -> Callable:
+    """Decorate a typer command function with the options of config `cls` (and of the `extra` configs).
 
     The function keeps its own parameters (arguments, `--config`, a `typer.Context`), listed first, and takes the
     config as `config` (built with `build`), or with `build_config=False` the nested values as `values` (for
-    commands that layer them over a file or another run first).
+    commands that layer them over a file or another run first). Each `extra` config (e.g. `engine=EngineConfig`:
+    settings that go beside the stage's config, not into it) adds its options after `cls`'s and is passed built,
+    under its keyword.
     """
 
     def decorate(func: Callable) -> Callable:
-        own = [
-            p for n, p in inspect.signature(func, eval_str=True).parameters.items() if n not in ("config", "values")
-        ]
+        taken = ("config", "values", *extra)
+        own = [p for n, p in inspect.signature(func, eval_str=True).parameters.items() if n not in taken]
         options = options_of(cls, layered=layered)
-        params = [*own, *(_parameter(o) for o in options)]
+        extra_options = {name: options_of(extra_cls) for name, extra_cls in extra.items()}
+        all_options = [*options, *(o for opts in extra_options.values() for o in opts)]
+        params = [*own, *(_parameter(o) for o in all_options)]
 
         def command(**kwargs: Any) -> Any:
             given = {o.name: kwargs.pop(o.name) for o in options}
+            extras = {name: {o.name: kwargs.pop(o.name) for o in opts} for name, opts in extra_options.items()}
             values = nest(cls, given)
             if build_config:
-                return func(config=build(cls, values), **kwargs)
-            return func(values=values, **kwargs)
+                kwargs["config"] = build(cls, values)
+            else:
+                kwargs["values"] = values
+            kwargs |= {name: build(extra[name], nest(extra[name], v)) for name, v in extras.items()}
+            return func(**kwargs)
 
         command.__name__ = func.__name__
         command.__qualname__ = func.__qualname__
@@ -314,8 +358,9 @@ def config_command(cls: type, *, layered: bool = False, build_config: bool = Tru
         command.__module__ = func.__module__
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
-        command.options = options  # type: ignore[attr-defined]
+        command.options = all_options  # type: ignore[attr-defined]
         command.config_class = cls  # type: ignore[attr-defined]
+        command.extra_classes = dict(extra)  # type: ignore[attr-defined]
         return command
 
     return decorate

@@ -11,9 +11,8 @@ metadata/segments.json, segments.parquet, manifest.json), so `build-dataset` rea
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 from pipeline import catalog, download
@@ -21,63 +20,13 @@ from pipeline.download_config import DownloadConfig
 from pipeline.download_files import delete_files
 from pipeline.download_transfer import stop_transfers
 from pipeline.engines import ChunkWork, Engine, LocalEngine
-from pipeline.errors import PipelineError
+from pipeline.prepare_config import PrepareConfig
 from pipeline.progress import ProgressSink
 from pipeline.segment import aggregate, clip_ops
 from pipeline.segment_clip import completed_record
 from pipeline.segment_config import EGOMOTION_FEATURE, SegmentConfig, SegmentResult, clip_jobs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    """Settings of `pipeline prepare`: which chunks, where from, and the segment settings."""
-
-    # Segment settings; its input_dir is the source directory (--source-dir) and output_dir the segments' root.
-    segment: SegmentConfig = field(default_factory=lambda: SegmentConfig(max_clips=None))
-    # Chunk id specs as typed: "0001", "0 1 2", "0-9", "3,5-7" (ignored with all_chunks).
-    chunks: tuple[str, ...] = ()
-    # Every chunk listed in clip_index.parquet (of the segment split, if given).
-    all_chunks: bool = False
-    # Branch, tag or commit of the dataset repo (resolved once: every chunk comes from the same commit).
-    revision: str = "main"
-    # Dataset repo on the Hub.
-    repo_id: str = catalog.REPO_ID
-    # Parallel file transfers within a chunk.
-    transfers: int = 8
-    # Keep each chunk's source zips after it is cut (default: delete them).
-    keep_source: bool = False
-    # Chunks whose source is on disk at once (per node on Ray).
-    max_chunks_in_flight: int = 2
-    # Hub base URL; None: $HF_ENDPOINT, else https://huggingface.co.
-    endpoint: str | None = None
-    # Access token; None: $HF_TOKEN or the `hf auth login` token. Never written to disk or logs.
-    token: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.segment.max_clips is not None:
-            raise PipelineError("prepare cuts whole chunks: segment max_clips must be None")
-        if self.segment.shard != (0, 1):
-            raise PipelineError("prepare: --shard is not supported (use a Ray cluster to spread the work)")
-        if not 1 <= self.max_chunks_in_flight <= 64:
-            raise PipelineError(f"--max-chunks-in-flight {self.max_chunks_in_flight}: must be in 1..64")
-
-    def download_config(self) -> DownloadConfig:
-        """The download of the camera and egomotion features of the selected chunks into the source directory."""
-        return DownloadConfig(
-            output_dir=self.segment.input_dir,
-            chunks=self.chunks,
-            all_chunks=self.all_chunks,
-            features=(self.segment.camera, EGOMOTION_FEATURE),
-            split=self.segment.split,
-            revision=self.revision,
-            repo_id=self.repo_id,
-            max_workers=self.transfers,
-            yes=True,  # at most max_chunks_in_flight chunks are ever on disk
-            endpoint=self.endpoint or os.environ.get("HF_ENDPOINT") or None,
-            token=self.token,
-        )
 
 
 @dataclass

@@ -253,6 +253,7 @@ def _cut_clip(
     except VideoError as err:
         raise _skip_from(err) from None
     records = []
+    summary = targets.summary()
     for w in written:
         i = w.index
         span = w.last_frame_us - w.first_frame_us
@@ -278,10 +279,7 @@ def _cut_clip(
                 "curvature": targets.curvature[i].tolist(),
                 "history_velocity": targets.history_velocity[i].tolist(),
                 "history_curvature": targets.history_curvature[i].tolist(),
-                "speed_mean_mps": float(targets.speed_mean_mps[i]),
-                "speed_last_mps": float(targets.speed_last_mps[i]),
-                "curvature_mean": float(targets.curvature_mean[i]),
-                "curvature_last": float(targets.curvature_last[i]),
+                **{name: float(column[i]) for name, column in summary.items()},
                 "_size_bytes": w.size_bytes,
             }
         )

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
 MAX_LINES = 450
 # Modules allowed over MAX_LINES for now, with why. The test fails once one of them is back under the limit, so the
 # allowance cannot outlive its reason.
-OVER_LIMIT = {"cli.py": "issue 13: its typer options are being derived from the config dataclasses"}
+OVER_LIMIT: dict[str, str] = {}
 
 
 def module_names() -> dict[str, Path]:

@@ -59,3 +59,42 @@ def test_resolved_json_nests_the_groups_and_reads_back(tmp_path):
     values, path = read_run_config(tmp_path)
     assert build(TrainConfig, values) == config and path == tmp_path / "train_config.json"
     assert read_run_config(tmp_path / "nowhere") is None
+
+
+def test_an_exposed_group_offers_some_fields_with_their_own_help_and_keeps_its_default():
+    from pipeline.prepare_config import PrepareConfig
+
+    options = {o.name: o for o in options_of(PrepareConfig)}
+    assert options["input_dir"].path == ("segment", "input_dir")
+    assert options["input_dir"].decls == ("--source-dir", "--source_dir")
+    assert options["split"].help.startswith("train, val or test") and options["split"].default is None
+    assert "max_clips" not in options and "shard" not in options  # prepare cuts whole chunks
+    config = build(PrepareConfig, nest(PrepareConfig, {"source_dir": "src", "size": "64x36", "all": True}))
+    # The group's default (no clip cap), changed by the options given; the other fields keep the segment defaults.
+    assert (str(config.segment.input_dir), config.segment.size, config.segment.max_clips) == ("src", (64, 36), None)
+    assert config.segment.window_s == 1.0 and config.all_chunks
+
+
+def test_an_option_reads_its_environment_variable(monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from pipeline.engine_choice import EngineConfig
+    from pipeline.options import config_command
+    from pipeline.segment_config import SegmentConfig
+
+    app, seen = typer.Typer(), []
+
+    @app.command()
+    @config_command(SegmentConfig, engine=EngineConfig)
+    def run(config: SegmentConfig, engine: EngineConfig) -> None:
+        seen.append((config, engine))
+
+    result = CliRunner().invoke(app, ["--window", "2", "--engine", "ray"], env={"RAY_ADDRESS": "10.0.0.1:6379"})
+    assert result.exit_code == 0, result.output
+    config, engine = seen[0]
+    assert config.window_s == 2.0 and (engine.engine, engine.ray_address, engine.retries) == (
+        "ray",
+        "10.0.0.1:6379",
+        2,
+    )

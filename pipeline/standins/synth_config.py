@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
 from pipeline.errors import PipelineError
+from pipeline.options import setting
 from pipeline.standins.frame_code import MAX_FRAME_INDEX
 
 EGOMOTION_FEATURE = "egomotion"
@@ -51,27 +52,57 @@ def packaged_features_csv() -> str:
 class SynthConfig:
     """What `write_repo` generates."""
 
-    output_dir: Path  # repository root to create
-    n_chunks: int = 1  # number of chunks
-    clips_per_chunk: int = 3  # clips in each chunk
-    first_chunk: int = 0  # id of the first chunk (chunks are first_chunk .. first_chunk + n_chunks - 1)
-    width: int = 256  # video width, px (even, >= 128; 1920 for benchmarks)
-    height: int = 144  # video height, px (even, >= 72)
-    duration_s: float = 20.0  # clip length, s (frames cover [0, duration_s))
-    fps: float = 30.0  # nominal frame rate of the videos
-    seed: int = 0  # everything (clip ids, trajectories, textures, jitter) is a function of the seed
-    cameras: tuple[str, ...] = (DEFAULT_CAMERA,)  # camera features to generate (names from features.csv)
+    output_dir: Path = setting(
+        Path("synthetic_physical_ai_av"),
+        help="Repository directory to create.",
+        cli_type=str,
+        cli_default="synthetic_physical_ai_av",
+    )
+    n_chunks: int = setting(1, help="Number of chunks.", flags=("--chunks", "--n-chunks", "--n_chunks"))
+    clips_per_chunk: int = setting(3, help="Clips in each chunk.")
+    # Chunks are first_chunk .. first_chunk + n_chunks - 1.
+    first_chunk: int = setting(0, help="Id of the first chunk.")
+    # "WxH" sets width and height (then it is None).
+    size: str | None = setting(None, help="Video size WxH, e.g. 1920x1080 (overrides --width/--height).")
+    width: int = setting(256, help="Video width, px (even, >= 128).")  # 1920 for benchmarks
+    height: int = setting(144, help="Video height, px (even, >= 72).")
+    # Frames cover [0, duration_s).
+    duration_s: float = setting(20.0, help="Clip length, s.", flags=("--duration", "--duration-s", "--duration_s"))
+    fps: float = setting(30.0, help="Video frame rate.")  # nominal
+    # Everything (clip ids, trajectories, textures, jitter) is a function of the seed.
+    seed: int = setting(0, help="Seed: same seed and flags give byte-identical files.")
+    # Names from features.csv.
+    cameras: tuple[str, ...] = setting(
+        (DEFAULT_CAMERA,),
+        help="Camera feature(s) to render (repeatable).",
+        flags=("--camera", "--cameras"),
+        cli_type=list[str] | None,
+        cli_default=None,
+        show_default=False,
+    )
     egomotion_hz: float = 100.0  # nominal egomotion rate; spacing jitters and sometimes drops to ~67 Hz
     crf: int = 23  # libx264 constant rate factor
     preset: str = "veryfast"  # libx264 preset
     gop: int = 30  # keyframe interval, frames
-    frame_code: bool = True  # stamp each frame's index in its top-left corner (tests read it back); off for
-    # learning experiments, where a model could read the time in the clip from it
-    overwrite: bool = False  # replace an existing output_dir (only once the new one is complete)
+    # Tests read the code back; off for learning experiments, where a model could read the time in the clip from it.
+    frame_code: bool = setting(
+        True,
+        help="Stamp each frame's index in its top-left corner (for checks).",
+        flags=("--frame-code/--no-frame-code",),
+    )
+    # The old one is replaced only once the new one is complete.
+    overwrite: bool = setting(False, help="Replace an existing --output-dir.", flags=("--overwrite", "--force"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         object.__setattr__(self, "cameras", tuple(self.cameras))
+        if self.size is not None:
+            try:
+                width, height = (int(v) for v in self.size.lower().split("x"))
+            except ValueError:
+                raise PipelineError(f"--size {self.size}: expected WxH, e.g. 1920x1080") from None
+            for name, value in (("width", width), ("height", height), ("size", None)):
+                object.__setattr__(self, name, value)
         if self.n_chunks < 1 or self.clips_per_chunk < 1:
             raise PipelineError(
                 f"--chunks and --clips-per-chunk must be >= 1, got {self.n_chunks}, {self.clips_per_chunk}"
@@ -108,6 +139,7 @@ class SynthConfig:
 
     def to_json(self) -> dict:
         d = asdict(self)
+        del d["size"]  # applied to width and height
         d["output_dir"] = str(self.output_dir)
         d["cameras"] = list(self.cameras)
         return d

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.standins import SCENARIO_KINDS, SynthConfig, clip_truth, decode_frame_index
-from pipeline.standins.frame_code import code_region
-from pipeline.standins.repo import plan_clips, render_clip_frames
-from pipeline.standins.synth_config import EGOMOTION_COLUMNS
+from pipeline.standins.frame_code import code_region, decode_frame_index
+from pipeline.standins.repo import clip_truth, plan_clips, render_clip_frames
+from pipeline.standins.synth_config import EGOMOTION_COLUMNS, SynthConfig
+from pipeline.standins.trajectory import SCENARIO_KINDS
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAMERA = "camera_front_wide_120fov"
