@@ -19,7 +19,16 @@ from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
 from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.standins.profiles import PROFILES, DemoProfile, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.standins.profiles import (
+    PROFILES,
+    DemoProfile,
+    tiny_dataset_config,
+    tiny_evaluate_config,
+    tiny_model_config,
+    tiny_segment_config,
+    tiny_synth_config,
+    tiny_train_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +102,10 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     from pipeline import dataset, download, evaluate, segment
     from pipeline.download_config import DownloadConfig
     from pipeline.report import headline_table
-    from pipeline.segment_config import SegmentConfig
     from pipeline.standins.hub_server import serve_repo
     from pipeline.standins.repo import write_repo
-    from pipeline.standins.synth_config import SynthConfig
     from pipeline.standins.tiny_model import make_tiny_model
     from pipeline.train import trainer
-    from pipeline.train.inference import GenerationSettings
 
     progress = progress or NullProgress()
     p = config.profile
@@ -110,19 +116,7 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     config.workdir.mkdir(parents=True, exist_ok=True)
 
     with timer.stage("synthesize"):
-        repo = write_repo(
-            SynthConfig(
-                output_dir=config.path("hub_repo"),
-                n_chunks=p.chunks,
-                clips_per_chunk=p.clips_per_chunk,
-                width=p.render_size[0],
-                height=p.render_size[1],
-                duration_s=p.duration_s,
-                seed=config.seed,
-                frame_code=False,  # the model must not read the time in the clip from a stamped frame index
-            ),
-            progress,
-        )
+        repo = write_repo(tiny_synth_config(p, config.path("hub_repo"), config.seed), progress)
     with timer.stage("serve + download"), serve_repo(repo.root) as server, _hub_environment(server.endpoint):
         download.run(
             DownloadConfig(
@@ -132,13 +126,7 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
         )
     with timer.stage("segment"):
         segment.run(
-            SegmentConfig(
-                input_dir=config.path("physical_ai_data"),
-                output_dir=config.path("qwen_video_segments"),
-                max_clips=None,
-                size=p.segment_size,
-            ),
-            progress,
+            tiny_segment_config(p, config.path("physical_ai_data"), config.path("qwen_video_segments")), progress
         )
     with timer.stage("build dataset"):
         dataset.run(
@@ -157,17 +145,10 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
             progress,
         )
     with timer.stage("evaluate"):
-        result = evaluate.run(
-            evaluate.EvaluateConfig(
-                dataset_dir=config.path("qwen_video_dataset"),
-                output_dir=config.path("eval_report"),
-                model=str(config.path("model")),
-                max_samples=p.eval_samples,
-                generation=GenerationSettings(max_new_tokens=p.max_new_tokens),
-                batch_size=8,
-            ),
-            progress,
+        eval_config = tiny_evaluate_config(
+            p, config.path("qwen_video_dataset"), config.path("model"), config.path("eval_report")
         )
+        result = evaluate.run(eval_config, progress)
     write_json(
         config.path("eval_report") / "demo.json",
         {"profile": asdict(p), "seed": config.seed, "family": config.family, "seconds": timer.seconds},

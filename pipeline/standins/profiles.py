@@ -141,4 +141,53 @@ def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, 
     )
 
 
-__all__ = ["PROFILES", "DemoProfile", "tiny_dataset_config", "tiny_model_config", "tiny_train_config"]
+def tiny_synth_config(profile: DemoProfile, output_dir: Path, seed: int) -> Any:
+    """The `SynthConfig` of a profile, without frame codes: a model must not read the time in the clip from a
+    stamped frame index."""
+    from pipeline.standins.synth_config import SynthConfig
+
+    width, height = profile.render_size
+    return SynthConfig(
+        output_dir=output_dir,
+        n_chunks=profile.chunks,
+        clips_per_chunk=profile.clips_per_chunk,
+        width=width,
+        height=height,
+        duration_s=profile.duration_s,
+        seed=seed,
+        frame_code=False,
+    )
+
+
+def tiny_segment_config(profile: DemoProfile, input_dir: Path, output_dir: Path) -> Any:
+    """The `SegmentConfig` of a profile: every clip, at the profile's segment size."""
+    from pipeline.segment_config import SegmentConfig
+
+    return SegmentConfig(input_dir=input_dir, output_dir=output_dir, max_clips=None, size=profile.segment_size)
+
+
+def tiny_evaluate_config(profile: DemoProfile, dataset_dir: Path, model_dir: Path, output_dir: Path) -> Any:
+    """The `EvaluateConfig` of a profile: the trained model in-process on the profile's held-out samples."""
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.train.inference import GenerationSettings
+
+    return EvaluateConfig(
+        dataset_dir=dataset_dir,
+        output_dir=output_dir,
+        model=str(model_dir),
+        max_samples=profile.eval_samples,
+        generation=GenerationSettings(max_new_tokens=profile.max_new_tokens),
+        batch_size=8,
+    )
+
+
+__all__ = [
+    "PROFILES",
+    "DemoProfile",
+    "tiny_dataset_config",
+    "tiny_evaluate_config",
+    "tiny_model_config",
+    "tiny_segment_config",
+    "tiny_synth_config",
+    "tiny_train_config",
+]
