@@ -118,15 +118,16 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PipelineError(f"{split_dir}: unreadable dataset split ({first}); build the dataset again") from None
 
-    def absolute_and_clean(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        # Applied per accessed batch (no pass over the split at load time, nothing held in memory).
-        if "video" in batch:
-            batch["video"] = [_absolute(root, v) for v in batch["video"]]
-        if "messages" in batch:
-            batch["messages"] = [_absolute_messages(root, clean_messages(m)) for m in batch["messages"]]
-        return batch
+    # Applied per accessed batch (no pass over the split at load time, nothing held in memory).
+    return ds.with_transform(lambda batch: _absolute_and_clean(root, batch))
 
-    return ds.with_transform(absolute_and_clean)
+
+def _absolute_and_clean(root: Path, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    if "video" in batch:
+        batch["video"] = [_absolute(root, v) for v in batch["video"]]
+    if "messages" in batch:
+        batch["messages"] = [_absolute_messages(root, clean_messages(m)) for m in batch["messages"]]
+    return batch
 
 
 def split_batches(dataset_dir: Path | str, split: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -161,6 +162,21 @@ def split_batches(dataset_dir: Path | str, split: str, columns: list[str]) -> It
         except (OSError, pa.ArrowException) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise PipelineError(f"{path}: unreadable dataset shard ({first}); build the dataset again") from None
+
+
+def split_rows(dataset_dir: Path | str, split: str, columns: list[str]) -> Iterator[dict[str, list[Any]]]:
+    """`split_batches` as Python columns with what `load_split` gives a row: absolute video paths (under the
+    dataset's `video_root`) and clean messages.
+
+    Raises:
+        PipelineError: as `split_batches`, or dataset_meta.json lacks `video_root`.
+    """
+    meta = read_meta(Path(dataset_dir))
+    if not isinstance(meta.get("video_root"), str):
+        raise PipelineError(f"{Path(dataset_dir) / META_FILE}: missing field 'video_root'")
+    root = Path(meta["video_root"]).resolve()
+    for batch in split_batches(dataset_dir, split, columns):
+        yield _absolute_and_clean(root, batch.to_pydict())
 
 
 def _absolute_messages(root: Path, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_dir
-from pipeline.dataset_reader import SPLITS, load_split, read_meta
+from pipeline.dataset_reader import SPLITS, load_split, read_meta, split_rows
 from pipeline.errors import PipelineError
 from pipeline.export_video import readme_section, run_file
 from pipeline.options import group, overwrite_setting, setting
@@ -41,8 +41,6 @@ VIDEO_TAG = "<video>"
 # Media placeholders the frameworks substitute; prompts must not contain them literally.
 MEDIA_TAGS = ("<video>", "<image>", "<audio>")
 QWEN_REGISTRATION_FILE = "physicalai_av_data.py"
-# Rows converted and written at a time.
-_BATCH_ROWS = 1000
 
 
 @dataclass
@@ -241,15 +239,15 @@ def _write_split(
     """
     import pyarrow as pa
 
-    ds = load_split(dataset, split).select_columns(["id", "messages"])
+    rows = len(load_split(dataset, split))  # checks the split's files before anything is written
     videos = VideoFiles()
     count = missing = 0
     files = {
         framework: (folder / f"{split}.jsonl").open("w", encoding="utf-8") for framework, folder in folders.items()
     }
-    progress.start(f"writing {split}", len(ds))
+    progress.start(f"writing {split}", rows)
     try:
-        for batch in ds.iter(batch_size=_BATCH_ROWS):
+        for batch in split_rows(dataset, split, ["id", "messages"]):
             convs = [
                 conversation({"id": i, "messages": m}) for i, m in zip(batch["id"], batch["messages"], strict=True)
             ]
