@@ -7,8 +7,9 @@ synthetic segment records.
 For each size it writes `metadata/segments.parquet` (19 segments per clip, as the segment stage cuts a 20-s clip,
 row groups of 20,000; one row group of smooth random targets, repeated) whose records all point to a few small
 video files, then runs the
-build in a fresh process and prints rows/s and the peak RSS of the main process and of its worker processes. Then
-the ratio of the largest size's peak RSS to the smallest's (flat memory: goal <= 1.3), and the same figures for
+build in a fresh process and prints rows/s and the peak RSS (ru_maxrss) of the main process and of its largest
+worker process, and the main process's sampled peak anonymous RSS. Then the ratio of the largest size's peak RSS to
+the smallest's (flat memory: goal <= 1.3), and the same figures for
 `pipeline export` (all three frameworks) of the dataset built at `--export-size`. Goals (issue 16): >= 5,000
 rows/s on 2 cores, < 2 GiB peak RSS at 5.8 M segments.
 """
@@ -179,7 +180,7 @@ def main() -> None:
             out = Path(tmp) / f"ds_{size}"
             m = measure("build", segments, out, args.num_proc)
             report(f"build-dataset {size:,} (--num-proc {args.num_proc})", m)
-            peaks[size] = m["rss_main_kib"], m["anon_main_kib"]
+            peaks[size] = m["rss_main_kib"], m["anon_main_kib"], m["rss_workers_kib"]
             if size == args.export_size:
                 report(f"export {size:,}", measure("export", out, Path(tmp) / "exports", 1))
                 shutil.rmtree(Path(tmp) / "exports")
@@ -188,7 +189,10 @@ def main() -> None:
         if len(sizes) > 1:
             big, small = max(sizes), min(sizes)
             ratios = [b / a for a, b in zip(peaks[small], peaks[big], strict=True)]
-            print(f"peak RSS ratio {big:,} / {small:,} segments: {ratios[0]:.2f} (anonymous {ratios[1]:.2f})")
+            print(
+                f"peak RSS ratio {big:,} / {small:,} segments: main {ratios[0]:.2f} (anonymous {ratios[1]:.2f}), "
+                f"largest worker {ratios[2]:.2f}"
+            )
 
 
 if __name__ == "__main__":

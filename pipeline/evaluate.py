@@ -44,7 +44,7 @@ _TARGET_COLUMNS = ("id", "clip_id", "segment_index", *_SEQUENCES)
 class EvaluateConfig:
     """Settings of one evaluation run (written to `metrics.json` with the results)."""
 
-    # Stage-3 dataset directory (holds `{train,test}/` from `save_to_disk` and `dataset_meta.json`).
+    # Stage-3 dataset directory (holds `{train,test}/` in the `save_to_disk` layout and `dataset_meta.json`).
     dataset_dir: Path = setting(
         Path("qwen_video_dataset"), help="Dataset directory from `pipeline build-dataset`.", flags=("--dataset",)
     )
