@@ -207,7 +207,7 @@ def make_tiny_model(
     output_dir: Annotated[Path, typer.Argument(help="Directory to write the model + processor to.")],
     config: MakeTinyModelConfig,
 ) -> None:
-    """Build a tiny random-init Qwen-VL model + processor (Qwen's vocabulary) for offline tests and the demo."""
+    """Build a tiny random-init video VLM + processor (Qwen's vocabulary) for offline tests and the demo."""
     from pipeline.standins.tiny_model import make_tiny_model
 
     print(make_tiny_model(output_dir, config.model, overwrite=config.overwrite))
@@ -219,7 +219,7 @@ def train(
     values: dict[str, Any],
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of options (CLI wins).")] = None,
 ) -> None:
-    """Fine-tune a Qwen-VL video model (LoRA or full) with transformers Trainer (+ DeepSpeed)."""
+    """Fine-tune a video VLM (Qwen3-VL, Qwen2.5-VL, Qwen3.5, InternVL3.5; LoRA or full) with Trainer (+ DeepSpeed)."""
     from pipeline.console import progress_sink
     from pipeline.train.trainer import run
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_json
-from pipeline.errors import PipelineError
 from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.standins.profiles import (
@@ -29,6 +28,7 @@ from pipeline.standins.profiles import (
     tiny_synth_config,
     tiny_train_config,
 )
+from pipeline.train.families import family_named
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class DemoConfig:
     # Else only the report is kept.
     keep: bool = setting(False, help="Keep the served repo and every stage's output, not only the report.")
     seed: int = setting(0, help="Seed of data, split, model init and training.")
-    family: str = setting("qwen3_vl", help="Tiny model family: qwen3_vl or qwen2_5_vl.")
+    family: str = setting("qwen3_vl", help="Tiny model family: qwen3_vl, qwen2_5_vl, qwen3_5 or internvl.")
     history: bool = setting(
         False, help="Put the input second's measured motion in the prompt.", flags=("--history/--no-history",)
     )
@@ -52,8 +52,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
         self.profile = PROFILES["quick" if self.quick else "default"]
-        if self.family not in ("qwen3_vl", "qwen2_5_vl"):
-            raise PipelineError(f"--family {self.family!r}: expected qwen3_vl or qwen2_5_vl")
+        family_named(self.family)
 
     def path(self, name: str) -> Path:
         return self.workdir / name

@@ -24,6 +24,7 @@ class DemoProfile:
     vision_hidden_size: int  # tiny model vision width
     vision_depth: int  # tiny model vision blocks
     bpe_ranks: int | None  # tiny model vocabulary: Qwen's first n BPE tokens (None: the full Qwen vocabulary)
+    tile_size: int  # tiny InternVL's tile side, px (16 tokens per frame at 112; the published 448 gives 256)
     video_fps: float  # frames sampled per second of segment
     max_steps: int  # optimizer steps
     batch_size: int  # rows per step
@@ -46,6 +47,7 @@ _DEFAULT = DemoProfile(
     vision_hidden_size=64,
     vision_depth=2,
     bpe_ranks=5000,
+    tile_size=112,
     video_fps=8.0,
     max_steps=1200,
     batch_size=8,
@@ -89,6 +91,7 @@ def tiny_model_config(profile: DemoProfile, family: str, seed: int) -> Any:
         vision_hidden_size=profile.vision_hidden_size,
         vision_depth=profile.vision_depth,
         bpe_ranks=profile.bpe_ranks,
+        tile_size=profile.tile_size,
         seed=seed,
     )
 

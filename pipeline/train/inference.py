@@ -16,6 +16,7 @@ from pipeline.errors import PipelineError, VideoError
 from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.train.collator import SampleEncoder, pad_batch
+from pipeline.train.families import family_of
 from pipeline.train.video_input import VideoSettings
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,12 @@ def greedy_generation_config(processor: Any, max_new_tokens: int, checkpoint_con
     from transformers import GenerationConfig
 
     from pipeline.train.collator import end_of_turn_id
+    from pipeline.train.families import family_of_processor
 
     tokenizer = processor.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_ids = sorted(
-        {end_of_turn_id(tokenizer), *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])}
-    )
+    end_id = end_of_turn_id(tokenizer, family_of_processor(processor).end_of_turn)
+    eos_ids = sorted({end_id, *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
     config = GenerationConfig(
         **GREEDY_SETTINGS, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad_id
     )
@@ -128,7 +129,7 @@ def generate_answers(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     progress = progress or NullProgress()
-    encoder = SampleEncoder(processor, video_settings or VideoSettings())
+    encoder = SampleEncoder(processor, video_settings or VideoSettings(), family_of(model.config))
     tokenizer = processor.tokenizer
     if generation_config is None:
         generation_config = greedy_generation_config(

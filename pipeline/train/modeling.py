@@ -16,12 +16,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.options import setting
-from pipeline.train.families import (
-    DEFAULT_LORA_TARGETS,
-    PROJECTOR_MODULE_NAMES,
-    VISION_LORA_TARGETS,
-    VISION_MODULE_NAMES,
-)
+from pipeline.train.families import PROJECTOR_MODULE_NAMES, VISION_MODULE_NAMES, family_of
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +34,11 @@ class LoraSettings:
     alpha: int = setting(16, help="LoRA alpha (scale = alpha / r).")
     dropout: float = setting(0.0, help="Dropout on the adapter input.")
     target_modules: tuple[str, ...] = setting(
-        DEFAULT_LORA_TARGETS,
+        (),
         help="Leaf names of the Linear layers that get adapters, comma-separated (language model only unless "
         "--tune-mm-vision).",
         cli_type=str,
-        show_default=",".join(DEFAULT_LORA_TARGETS),
+        show_default="the family's language-model Linear layers (TRAINING.md)",
     )
 
     def __post_init__(self) -> None:
@@ -54,8 +49,6 @@ class LoraSettings:
             raise PipelineError(f"--lora-r: must be >= 1, got {self.r}")
         if not 0.0 <= self.dropout < 1.0:
             raise PipelineError(f"--lora-dropout: must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise PipelineError("--lora-target-modules: empty")
 
 
 def part_of(name: str) -> str:
@@ -103,6 +96,7 @@ def load_model_and_processor(
     looks_local = Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
     if looks_local and not Path(source).expanduser().is_dir():
         raise PipelineError(f"--model {source}: no such model directory")
+    check_family(source)
     kwargs: dict[str, Any] = {}
     if dtype is not None:
         kwargs["dtype"] = resolve_dtype(dtype)
@@ -129,6 +123,25 @@ def load_model_and_processor(
     if not for_training:
         model.eval()
     return model, processor
+
+
+def check_family(source: str) -> None:
+    """Refuse a model of an unsupported family from its config alone, before any weight is read.
+
+    Raises:
+        PipelineError: `--model SOURCE: model type 'x' is not a supported family; supported: ...` (one line).
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PipelineError(f"--model {source}: cannot read the model config ({first})") from None
+    try:
+        family_of(config)
+    except PipelineError as err:
+        raise PipelineError(f"--model {source}: {err}") from None
 
 
 def numel(param: Any) -> int:
@@ -185,14 +198,15 @@ def projector_module_names(model: Any) -> list[str]:
 
 
 def apply_lora(model: Any, settings: LoraSettings, tune_vision: bool = False, tune_mlp: bool = False) -> Any:
-    """Wrap `model` in a peft LoRA model: adapters on the language model's attention + MLP projections (and the
-    vision blocks with `tune_vision`); with `tune_mlp` the projector is trained in full and saved with the adapter.
-    Everything else is frozen."""
+    """Wrap `model` in a peft LoRA model: adapters on the language model's Linear layers (`settings.target_modules`,
+    else the family's `lora_targets`), and on the vision blocks with `tune_vision`; with `tune_mlp` the projector
+    is trained in full and saved with the adapter. Everything else is frozen."""
     from peft import LoraConfig, get_peft_model
 
-    targets = tuple(settings.target_modules)
+    family = family_of(model.config)
+    targets = tuple(settings.target_modules) or family.lora_targets
     if tune_vision:
-        targets = tuple(dict.fromkeys(targets + VISION_LORA_TARGETS))
+        targets = tuple(dict.fromkeys(targets + family.vision_lora_targets))
     names = lora_target_names(model, targets, tune_vision)
     modules_to_save = projector_module_names(model) if tune_mlp else None
     if tune_mlp and not modules_to_save:
@@ -217,9 +231,9 @@ def count_parameters(model: Any) -> tuple[int, int]:
 
 
 __all__ = [
-    "DEFAULT_LORA_TARGETS",
     "LoraSettings",
     "apply_lora",
+    "check_family",
     "count_parameters",
     "load_model_and_processor",
     "numel",

@@ -17,8 +17,16 @@ from typing import Any
 from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
 from pipeline.progress import NullProgress, ProgressSink
-from pipeline.train.collator import SampleEncoder, VideoChatCollator, VideoChatDataset, layout_summary, video_paths
+from pipeline.train.collator import (
+    SampleEncoder,
+    VideoChatCollator,
+    VideoChatDataset,
+    layout_summary,
+    video_paths,
+    video_token_count,
+)
 from pipeline.train.config import CONFIG_FILE, TrainConfig
+from pipeline.train.families import family_of
 from pipeline.train.modeling import (
     apply_lora,
     count_parameters,
@@ -273,9 +281,9 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     log.info("trainable parameters: %d of %d (%.2f %%)", trainable, total, 100.0 * trainable / max(total, 1))
     log.info("parameter dtypes: %s", parameter_dtypes(model))
 
-    encoder = SampleEncoder(processor, config.video)
+    encoder = SampleEncoder(processor, config.video, family_of(model.config))
     first = encoder.encode(rows[0]["messages"])
-    video_tokens = int((first["input_ids"] == getattr(processor, "video_token_id", -1)).sum())
+    video_tokens = video_token_count(processor, first["input_ids"])
     log.info("first sample: %s", layout_summary(processor, first))
     log.debug("first sample text: %r", processor.tokenizer.decode(first["input_ids"][0]))
 

@@ -49,38 +49,47 @@ class VideoSettings:
 
         Qwen3-VL's video processor budgets pixels over all frames of a clip (t*h*w), Qwen2-VL's per frame; both get
         `min_pixels`/`max_pixels` per frame here. The per-frame cap that transformers may add (`cap_pixels_per_frame`)
-        is switched off: our budget already is per frame.
+        is switched off: our budget already is per frame. InternVL resizes every frame to its one tile (the
+        processor's own `size`, 448x448 in the published checkpoints): no budget applies
+        (`families.pixel_budget_of`).
         """
-        per_clip = type(video_processor).__name__.startswith("Qwen3")
-        scale = num_frames if per_clip else 1
-        kwargs: dict[str, Any] = {
-            "do_sample_frames": False,
-            "size": {"shortest_edge": self.min_pixels * scale, "longest_edge": self.max_pixels * scale},
-        }
+        from pipeline.train.families import pixel_budget_of
+
+        budget = pixel_budget_of(video_processor)
+        kwargs: dict[str, Any] = {"do_sample_frames": False}
+        if budget == "tile":
+            return kwargs
+        scale = num_frames if budget == "per_clip" else 1
+        kwargs["size"] = {"shortest_edge": self.min_pixels * scale, "longest_edge": self.max_pixels * scale}
         if hasattr(type(video_processor), "cap_pixels_per_frame"):
             kwargs["cap_pixels_per_frame"] = False
         return kwargs
 
 
-def sample_indices(total_frames: int, source_fps: float, settings: VideoSettings) -> np.ndarray:
+def sample_indices(
+    total_frames: int, source_fps: float, settings: VideoSettings, frame_multiple: int = 2
+) -> np.ndarray:
     """Evenly spaced frame indices at `settings.fps`: (k,) int64, first 0 and last total_frames - 1.
 
-    k = duration * fps clamped to [min_frames, max_frames] and to total_frames, rounded up to an even count (Qwen
-    merges frames in pairs) when the clip has enough frames. Duplicates never occur.
+    k = duration * fps clamped to [min_frames, max_frames] and to total_frames, rounded up to a multiple of
+    `frame_multiple` (the family's frames per temporal patch: Qwen merges frames in pairs, InternVL does not) when
+    the clip has enough frames. Duplicates never occur.
     """
     if total_frames < 1:
         raise ValueError("total_frames must be >= 1")
     duration_s = total_frames / source_fps
     count = int(round(duration_s * settings.fps))
     count = max(settings.min_frames, min(settings.max_frames, count))
-    if count % 2 and count < total_frames:
-        count += 1
+    if count % frame_multiple:
+        count += frame_multiple - count % frame_multiple
     count = min(count, total_frames)
     return np.linspace(0, total_frames - 1, count).round().astype(np.int64)
 
 
-def load_video(path: str | Path, settings: VideoSettings) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode `path` and return the sampled frames and their metadata for the processor.
+def load_video(
+    path: str | Path, settings: VideoSettings, frame_multiple: int = 2
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode `path` and return the sampled frames (`sample_indices`) and their metadata for the processor.
 
     Returns:
         frames: (T, H, W, 3) uint8 RGB, T = len(metadata["frames_indices"]).
@@ -116,7 +125,7 @@ def load_video(path: str | Path, settings: VideoSettings) -> tuple[np.ndarray, d
     else:
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 30.0
-    indices = sample_indices(total, fps, settings)
+    indices = sample_indices(total, fps, settings, frame_multiple)
     frames = np.stack([decoded[i][1].to_ndarray(format="rgb24") for i in indices])
     height, width = frames.shape[1:3]
     metadata = {

@@ -117,3 +117,28 @@ def test_zero3_full_saves_gathered_weights(tiny_qwen3_vl, train_dataset_dir, tmp
     # Default parts: the language model trains, the vision tower and its merger stay frozen.
     assert any(".layers." in k and "visual" not in k for k in changed)
     assert not any("visual" in k for k in changed)
+
+
+@pytest.mark.slow
+def test_zero2_full_step_of_internvl_changes_its_language_model(tiny_internvl, train_dataset_dir, tmp_path):
+    """One full fine-tuning step of InternVL3.5 under ZeRO-2 (the families' test runs the other families' full step
+    in-process): the language model's Linear weights change, the vision tower and projector do not."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pipeline.train.modeling import part_of
+
+    out = tmp_path / "zero2_full"
+    zero2 = str(ROOT / "configs" / "zero2.json")
+    flags = ("--no-lora-enable", "--deepspeed", zero2, "--max-steps", "1", "--learning-rate", "1e-3")
+    flags += ("--warmup-ratio", "0", "--max-train-samples", "1")
+    proc = train(tiny_internvl, train_dataset_dir, out, *flags)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["global_step"] == 1 and math.isfinite(summary["losses"][0])
+    before = load_file(tiny_internvl / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    llm_linear = {k for k in before if part_of(k) == "llm" and k.endswith("proj.weight")}
+    assert llm_linear and llm_linear <= changed
+    assert not {k for k in changed if part_of(k) != "llm"}
