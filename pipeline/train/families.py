@@ -59,7 +59,6 @@ class Family:
     end_of_turn: str = "<|im_end|>"  # token that ends an assistant turn (the answer's last labelled token)
     video_token: str = "<|video_pad|>"  # token that carries one visual feature of a video
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # extra chat-template variables
-    example_model: str = ""  # a published checkpoint id
 
 
 FAMILIES: dict[str, Family] = {
@@ -74,7 +73,6 @@ FAMILIES: dict[str, Family] = {
             vision_lora_targets=QWEN_VISION_LINEARS,
             pixel_budget="per_clip",
             collapse_video_wrapper=True,
-            example_model="Qwen/Qwen3-VL-2B-Instruct",
         ),
         Family(
             name="qwen2_5_vl",
@@ -84,7 +82,6 @@ FAMILIES: dict[str, Family] = {
             lora_targets=DECODER_LINEARS,
             vision_lora_targets=QWEN_VISION_LINEARS,
             pixel_budget="per_frame",
-            example_model="Qwen/Qwen2.5-VL-3B-Instruct",
         ),
         Family(
             name="qwen3_5",
@@ -97,7 +94,6 @@ FAMILIES: dict[str, Family] = {
             collapse_video_wrapper=True,
             # Qwen3.5 thinks by default; the answer follows an empty thinking block in training and in serving.
             template_kwargs={"enable_thinking": False},
-            example_model="Qwen/Qwen3.5-2B",
         ),
         Family(
             name="internvl",
@@ -109,7 +105,6 @@ FAMILIES: dict[str, Family] = {
             pixel_budget="tile",
             frame_multiple=1,
             video_token="<IMG_CONTEXT>",  # the frames are images to InternVL
-            example_model="OpenGVLab/InternVL3_5-1B-HF",
         ),
     )
 }

@@ -205,7 +205,7 @@ def test_evaluate_on_the_held_out_set_writes_a_report(request, train_dataset_dir
     assert result.n_samples == 2
     assert all((out / name).is_file() for name in REPORT_FILES)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_samples"] == 2 and IM_END[family] in metrics["settings"]["generation"]["eos_token_id"]
+    assert metrics["n_samples"] == 2 and IM_END[family] in metrics["generation"]["eos_token_id"]
 
 
 def test_an_unknown_family_is_one_line_naming_the_supported_ones(tmp_path):
@@ -220,3 +220,68 @@ def test_an_unknown_family_is_one_line_naming_the_supported_ones(tmp_path):
     LlavaConfig().save_pretrained(model_dir)
     with pytest.raises(PipelineError, match=r"--model .*llava: model type 'llava' is not a supported family"):
         load_model_and_processor(model_dir)
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("lora_qwen3_vl_2b.yaml", "qwen3_vl"),
+        ("lora_qwen3_5_2b.yaml", "qwen3_5"),
+        ("lora_internvl3_5_1b.yaml", "internvl"),
+    ],
+)
+def test_example_configs_spell_out_the_familys_lora_targets(name, family):
+    from pathlib import Path
+
+    config = TrainConfig.from_sources(Path(__file__).resolve().parents[2] / "configs" / name)
+    assert config.lora.target_modules == FAMILIES[family].lora_targets
+
+
+# TRAINING.md's "Model families" table: visual tokens and sequence length of a 1-s 448x252 clip at the defaults.
+DOCUMENTED = {"qwen3_vl": (224, 757), "qwen2_5_vl": (288, 807), "qwen3_5": (224, 761), "internvl": (1024, 1569)}
+
+
+@pytest.mark.parametrize("family", NAMES)
+def test_published_processor_settings_give_the_documented_token_counts(encoded, tmp_path, family):
+    import numpy as np
+
+    from pipeline.answer import format_answer
+    from pipeline.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
+    from pipeline.standins.tiny_model import build_processor
+    from pipeline.train.collator import video_token_count
+    from tests.fixtures.model_fixtures import write_test_clip
+
+    processor, _, _ = encoded(family)
+    published = build_processor(family, processor.tokenizer, tile_size=448)  # InternVL's published tile
+    clip = write_test_clip(tmp_path / "clip.mp4", seed=3, width=448, height=252)
+    rng = np.random.default_rng(0)
+    velocity, curvature = rng.uniform(5, 25, 30), rng.uniform(-0.02, 0.02, 30)
+    answer = format_answer(velocity.astype(np.float32), curvature.astype(np.float32))
+    inputs = SampleEncoder(published).encode(
+        build_messages(str(clip), answer, DEFAULT_SYSTEM_PROMPT, default_prompt(30))
+    )
+    assert (video_token_count(published, inputs["input_ids"]), inputs["input_ids"].shape[-1]) == DOCUMENTED[family]
+    assert int((inputs["labels"] != IGNORE_INDEX).sum()) == 338
+
+
+def test_the_cli_refuses_an_unknown_family_in_one_line(train_dataset_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from transformers import LlavaConfig
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=300)
+
+    made = cli("make-tiny-model", str(tmp_path / "m"), "--family", "llava")
+    assert made.returncode == 2 and "not a supported family" in made.stderr, made.stderr
+    assert len(made.stderr.strip().splitlines()) == 1 and "internvl" in made.stderr
+    LlavaConfig().save_pretrained(tmp_path / "llava")
+    out = str(tmp_path / "out")
+    trained = cli(
+        "train", "--model", str(tmp_path / "llava"), "--dataset", str(train_dataset_dir), "--output-dir", out
+    )
+    assert trained.returncode == 2, trained.stderr[-2000:]
+    assert len(trained.stderr.strip().splitlines()) == 1, trained.stderr
+    assert "model type 'llava' is not a supported family" in trained.stderr and "qwen3_5 (Qwen3.5)" in trained.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "out" / "model.safetensors").exists()

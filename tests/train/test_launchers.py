@@ -203,7 +203,9 @@ def test_bad_nproc_and_missing_deepspeed_config(tmp_path):
     assert proc.returncode == 2 and "DeepSpeed config not found" in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["lora_qwen3_vl_2b.yaml", "full_qwen2_5_vl_3b.yaml"])
+@pytest.mark.parametrize(
+    "name", ["lora_qwen3_vl_2b.yaml", "full_qwen2_5_vl_3b.yaml", "lora_qwen3_5_2b.yaml", "lora_internvl3_5_1b.yaml"]
+)
 def test_example_configs_are_valid_train_configs(name, monkeypatch):
     from pipeline.train.config import TrainConfig
 
