@@ -29,6 +29,7 @@ from pipeline.train.config import CONFIG_FILE, TrainConfig
 from pipeline.train.families import family_of
 from pipeline.train.modeling import (
     apply_lora,
+    check_family,
     count_parameters,
     load_model_and_processor,
     numel,
@@ -257,6 +258,7 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
 
     progress = progress or NullProgress()
     resume = check_output_dir(config)
+    check_family(config.model)  # an unsupported model is refused before any video is read
     rows = load_rows(config.dataset, "train", config.video_root)
     if config.max_train_samples is not None:
         rows = rows.select(range(min(config.max_train_samples, len(rows))))
