@@ -1,4 +1,5 @@
-"""The README's first command, CI-sized: `pipeline demo --quick` runs every stage and writes a finite report."""
+"""The README's first command, CI-sized: `pipeline demo --quick` runs every stage and writes a finite report, with
+the default Qwen3-VL and with `--family internvl`."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from PIL import Image
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_every_stage(tmp_path):
+@pytest.mark.parametrize("family", ["qwen3_vl", "internvl"])
+def test_quick_demo_runs_every_stage(tmp_path, family):
     workdir = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "demo", "--quick", "--keep", "--workdir", str(workdir)],
+        [sys.executable, "-m", "pipeline", "demo", "--quick", "--keep", "--workdir", str(workdir), "--family", family],
         capture_output=True,
         text=True,
         timeout=900,
@@ -35,6 +37,8 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert all((workdir / "qwen_video_segments" / s["video"]).is_file() for s in segments)
     assert (workdir / "qwen_video_dataset" / "dataset_meta.json").is_file()
     assert (workdir / "model" / "train_config.json").is_file()
+    model_type = json.loads((workdir / "model" / "config.json").read_text())["model_type"]
+    assert model_type == family
 
     report = workdir / "eval_report"
     metrics = json.loads((report / "metrics.json").read_text())
