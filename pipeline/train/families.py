@@ -50,7 +50,6 @@ class Family:
     processor_class: str  # transformers processor class of the published checkpoints
     lora_targets: tuple[str, ...]  # default LoRA targets: leaf names of the language model's Linear layers
     vision_lora_targets: tuple[str, ...]  # added with --tune-mm-vision
-    pixel_budget: PixelBudget  # how `--video-max-pixels`/`--video-min-pixels` reach the video processor
     # Frames per temporal patch: Qwen merges frame pairs, so a clip's frame count is rounded up to a multiple.
     frame_multiple: int = 2
     # The template wraps the video pad in <|vision_start|>...<|vision_end|> but the processor writes its own
@@ -71,7 +70,6 @@ FAMILIES: dict[str, Family] = {
             processor_class="Qwen3VLProcessor",
             lora_targets=DECODER_LINEARS,
             vision_lora_targets=QWEN_VISION_LINEARS,
-            pixel_budget="per_clip",
             collapse_video_wrapper=True,
         ),
         Family(
@@ -81,7 +79,6 @@ FAMILIES: dict[str, Family] = {
             processor_class="Qwen2_5_VLProcessor",
             lora_targets=DECODER_LINEARS,
             vision_lora_targets=QWEN_VISION_LINEARS,
-            pixel_budget="per_frame",
         ),
         Family(
             name="qwen3_5",
@@ -90,7 +87,6 @@ FAMILIES: dict[str, Family] = {
             processor_class="Qwen3VLProcessor",
             lora_targets=DECODER_LINEARS + GATED_DELTANET_LINEARS,
             vision_lora_targets=QWEN_VISION_LINEARS,
-            pixel_budget="per_clip",
             collapse_video_wrapper=True,
             # Qwen3.5 thinks by default; the answer follows an empty thinking block in training and in serving.
             template_kwargs={"enable_thinking": False},
@@ -102,7 +98,6 @@ FAMILIES: dict[str, Family] = {
             processor_class="InternVLProcessor",
             lora_targets=DECODER_LINEARS,
             vision_lora_targets=INTERNVIT_LINEARS,
-            pixel_budget="tile",
             frame_multiple=1,
             video_token="<IMG_CONTEXT>",  # the frames are images to InternVL
         ),
@@ -150,7 +145,8 @@ def family_of_processor(processor: Any) -> Family:
 
 
 def pixel_budget_of(video_processor: Any) -> PixelBudget:
-    """How a video processor takes the per-frame pixel budget (see `PixelBudget`), by its class."""
+    """How a video processor takes the per-frame pixel budget (see `PixelBudget`), by its class: InternVL's "tile",
+    Qwen3-VL's (also Qwen3.5's) "per_clip", Qwen2-VL's (Qwen2.5-VL's) "per_frame"."""
     name = type(video_processor).__name__
     if name.startswith("InternVL"):
         return "tile"

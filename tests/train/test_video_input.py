@@ -80,3 +80,10 @@ def test_probe_accepts_a_good_clip(clip):
 def test_bad_settings_are_one_line_errors(kwargs):
     with pytest.raises(PipelineError):
         VideoSettings(**kwargs)
+
+
+def test_frame_count_follows_the_familys_frames_per_temporal_patch():
+    settings = VideoSettings(fps=3.0, min_frames=1)
+    # Qwen merges frame pairs: 3 frames become 4; InternVL takes frames one by one: 3 stay 3.
+    assert sample_indices(30, 30.0, settings, frame_multiple=2).tolist() == [0, 10, 19, 29]
+    assert sample_indices(30, 30.0, settings, frame_multiple=1).tolist() == [0, 14, 29]
