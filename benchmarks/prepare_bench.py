@@ -12,7 +12,7 @@ Default run, on a synthetic repository served by the local Hub server (`--chunks
 `--simulate` instead runs only the Ray engine over a larger repository (default 8 chunks x 64 clips at 320x180) and
 prints the throughput of each chunk in completion order, the first half vs the second half (throughput holds if the
 ratio is ~1), and the engine's per-clip overhead: wall x CPUs / clips minus the mean time a clip spends in its task.
-`--hd` measures one 1920x1080 clip: source bytes, cut seconds on one core, output bytes per segment.
+`--hd` measures one 1920x1080 clip (20 s): source bytes, cut CPU seconds on one core, output bytes per segment.
 Timings are wall clock on whatever else the machine is running.
 
     uv run python benchmarks/prepare_bench.py [--work-dir DIR] [--workers 2]
@@ -258,31 +258,35 @@ def simulate(args: argparse.Namespace, work: Path) -> None:
 
 
 def hd(args: argparse.Namespace, work: Path) -> None:
-    repo = synthetic_repo(
-        SynthConfig(output_dir=work / "hd_4s", n_chunks=1, clips_per_chunk=1, width=1920, height=1080,
-                    duration_s=args.hd_duration, frame_code=False)
-    )  # fmt: skip
+    config = SynthConfig(output_dir=work / f"hd_{args.hd_duration:g}s", n_chunks=1, clips_per_chunk=1, width=1920,
+                         height=1080, duration_s=args.hd_duration, frame_code=False)  # fmt: skip
+    repo = synthetic_repo(config)
     clip = repo.clips[0]
     src = repo.chunk_path(DEFAULT_CAMERA, 0).stat().st_size + repo.chunk_path("egomotion", 0).stat().st_size
-    print(f"1080p synthetic clip ({args.hd_duration:g} s at 30 fps): {src / 1e6:.2f} MB of source zips")
+    print(f"1080p synthetic clip ({args.hd_duration:g} s, {config.n_frames} frames): {src / 1e6:.2f} MB of zips")
     out = work / "hd_out"
     shutil.rmtree(out, ignore_errors=True)
+    # CPU seconds (all threads of the process, pinned to one core) are what a core spends, whatever else runs.
     code = (
-        "import os, sys, time, json; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "import os, resource, time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
         "from pipeline.segment import run; from pipeline.segment_config import SegmentConfig\n"
         f"c = SegmentConfig(input_dir={str(repo.root)!r}, output_dir={str(out)!r}, max_clips=None, workers=1)\n"
-        "t = time.perf_counter(); s = run(c); print('CUT', time.perf_counter() - t, s.segments)\n"
+        "cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])\n"
+        "t, c0 = time.perf_counter(), cpu(); s = run(c)\n"
+        "print('CUT', time.perf_counter() - t, cpu() - c0, s.segments)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    _, secs, segs = next(line for line in res.stdout.splitlines() if line.startswith("CUT")).split()
+    wall, cpu, segs = next(line for line in res.stdout.splitlines() if line.startswith("CUT")).split()[1:]
+    wall_s, cpu_s, per_frame = float(wall), float(cpu), float(cpu) / config.n_frames
     mp4 = [p.stat().st_size for p in out.rglob("*.mp4")]
     print(
-        f"cut on one core (448x252 segments, stage defaults): {float(secs):.1f} s for {segs} segments "
-        f"= {float(secs) / (args.hd_duration * 30) * 1e3:.1f} ms per source frame "
-        f"(x 600 frames = {float(secs) / (args.hd_duration * 30) * 600:.1f} s per 20-s clip)"
+        f"cut on one core (448x252 segments, stage defaults): {cpu_s:.1f} CPU s ({wall_s:.1f} s wall) for {segs} "
+        f"segments = {per_frame * 1e3:.1f} CPU ms per source frame (x 600 frames = {per_frame * 600:.1f} core-s "
+        "per 20-s clip)"
     )
     print(f"output: {sum(mp4) / len(mp4) / 1e3:.1f} KB per 1-s 448x252 segment (synthetic content)")
-    print(json.dumps({"clip": clip.clip_id, "source_bytes": src, "cut_s": float(secs), "segments": int(segs)}))
+    print(json.dumps({"clip": clip.clip_id, "source_bytes": src, "cut_cpu_s": cpu_s, "cut_wall_s": wall_s,
+                      "frames": config.n_frames, "segments": int(segs)}))  # fmt: skip
 
 
 def main() -> None:
@@ -297,7 +301,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None, help="Clip seconds (default 8; 4 simulating).")
     parser.add_argument("--simulate", action="store_true", help="The >= 500-clip Ray simulation.")
     parser.add_argument("--hd", action="store_true", help="Per-clip figures of one 1920x1080 clip.")
-    parser.add_argument("--hd-duration", type=float, default=4.0, help="Seconds of the 1080p clip.")
+    parser.add_argument("--hd-duration", type=float, default=20.0, help="Seconds of the 1080p clip.")
     args = parser.parse_args()
     args.chunks = args.chunks or 8
     args.clips_per_chunk = args.clips_per_chunk or (64 if args.simulate else 3)

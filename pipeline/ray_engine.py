@@ -191,31 +191,31 @@ class RayEngine:
             self.start_s,
         )
         if self.preload:
-            self._warm_up()
+            self.warm_up(self.preload)
         return self
 
-    def _warm_up(self) -> None:
-        """Start every node's worker processes and import the work's modules in them; failures are only logged."""
+    def warm_up(self, modules: Sequence[str]) -> set[int]:
+        """Start every node's worker processes and import `modules` in them; the pids warmed. Failures are logged."""
         ray, started = self._ray, time.perf_counter()
         cpus = {n["NodeID"]: int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")}
         refs = []
         for node in self._nodes():
             for num_cpus in [CUT_CPUS] * cpus[node] + [DOWNLOAD_CPUS]:
-                task = self._remote(_warm, num_cpus, node).remote(self.preload, _WARM_HOLD_S)
-                refs.append(self._track(task))
+                refs.append(self._track(self._remote(_warm, num_cpus, node).remote(tuple(modules), _WARM_HOLD_S)))
         ready, pending = ray.wait(refs, num_returns=len(refs), timeout=_WARM_TIMEOUT_S)
         pids = set()
         for ref in ready:
             try:
                 pids.add(ray.get(ref))
             except ray.exceptions.RayError as err:
-                log.warning("ray: a worker could not import %s (%s)", ", ".join(self.preload), failure_reason(err))
+                log.warning("ray: a worker could not import %s (%s)", ", ".join(modules), failure_reason(err))
         for ref in pending:
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
         self._refs.difference_update(refs)
         self.warm_s = time.perf_counter() - started
         log.info("ray: %d worker process(es) warmed in %.1f s", len(pids), self.warm_s)
+        return pids
 
     def __exit__(self, exc_type, exc, tb) -> None:
         ray = self._ray
@@ -336,4 +336,4 @@ class RayEngine:
             self._refs.discard(ref)
 
 
-__all__ = ["CUT_CPUS", "DOWNLOAD_CPUS", "RAY_PACKAGE", "RayEngine", "import_ray", "probe_address"]
+__all__ = ["CUT_CPUS", "DOWNLOAD_CPUS", "RAY_PACKAGE", "WORK_MODULES", "RayEngine", "import_ray", "probe_address"]

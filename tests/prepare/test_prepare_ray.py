@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tracemalloc
 
 import pytest
 
 from pipeline import segment
 from pipeline.engines import LocalEngine
-from pipeline.ray_engine import RayEngine
+from pipeline.ray_engine import WORK_MODULES, RayEngine
 from pipeline.segment_config import SegmentConfig
 from pipeline.standins.hub_server import serve_repo
 from pipeline.standins.repo import DEFAULT_CAMERA
@@ -55,6 +56,20 @@ class StopAfter:
 
     def finish(self) -> None:
         pass
+
+
+def test_worker_warm_up_imports_the_work_and_only_logs_a_failure(ray_cluster, caplog):
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def imported() -> bool:
+        return all(name in sys.modules for name in WORK_MODULES)
+
+    assert ray_cluster.warm_s > 0 and ray_cluster.warm_up(WORK_MODULES)  # warmed at start-up, and again here
+    assert ray.get([imported.remote() for _ in range(4)]) == [True] * 4
+    with caplog.at_level(logging.WARNING, logger="pipeline.ray_engine"):
+        assert ray_cluster.warm_up(("pipeline.no_such_module",)) == set()
+    assert "could not import pipeline.no_such_module" in caplog.text
 
 
 def test_ray_matches_local_record_for_record_and_byte_for_byte(ray_cluster, small_hub, small_repo, tmp_path):
