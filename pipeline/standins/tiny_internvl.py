@@ -77,12 +77,7 @@ def build_model(config: Any) -> Any:
 
     text = {
         "model_type": "qwen3",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.layers,
-        "num_attention_heads": config.heads,
-        "num_key_value_heads": config.kv_heads,
+        **config.decoder_sizes(),
         "head_dim": config.head_dim,
         "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-6,

@@ -165,6 +165,17 @@ class TinyModelConfig:
             return VOCAB_SIZE
         return -(-(self.special_base + len(family_tokens(self.family))) // 64) * 64
 
+    def decoder_sizes(self) -> dict[str, int]:
+        """The language model's sizes under their transformers config names (shared by every family's decoder)."""
+        return {
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+        }
+
     def token_id(self, token: str) -> int:
         """The id this vocabulary gives a special token."""
         return self.special_base + family_tokens(self.family).index(token)
@@ -263,12 +274,7 @@ def build_model(config: TinyModelConfig) -> Any:
         model = tiny_qwen3_5.build_model(config, mrope_section(tiny_qwen3_5.ROTARY_DIMS))
         return finish_model(model, config)
     text = {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.layers,
-        "num_attention_heads": config.heads,
-        "num_key_value_heads": config.kv_heads,
+        **config.decoder_sizes(),
         "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True,

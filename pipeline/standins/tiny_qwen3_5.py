@@ -50,12 +50,7 @@ def build_model(config: Any, mrope_section: list[int]) -> Any:
     import transformers
 
     text = {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.layers,
-        "num_attention_heads": config.heads,
-        "num_key_value_heads": config.kv_heads,
+        **config.decoder_sizes(),
         "head_dim": HEAD_DIM,
         "layer_types": layer_types(config.layers),
         "linear_num_key_heads": config.kv_heads,
