@@ -47,6 +47,7 @@ class FramePlan:
 
     video_processor: Any  # the training run's saved video processor (config only, no weights)
     settings: VideoSettings
+    frame_multiple: int = 2  # the family's frames per temporal patch (`Family.frame_multiple`), as in training
 
     def request_fields(self, engine: str, path: str | Path) -> dict[str, Any]:
         """Extra request fields that make the server sample training's frames of `path` with its pixel budget.
@@ -59,7 +60,7 @@ class FramePlan:
         from transformers.video_utils import VideoMetadata
 
         total, fps = probe_frames(path)
-        train = sample_indices(total, fps, self.settings)
+        train = sample_indices(total, fps, self.settings, self.frame_multiple)
         metadata = VideoMetadata(total_num_frames=total, fps=fps, duration=total / fps)
         served = self.video_processor.sample_frames(metadata, num_frames=len(train), fps=None)
         if list(map(int, served)) != train.tolist():

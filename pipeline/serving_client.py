@@ -27,6 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.options import setting
 from pipeline.progress import NullProgress, ProgressSink
 from pipeline.served_frames import FramePlan, first_line, load_run_processor
+from pipeline.train.families import family_of_processor
 from pipeline.train.video_input import VideoSettings
 
 log = logging.getLogger(__name__)
@@ -375,7 +376,8 @@ def server_answers(
 ) -> tuple[list[str], dict[str, Any]]:
     """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
     processor = load_run_processor(run_dir)
-    frames = FramePlan(processor.video_processor, video_settings)
+    family = family_of_processor(processor)
+    frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple)
     plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
     check_resume(
         output_dir,

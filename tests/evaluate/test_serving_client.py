@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,3 +201,26 @@ def test_a_server_that_is_down_is_one_line_and_exit_2_before_any_work(served_dat
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --server http://127.0.0.1:{port}/v1: cannot reach the server") and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen3_vl", "tiny_internvl"])
+def test_the_server_is_held_to_the_frames_its_family_trains_on(fixture, request, tmp_path):
+    """5 frames per second of a 30-frame clip: Qwen trains on 6 (frames merge in pairs) and the server is asked for
+    them; InternVL trains on 5, which its processor's own sampler would pick elsewhere, so the server is refused."""
+    from pipeline.served_frames import FramePlan, load_run_processor
+    from pipeline.train.families import family_of_processor
+    from pipeline.train.video_input import VideoSettings, load_video
+    from tests.fixtures.model_fixtures import write_test_clip
+
+    processor = load_run_processor(request.getfixturevalue(fixture))
+    family = family_of_processor(processor)
+    settings = VideoSettings(fps=5.0, min_frames=1)
+    clip = write_test_clip(tmp_path / "clip.mp4", seed=0, frames=30, fps=30)
+    trained = load_video(clip, settings, family.frame_multiple)[1]["frames_indices"]
+    plan = FramePlan(processor.video_processor, settings, family.frame_multiple)
+    if family.name == "internvl":
+        assert len(trained) == 5
+        with pytest.raises(PipelineError, match=re.escape(f"where training sampled {list(trained)}")):
+            plan.request_fields("vllm", clip)
+    else:
+        assert plan.request_fields("vllm", clip)["mm_processor_kwargs"]["num_frames"] == len(trained) == 6
