@@ -22,6 +22,11 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
+# Called when a chunk run stops early (Ctrl-C), to stop the transfer in flight.
+OnInterrupt = Callable[[], None] | None
+# (clip job, clip record) pairs in (chunk, clip id) order.
+ChunkResults = Iterator[tuple[Any, dict]]
+
 
 @dataclass(frozen=True)
 class ClipOps:
@@ -114,12 +119,8 @@ class Engine(Protocol):
         ...
 
     def run_chunks(
-        self,
-        works: Iterable[ChunkWork],
-        ops: ClipOps,
-        max_in_flight: int,
-        on_interrupt: Callable[[], None] | None = None,
-    ) -> Iterator[tuple[Any, dict]]:
+        self, works: Iterable[ChunkWork], ops: ClipOps, max_in_flight: int, on_interrupt: OnInterrupt = None
+    ) -> ChunkResults:
         """Download, cut and free chunks, a bounded number on disk; yield (job, record) in order."""
         ...
 
@@ -176,12 +177,8 @@ class LocalEngine:
         return (future.result() for future in futures)
 
     def run_chunks(
-        self,
-        works: Iterable[ChunkWork],
-        ops: ClipOps,
-        max_in_flight: int,
-        on_interrupt: Callable[[], None] | None = None,
-    ) -> Iterator[tuple[Any, dict]]:
+        self, works: Iterable[ChunkWork], ops: ClipOps, max_in_flight: int, on_interrupt: OnInterrupt = None
+    ) -> ChunkResults:
         """Download, cut and free chunks, at most `max_in_flight` on disk; yield (job, record) in order.
 
         `on_interrupt` is called if the run stops early (Ctrl-C): it should stop the transfer in flight.

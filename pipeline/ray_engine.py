@@ -31,7 +31,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.engines import ChunkWork, ClipOps, failure_reason, fetch_chunk, free_chunk, reused_records
+from pipeline.engines import (
+    ChunkResults,
+    ChunkWork,
+    ClipOps,
+    OnInterrupt,
+    failure_reason,
+    fetch_chunk,
+    free_chunk,
+    reused_records,
+)
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -283,12 +292,8 @@ class RayEngine:
         return (self._result(ref, job, ops) for ref, job in zip(refs, jobs, strict=True))
 
     def run_chunks(
-        self,
-        works: Iterable[ChunkWork],
-        ops: ClipOps,
-        max_in_flight: int,
-        on_interrupt: Callable[[], None] | None = None,
-    ) -> Iterator[tuple[Any, dict]]:
+        self, works: Iterable[ChunkWork], ops: ClipOps, max_in_flight: int, on_interrupt: OnInterrupt = None
+    ) -> ChunkResults:
         """Download, cut and free chunks, at most `max_in_flight` per node; yield (job, record) in order."""
         return self._chunk_results(iter(works), ops, max_in_flight)
 

@@ -176,6 +176,16 @@ class TinyModelConfig:
             "num_key_value_heads": self.kv_heads,
         }
 
+    def qwen_vision_sizes(self) -> dict[str, int]:
+        """A Qwen vision tower's sizes under their transformers config names (Qwen2.5-VL, Qwen3-VL, Qwen3.5)."""
+        return {
+            "depth": self.vision_depth,
+            "hidden_size": self.vision_hidden_size,
+            "intermediate_size": 2 * self.vision_hidden_size,
+            "num_heads": self.vision_heads,
+            "out_hidden_size": self.hidden_size,
+        }
+
     def token_id(self, token: str) -> int:
         """The id this vocabulary gives a special token."""
         return self.special_base + family_tokens(self.family).index(token)
@@ -293,11 +303,7 @@ def build_model(config: TinyModelConfig) -> Any:
     }
     end_of_text, im_end = config.token_id("<|endoftext|>"), config.token_id("<|im_end|>")
     vision = {
-        "depth": config.vision_depth,
-        "hidden_size": config.vision_hidden_size,
-        "intermediate_size": 2 * config.vision_hidden_size,
-        "num_heads": config.vision_heads,
-        "out_hidden_size": config.hidden_size,
+        **config.qwen_vision_sizes(),
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
         "initializer_range": config.vision_hidden_size**-0.5,

@@ -73,11 +73,7 @@ def build_model(config: Any, mrope_section: list[int]) -> Any:
         "eos_token_id": config.token_id("<|im_end|>"),
     }
     vision = {
-        "depth": config.vision_depth,
-        "hidden_size": config.vision_hidden_size,
-        "intermediate_size": 2 * config.vision_hidden_size,
-        "num_heads": config.vision_heads,
-        "out_hidden_size": config.hidden_size,
+        **config.qwen_vision_sizes(),
         "patch_size": 16,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
