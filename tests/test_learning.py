@@ -29,10 +29,6 @@ def read_velocities(text: str) -> np.ndarray | None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="regressed with the keyed-hash clip split (seed 42 held out the only left turn: 5 of 19 answers readable)",
-    strict=False,
-)
 def test_tiny_model_learns_and_beats_zero_motion_on_held_out_clips(segments_dir, tmp_path):
     dataset_dir = tmp_path / "dataset"
     profile = replace(PROFILES["default"], max_steps=300, batch_size=8, test_ratio=0.34)
