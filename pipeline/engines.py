@@ -145,7 +145,7 @@ class LocalEngine:
     def __init__(self, workers: int = 1, retries: int = 2) -> None:
         self.workers = workers
         self.retries = retries
-        self._on_interrupt: Callable[[], None] | None = None
+        self._on_interrupt: OnInterrupt = None
         self._pool: ProcessPoolExecutor | None = None
         self._downloads: ThreadPoolExecutor | None = None
 
@@ -191,7 +191,7 @@ class LocalEngine:
 
     def _chunk_results(
         self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int, pool: ProcessPoolExecutor
-    ) -> Iterator[tuple[Any, dict]]:
+    ) -> ChunkResults:
         window: deque[_Slot] = deque()
         assert self._downloads is not None
         downloads = self._downloads
