@@ -5,17 +5,19 @@ Default run, on a synthetic repository served by the local Hub server (`--chunks
                  (sampled every 20 ms) over the largest chunk's bytes (goal: <= --max-chunks-in-flight)
   ray start-up   a local Ray cluster of N CPUs started in-process, and its worker warm-up (`RayEngine` imports
                  the work's modules in every worker process as it starts), on their own line
-  ray            `--engine ray` (joining that cluster) on the same clips: clips/s; ray / local (goal >= 0.9), local
-                 being the mean of a local run before and one after (the cluster stopped) the Ray run
-  driver RSS     `pipeline prepare --engine ray --ray-address <that cluster>` as a child process over 2 chunks and
-                 over 8 chunks, each reporting its own peak RSS; 8 / 2 (goal <= 1.2)
+  ray            `--engine ray` (joining that cluster) on the same clips: clips/s
+  driver RSS     (the first cluster only) `pipeline prepare --engine ray --ray-address <that cluster>` as a child
+                 process over 2 chunks and over 8 chunks, each reporting its own peak RSS; 8 / 2 (goal <= 1.2)
+  ratio          cluster start-up, Ray run and a local run (the cluster stopped) are repeated `--repeats` times after
+                 a first local run; ray / local clips/s (goal >= 0.9) is the mean seconds of the local runs over the
+                 mean of the Ray runs, and each Ray run's ratio against the local runs around it shows the spread
 `--simulate` instead runs only the Ray engine over a larger repository (default 8 chunks x 64 clips at 320x180) and
 prints the throughput of each chunk in completion order, the first half vs the second half (throughput holds if the
 ratio is ~1), and the engine's per-clip overhead: wall x CPUs / clips minus the mean time a clip spends in its task.
 `--hd` measures one 1920x1080 clip (20 s): source bytes, cut CPU seconds on one core, output bytes per segment.
 Timings are wall clock on whatever else the machine is running.
 
-    uv run python benchmarks/prepare_bench.py [--work-dir DIR] [--workers 2]
+    uv run python benchmarks/prepare_bench.py [--work-dir DIR] [--workers 2] [--repeats 3]
     uv run python benchmarks/prepare_bench.py --simulate [--chunks 8 --clips-per-chunk 64 --size 320x180]
     uv run python benchmarks/prepare_bench.py --hd
 """
@@ -118,6 +120,31 @@ def driver_rss(root: Path, address: str, chunks: str, workers: int) -> int:
     return int(next(line for line in out.stdout.splitlines() if line.startswith("RSS")).split()[1])
 
 
+def engine_run(root: Path, args: argparse.Namespace, engine, chunk_bytes: int) -> float:
+    """Seconds of one `prepare` run over every chunk into a fresh `root`; prints clips/s and the peak source."""
+    shutil.rmtree(root, ignore_errors=True)
+    with DiskPeak(root) as disk:
+        result, secs = timed(lambda: prepare.run(config_for(root, args.workers, None), engine=engine))
+    n = result.segments.clips
+    print(f"{engine.describe()}: {n} clips in {secs:.1f} s = {n / secs:.2f} clips/s; "
+          f"peak source on disk / largest chunk: {disk.peak / chunk_bytes:.2f} (goal <= 2)")  # fmt: skip
+    return secs
+
+
+def rss_ratio(work: Path, args: argparse.Namespace) -> None:
+    """Driver peak RSS over 2 and over 8 chunks, each a child process joining the running cluster."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    rss = {}
+    for k in (2, min(8, args.chunks)):
+        root = work / f"rss_{k}"
+        shutil.rmtree(root, ignore_errors=True)
+        rss[k] = driver_rss(root, address, f"0-{k - 1}", args.workers)
+        print(f"driver peak RSS over {k} chunks: {rss[k] / 2**20:.0f} MiB")
+    print(f"driver peak RSS {max(rss)} / 2 chunks: {rss[max(rss)] / rss[2]:.2f} (goal <= 1.2)")
+
+
 def default_run(args: argparse.Namespace, work: Path) -> None:
     repo = synthetic_repo(
         SynthConfig(
@@ -130,7 +157,6 @@ def default_run(args: argparse.Namespace, work: Path) -> None:
             frame_code=False,
         )
     )
-    n = len(repo.clips)
     chunk_bytes = max(
         repo.chunk_path(DEFAULT_CAMERA, c).stat().st_size + repo.chunk_path("egomotion", c).stat().st_size
         for c in {clip.chunk for clip in repo.clips}
@@ -140,45 +166,25 @@ def default_run(args: argparse.Namespace, work: Path) -> None:
     with serve_repo(repo.root) as server:
         os.environ["HF_ENDPOINT"] = server.endpoint
         os.environ["HF_HUB_DISABLE_XET"] = "1"
-        t_local = []
-
-        def run_local() -> None:
-            local_root = work / "local"
-            shutil.rmtree(local_root, ignore_errors=True)
-            with DiskPeak(local_root) as disk:
-                _, secs = timed(
-                    lambda: prepare.run(config_for(local_root, args.workers, None), engine=LocalEngine(args.workers))
-                )
-            t_local.append(secs)
-            print(f"local engine ({args.workers} workers): {n} clips in {secs:.1f} s = {n / secs:.2f} clips/s")
-            print(f"local peak source on disk / largest chunk: {disk.peak / chunk_bytes:.2f} (goal <= 2)")
-
-        run_local()
-        ray_root = work / "ray"
-        shutil.rmtree(ray_root, ignore_errors=True)
-        cluster = start_cluster(args.workers)
-        try:
-            with DiskPeak(ray_root) as disk:
-                _, t_ray = timed(lambda: prepare.run(config_for(ray_root, args.workers, None), engine=RayEngine()))
-            print(f"ray engine: {n} clips in {t_ray:.1f} s = {n / t_ray:.2f} clips/s")
-            print(f"ray peak source on disk / largest chunk: {disk.peak / chunk_bytes:.2f} (goal <= 2)")
-            import ray
-
-            address = ray.get_runtime_context().gcs_address
-            rss = {}
-            for k in (2, min(8, args.chunks)):
-                root = work / f"rss_{k}"
-                shutil.rmtree(root, ignore_errors=True)
-                rss[k] = driver_rss(root, address, f"0-{k - 1}", args.workers)
-                print(f"driver peak RSS over {k} chunks: {rss[k] / 2**20:.0f} MiB")
-            print(f"driver peak RSS {max(rss)} / 2 chunks: {rss[max(rss)] / rss[2]:.2f} (goal <= 1.2)")
-        finally:
-            cluster.__exit__(None, None, None)
-        run_local()  # again, once the cluster is stopped: the machine's load drifts
-    mean_local = sum(t_local) / len(t_local)
+        # local, then (a fresh cluster, Ray, local) `repeats` times: every Ray run sits between two local runs
+        t_local = [engine_run(work / "local", args, LocalEngine(args.workers), chunk_bytes)]
+        t_ray = []
+        for repeat in range(args.repeats):
+            cluster = start_cluster(args.workers)
+            try:
+                t_ray.append(engine_run(work / "ray", args, RayEngine(), chunk_bytes))
+                if repeat == 0:
+                    rss_ratio(work, args)
+            finally:
+                cluster.__exit__(None, None, None)
+            t_local.append(engine_run(work / "local", args, LocalEngine(args.workers), chunk_bytes))
+    pairs = [(t_local[i] + t_local[i + 1]) / 2 / t for i, t in enumerate(t_ray)]
+    mean_local, mean_ray = sum(t_local) / len(t_local), sum(t_ray) / len(t_ray)
+    print(f"ray / local clips/s, each Ray run against the mean of the local runs around it: "
+          f"{', '.join(f'{r:.2f}' for r in pairs)}")  # fmt: skip
     print(
-        f"ray / local clips/s: {mean_local / t_ray:.2f} (goal >= 0.9; local = the mean of the runs before and after: "
-        f"{t_local[0]:.1f} s, {t_local[1]:.1f} s)"
+        f"ray / local clips/s: {mean_local / mean_ray:.2f} (goal >= 0.9; the mean of {len(t_local)} local runs, "
+        f"{mean_local:.2f} s, over the mean of {len(t_ray)} Ray runs, {mean_ray:.2f} s)"
     )
 
 
@@ -299,6 +305,9 @@ def main() -> None:
     )
     parser.add_argument("--size", default=None, help="Source WxH (default 256x144; 320x180 simulating).")
     parser.add_argument("--duration", type=float, default=None, help="Clip seconds (default 8; 4 simulating).")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Ray runs, each after a local run and a fresh cluster (default 3)."
+    )
     parser.add_argument("--simulate", action="store_true", help="The >= 500-clip Ray simulation.")
     parser.add_argument("--hd", action="store_true", help="Per-clip figures of one 1920x1080 clip.")
     parser.add_argument("--hd-duration", type=float, default=20.0, help="Seconds of the 1080p clip.")

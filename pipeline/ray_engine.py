@@ -59,8 +59,12 @@ _LOCAL_START_ATTEMPTS = 3
 _CANCEL_WAIT_S = 30.0
 # Ray's switch (read once, when ray is imported) that, set to "0", puts a node on the loopback address.
 _LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# What the cut and download tasks import (by name: this module does not depend on the stages).
-WORK_MODULES = ("pipeline.segment_clip", "pipeline.download")
+# Ray's switch (read once, when ray is imported) that, under `uv run`, starts every worker through `uv run` in a
+# packaged copy of the working directory with a venv of its own.
+_UV_RUN_SWITCH = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"
+# What the cut and download tasks import (by name: this module does not depend on the stages), with the modules a
+# download imports only when it runs (the Hub client, the clip index's parquet reader).
+WORK_MODULES = ("pipeline.segment_clip", "pipeline.download", "huggingface_hub.hf_api", "pyarrow.parquet")
 # Seconds a warm-up task holds its CPU at least, so that every worker process of a node gets one of them (a task
 # that ended at once would hand its worker the next one).
 _WARM_HOLD_S = 0.5
@@ -162,6 +166,8 @@ class RayEngine:
             # A cluster started here has one node: keep its processes and their traffic on 127.0.0.1, not on the
             # machine's network address (Ray's default on Linux).
             os.environ.setdefault(_LOOPBACK_SWITCH, "0")
+            # Its workers run this interpreter and see this code already: no second venv, no copy of the cwd.
+            os.environ.setdefault(_UV_RUN_SWITCH, "0")
         ray = self._ray = import_ray()
         if ray.is_initialized():  # the caller's session (e.g. a test's cluster, warmed when it began): use it
             return self

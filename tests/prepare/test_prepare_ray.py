@@ -72,6 +72,20 @@ def test_worker_warm_up_imports_the_work_and_only_logs_a_failure(ray_cluster, ca
     assert "could not import pipeline.no_such_module" in caplog.text
 
 
+def test_workers_of_a_local_cluster_run_the_drivers_interpreter(ray_cluster):
+    """Under `uv run` (as CI runs the tests), Ray would start its workers through `uv run` in a packaged copy of
+    the working directory, with a second venv; the engine's local cluster turns that off."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def where() -> tuple[str, dict]:
+        return sys.executable, dict(ray.get_runtime_context().runtime_env)
+
+    executable, runtime_env = ray.get(where.remote())
+    assert executable == sys.executable
+    assert "py_executable" not in runtime_env and "working_dir" not in runtime_env
+
+
 def test_ray_matches_local_record_for_record_and_byte_for_byte(ray_cluster, small_hub, small_repo, tmp_path):
     local = run_prepare(tmp_path / "local", engine=LocalEngine(2))
     on_ray = run_prepare(tmp_path / "ray", engine=RayEngine())
