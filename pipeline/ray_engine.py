@@ -5,7 +5,9 @@ files), the disk bound needs explicit control over when a chunk's zips arrive an
 reach the driver in clip order. Each chunk is pinned to one node (its download, cuts and deletion), so source zips
 may sit on node-local disk; at most `max_in_flight` chunks are pinned to a node at once. The output directory must
 be on storage every node sees. A download is a task with `num_cpus=0` (it waits on the network, and the driver's
-window already bounds how many run); a cut takes one CPU. Cuts depend on their chunk's download through its object
+window already bounds how many run), and a node's downloads run one after the other (each waits for the one
+before, as the local engine's one download thread), so the first chunk's transfer does not share the link with the
+second's; a cut takes one CPU. Cuts depend on their chunk's download through its object
 ref, so Ray starts them as soon as it is verified, while the previous chunk is still being cut. A chunk's clean-up
 task is not waited for: the next download on its node depends on it, so the disk bound holds without stalling the
 driver.
@@ -109,7 +111,15 @@ def _cut(job: Any, ops: ClipOps, *_after: object) -> dict:
     return ops.cut(job, ops.config)
 
 
-def _fetch(work: ChunkWork, retries: int, *_after: object) -> bool:
+def _fetch(work: ChunkWork, retries: int, previous: list[Any], *_after: object) -> bool:
+    """Download a chunk once the node's previous download (`previous`: its ref, not resolved) has ended.
+
+    Waiting on the ref rather than depending on it: a download that failed must not fail the next one.
+    """
+    if previous:
+        import ray
+
+        ray.wait(previous, num_returns=len(previous))
     fetch_chunk(work, retries)
     return True
 
@@ -310,6 +320,9 @@ class RayEngine:
         load = dict.fromkeys(nodes, 0)
         # Per node, the clean-up tasks of chunks done: each releases a slot, and the next download there waits for it.
         freeing: dict[str, deque[Any]] = {n: deque() for n in nodes}
+        # Per node, its latest download: the next one starts when it ends, so the first chunk is not slowed down by
+        # the second (one download at a time per node, as the local engine's download thread).
+        last_fetch: dict[str, Any] = {}
         window: deque[_Slot] = deque()
 
         def top_up() -> None:
@@ -321,7 +334,8 @@ class RayEngine:
                 load[node] += 1
                 after = [freeing[node].popleft()] if freeing[node] else []
                 fetch = self._remote(_fetch, DOWNLOAD_CPUS, node)
-                fetched = self._track(fetch.remote(work, self.retries, *after))
+                previous = [last_fetch[node]] if node in last_fetch else []
+                fetched = last_fetch[node] = self._track(fetch.remote(work, self.retries, previous, *after))
                 cut = self._remote(_cut, CUT_CPUS, node)
                 clips = [self._track(cut.remote(j, task_ops, fetched)) for j in work.jobs]
                 window.append(_Slot(work, node, clips, (fetched, *after)))

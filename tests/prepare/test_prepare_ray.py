@@ -10,11 +10,13 @@ import json
 import logging
 import sys
 import tracemalloc
+from functools import partial
+from itertools import pairwise
 
 import pytest
 
 from pipeline import segment
-from pipeline.engines import LocalEngine
+from pipeline.engines import ChunkWork, ClipOps, LocalEngine
 from pipeline.ray_engine import WORK_MODULES, RayEngine
 from pipeline.segment_config import SegmentConfig
 from pipeline.standins.hub_server import serve_repo
@@ -23,7 +25,11 @@ from tests.fixtures.prepare_fixtures import (
     PREPARE_SEGMENTS,
     assert_same_outputs,
     assert_targets_match_truth,
+    echo_cut,
+    no_record,
     run_prepare,
+    skipped_record,
+    timed_fetch,
 )
 
 
@@ -96,6 +102,18 @@ def test_ray_matches_local_record_for_record_and_byte_for_byte(ray_cluster, smal
     assert_same_outputs(tmp_path / "local" / "out", tmp_path / "ray" / "out")
     for engine in ("local", "ray"):
         assert not list((tmp_path / engine / "src").rglob("*.zip"))  # no source zip left
+
+
+def test_a_nodes_chunk_downloads_run_one_at_a_time(ray_cluster, tmp_path):
+    """With 2 chunks in flight, the second chunk's download starts when the first one's ends (so the first chunk's
+    cuts start as early as they can), and the window still keeps it ahead of the cuts."""
+    works = [ChunkWork(c, (f"clip{c}",), partial(timed_fetch, tmp_path, c, 0.5)) for c in range(3)]
+    ops = ClipOps(config=None, cut=echo_cut, skipped=skipped_record, reused=no_record)
+    with RayEngine() as engine:
+        results = list(engine.run_chunks(works, ops, max_in_flight=2))
+    assert results == [(f"clip{c}", {"job": f"clip{c}"}) for c in range(3)]
+    spans = [json.loads((tmp_path / f"fetch_{c}.json").read_text()) for c in range(3)]
+    assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans)), spans
 
 
 def test_connection_fault_is_retried_and_the_run_completes(ray_cluster, small_hub, small_repo, tmp_path):
