@@ -126,6 +126,8 @@ def engine_run(root: Path, args: argparse.Namespace, engine, chunk_bytes: int) -
     with DiskPeak(root) as disk:
         result, secs = timed(lambda: prepare.run(config_for(root, args.workers, None), engine=engine))
     n = result.segments.clips
+    if result.segments.done != n:
+        raise SystemExit(f"{engine.describe()}: {n - result.segments.done} of {n} clips not cut; see {root}")
     print(f"{engine.describe()}: {n} clips in {secs:.1f} s = {n / secs:.2f} clips/s; "
           f"peak source on disk / largest chunk: {disk.peak / chunk_bytes:.2f} (goal <= 2)")  # fmt: skip
     return secs
