@@ -193,6 +193,8 @@ class RayEngine:
             # Download and clean-up tasks (num_cpus=0) run in workers beyond the CPU count, which Ray kills after
             # 1 s idle by default: every chunk would then pay new worker processes (Python + imports) again.
             os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", str(_IDLE_WORKER_KEEP_MS))
+            # Nothing reads this cluster's metrics (no dashboard): not exporting them halves an idle cluster's CPU.
+            os.environ.setdefault("RAY_enable_metrics_collection", "0")
         # A local node gives up starting after Ray's fixed 30 s when its agents are slow (a busy machine): try again.
         attempts = 1 if self.address else _LOCAL_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
