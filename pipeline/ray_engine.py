@@ -61,8 +61,8 @@ _LOCAL_START_ATTEMPTS = 3
 _CANCEL_WAIT_S = 30.0
 # Ray's switch (read once, when ray is imported) that, set to "0", puts a node on the loopback address.
 _LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# Ray's switch (read once, when ray is imported) that, under `uv run`, starts every worker through `uv run` in a
-# packaged copy of the working directory with a venv of its own.
+# Ray's switch that, under `uv run`, starts every worker through `uv run` in a packaged copy of the working
+# directory with a venv of its own (an environment variable read into `ray_constants` when ray is imported).
 _UV_RUN_SWITCH = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"
 # What the cut and download tasks import (by name: this module does not depend on the stages), with the modules a
 # download imports only when it runs (the Hub client, the clip index's parquet reader).
@@ -100,6 +100,27 @@ def probe_address(address: str) -> None:
             f"--ray-address {address}: no Ray cluster answers there ({err.strerror or type(err).__name__}); "
             "start one with `ray start --head`, or omit the address to run a local cluster"
         ) from None
+
+
+@contextlib.contextmanager
+def _without_uv_run_workers() -> Iterator[None]:
+    """Ray's `uv run` integration off for the `ray.init` inside, unless $RAY_ENABLE_UV_RUN_RUNTIME_ENV is set.
+
+    A local cluster's workers run this interpreter and see this code already: no second venv, no copy of the cwd.
+    The switch is read when ray is imported, which may have happened already (joining a cluster earlier in this
+    process), so its constant is set for the call.
+    """
+    from ray._private import ray_constants
+
+    if _UV_RUN_SWITCH in os.environ or not hasattr(ray_constants, _UV_RUN_SWITCH):
+        yield
+        return
+    before = getattr(ray_constants, _UV_RUN_SWITCH)
+    setattr(ray_constants, _UV_RUN_SWITCH, False)
+    try:
+        yield
+    finally:
+        setattr(ray_constants, _UV_RUN_SWITCH, before)
 
 
 def _quiet_ray_logs() -> None:
@@ -176,8 +197,6 @@ class RayEngine:
             # A cluster started here has one node: keep its processes and their traffic on 127.0.0.1, not on the
             # machine's network address (Ray's default on Linux).
             os.environ.setdefault(_LOOPBACK_SWITCH, "0")
-            # Its workers run this interpreter and see this code already: no second venv, no copy of the cwd.
-            os.environ.setdefault(_UV_RUN_SWITCH, "0")
         ray = self._ray = import_ray()
         if ray.is_initialized():  # the caller's session (e.g. a test's cluster, warmed when it began): use it
             return self
@@ -199,7 +218,8 @@ class RayEngine:
         attempts = 1 if self.address else _LOCAL_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
             try:
-                ray.init(address=self.address, **kwargs)
+                with contextlib.nullcontext() if self.address else _without_uv_run_workers():
+                    ray.init(address=self.address, **kwargs)
                 break
             except Exception as err:  # noqa: BLE001 - ray raises bare Exceptions for a node that fails to start
                 ray.shutdown()
