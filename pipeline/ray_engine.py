@@ -59,11 +59,16 @@ _IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
 _LOCAL_START_ATTEMPTS = 3
 # How long an interrupted run waits for its cancelled tasks to stop before it returns.
 _CANCEL_WAIT_S = 30.0
-# Ray's switch (read once, when ray is imported) that, set to "0", puts a node on the loopback address.
-_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# Ray's switch that, under `uv run`, starts every worker through `uv run` in a packaged copy of the working
-# directory with a venv of its own (an environment variable read into `ray_constants` when ray is imported).
-_UV_RUN_SWITCH = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"
+# Ray's switches that a local cluster started here turns off ("0") unless their variable is set already: variable ->
+# the constant of `ray._private.ray_constants` that ray reads it into when it is imported.
+_LOCAL_SWITCHES = {
+    # off: the node on the loopback address (one node: its processes and their traffic stay on 127.0.0.1, not on
+    # the machine's network address, Ray's default on Linux)
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "ENABLE_RAY_CLUSTER",
+    # off: the workers run this interpreter and see this code already, where under `uv run` Ray would start each
+    # through `uv run` in a packaged copy of the working directory with a venv of its own
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "RAY_ENABLE_UV_RUN_RUNTIME_ENV",
+}
 # What the cut and download tasks import (by name: this module does not depend on the stages), with the modules a
 # download imports only when it runs (the Hub client, the clip index's parquet reader).
 WORK_MODULES = ("pipeline.segment_clip", "pipeline.download", "huggingface_hub.hf_api", "pyarrow.parquet")
@@ -103,24 +108,23 @@ def probe_address(address: str) -> None:
 
 
 @contextlib.contextmanager
-def _without_uv_run_workers() -> Iterator[None]:
-    """Ray's `uv run` integration off for the `ray.init` inside, unless $RAY_ENABLE_UV_RUN_RUNTIME_ENV is set.
+def _switches_as_set() -> Iterator[None]:
+    """For the `ray.init` inside, the constants of `_LOCAL_SWITCHES` as their variables say now.
 
-    A local cluster's workers run this interpreter and see this code already: no second venv, no copy of the cwd.
-    The switch is read when ray is imported, which may have happened already (joining a cluster earlier in this
-    process), so its constant is set for the call.
+    Ray reads them when it is imported, which may have come before they were set (a cluster joined earlier in this
+    process); they are put back afterwards.
     """
     from ray._private import ray_constants
 
-    if _UV_RUN_SWITCH in os.environ or not hasattr(ray_constants, _UV_RUN_SWITCH):
-        yield
-        return
-    before = getattr(ray_constants, _UV_RUN_SWITCH)
-    setattr(ray_constants, _UV_RUN_SWITCH, False)
+    saved = {name: getattr(ray_constants, name) for name in _LOCAL_SWITCHES.values() if hasattr(ray_constants, name)}
+    for variable, name in _LOCAL_SWITCHES.items():
+        if name in saved:
+            setattr(ray_constants, name, os.environ[variable].lower() in ("1", "true"))
     try:
         yield
     finally:
-        setattr(ray_constants, _UV_RUN_SWITCH, before)
+        for name, value in saved.items():
+            setattr(ray_constants, name, value)
 
 
 def _quiet_ray_logs() -> None:
@@ -194,9 +198,8 @@ class RayEngine:
 
     def __enter__(self) -> RayEngine:
         if not self.address:
-            # A cluster started here has one node: keep its processes and their traffic on 127.0.0.1, not on the
-            # machine's network address (Ray's default on Linux).
-            os.environ.setdefault(_LOOPBACK_SWITCH, "0")
+            for variable in _LOCAL_SWITCHES:
+                os.environ.setdefault(variable, "0")
         ray = self._ray = import_ray()
         if ray.is_initialized():  # the caller's session (e.g. a test's cluster, warmed when it began): use it
             return self
@@ -218,7 +221,7 @@ class RayEngine:
         attempts = 1 if self.address else _LOCAL_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
             try:
-                with contextlib.nullcontext() if self.address else _without_uv_run_workers():
+                with contextlib.nullcontext() if self.address else _switches_as_set():
                     ray.init(address=self.address, **kwargs)
                 break
             except Exception as err:  # noqa: BLE001 - ray raises bare Exceptions for a node that fails to start
