@@ -47,7 +47,7 @@ class FramePlan:
 
     video_processor: Any  # the training run's saved video processor (config only, no weights)
     settings: VideoSettings
-    frame_multiple: int = 2  # the family's frames per temporal patch (`Family.frame_multiple`), as in training
+    frame_multiple: int  # the family's frames per temporal patch (`Family.frame_multiple`), as in training
 
     def request_fields(self, engine: str, path: str | Path) -> dict[str, Any]:
         """Extra request fields that make the server sample training's frames of `path` with its pixel budget.
