@@ -335,7 +335,11 @@ class RayEngine:
     def run_chunks(
         self, works: Iterable[ChunkWork], ops: ClipOps, max_in_flight: int, on_interrupt: OnInterrupt = None
     ) -> ChunkResults:
-        """Download, cut and free chunks, at most `max_in_flight` per node; yield (job, record) in order."""
+        """Download, cut and free chunks, at most `max_in_flight` per node; yield (job, record) in order.
+
+        `on_interrupt` is not called: the transfers run in download tasks, and cancelling them (`__exit__`) raises
+        KeyboardInterrupt in the task, which stops its transfers as Ctrl-C does in one process.
+        """
         return self._chunk_results(iter(works), ops, max_in_flight)
 
     def _chunk_results(self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int) -> Iterator[tuple]:
