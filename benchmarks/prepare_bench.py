@@ -150,7 +150,7 @@ def rss_ratio(work: Path, args: argparse.Namespace) -> None:
 def default_run(args: argparse.Namespace, work: Path) -> None:
     repo = synthetic_repo(
         SynthConfig(
-            output_dir=work / f"repo_{args.chunks}x{args.clips_per_chunk}_{args.size}",
+            output_dir=work / f"repo_{args.chunks}x{args.clips_per_chunk}_{args.size}_{args.duration:g}s",
             n_chunks=args.chunks,
             clips_per_chunk=args.clips_per_chunk,
             width=parse_size(args.size)[0],
@@ -306,7 +306,9 @@ def main() -> None:
         "--clips-per-chunk", type=int, default=None, help="Clips per chunk (default 3; 64 simulating)."
     )
     parser.add_argument("--size", default=None, help="Source WxH (default 256x144; 320x180 simulating).")
-    parser.add_argument("--duration", type=float, default=None, help="Clip seconds (default 8; 4 simulating).")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="Clip seconds (default 20, as the dataset's; 4 simulating)."
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="Ray runs, each after a local run and a fresh cluster (default 3)."
     )
@@ -317,7 +319,7 @@ def main() -> None:
     args.chunks = args.chunks or 8
     args.clips_per_chunk = args.clips_per_chunk or (64 if args.simulate else 3)
     args.size = args.size or ("320x180" if args.simulate else "256x144")
-    args.duration = args.duration or (4.0 if args.simulate else 8.0)
+    args.duration = args.duration or (4.0 if args.simulate else 20.0)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="prepare_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work dir: {work}")
