@@ -54,6 +54,23 @@ def synthetic_repo(config: SynthConfig) -> SynthResult:
     return write_repo(config)
 
 
+def args_repo(args: argparse.Namespace, work: Path, prefix: str) -> SynthResult:
+    """The repository of `--chunks` x `--clips-per-chunk` clips of `--size` and `--duration`, in `work`."""
+    width, height = parse_size(args.size)
+    name = f"{prefix}_{args.chunks}x{args.clips_per_chunk}_{args.size}_{args.duration:g}s"
+    return synthetic_repo(
+        SynthConfig(
+            output_dir=work / name,
+            n_chunks=args.chunks,
+            clips_per_chunk=args.clips_per_chunk,
+            width=width,
+            height=height,
+            duration_s=args.duration,
+            frame_code=False,
+        )
+    )
+
+
 class DiskPeak:
     """Samples the bytes of *.zip files (complete or partial) under a directory every 20 ms, in a thread."""
 
@@ -148,17 +165,7 @@ def rss_ratio(work: Path, args: argparse.Namespace) -> None:
 
 
 def default_run(args: argparse.Namespace, work: Path) -> None:
-    repo = synthetic_repo(
-        SynthConfig(
-            output_dir=work / f"repo_{args.chunks}x{args.clips_per_chunk}_{args.size}_{args.duration:g}s",
-            n_chunks=args.chunks,
-            clips_per_chunk=args.clips_per_chunk,
-            width=parse_size(args.size)[0],
-            height=parse_size(args.size)[1],
-            duration_s=args.duration,
-            frame_code=False,
-        )
-    )
+    repo = args_repo(args, work, "repo")
     chunk_bytes = max(
         repo.chunk_path(DEFAULT_CAMERA, c).stat().st_size + repo.chunk_path("egomotion", c).stat().st_size
         for c in {clip.chunk for clip in repo.clips}
@@ -214,18 +221,7 @@ class TimedRay(RayEngine):
 
 
 def simulate(args: argparse.Namespace, work: Path) -> None:
-    width, height = parse_size(args.size)
-    repo = synthetic_repo(
-        SynthConfig(
-            output_dir=work / f"sim_{args.chunks}x{args.clips_per_chunk}_{args.size}_{args.duration:g}s",
-            n_chunks=args.chunks,
-            clips_per_chunk=args.clips_per_chunk,
-            width=width,
-            height=height,
-            duration_s=args.duration,
-            frame_code=False,
-        )
-    )
+    repo = args_repo(args, work, "sim")
     n = len(repo.clips)
     print(
         f"simulation: {args.chunks} chunks x {args.clips_per_chunk} clips = {n} clips, {args.size}, "
