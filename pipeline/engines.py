@@ -14,9 +14,11 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from pebble import ProcessExpired, ProcessPool
 
 from pipeline.errors import PipelineError
 
@@ -91,7 +93,8 @@ def failure_reason(err: BaseException) -> str:
 def pool_context() -> multiprocessing.context.BaseContext:
     """fork where the platform has it (workers start in ~10 ms instead of re-importing pandas/PyAV), else spawn.
 
-    With fork, Python starts every worker at the first submit: do it before any other thread exists.
+    With fork, the pool starts its workers at the first submit: do it before any other thread exists. A worker that
+    replaces a dead one is forked from the pool's own thread; it runs only the cut.
     """
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if sys.platform == "linux" and "fork" in methods else "spawn")
@@ -104,9 +107,19 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _init_worker() -> None:
     """A pool worker turns SIGTERM into SystemExit, so the clip it is cutting removes its partial files.
 
-    The pool sends SIGTERM to every worker when one of them dies (an idle worker killed by Ctrl-C does).
+    The pool stops its workers with SIGTERM when a run stops early (Ctrl-C, an error); pebble's own handler would
+    exit at once. A worker stopped from outside mid-clip ends that clip's cut, which is then tried again.
     """
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _worker_lost(err: BaseException) -> str | None:
+    """Why a cut's worker went away (it died, or was stopped mid-clip), or None for any other error."""
+    if isinstance(err, ProcessExpired):
+        return f"worker died (exit code {err.exitcode})"
+    if isinstance(err, SystemExit):
+        return f"worker stopped (exit code {err.code})"
+    return None
 
 
 class Engine(Protocol):
@@ -130,23 +143,36 @@ class Engine(Protocol):
 
 
 @dataclass
+class _Cut:
+    """One clip in the pool: its job, its current try and how many it has had."""
+
+    job: Any
+    future: Future
+    attempts: int = 1
+
+
+@dataclass
 class _Slot:
     """A chunk in the local window."""
 
     work: ChunkWork
     fetched: Future | None
-    clips: list[Future] | None = None
+    clips: list[_Cut] | None = None
     failure: str | None = None
 
 
 class LocalEngine:
-    """This machine: clips in a process pool of `workers`, chunk downloads in one background thread."""
+    """This machine: clips in a process pool of `workers`, chunk downloads in one background thread.
+
+    The pool is pebble's: a worker that dies (killed, crashed in a decoder) fails only the clip it was cutting, and
+    is replaced. That clip is tried again up to `retries` times, then recorded as skipped with the reason.
+    """
 
     def __init__(self, workers: int = 1, retries: int = 2) -> None:
         self.workers = workers
         self.retries = retries
         self._on_interrupt: OnInterrupt = None
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ProcessPool | None = None
         self._downloads: ThreadPoolExecutor | None = None
 
     def describe(self) -> str:
@@ -161,20 +187,47 @@ class LocalEngine:
                 self._on_interrupt()
             self._downloads.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if exc_type is not None:  # the cuts in flight stop and remove their partial files (`_init_worker`)
+                self._pool.stop()
+            else:
+                self._pool.close()
+            self._pool.join()
 
-    def _start_pool(self, n: int) -> ProcessPoolExecutor:
+    def _start_pool(self, n: int) -> ProcessPool:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=pool_context(), initializer=_init_worker)
+            self._pool = ProcessPool(max_workers=n, initializer=_init_worker, context=pool_context())
         return self._pool
 
+    def _submit(self, job: Any, ops: ClipOps) -> _Cut:
+        assert self._pool is not None
+        return _Cut(job, self._pool.schedule(ops.cut, (job, ops.config)))
+
+    def _settle(self, cut: _Cut, ops: ClipOps) -> dict | None:
+        """The record of a finished cut; None when its worker went away and it was submitted again."""
+        err = cut.future.exception()
+        lost = None if err is None else _worker_lost(err)
+        if lost is None:
+            return cut.future.result()
+        if cut.attempts > self.retries:
+            return ops.skipped(cut.job, f"{lost} (after {self.retries} retries)")
+        log.warning("%s: %s; trying the clip again", getattr(cut.job, "clip_id", cut.job), lost)
+        cut.future = self._submit(cut.job, ops).future
+        cut.attempts += 1
+        return None
+
+    def _record(self, cut: _Cut, ops: ClipOps) -> dict:
+        while (record := self._settle(cut, ops)) is None:
+            pass
+        return record
+
     def map_clips(self, jobs: Sequence[Any], ops: ClipOps) -> Iterator[dict]:
-        """Start the jobs now (the pool forks here); yield their records in job order."""
-        if self.workers == 1 or len(jobs) <= 1:
-            return (ops.cut(job, ops.config) for job in jobs)
-        pool = self._start_pool(min(self.workers, len(jobs)))
-        futures = [pool.submit(ops.cut, job, ops.config) for job in jobs]
-        return (future.result() for future in futures)
+        """Start the jobs now (the pool forks here, even for one worker: a clip that kills it costs only itself);
+        yield their records in job order."""
+        if not jobs:
+            return iter(())
+        self._start_pool(min(self.workers, len(jobs)))
+        cuts = [self._submit(job, ops) for job in jobs]
+        return (self._record(cut, ops) for cut in cuts)
 
     def run_chunks(
         self, works: Iterable[ChunkWork], ops: ClipOps, max_in_flight: int, on_interrupt: OnInterrupt = None
@@ -184,14 +237,11 @@ class LocalEngine:
         `on_interrupt` is called if the run stops early (Ctrl-C): it should stop the transfer in flight.
         """
         self._on_interrupt = on_interrupt
-        pool = self._start_pool(self.workers)
-        pool.submit(int).result()  # fork every worker now, before the download thread exists
+        self._start_pool(self.workers).schedule(int).result()  # fork every worker now, before the download thread
         self._downloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-download")
-        return self._chunk_results(iter(works), ops, max_in_flight, pool)
+        return self._chunk_results(iter(works), ops, max_in_flight)
 
-    def _chunk_results(
-        self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int, pool: ProcessPoolExecutor
-    ) -> ChunkResults:
+    def _chunk_results(self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int) -> ChunkResults:
         window: deque[_Slot] = deque()
         assert self._downloads is not None
         downloads = self._downloads
@@ -212,7 +262,7 @@ class LocalEngine:
                 elif (err := slot.fetched.exception()) is not None:
                     slot.failure, slot.clips = failure_reason(err), []
                 else:
-                    slot.clips = [pool.submit(ops.cut, job, ops.config) for job in slot.work.jobs]
+                    slot.clips = [self._submit(job, ops) for job in slot.work.jobs]
             return running
 
         top_up()
@@ -228,9 +278,12 @@ class LocalEngine:
                     if slot.failure is not None:
                         yield job, ops.skipped(job, slot.failure)
                         continue
-                    while not slot.clips[i].done():
-                        wait([slot.clips[i], *submit_ready()], return_when=FIRST_COMPLETED)
-                    yield job, slot.clips[i].result()
+                    cut, record = slot.clips[i], None
+                    while record is None:
+                        while not cut.future.done():
+                            wait([cut.future, *submit_ready()], return_when=FIRST_COMPLETED)
+                        record = self._settle(cut, ops)
+                    yield job, record
                 free_chunk(slot.work)
             window.popleft()
             top_up()

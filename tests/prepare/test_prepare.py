@@ -7,9 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.engines import ChunkWork, ClipOps, LocalEngine
 from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.cli_contract import assert_one_line_error, run_in_process
-from tests.fixtures.prepare_fixtures import assert_targets_match_truth, run_prepare
+from tests.fixtures.prepare_fixtures import (
+    assert_targets_match_truth,
+    dying_cut,
+    no_record,
+    run_prepare,
+    skipped_record,
+)
 
 
 def zips(root: Path) -> list[Path]:
@@ -58,6 +65,29 @@ def test_prepare_split_keeps_only_that_split(small_hub, small_repo, tmp_path):
     manifest = json.loads((tmp_path / "out" / "metadata" / "manifest.json").read_text())
     assert {c["clip_id"] for c in manifest["clips"]} == {c.clip_id for c in small_repo.clips if c.split == split}
     assert result.segments.clips == sum(c.split == split for c in small_repo.clips)
+
+
+def test_a_local_worker_that_dies_costs_only_its_clip_one_attempt(tmp_path):
+    """A pool worker that dies mid-cut (killed, crashed): its clip is tried again on a new worker up to `retries`
+    times, then skipped with the reason; the other clips, and the chunks after it, are not affected."""
+    ops = ClipOps(config=tmp_path, cut=dying_cut, skipped=skipped_record, reused=no_record)
+    with LocalEngine(workers=2, retries=2) as engine:
+        records = list(engine.map_clips([("healthy", 0), ("dies_once", 1), ("dies_always", 99)], ops))
+    assert records[:2] == [{"job": "healthy", "attempts": 1}, {"job": "dies_once", "attempts": 2}]
+    assert records[2] == {"job": ("dies_always", 99), "skipped": "worker died (exit code 1) (after 2 retries)"}
+    assert len(list(tmp_path.glob("dies_always.attempt*"))) == 3
+
+    works = [
+        ChunkWork(0, (("c0_dies", 99), ("c0_ok", 0)), fetch=lambda: None),
+        ChunkWork(1, (("c1_dies_once", 1),), fetch=lambda: None),
+    ]
+    with LocalEngine(workers=2, retries=2) as engine:
+        results = list(engine.run_chunks(works, ops, max_in_flight=2))
+    assert results == [
+        (("c0_dies", 99), {"job": ("c0_dies", 99), "skipped": "worker died (exit code 1) (after 2 retries)"}),
+        (("c0_ok", 0), {"job": "c0_ok", "attempts": 1}),
+        (("c1_dies_once", 1), {"job": "c1_dies_once", "attempts": 2}),
+    ]
 
 
 def test_unreachable_ray_address_is_one_line_exit_2(small_repo, tmp_path, capsys):

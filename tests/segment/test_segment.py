@@ -179,12 +179,19 @@ def test_left_turn_is_positive_curvature(segments_dir, synthetic_repo):
 
 
 def test_stride_half_second_overlaps_from_one_decode(synthetic_repo, tmp_path, monkeypatch):
-    opened = []
+    # The cut runs in a forked pool worker: the spy there appends to a file.
+    opened = tmp_path / "opened.txt"
     real_open = video.open_video
-    monkeypatch.setattr(video, "open_video", lambda source: opened.append(source) or real_open(source))
+
+    def spy(source):
+        with opened.open("a") as log:
+            log.write(f"{source}\n")
+        return real_open(source)
+
+    monkeypatch.setattr(video, "open_video", spy)
     out = tmp_path / "half"
     summary = make_segments(synthetic_repo.root, out, stride_s=0.5, max_clips=1, size=(128, 72))
-    assert summary.segments == 37 and len(opened) == 1
+    assert summary.segments == 37 and len(opened.read_text().splitlines()) == 1
     segments = load_segments(out)
     codes = [read_with_opencv(out / r["video"])[0] for r in segments[:3]]
     assert all(len(c) == 30 for c in codes)
