@@ -316,7 +316,8 @@ class RayEngine:
             self._refs.discard(ref)
 
     def _task_ops(self, ops: ClipOps) -> ClipOps:
-        """Workers get one decoder thread per task (each task holds one CPU); the outputs do not change."""
+        """`ops` with `workers` set to this node's core count, which gives each cut one decoder thread (a task holds
+        one CPU; `SegmentConfig.encode_settings`); the outputs do not change."""
         config = ops.config
         if hasattr(config, "workers"):
             cores = os.cpu_count() or 1
