@@ -217,6 +217,9 @@ class RayEngine:
             os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", str(_IDLE_WORKER_KEEP_MS))
             # Nothing reads this cluster's metrics (no dashboard): not exporting them halves an idle cluster's CPU.
             os.environ.setdefault("RAY_enable_metrics_collection", "0")
+            # Ray starts workers at nice 15, below the driver and everything else on the machine, which then preempt
+            # the cuts (docs/SCALE.md); the local pool's workers run at the driver's priority, and so do these.
+            os.environ.setdefault("RAY_worker_niceness", "0")
         # A local node gives up starting after Ray's fixed 30 s when its agents are slow (a busy machine): try again.
         attempts = 1 if self.address else _LOCAL_START_ATTEMPTS
         for attempt in range(1, attempts + 1):

@@ -79,18 +79,21 @@ def test_worker_warm_up_imports_the_work_and_only_logs_a_failure(ray_cluster, ca
     assert "could not import pipeline.no_such_module" in caplog.text
 
 
-def test_workers_of_a_local_cluster_run_the_drivers_interpreter(ray_cluster):
+def test_workers_of_a_local_cluster_run_the_drivers_interpreter_at_its_priority(ray_cluster):
     """Under `uv run` (as CI runs the tests), Ray would start its workers through `uv run` in a packaged copy of
-    the working directory, with a second venv; the engine's local cluster turns that off."""
+    the working directory, with a second venv, and at nice 15; the engine's local cluster turns both off."""
+    import os
+
     import ray
 
-    @ray.remote(num_cpus=0)
-    def where() -> tuple[str, dict]:
-        return sys.executable, dict(ray.get_runtime_context().runtime_env)
+    @ray.remote(num_cpus=1)
+    def where() -> tuple[str, dict, int]:
+        return sys.executable, dict(ray.get_runtime_context().runtime_env), os.nice(0)
 
-    executable, runtime_env = ray.get(where.remote())
+    executable, runtime_env, niceness = ray.get(where.remote())
     assert executable == sys.executable
     assert "py_executable" not in runtime_env and "working_dir" not in runtime_env
+    assert niceness == os.nice(0)
 
 
 def test_ray_matches_local_record_for_record_and_byte_for_byte(ray_cluster, small_hub, small_repo, tmp_path):
