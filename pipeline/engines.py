@@ -84,6 +84,11 @@ def reused_records(work: ChunkWork, ops: ClipOps) -> Iterator[dict]:
         yield ops.reused(job, ops.config) or ops.skipped(job, "clip record vanished during the run; re-run")
 
 
+def after_retries(retries: int) -> str:
+    """ "(after 1 retry)", "(after 2 retries)": the end of a skip reason."""
+    return f"(after {retries} {'retry' if retries == 1 else 'retries'})"
+
+
 def failure_reason(err: BaseException) -> str:
     """One line for the manifest."""
     text = str(err).strip().splitlines()
@@ -209,7 +214,7 @@ class LocalEngine:
         if lost is None:
             return cut.future.result()
         if cut.attempts > self.retries:
-            return ops.skipped(cut.job, f"{lost} (after {self.retries} retries)")
+            return ops.skipped(cut.job, f"{lost} {after_retries(self.retries)}")
         log.warning("%s: %s; trying the clip again", getattr(cut.job, "clip_id", cut.job), lost)
         cut.future = self._submit(cut.job, ops).future
         cut.attempts += 1
@@ -292,6 +297,7 @@ class LocalEngine:
 
 __all__ = [
     "ChunkWork",
+    "after_retries",
     "ClipOps",
     "Engine",
     "LocalEngine",

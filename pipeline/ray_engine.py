@@ -38,6 +38,7 @@ from pipeline.engines import (
     ChunkWork,
     ClipOps,
     OnInterrupt,
+    after_retries,
     failure_reason,
     fetch_chunk,
     free_chunk,
@@ -314,7 +315,7 @@ class RayEngine:
             cause = getattr(err, "cause", None) or err
             return ops.skipped(job, failure_reason(cause))
         except ray.exceptions.RayError as err:
-            return ops.skipped(job, f"ray: {failure_reason(err)} (after {self.retries} retries)")
+            return ops.skipped(job, f"ray: {failure_reason(err)} {after_retries(self.retries)}")
         finally:
             self._refs.discard(ref)
 

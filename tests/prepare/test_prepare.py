@@ -81,13 +81,14 @@ def test_a_local_worker_that_dies_costs_only_its_clip_one_attempt(tmp_path):
         ChunkWork(0, (("c0_dies", 99), ("c0_ok", 0)), fetch=lambda: None),
         ChunkWork(1, (("c1_dies_once", 1),), fetch=lambda: None),
     ]
-    with LocalEngine(workers=2, retries=2) as engine:
+    with LocalEngine(workers=2, retries=1) as engine:
         results = list(engine.run_chunks(works, ops, max_in_flight=2))
     assert results == [
-        (("c0_dies", 99), {"job": ("c0_dies", 99), "skipped": "worker died (exit code 1) (after 2 retries)"}),
+        (("c0_dies", 99), {"job": ("c0_dies", 99), "skipped": "worker died (exit code 1) (after 1 retry)"}),
         (("c0_ok", 0), {"job": "c0_ok", "attempts": 1}),
         (("c1_dies_once", 1), {"job": "c1_dies_once", "attempts": 2}),
     ]
+    assert len(list(tmp_path.glob("c0_dies.attempt*"))) == 2
 
 
 def test_unreachable_ray_address_is_one_line_exit_2(small_repo, tmp_path, capsys):
