@@ -85,7 +85,7 @@ def reused_records(work: ChunkWork, ops: ClipOps) -> Iterator[dict]:
 
 
 def after_retries(retries: int) -> str:
-    """ "(after 1 retry)", "(after 2 retries)": the end of a skip reason."""
+    """The end of a skip reason: "(after 1 retry)", "(after 2 retries)"."""
     return f"(after {retries} {'retry' if retries == 1 else 'retries'})"
 
 
