@@ -203,9 +203,9 @@ class LocalEngine:
             self._pool = ProcessPool(max_workers=n, initializer=_init_worker, context=pool_context())
         return self._pool
 
-    def _submit(self, job: Any, ops: ClipOps) -> _Cut:
+    def _schedule(self, job: Any, ops: ClipOps) -> Future:
         assert self._pool is not None
-        return _Cut(job, self._pool.schedule(ops.cut, (job, ops.config)))
+        return self._pool.schedule(ops.cut, (job, ops.config))
 
     def _settle(self, cut: _Cut, ops: ClipOps) -> dict | None:
         """The record of a finished cut; None when its worker went away and it was submitted again."""
@@ -216,14 +216,17 @@ class LocalEngine:
         if cut.attempts > self.retries:
             return ops.skipped(cut.job, f"{lost} {after_retries(self.retries)}")
         log.warning("%s: %s; trying the clip again", getattr(cut.job, "clip_id", cut.job), lost)
-        cut.future = self._submit(cut.job, ops).future
+        cut.future = self._schedule(cut.job, ops)
         cut.attempts += 1
         return None
 
-    def _record(self, cut: _Cut, ops: ClipOps) -> dict:
-        while (record := self._settle(cut, ops)) is None:
-            pass
-        return record
+    def _record(self, cut: _Cut, ops: ClipOps, waiting: Callable[[], list[Future]] = list) -> dict:
+        """Wait for a cut's record, through its retries; `waiting()`: other futures whose end the caller acts on."""
+        while True:
+            while not cut.future.done():
+                wait([cut.future, *waiting()], return_when=FIRST_COMPLETED)
+            if (record := self._settle(cut, ops)) is not None:
+                return record
 
     def map_clips(self, jobs: Sequence[Any], ops: ClipOps) -> Iterator[dict]:
         """Start the jobs now (the pool forks here, even for one worker: a clip that kills it costs only itself);
@@ -231,7 +234,7 @@ class LocalEngine:
         if not jobs:
             return iter(())
         self._start_pool(min(self.workers, len(jobs)))
-        cuts = [self._submit(job, ops) for job in jobs]
+        cuts = [_Cut(job, self._schedule(job, ops)) for job in jobs]
         return (self._record(cut, ops) for cut in cuts)
 
     def run_chunks(
@@ -267,7 +270,7 @@ class LocalEngine:
                 elif (err := slot.fetched.exception()) is not None:
                     slot.failure, slot.clips = failure_reason(err), []
                 else:
-                    slot.clips = [self._submit(job, ops) for job in slot.work.jobs]
+                    slot.clips = [_Cut(job, self._schedule(job, ops)) for job in slot.work.jobs]
             return running
 
         top_up()
@@ -283,12 +286,7 @@ class LocalEngine:
                     if slot.failure is not None:
                         yield job, ops.skipped(job, slot.failure)
                         continue
-                    cut, record = slot.clips[i], None
-                    while record is None:
-                        while not cut.future.done():
-                            wait([cut.future, *submit_ready()], return_when=FIRST_COMPLETED)
-                        record = self._settle(cut, ops)
-                    yield job, record
+                    yield job, self._record(slot.clips[i], ops, submit_ready)
                 free_chunk(slot.work)
             window.popleft()
             top_up()
