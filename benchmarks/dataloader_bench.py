@@ -5,7 +5,7 @@ Run: `uv run python benchmarks/dataloader_bench.py [--samples 24] [--family qwen
 Three ways to turn one dataset row into model inputs, all ending in the same processor and collator (same text,
 same labels, same per-frame pixel budget), so only the video path differs:
 
-- ours: `pipeline.train.collator.SampleEncoder` on the 1-s 448x252 segment mp4 written by `pipeline segment`:
+- ours: `pipeline.model.collator.SampleEncoder` on the 1-s 448x252 segment mp4 written by `pipeline segment`:
   PyAV decodes the segment and converts only the sampled frames to RGB; the processor gets them with
   `video_metadata` and `do_sample_frames=False`.
 - naive (segment): the processor's default flow on the same segment (transformers' own loaders, torchcodec and
@@ -125,8 +125,8 @@ class NaiveEncoder:
     def encode(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        from pipeline.train.collator import video_paths
-        from pipeline.train.video_input import sample_indices
+        from pipeline.model.collator import video_paths
+        from pipeline.model.video_input import processor_kwargs, sample_indices
 
         settings = self.settings
         processor = self.encoder.processor
@@ -134,7 +134,7 @@ class NaiveEncoder:
         metadata = {"total_num_frames": len(frames), "fps": fps, "duration": len(frames) / fps}
         # The same pixel budget as ours for the frame count the processor will sample; only the sampling moves.
         n_sampled = len(sample_indices(len(frames), fps, settings))
-        kwargs = settings.processor_kwargs(processor.video_processor, n_sampled) | {"do_sample_frames": True}
+        kwargs = processor_kwargs(settings, processor.video_processor, n_sampled) | {"do_sample_frames": True}
         text = self.encoder.render(messages, for_generation=False)
         inputs = dict(
             processor(
@@ -179,17 +179,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from pipeline.answer import format_answer
-    from pipeline.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
-    from pipeline.standins.tiny_model import build_processor
-    from pipeline.train.collator import (
+    from pipeline.contracts.answer import format_answer
+    from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
+    from pipeline.contracts.run_config import VideoSettings
+    from pipeline.model.collator import (
         SampleEncoder,
         VideoChatCollator,
         clean_messages,
         video_paths,
         video_token_count,
     )
-    from pipeline.train.video_input import VideoSettings, load_video
+    from pipeline.model.video_input import load_video
+    from pipeline.standins.tiny_model import build_processor
 
     src_w, src_h = (int(v) for v in args.source_size.split("x"))
     seg_w, seg_h = (int(v) for v in args.segment_size.split("x"))

@@ -101,12 +101,12 @@ def _child(kind: str, source: str, out: str, num_proc: int) -> None:
     peak_anon = _sample_anonymous_rss()
     t0 = time.perf_counter()
     if kind == "build":
-        from pipeline.dataset import DatasetConfig, run
+        from pipeline.stages.dataset.stage import DatasetConfig, run
 
         result = run(DatasetConfig(segments_path=Path(source), output_dir=Path(out), num_proc=num_proc))
         rows = sum(result.counts.values())
     else:
-        from pipeline.export import ExportConfig, run
+        from pipeline.stages.export.stage import ExportConfig, run
 
         result = run(ExportConfig(dataset=Path(source), output_dir=Path(out)))
         rows = sum(result.counts.values())

@@ -17,15 +17,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline import dataset, evaluate, segment
-from pipeline.report import headline_table
-from pipeline.segment_config import SegmentConfig, parse_size
-from pipeline.standins.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.demo.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.model.inference import GenerationSettings
+from pipeline.stages.dataset import stage as dataset
+from pipeline.stages.evaluate import stage as evaluate
+from pipeline.stages.evaluate.report import headline_table
+from pipeline.stages.segment import stage as segment
+from pipeline.stages.segment.config import SegmentConfig, parse_size
+from pipeline.stages.train import trainer
 from pipeline.standins.repo import write_repo
 from pipeline.standins.synth_config import SynthConfig
 from pipeline.standins.tiny_model import make_tiny_model
-from pipeline.train import trainer
-from pipeline.train.inference import GenerationSettings
 
 GOALS = {"video": 0.8, "history": 0.5}
 

@@ -36,11 +36,11 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline import prepare
-from pipeline.engines import LocalEngine
-from pipeline.ray_engine import RayEngine
-from pipeline.segment_clip import process_clip_safe
-from pipeline.segment_config import SegmentConfig, parse_size
+from pipeline.engines.local import LocalEngine
+from pipeline.engines.ray_engine import RayEngine
+from pipeline.stages.prepare import stage as prepare
+from pipeline.stages.segment.clip import process_clip_safe
+from pipeline.stages.segment.config import SegmentConfig, parse_size
 from pipeline.standins.hub_server import serve_repo
 from pipeline.standins.repo import DEFAULT_CAMERA, SynthConfig, SynthResult, plan_clips, write_repo
 
@@ -125,7 +125,7 @@ def timed(fn):
 def driver_rss(root: Path, address: str, chunks: str, workers: int) -> int:
     """Peak RSS (bytes) of a `pipeline prepare --engine ray` driver process joining the cluster at `address`."""
     code = (
-        "import resource, sys; from pipeline.cli import main\n"
+        "import resource, sys; from pipeline.cli.app import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
     )
@@ -273,7 +273,7 @@ def hd(args: argparse.Namespace, work: Path) -> None:
     # CPU seconds (all threads of the process, pinned to one core) are what a core spends, whatever else runs.
     code = (
         "import os, resource, time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from pipeline.segment import run; from pipeline.segment_config import SegmentConfig\n"
+        "from pipeline.stages.segment.stage import run; from pipeline.stages.segment.config import SegmentConfig\n"
         f"c = SegmentConfig(input_dir={str(repo.root)!r}, output_dir={str(out)!r}, max_clips=None, workers=1)\n"
         "cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])\n"
         "t, c0 = time.perf_counter(), cpu(); s = run(c)\n"

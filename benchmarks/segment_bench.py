@@ -2,7 +2,7 @@
 
 On a synthetic 1920x1080 30 fps 20-s H.264 clip (pipeline.standins, read in place from its chunk zip):
   decode-only     threaded PyAV decode of every frame (the physical floor of any one-pass cut)
-  ours            pipeline.video.cut_segments: one decode, resize once, 19 x 1-s segments at the stage defaults
+  ours            pipeline.av.video.cut_segments: one decode, resize once, 19 x 1-s segments at the stage defaults
   naive           19 x (open, seek to second i, decode that second, re-encode it at full resolution)
 plus the ratios, the peak RSS of `pipeline segment` on that clip and on a small and a larger chunk (flat in chunk
 size), and clips/s with --workers 2 vs 1 on small clips. Goals: ours <= 1.25x decode-only, naive/ours >= 5x,
@@ -30,10 +30,10 @@ import av
 import numpy as np
 import pandas as pd
 
-from pipeline import egomotion as ego
-from pipeline import video
-from pipeline.segment import run
-from pipeline.segment_config import SegmentConfig
+from pipeline.av import egomotion as ego
+from pipeline.av import video
+from pipeline.stages.segment.config import SegmentConfig
+from pipeline.stages.segment.stage import run
 from pipeline.standins.repo import plan_clips, write_repo
 from pipeline.standins.synth_config import DEFAULT_CAMERA, SynthConfig, SynthResult
 

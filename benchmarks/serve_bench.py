@@ -4,7 +4,7 @@ Run: `uv run python benchmarks/serve_bench.py --run-dir RUN --dataset DATASET [-
 
 RUN is a training output directory (weights, processor, train_config.json), e.g. a tiny model trained by the
 demo (`pipeline demo --keep`) or by the test suite; DATASET its stage-3 dataset. The script starts
-`python -m pipeline.transformers_serve RUN` on 127.0.0.1, waits until it serves, then scores about `--samples`
+`python -m pipeline.standins.transformers_serve RUN` on 127.0.0.1, waits until it serves, then scores about `--samples`
 test samples (whole clips) once per concurrency, each into a fresh output directory (nothing is resumed). It
 prints samples/s of the asking loop, the ratio between the concurrencies, and the time 580 k samples (the full
 test split) would take at each measured rate and at `--server-rate` samples/s (a stated GPU server throughput).
@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--server-rate", type=float, default=20.0, help="stated server throughput, samples/s")
     args = parser.parse_args()
 
-    from pipeline.evaluate import EvaluateConfig, run
-    from pipeline.serving_client import ServerSettings
-    from pipeline.transformers_serve import launch, stop, wait_ready
+    from pipeline.stages.evaluate.serving_client import ServerSettings
+    from pipeline.stages.evaluate.stage import EvaluateConfig, run
+    from pipeline.standins.transformers_serve import launch, stop, wait_ready
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"

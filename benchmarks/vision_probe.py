@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from pipeline.standins.profiles import PROFILES
-from pipeline.train import trainer
-from pipeline.train.collator import SampleEncoder
-from pipeline.train.video_input import VideoSettings
+from pipeline.contracts.run_config import VideoSettings
+from pipeline.demo.profiles import PROFILES
+from pipeline.model.collator import SampleEncoder
+from pipeline.stages.train import trainer
 
 
 def pooled_features(model, encoder: SampleEncoder, rows, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

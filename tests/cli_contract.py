@@ -40,7 +40,7 @@ def run_pipeline(*args: object, env: Mapping[str, str] | None = None, timeout: f
 
 def run_in_process(capsys: pytest.CaptureFixture[str], *args: object) -> CliResult:
     """`pipeline ARGS` in this process (so a test can monkeypatch the code under it), as the console script runs."""
-    from pipeline.cli import main
+    from pipeline.cli.app import main
 
     capsys.readouterr()
     try:

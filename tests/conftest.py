@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The tests start only local Ray clusters: keep them on 127.0.0.1 even when a module imports ray early
-# (`pipeline.ray_engine` sets the same switch before it imports ray for a cluster it starts).
+# (`pipeline.engines.ray_engine` sets the same switch before it imports ray for a cluster it starts).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 pytest_plugins = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from pipeline.answer import CURVATURE_SCALE, DECIMALS
+from pipeline.contracts.answer import CURVATURE_SCALE, DECIMALS
 
 
 def round_like_answer(velocity: np.ndarray, curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

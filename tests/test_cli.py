@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipeline.cli import app
+from pipeline.cli.app import app
 
 COMMANDS = sorted(cmd.name or cmd.callback.__name__.replace("_", "-") for cmd in app.registered_commands)
 
@@ -28,6 +28,6 @@ def test_unknown_option_is_a_usage_error():
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from pipeline.cli import app; print('torch' in sys.modules)"
+    code = "import sys; from pipeline.cli.app import app; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False"

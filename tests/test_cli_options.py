@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from pipeline.cli import app
+from pipeline.cli.app import app
 
 # Parameters a command declares itself, beside its config's settings.
 OWN_PARAMETERS = {"train": {"config_file"}, "serve": {"directory"}, "make-tiny-model": {"output_dir"}}

@@ -18,8 +18,8 @@ import termios
 import pytest
 from rich.console import Console
 
-from pipeline import console as console_mod
-from pipeline.progress import BYTES, LogProgress, for_console
+from pipeline.cli import console as console_mod
+from pipeline.core.progress import BYTES, LogProgress, for_console
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # any control character but tab and newline
@@ -94,7 +94,7 @@ def test_stage_off_a_terminal_logs_periodic_progress_without_control_characters(
     assert result.returncode == 0, log_text[-3000:]
     assert not CONTROL.search(log_text), repr(CONTROL.search(log_text))
     assert "━" not in log_text  # no bar at all
-    progress = re.findall(r"INFO pipeline\.progress: segment clips: (\d)/3 \(\d+ %\)(.*)$", log_text, flags=re.M)
+    progress = re.findall(r"INFO pipeline\.core\.progress: segment clips: (\d)/3 \(\d+ %\)(.*)$", log_text, flags=re.M)
     assert [done for done, _ in progress] == ["0", "1", "2", "3"], log_text
     assert progress[0][1] == ", elapsed 0:00:00"
     for _, rest in progress[1:]:
@@ -106,7 +106,7 @@ def test_stage_off_a_terminal_logs_periodic_progress_without_control_characters(
 def test_log_progress_at_most_one_line_per_interval_with_rate_and_eta(caplog):
     now = [100.0]
     sink = LogProgress(interval_s=30, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+    with caplog.at_level(logging.INFO, logger="pipeline.core.progress"):
         sink.start("building rows", 1000)
         for _ in range(100):  # 10 rows a second for 100 s
             now[0] += 1
@@ -126,7 +126,7 @@ def test_log_progress_at_most_one_line_per_interval_with_rate_and_eta(caplog):
 def test_log_progress_counts_bytes_and_unknown_totals(caplog):
     now = [0.0]
     sink = LogProgress(interval_s=0, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+    with caplog.at_level(logging.INFO, logger="pipeline.core.progress"):
         sink.start("downloading 2 files", 4_000_000, unit=BYTES)
         now[0] += 2
         sink.advance(1_000_000)
@@ -144,7 +144,7 @@ def test_log_progress_lines_take_a_new_description(caplog):
     now = [0.0]
     sink = LogProgress(interval_s=0, clock=lambda: now[0])
     sink.describe("ignored: no loop running")
-    with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+    with caplog.at_level(logging.INFO, logger="pipeline.core.progress"):
         sink.start("asking the server", 4)
         now[0] += 1
         sink.describe("asking the server (1 failed, 1.00 samples/s)")
@@ -172,8 +172,8 @@ def test_third_party_notices_and_own_handlers(verbose):
         library.error("a DeepSpeed error")
         logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/x")
         logging.getLogger("huggingface_hub.file_download").warning("a Hub warning")
-        logging.getLogger("pipeline.download").info("our own line")
-        logging.getLogger("pipeline.download").debug("our debug line")
+        logging.getLogger("pipeline.stages.download.stage").info("our own line")
+        logging.getLogger("pipeline.stages.download.stage").debug("our debug line")
     finally:
         restore()
     text = recorded.export_text()

@@ -10,17 +10,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline import evaluate
-from pipeline.dataset import run as build_dataset
-from pipeline.standins.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.demo.profiles import PROFILES, tiny_dataset_config, tiny_model_config, tiny_train_config
+from pipeline.stages.dataset.stage import run as build_dataset
+from pipeline.stages.evaluate import stage as evaluate
+from pipeline.stages.train import trainer
 from pipeline.standins.tiny_model import make_tiny_model
-from pipeline.train import trainer
 
 LINE = re.compile(r"(-?\d+\.\d\d),(-?\d+\.\d\d)")
 
 
 def read_velocities(text: str) -> np.ndarray | None:
-    """The 30 velocities of an answer (m/s), read independently of pipeline.answer; None unless exactly 30 lines."""
+    """The 30 velocities of an answer (m/s), read independently of contracts.answer; None unless exactly 30 lines."""
     lines = text.strip().split("\n")
     matches = [LINE.fullmatch(line.strip()) for line in lines]
     if len(lines) != 30 or not all(matches):

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.options import build, merge, nest, options_of
-from pipeline.train.config import TrainConfig, read_run_config
+from pipeline.contracts.run_config import RunSettings, read_run_config
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import build, merge, nest, options_of
+from pipeline.stages.train.config import TrainConfig
 
 
 def test_groups_flatten_to_prefixed_options():
@@ -57,12 +58,13 @@ def test_resolved_json_nests_the_groups_and_reads_back(tmp_path):
     assert written["video"]["fps"] == 2.0 and written["lora"]["r"] == 4 and "video_fps" not in written
     (tmp_path / "train_config.json").write_text(json.dumps(written))
     values, path = read_run_config(tmp_path)
-    assert build(TrainConfig, values) == config and path == tmp_path / "train_config.json"
+    assert build(RunSettings, values) == RunSettings(config.model, config.lora, config.video)
+    assert path == tmp_path / "train_config.json"
     assert read_run_config(tmp_path / "nowhere") is None
 
 
 def test_an_exposed_group_offers_some_fields_with_their_own_help_and_keeps_its_default():
-    from pipeline.prepare_config import PrepareConfig
+    from pipeline.stages.prepare.config import PrepareConfig
 
     options = {o.name: o for o in options_of(PrepareConfig)}
     assert options["input_dir"].path == ("segment", "input_dir")
@@ -79,9 +81,9 @@ def test_an_option_reads_its_environment_variable(monkeypatch):
     import typer
     from typer.testing import CliRunner
 
-    from pipeline.engine_choice import EngineConfig
-    from pipeline.options import config_command
-    from pipeline.segment_config import SegmentConfig
+    from pipeline.core.options import config_command
+    from pipeline.engines.config import EngineConfig
+    from pipeline.stages.segment.config import SegmentConfig
 
     app, seen = typer.Typer(), []
 

@@ -48,7 +48,7 @@ def test_hf_token_is_never_written_or_printed(synthetic_repo, tmp_path):
         outputs.append(run_pipeline(*args, env=env))
         assert outputs[-1].code == 0, (args[0], outputs[-1].err)
 
-    from pipeline.dataset_reader import load_split
+    from pipeline.contracts.dataset_reader import load_split
 
     rows = load_split(dataset, "train")
     predictions = work / "predictions.jsonl"

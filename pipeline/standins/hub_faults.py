@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.standins.hub_snapshot import RepoSnapshot
 
 

@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from pipeline.catalog import REPO_ID
-from pipeline.errors import PipelineError
-from pipeline.options import setting
+from pipeline.av.catalog import REPO_ID
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import setting
 from pipeline.standins.hub_faults import FaultInjection
 from pipeline.standins.hub_http import DropInjectedCut, now_iso, parse_range, stream_file
 from pipeline.standins.hub_snapshot import LFS_MIN_SIZE, LFS_SUFFIXES, RepoEntry, RepoSnapshot

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 LFS_SUFFIXES = (".zip", ".parquet", ".mp4", ".pdf", ".bin", ".npz", ".npy", ".tar", ".gz", ".safetensors")
 # the Hub refuses plain git files of 10 MB and more: anything that large is LFS

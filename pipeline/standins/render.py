@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.standins.trajectory import Trajectory
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_dir
-from pipeline.catalog import Feature, chunk_file, member_name
-from pipeline.errors import PipelineError
-from pipeline.progress import NullProgress, ProgressSink
+from pipeline.av.catalog import Feature, chunk_file, member_name
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import PipelineError
+from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.standins.frame_code import stamp_frame_index
 from pipeline.standins.render import CameraModel, RoadRenderer
 from pipeline.standins.synth_config import (

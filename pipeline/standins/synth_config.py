@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from pipeline.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
-from pipeline.errors import PipelineError
-from pipeline.options import setting
+from pipeline.av.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import setting
 from pipeline.standins.frame_code import MAX_FRAME_INDEX
 
 EGOMOTION_FEATURE = "egomotion"
@@ -44,8 +44,8 @@ CAMERA_GEOMETRY = {
 
 
 def packaged_features_csv() -> str:
-    """Text of the real `features.csv`, shipped as package data (`pipeline/data/features.csv`)."""
-    return resources.files("pipeline").joinpath("data/features.csv").read_text(encoding="utf-8")
+    """Text of the real `features.csv`, shipped as package data (`pipeline/standins/data/features.csv`)."""
+    return resources.files("pipeline.standins").joinpath("data/features.csv").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class SynthResult:
 
 
 def repo_features() -> dict[str, Feature]:
-    return parse_features_csv(packaged_features_csv(), source="pipeline/data/features.csv")
+    return parse_features_csv(packaged_features_csv(), source="pipeline/standins/data/features.csv")
 
 
 __all__ = [

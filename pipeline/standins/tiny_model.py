@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import atomic_dir, write_json
-from pipeline.errors import PipelineError
-from pipeline.options import group, setting
+from pipeline.core.atomic import atomic_dir, write_json
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import group, setting
+from pipeline.model.families import FAMILIES, QWEN3_5_SPECIAL_BASE, supported
 from pipeline.standins import tiny_internvl, tiny_qwen3_5
-from pipeline.train.families import FAMILIES, QWEN3_5_SPECIAL_BASE, supported
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ The decoder is Qwen3.5's hybrid: Gated DeltaNet (linear attention) layers with a
 (a quarter of each head) with interleaved M-RoPE. Video goes through the Qwen3-VL processor (16-px patches, 2x2
 merge, frame pairs). The chat template is Qwen3-VL's with Qwen3.5's thinking block: an answer follows an empty
 `<think>\\n\\n</think>\\n\\n`, and the generation prompt opens `<think>\\n` unless `enable_thinking=False`
-(what the `qwen3_5` family passes, `pipeline.train.families`).
+(what the `qwen3_5` family passes, `pipeline.model.families`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 # Scenario kinds, in the order `scenario_for` cycles through them (any 6 consecutive clips cover all of them).
 SCENARIO_KINDS: tuple[str, ...] = ("cruise", "left_turn", "brake", "right_turn", "s_curve", "standstill")

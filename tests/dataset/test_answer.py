@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.answer import ParsedAnswer, format_answer, format_answers, parse_answer
+from pipeline.contracts.answer import ParsedAnswer, format_answer, format_answers, parse_answer
 from tests.reference import round_like_answer
 
 N = 30

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.answer import MAX_CURVATURE_PER_M, MAX_SPEED_MPS
+from pipeline.contracts.answer import MAX_CURVATURE_PER_M, MAX_SPEED_MPS
 from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.dataset_fixtures import make_segment_records, write_segment_files
 

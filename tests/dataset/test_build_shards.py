@@ -11,8 +11,8 @@ import datasets
 import pyarrow as pa
 import pytest
 
-from pipeline.dataset import DatasetConfig, job_ranges, run
-from pipeline.dataset_reader import features, read_meta
+from pipeline.contracts.dataset_reader import features, read_meta
+from pipeline.stages.dataset.stage import DatasetConfig, job_ranges, run
 from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.dataset_fixtures import make_segment_records, write_segment_files
 

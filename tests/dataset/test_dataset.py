@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.answer import format_answer, parse_answer
-from pipeline.cli import main
-from pipeline.dataset import DatasetConfig, run
-from pipeline.dataset_reader import clean_messages, features, load_split, read_meta
-from pipeline.errors import PipelineError
-from pipeline.messages import DEFAULT_SYSTEM_PROMPT, default_prompt
+from pipeline.cli.app import main
+from pipeline.contracts.answer import format_answer, parse_answer
+from pipeline.contracts.dataset_reader import clean_messages, features, load_split, read_meta
+from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, default_prompt
+from pipeline.core.errors import PipelineError
+from pipeline.stages.dataset.stage import DatasetConfig, run
 from tests.fixtures.dataset_fixtures import make_segments_dir
 
 TARGETS = ("velocity", "curvature", "history_velocity", "history_curvature")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.dataset_reader import load_split, read_meta
-from pipeline.errors import PipelineError
-from pipeline.export import ExportConfig, run
+from pipeline.cli.app import main
+from pipeline.contracts.dataset_reader import load_split, read_meta
+from pipeline.core.errors import PipelineError
+from pipeline.stages.export.stage import ExportConfig, run
 
 
 def read_jsonl(path: Path) -> list[dict]:

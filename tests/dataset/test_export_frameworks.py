@@ -59,8 +59,8 @@ def _script_exports(script: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_qwen3_vl):
     """(dataset dir, export dir) of one train and one test row whose segments are 448x252, 30 frames at 30 fps."""
-    from pipeline.dataset_reader import load_split
-    from pipeline.export import ExportConfig, run
+    from pipeline.contracts.dataset_reader import load_split
+    from pipeline.stages.export.stage import ExportConfig, run
 
     root = tmp_path_factory.mktemp("frameworks")
     dataset_dir = write_test_dataset(root, n_train=1, n_test=1)
@@ -76,9 +76,9 @@ def ours(exported, tiny_qwen3_vl):
     """Our `SampleEncoder`'s ids, labels and grid for the first train row, with `pipeline train`'s settings."""
     from transformers import AutoProcessor
 
-    from pipeline.dataset_reader import load_split
-    from pipeline.train.collator import SampleEncoder
-    from pipeline.train.video_input import VideoSettings
+    from pipeline.contracts.dataset_reader import load_split
+    from pipeline.contracts.run_config import VideoSettings
+    from pipeline.model.collator import SampleEncoder
 
     processor = AutoProcessor.from_pretrained(tiny_qwen3_vl)
     row = load_split(exported[0], "train")[0]

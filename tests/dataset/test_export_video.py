@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.export_video import framework_model
+from pipeline.cli.app import main
+from pipeline.stages.export.video import framework_model
 
 
 def _exports(path) -> dict[str, str]:

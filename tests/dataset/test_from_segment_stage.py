@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.answer import parse_answer
-from pipeline.dataset import DatasetConfig, run
-from pipeline.dataset_reader import load_split, read_meta
-from pipeline.export import ExportConfig
-from pipeline.export import run as run_export
+from pipeline.contracts.answer import parse_answer
+from pipeline.contracts.dataset_reader import load_split, read_meta
+from pipeline.stages.dataset.stage import DatasetConfig, run
+from pipeline.stages.export.stage import ExportConfig
+from pipeline.stages.export.stage import run as run_export
 
 
 def test_dataset_from_segment_stage(segments_dir, tmp_path):

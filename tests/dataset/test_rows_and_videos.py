@@ -6,9 +6,15 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from pipeline.dataset_reader import features
-from pipeline.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt, messages_column, user_text
-from pipeline.video_files import VideoFiles
+from pipeline.contracts.dataset_reader import features
+from pipeline.contracts.messages import (
+    DEFAULT_SYSTEM_PROMPT,
+    build_messages,
+    default_prompt,
+    messages_column,
+    user_text,
+)
+from pipeline.contracts.video_files import VideoFiles
 
 
 def test_messages_column_equals_build_messages():

@@ -1,6 +1,6 @@
 """The clip split is a pure function of (seed, clip id): stable when chunks are added, `--max-samples` builds are
 subsets, parquet and JSON inputs give identical datasets. Sides are recomputed here from the documented formula
-(keyed BLAKE2b) with hashlib, independently of pipeline.clip_split."""
+(keyed BLAKE2b) with hashlib, independently of pipeline.stages.dataset.split."""
 
 import hashlib
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from pipeline.dataset import DatasetConfig, run
-from pipeline.dataset_reader import read_meta
+from pipeline.contracts.dataset_reader import read_meta
+from pipeline.stages.dataset.stage import DatasetConfig, run
 from tests.fixtures.dataset_fixtures import make_segment_records, write_segment_files
 
 

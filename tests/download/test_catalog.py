@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import catalog
-from pipeline.errors import PipelineError
+from pipeline.av import catalog
+from pipeline.core.errors import PipelineError
 
 PACKAGED_FEATURES = Path(catalog.__file__).parent / "data" / "features.csv"
 

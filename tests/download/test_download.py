@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import download, download_files, download_transfer
-from pipeline.cli import main
-from pipeline.download_config import DownloadConfig
+from pipeline.cli.app import main
+from pipeline.stages.download import files as download_files
+from pipeline.stages.download import stage as download
+from pipeline.stages.download import transfer as download_transfer
+from pipeline.stages.download.config import DownloadConfig
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAM = "camera/camera_front_wide_120fov/camera_front_wide_120fov.chunk_{:04d}.zip"

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import catalog, download, download_files, download_transfer
-from pipeline.download_config import DownloadConfig
-from pipeline.errors import PipelineError
+from pipeline.av import catalog
+from pipeline.core.errors import PipelineError
+from pipeline.stages.download import files as download_files
+from pipeline.stages.download import stage as download
+from pipeline.stages.download import transfer as download_transfer
+from pipeline.stages.download.config import DownloadConfig
 from pipeline.standins.hub_server import serve_repo
 from tests.cli_contract import assert_one_line_error, run_in_process, run_pipeline
 from tests.download.test_download import CAM, EGO, INDEX, assert_identical

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.baselines import (
+from pipeline.stages.evaluate.baselines import (
     BASELINE_NAMES,
     all_baselines,
     constant,
@@ -137,7 +137,7 @@ def test_history_ridge_beats_the_train_mean_on_the_synthetic_scenarios():
 
 def test_train_moments_in_batches_match_the_in_memory_closed_form():
     """Fed in uneven batches, the streamed moments give the ridge of the textbook formula on all samples at once."""
-    from pipeline.baselines import TrainMoments
+    from pipeline.stages.evaluate.baselines import TrainMoments
 
     rng = np.random.default_rng(1)
     m = 500

@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.answer import format_answer
-from pipeline.baselines import BASELINE_NAMES
-from pipeline.errors import PipelineError
-from pipeline.evaluate import EvaluateConfig, read_predictions, run
-from pipeline.metrics import score
-from pipeline.report import REPORT_FILES, headline_table
-from pipeline.scoring import MODEL_NAME, score_answers
+from pipeline.contracts.answer import format_answer
+from pipeline.core.errors import PipelineError
+from pipeline.stages.evaluate.baselines import BASELINE_NAMES
+from pipeline.stages.evaluate.metrics import score
+from pipeline.stages.evaluate.report import REPORT_FILES, headline_table
+from pipeline.stages.evaluate.scoring import MODEL_NAME, score_answers
+from pipeline.stages.evaluate.stage import EvaluateConfig, read_predictions, run
 from tests.reference import round_like_answer
 
 
 def split_arrays(dataset_dir: Path, split: str) -> dict:
-    """An independent read of a split's targets with `datasets` directly (not through pipeline.dataset_reader)."""
+    """An independent read of a split's targets with `datasets` directly (not through the dataset reader)."""
     import datasets
 
     ds = datasets.load_from_disk(str(dataset_dir / split))
@@ -99,7 +99,7 @@ def test_history_ridge_is_the_in_memory_fit_on_the_train_split(dataset_dir, trut
     samples read independently."""
     import datasets
 
-    from pipeline.baselines import fit_history_ridge
+    from pipeline.stages.evaluate.baselines import fit_history_ridge
 
     result, _ = truth_report
     train, test = (datasets.load_from_disk(str(dataset_dir / s)) for s in ("train", "test"))
@@ -255,7 +255,7 @@ def test_config_validation(dataset_dir, tmp_path):
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     """Run `pipeline ARGS` in-process through the real entry point; (exit code, stdout, stderr)."""
-    from pipeline.cli import main
+    from pipeline.cli.app import main
 
     with pytest.raises(SystemExit) as info:
         main(list(args))

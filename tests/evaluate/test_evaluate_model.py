@@ -6,18 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.evaluate import EvaluateConfig, read_predictions, run
-from pipeline.report import REPORT_FILES
-from pipeline.scoring import MODEL_NAME
-from pipeline.train.inference import GenerationSettings
+from pipeline.core.errors import PipelineError
+from pipeline.model.inference import GenerationSettings
+from pipeline.stages.evaluate.report import REPORT_FILES
+from pipeline.stages.evaluate.scoring import MODEL_NAME
+from pipeline.stages.evaluate.stage import EvaluateConfig, read_predictions, run
 
 
 @pytest.fixture(scope="session")
 def mismatched_adapter(tmp_path_factory) -> Path:
     """A LoRA adapter saved from a tiny Qwen3-VL with hidden size 32 (the `tiny_qwen3_vl` fixture has 64)."""
+    from pipeline.contracts.run_config import LoraSettings
+    from pipeline.model.modeling import apply_lora
     from pipeline.standins.tiny_model import TinyModelConfig, build_model
-    from pipeline.train.modeling import LoraSettings, apply_lora
 
     model = build_model(TinyModelConfig(family="qwen3_vl", hidden_size=32, intermediate_size=64))
     peft_model = apply_lora(model, LoraSettings())
@@ -94,7 +95,7 @@ def test_saved_predictions_rescore_identically(model_report, dataset_dir, tmp_pa
 def test_device_resolution():
     import torch
 
-    from pipeline.evaluate import resolve_device
+    from pipeline.stages.evaluate.stage import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     if torch.cuda.is_available():

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from pipeline.evaluate import EvaluateConfig, run
-from pipeline.train.inference import GenerationSettings
+from pipeline.model.inference import GenerationSettings
+from pipeline.stages.evaluate.stage import EvaluateConfig, run
 
 # What a published checkpoint may ask for (Qwen2.5-VL's own penalty is 1.05; 1.3 makes the effect certain here).
 SHIPPED = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.3}
@@ -21,7 +21,7 @@ def digit_model(tiny_qwen3_vl, tmp_path_factory):
     it writes digits, commas and line breaks, which repeat within a few tokens."""
     import torch
 
-    from pipeline.train.modeling import load_model_and_processor
+    from pipeline.model.modeling import load_model_and_processor
 
     model, processor = load_model_and_processor(tiny_qwen3_vl)
     ids = processor.tokenizer.convert_tokens_to_ids(list("0123456789,.-"))
@@ -48,9 +48,9 @@ def test_shipped_sampling_and_penalty_settings_do_not_change_the_answers(
 ):
     from transformers import GenerationConfig
 
-    from pipeline.train.inference import generate_answers
-    from pipeline.train.modeling import load_model_and_processor
-    from pipeline.train.trainer import load_rows
+    from pipeline.model.inference import generate_answers
+    from pipeline.model.modeling import load_model_and_processor
+    from pipeline.stages.train.trainer import load_rows
 
     config = EvaluateConfig(
         dataset_dir=dataset_dir,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.metrics import (
+from pipeline.stages.evaluate.metrics import (
     HORIZON_POINTS_S,
     integrate_path,
     mae,

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.answer import format_answer
-from pipeline.evaluate import EvaluateConfig, run
-from pipeline.report_html import CLIPS_DIR, HTML_FILE, gallery_indices
+from pipeline.contracts.answer import format_answer
+from pipeline.stages.evaluate.report_html import CLIPS_DIR, HTML_FILE, gallery_indices
+from pipeline.stages.evaluate.stage import EvaluateConfig, run
 
 SCREENSHOT_ENV = "PIPELINE_REPORT_SCREENSHOT"
 """Where to copy the browser test's screenshot (the README's image: docs/report_screenshot.png)."""
@@ -94,7 +94,7 @@ def test_page_is_self_contained_with_relative_clips(html_report, dataset_dir):
 
 
 def result_rows(dataset_dir: Path) -> list[dict]:
-    from pipeline.dataset_reader import load_split
+    from pipeline.contracts.dataset_reader import load_split
 
     return list(load_split(dataset_dir, "test").select_columns(["id", "video"]))
 

@@ -16,12 +16,12 @@ import datasets
 import numpy as np
 import pytest
 
-from pipeline.answer import format_answer
-from pipeline.cli import main
-from pipeline.errors import PipelineError
-from pipeline.evaluate import EvaluateConfig, run
-from pipeline.scoring import MODEL_NAME
-from pipeline.serving_client import PREDICTIONS_FILE, ServerSettings, answer_max_tokens
+from pipeline.cli.app import main
+from pipeline.contracts.answer import format_answer
+from pipeline.core.errors import PipelineError
+from pipeline.stages.evaluate.scoring import MODEL_NAME
+from pipeline.stages.evaluate.serving_client import PREDICTIONS_FILE, ServerSettings, answer_max_tokens
+from pipeline.stages.evaluate.stage import EvaluateConfig, run
 from tests.evaluate.fake_chat_server import FakeChatServer
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
 
@@ -207,9 +207,10 @@ def test_a_server_that_is_down_is_one_line_and_exit_2_before_any_work(served_dat
 def test_the_server_is_held_to_the_frames_its_family_trains_on(fixture, request, tmp_path):
     """5 frames per second of a 30-frame clip: Qwen trains on 6 (frames merge in pairs) and the server is asked for
     them; InternVL trains on 5, which its processor's own sampler would pick elsewhere, so the server is refused."""
-    from pipeline.served_frames import FramePlan, load_run_processor
-    from pipeline.train.families import family_of_processor
-    from pipeline.train.video_input import VideoSettings, load_video
+    from pipeline.contracts.run_config import VideoSettings
+    from pipeline.model.families import family_of_processor
+    from pipeline.model.video_input import load_video
+    from pipeline.stages.evaluate.served_frames import FramePlan, load_run_processor
     from tests.fixtures.model_fixtures import write_test_clip
 
     processor = load_run_processor(request.getfixturevalue(fixture))

@@ -1,5 +1,5 @@
-"""A real `transformers serve` on 127.0.0.1 (through `pipeline.transformers_serve`) serving a tiny Qwen3-VL trained
-here: `pipeline evaluate --server` answers agree with in-process greedy answers.
+"""A real `transformers serve` on 127.0.0.1 (through `pipeline.standins.transformers_serve`) serving a tiny Qwen3-VL
+trained here: `pipeline evaluate --server` answers agree with in-process greedy answers.
 
 The server decodes the mp4s itself (torchcodec, FFmpeg's shared libraries) and samples the frames the request
 asks for, so agreement shows that the served model sees the training frames, pixels and token layout.
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluate import EvaluateConfig, run
-from pipeline.serving_client import ServerSettings, answer_max_tokens
-from pipeline.train.inference import GenerationSettings
-from pipeline.transformers_serve import launch, stop, wait_ready
+from pipeline.model.inference import GenerationSettings
+from pipeline.stages.evaluate.serving_client import ServerSettings, answer_max_tokens
+from pipeline.stages.evaluate.stage import EvaluateConfig, run
+from pipeline.standins.transformers_serve import launch, stop, wait_ready
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
 
 N_TEST = 8  # held-out samples: each is one CPU generation in-process and one through the server
@@ -28,8 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def trained_run(tiny_qwen3_vl, tmp_path_factory) -> tuple[Path, Path]:
     """(dataset dir, training output dir) of a tiny Qwen3-VL fully fine-tuned for a few steps with `pipeline train`."""
-    from pipeline.train.config import TrainConfig
-    from pipeline.train.trainer import run as train
+    from pipeline.stages.train.config import TrainConfig
+    from pipeline.stages.train.trainer import run as train
 
     root = tmp_path_factory.mktemp("served_run")
     dataset_dir = write_test_dataset(root, n_train=4, n_test=N_TEST)

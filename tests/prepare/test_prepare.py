@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.engines import ChunkWork, ClipOps, LocalEngine
+from pipeline.engines.local import ChunkWork, ClipOps, LocalEngine
 from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.prepare_fixtures import (
@@ -113,7 +113,8 @@ def test_unknown_engine_is_a_usage_error(small_repo, tmp_path, capsys):
 
 def test_help_and_data_stages_do_not_import_ray():
     code = (
-        "import sys; from pipeline.cli import app; import pipeline.prepare, pipeline.segment, pipeline.engines; "
+        "import sys; from pipeline.cli.app import app; "
+        "import pipeline.stages.prepare.stage, pipeline.stages.segment.stage, pipeline.engines.local; "
         "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['prepare', '--help']); "
         "assert r.exit_code == 0 and '--max-chunks-in-flight' in r.output, r.output; "
         "assert 'ray' not in sys.modules, 'ray imported'"

@@ -15,10 +15,10 @@ from itertools import pairwise
 
 import pytest
 
-from pipeline import segment
-from pipeline.engines import ChunkWork, ClipOps, LocalEngine
-from pipeline.ray_engine import WORK_MODULES, RayEngine
-from pipeline.segment_config import SegmentConfig
+from pipeline.engines.local import ChunkWork, ClipOps, LocalEngine
+from pipeline.engines.ray_engine import WORK_MODULES, RayEngine
+from pipeline.stages.segment import stage as segment
+from pipeline.stages.segment.config import SegmentConfig
 from pipeline.standins.hub_server import serve_repo
 from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.fixtures.prepare_fixtures import (
@@ -74,7 +74,7 @@ def test_worker_warm_up_imports_the_work_and_only_logs_a_failure(ray_cluster, ca
 
     assert ray_cluster.warm_s > 0 and ray_cluster.warm_up(WORK_MODULES)  # warmed at start-up, and again here
     assert ray.get([imported.remote() for _ in range(4)]) == [True] * 4
-    with caplog.at_level(logging.WARNING, logger="pipeline.ray_engine"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.engines.ray_engine"):
         assert ray_cluster.warm_up(("pipeline.no_such_module",)) == set()
     assert "could not import pipeline.no_such_module" in caplog.text
 

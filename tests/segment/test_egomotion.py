@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pipeline import egomotion as ego
+from pipeline.av import egomotion as ego
 from tests.reference import body_frame_velocity, planar_curvature
 
 WINDOW_US = 1_000_000

@@ -200,7 +200,7 @@ def test_two_workers_give_the_same_table(fault_run, fault_repo, tmp_path):
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     """Run `pipeline segment ARGS` in-process the way the console script does: (exit code, stdout, stderr)."""
-    from pipeline.cli import main
+    from pipeline.cli.app import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["segment", *args])
@@ -244,7 +244,7 @@ def test_unknown_chunk_is_a_usage_error(fault_repo, tmp_path, capsys):
 
 
 def test_shards_are_disjoint_and_cover_the_clips(fault_repo, tmp_path):
-    from pipeline.segment_config import SegmentConfig, list_jobs
+    from pipeline.stages.segment.config import SegmentConfig, list_jobs
 
     repo, _ = fault_repo
 

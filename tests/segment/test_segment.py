@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import egomotion as ego
-from pipeline import video
+from pipeline.av import egomotion as ego
+from pipeline.av import video
 from pipeline.standins.frame_code import decode_frame_index
 from pipeline.standins.repo import clip_truth
 from pipeline.standins.synth_config import DEFAULT_CAMERA
@@ -53,7 +53,7 @@ def load_segments(out: Path) -> list[dict]:
 
 
 def member_table(repo, feature: str, alias: str, clip) -> pd.DataFrame:
-    """Read a parquet member straight with zipfile + pandas (independent of pipeline.video)."""
+    """Read a parquet member straight with zipfile + pandas (independent of pipeline.av.video)."""
     with zipfile.ZipFile(repo.chunk_path(feature, clip.chunk)) as zf:
         return pd.read_parquet(io.BytesIO(zf.read(repo.member(feature, alias, clip.clip_id))))
 

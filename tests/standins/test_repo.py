@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.standins.frame_code import code_region, decode_frame_index
 from pipeline.standins.repo import clip_truth, plan_clips, render_clip_frames
 from pipeline.standins.synth_config import EGOMOTION_COLUMNS, SynthConfig

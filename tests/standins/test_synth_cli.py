@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.app import main
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from pipeline.answer import format_answer
-from pipeline.errors import PipelineError
+from pipeline.contracts.answer import format_answer
+from pipeline.core.errors import PipelineError
 from pipeline.standins.tiny_model import (
     TinyModelConfig,
     build_qwen_tokenizer,

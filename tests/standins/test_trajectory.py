@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.standins.trajectory import SCENARIO_KINDS, Profile, Step, Trajectory, Wave, scenario_for
 
 DT_US = 1_000  # 1 kHz for the independent numerical integration

@@ -10,11 +10,11 @@ import sys
 import datasets
 import pytest
 
-from pipeline.dataset_reader import META_FILE
-from pipeline.errors import PipelineError
-from pipeline.train.config import TrainConfig
-from pipeline.train.run_dir import check_output_dir
-from pipeline.train.trainer import SUMMARY_FILE, finish, load_rows, prepare
+from pipeline.contracts.dataset_reader import META_FILE
+from pipeline.core.errors import PipelineError
+from pipeline.stages.train.config import TrainConfig
+from pipeline.stages.train.run_dir import check_output_dir
+from pipeline.stages.train.trainer import SUMMARY_FILE, finish, load_rows, prepare
 from tests.fixtures.model_fixtures import write_test_dataset
 
 
@@ -38,7 +38,7 @@ def test_missing_dataset_is_a_pipeline_error(tmp_path):
 
 
 def test_missing_local_model_dir_is_one_line(tmp_path):
-    from pipeline.train.modeling import load_model_and_processor
+    from pipeline.model.modeling import load_model_and_processor
 
     with pytest.raises(PipelineError, match="no such model directory"):
         load_model_and_processor(tmp_path / "no_model")
@@ -71,7 +71,7 @@ def test_resume_last_passes_over_an_incomplete_newest_checkpoint(tmp_path, caplo
     write_checkpoint(out / "checkpoint-10", 10)
     write_checkpoint(out / "checkpoint-12", 12, complete=False)  # a save interrupted by a crash
     (out / "checkpoint-15").mkdir()  # interrupted before anything was written
-    with caplog.at_level("INFO", logger="pipeline.train"):
+    with caplog.at_level("INFO", logger="pipeline.stages.train"):
         assert check_output_dir(config_for(tmp_path, resume_from_checkpoint="last")) == str(out / "checkpoint-10")
     assert f"{out / 'checkpoint-15'} is incomplete (no readable trainer_state.json)" in caplog.text
     assert f"{out / 'checkpoint-12'} is incomplete" in caplog.text

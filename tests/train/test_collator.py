@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from pipeline.errors import PipelineError
-from pipeline.messages import DEFAULT_SYSTEM_PROMPT
-from pipeline.train.collator import (
+from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT
+from pipeline.core.errors import PipelineError
+from pipeline.model.collator import (
     IGNORE_INDEX,
     SampleEncoder,
     VideoChatCollator,
@@ -21,7 +21,7 @@ from pipeline.train.collator import (
     answer_labels,
     pad_batch,
 )
-from pipeline.train.trainer import load_rows
+from pipeline.stages.train.trainer import load_rows
 
 VIDEO_START, VIDEO_END, VIDEO_PAD, IM_START, IM_END = 151652, 151653, 151656, 151644, 151645
 
@@ -187,9 +187,9 @@ def test_layout_of_a_real_segment_with_thirty_targets(processors, tmp_path, fami
     """What a real run gets per 1-s 448x252 30-fps segment (the size `pipeline segment` writes), 30 targets."""
     import numpy as np
 
-    from pipeline.answer import format_answer
-    from pipeline.messages import build_messages, default_prompt
-    from pipeline.train.collator import layout_summary
+    from pipeline.contracts.answer import format_answer
+    from pipeline.contracts.messages import build_messages, default_prompt
+    from pipeline.model.collator import layout_summary
     from tests.fixtures.model_fixtures import write_test_clip
 
     clip = write_test_clip(tmp_path / "segment.mp4", seed=0, width=448, height=252)

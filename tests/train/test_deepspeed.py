@@ -126,7 +126,7 @@ def test_zero2_full_step_of_internvl_changes_its_language_model(tiny_internvl, t
     import torch
     from safetensors.torch import load_file
 
-    from pipeline.train.modeling import part_of
+    from pipeline.model.modeling import part_of
 
     out = tmp_path / "zero2_full"
     zero2 = str(ROOT / "configs" / "zero2.json")

@@ -19,18 +19,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.errors import PipelineError
-from pipeline.evaluate import EvaluateConfig
-from pipeline.evaluate import run as evaluate_run
-from pipeline.report import REPORT_FILES
-from pipeline.train.collator import IGNORE_INDEX, SampleEncoder
-from pipeline.train.config import TrainConfig
-from pipeline.train.families import FAMILIES, family_of, family_of_processor
-from pipeline.train.inference import GenerationSettings, generate_answers
-from pipeline.train.merge import MergeConfig
-from pipeline.train.merge import run as merge_run
-from pipeline.train.modeling import load_model_and_processor, part_of
-from pipeline.train.trainer import load_rows, run
+from pipeline.core.errors import PipelineError
+from pipeline.model.collator import IGNORE_INDEX, SampleEncoder
+from pipeline.model.families import FAMILIES, family_of, family_of_processor
+from pipeline.model.inference import GenerationSettings, generate_answers
+from pipeline.model.modeling import load_model_and_processor, part_of
+from pipeline.stages.evaluate.report import REPORT_FILES
+from pipeline.stages.evaluate.stage import EvaluateConfig
+from pipeline.stages.evaluate.stage import run as evaluate_run
+from pipeline.stages.train.config import TrainConfig
+from pipeline.stages.train.merge import MergeConfig
+from pipeline.stages.train.merge import run as merge_run
+from pipeline.stages.train.trainer import load_rows, run
 
 NAMES = list(FAMILIES)
 MODEL_CLASS = {
@@ -170,7 +170,7 @@ def test_adapter_saves_loads_merges_and_generates_the_same_answer(lora_run, trai
     assert answers == generate_answers(adapted, processor, rows, max_new_tokens=4)
     assert isinstance(answers[0], str)
     # Generation stops at the family's end of turn: it is the generation config's eos.
-    from pipeline.train.inference import greedy_generation_config
+    from pipeline.model.inference import greedy_generation_config
 
     assert IM_END[family] in greedy_generation_config(processor, 4).eos_token_id
 
@@ -245,10 +245,10 @@ DOCUMENTED = {"qwen3_vl": (224, 757), "qwen2_5_vl": (288, 807), "qwen3_5": (224,
 def test_published_processor_settings_give_the_documented_token_counts(encoded, tmp_path, family):
     import numpy as np
 
-    from pipeline.answer import format_answer
-    from pipeline.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
+    from pipeline.contracts.answer import format_answer
+    from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, build_messages, default_prompt
+    from pipeline.model.collator import video_token_count
     from pipeline.standins.tiny_model import build_processor
-    from pipeline.train.collator import video_token_count
     from tests.fixtures.model_fixtures import write_test_clip
 
     processor, _, _ = encoded(family)

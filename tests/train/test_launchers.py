@@ -207,7 +207,7 @@ def test_bad_nproc_and_missing_deepspeed_config(tmp_path):
     "name", ["lora_qwen3_vl_2b.yaml", "full_qwen2_5_vl_3b.yaml", "lora_qwen3_5_2b.yaml", "lora_internvl3_5_1b.yaml"]
 )
 def test_example_configs_are_valid_train_configs(name, monkeypatch):
-    from pipeline.train.config import TrainConfig
+    from pipeline.stages.train.config import TrainConfig
 
     monkeypatch.chdir(ROOT)  # their deepspeed paths are relative to the repository root
     config = TrainConfig.from_sources(ROOT / "configs" / name)

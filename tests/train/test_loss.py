@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from pipeline.train.collator import SampleEncoder, pad_batch
-from pipeline.train.loss import answer_only_loss, first_labelled_position, first_line_weights, line_break_token_id
-from pipeline.train.trainer import load_rows
+from pipeline.model.collator import SampleEncoder, pad_batch
+from pipeline.model.loss import answer_only_loss, first_labelled_position, first_line_weights, line_break_token_id
+from pipeline.stages.train.trainer import load_rows
 
 
 def test_first_labelled_position():

@@ -1,4 +1,4 @@
-"""Real training runs of the tiny models through `pipeline.train.trainer` (the `pipeline train` code path).
+"""Real training runs of the tiny models through `pipeline.stages.train.trainer` (the `pipeline train` code path).
 
 Per family, LoRA and full: the loss is finite and falls by at least half on one repeated sample; trained
 parameters changed and frozen ones did not (compared with the base checkpoint on disk); the saved result reloads
@@ -13,14 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.errors import PipelineError
-from pipeline.train.config import TrainConfig
-from pipeline.train.inference import GenerationSettings
-from pipeline.train.merge import MergeConfig
-from pipeline.train.merge import run as merge_run
-from pipeline.train.modeling import load_model_and_processor, part_of
-from pipeline.train.run_dir import check_output_dir
-from pipeline.train.trainer import CONFIG_FILE, SUMMARY_FILE, finish, prepare, run
+from pipeline.core.errors import PipelineError
+from pipeline.model.inference import GenerationSettings
+from pipeline.model.modeling import load_model_and_processor, part_of
+from pipeline.stages.train.config import TrainConfig
+from pipeline.stages.train.merge import MergeConfig
+from pipeline.stages.train.merge import run as merge_run
+from pipeline.stages.train.run_dir import check_output_dir
+from pipeline.stages.train.trainer import CONFIG_FILE, SUMMARY_FILE, finish, prepare, run
 
 # Optimizer steps of the overfit runs and their learning rates (measured: the loss halves after ~6 steps).
 OVERFIT_STEPS = 8
@@ -179,7 +179,7 @@ def test_resume_continues_at_the_checkpoint_step(tiny_qwen3_vl, train_dataset_di
         save_steps=1,
         resume_from_checkpoint=str(out / "checkpoint-1"),
     )
-    with caplog.at_level("INFO", logger="pipeline.train"):
+    with caplog.at_level("INFO", logger="pipeline.stages.train"):
         prepared = prepare(resumed_config)
     assert f"resuming from {out / 'checkpoint-1'} (step 1)" in caplog.text
     output = prepared.trainer.train(resume_from_checkpoint=prepared.resume)
@@ -218,9 +218,9 @@ def greedy_reference(model, encoder, messages, steps: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
 def test_generation_matches_hand_greedy_decoding_batched_and_single(trained, train_dataset_dir, family):
-    from pipeline.train.collator import SampleEncoder
-    from pipeline.train.inference import generate_answers
-    from pipeline.train.trainer import load_rows
+    from pipeline.model.collator import SampleEncoder
+    from pipeline.model.inference import generate_answers
+    from pipeline.stages.train.trainer import load_rows
 
     art = trained(family, "full")
     model, processor = load_model_and_processor(art["out"])
@@ -248,8 +248,8 @@ def test_generation_matches_hand_greedy_decoding_batched_and_single(trained, tra
 @pytest.mark.slow
 def test_trains_on_the_dataset_built_by_build_dataset(dataset_dir, tiny_qwen2_5_vl, tmp_path):
     """The stage-3 output itself (30 targets per second, 96x64 clips): labels are the real answer, one step runs."""
-    from pipeline.train.collator import IGNORE_INDEX, SampleEncoder
-    from pipeline.train.trainer import load_rows
+    from pipeline.model.collator import IGNORE_INDEX, SampleEncoder
+    from pipeline.stages.train.trainer import load_rows
 
     rows = load_rows(dataset_dir, "train")
     model_dir = tiny_qwen2_5_vl
@@ -276,8 +276,8 @@ def test_thinking_template_trains(tiny_qwen3_vl_thinking, train_dataset_dir, tmp
 def test_lora_with_tune_mm_mlp_trains_the_merger_then_reloads_merges_and_generates(
     request, family, train_dataset_dir, tmp_path
 ):
-    from pipeline.train.inference import generate_answers
-    from pipeline.train.trainer import load_rows
+    from pipeline.model.inference import generate_answers
+    from pipeline.stages.train.trainer import load_rows
 
     base_dir = request.getfixturevalue(f"tiny_{family}")
     out = tmp_path / "run"
@@ -314,8 +314,8 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
 ):
     import logging
 
-    from pipeline.evaluate import EvaluateConfig
-    from pipeline.evaluate import run as evaluate_run
+    from pipeline.stages.evaluate.stage import EvaluateConfig
+    from pipeline.stages.evaluate.stage import run as evaluate_run
 
     out = tmp_path / "run"
     trained = {"fps": 8.0, "max_pixels": 8192}  # not the defaults (4.0, 200704)
@@ -335,7 +335,7 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
         generation=GenerationSettings(max_new_tokens=4),
         device="cpu",
     )
-    with caplog.at_level(logging.INFO, logger="pipeline.evaluate"):
+    with caplog.at_level(logging.INFO, logger="pipeline.stages.evaluate.stage"):
         evaluate_run(evaluation)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     used = metrics["settings"]["video_settings"]
@@ -348,7 +348,7 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
 def test_full_fine_tuning_of_a_bf16_checkpoint_trains_fp32_weights_unless_bf16(
     tiny_qwen2_5_vl, train_dataset_dir, tmp_path
 ):
-    from pipeline.train.trainer import parameter_dtypes
+    from pipeline.stages.train.trainer import parameter_dtypes
 
     model, processor = load_model_and_processor(tiny_qwen2_5_vl)
     bf16_dir = tmp_path / "bf16"

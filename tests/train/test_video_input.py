@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError, VideoError
-from pipeline.train.video_input import VideoSettings, load_video, probe_video, sample_indices
+from pipeline.contracts.run_config import VideoSettings
+from pipeline.core.errors import PipelineError, VideoError
+from pipeline.model.video_input import load_video, probe_video, sample_indices
 from tests.fixtures.model_fixtures import CLIP_FPS, CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, write_test_clip
 
 

@@ -1,0 +1,2 @@
+"""Bottom layer: errors, atomic writes, the settings adapter (dataclass -> CLI), progress sinks. Imports no other
+layer."""

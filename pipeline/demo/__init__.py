@@ -1,0 +1,1 @@
+"""The hermetic end-to-end demo and its profiles."""

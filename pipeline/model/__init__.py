@@ -1,0 +1,2 @@
+"""The model layer that train, export and evaluate share: families, video input, loading, collator, loss and
+generation."""

@@ -1,0 +1,1 @@
+"""Stage 3: the train/test HF dataset in Qwen-VL conversation format."""

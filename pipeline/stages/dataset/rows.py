@@ -1,0 +1,169 @@
+"""Dataset rows from checked segment batches: each record's side of the split, and the Arrow table of the rows
+(ids, timing, video, Qwen-VL messages, float32 targets) in the declared `features` schema.
+
+Works a batch at a time, so the build's memory does not grow with the number of segments. `write_rows` writes
+the rows of some consecutive parts of a segments file into the final shards of each side (`dataset_shards`); jobs
+can run in separate processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.contracts.answer import format_answers
+from pipeline.contracts.dataset_reader import SPLITS, features
+from pipeline.contracts.messages import history_text, messages_column, user_text
+from pipeline.contracts.segments_reader import SegmentBatch, SegmentsFile
+from pipeline.core.errors import PipelineError
+from pipeline.stages.dataset.shards import Shard, ShardWriter
+from pipeline.stages.dataset.split import OFFICIAL_SPLIT_MAP, clip_is_test, selection_keys
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How a record's side and selection are decided (the build's split settings)."""
+
+    # "clip" (keyed hash of the clip id) or "official" (the record's `split`).
+    split_by: str
+    seed: int
+    # Fraction of clips on the test side with split_by "clip".
+    test_ratio: float
+    # Largest selection key kept (--max-samples), None = every clip.
+    cutoff: int | None = None
+
+
+@dataclass
+class BatchClips:
+    """The clips of one batch."""
+
+    # (rows,) index of each row's clip in `ids`.
+    rows: np.ndarray
+    # Distinct clip ids of the batch.
+    ids: list[str]
+    # (clips,) uint64 selection keys.
+    keys: np.ndarray
+
+
+def batch_clips(batch: SegmentBatch, seed: int) -> BatchClips:
+    encoded = pc.dictionary_encode(batch.table.column("clip_id")).combine_chunks()
+    ids = encoded.dictionary.to_pylist()
+    return BatchClips(encoded.indices.to_numpy(zero_copy_only=False), ids, selection_keys(seed, ids))
+
+
+def row_is_test(batch: SegmentBatch, clips: BatchClips, rule: SplitRule, path: Path) -> np.ndarray:
+    """(rows,) bool: the record's side is test.
+
+    Raises:
+        PipelineError: with split_by "official", a record has no or an unknown `split`, or one clip of the batch
+            has records on both sides.
+    """
+    if rule.split_by == "clip":
+        return clip_is_test(rule.seed, clips.ids, rule.test_ratio)[clips.rows]
+    split = batch.table.column("split")
+    ids = batch.table.column("id")
+    if split.null_count:
+        row = int(np.argmax(split.is_null().to_numpy(zero_copy_only=False)))
+        rid = ids[row].as_py()
+        raise PipelineError(f"{path}: segment {rid!r} has no field 'split' (needed by --split-by official)")
+    names = split.to_numpy(zero_copy_only=False)
+    unknown = ~np.isin(names, list(OFFICIAL_SPLIT_MAP))
+    if unknown.any():
+        row = int(np.argmax(unknown))
+        raise PipelineError(f"{path}: segment {ids[row].as_py()!r} has unknown split {names[row]!r} (train/val/test)")
+    is_test = np.isin(names, [k for k, v in OFFICIAL_SPLIT_MAP.items() if v == "test"])
+    first = np.zeros(len(clips.ids), dtype=bool)
+    first[clips.rows[::-1]] = is_test[::-1]
+    mixed = first[clips.rows] != is_test
+    if mixed.any():
+        clip = clips.ids[clips.rows[np.argmax(mixed)]]
+        raise PipelineError(f"{path}: clip {clip!r} has segments in both train and test splits")
+    return is_test
+
+
+def rows_table(
+    table: pa.Table, n: int, system_prompt: str, prompt: str, with_history: bool, schema: pa.Schema
+) -> pa.Table:
+    """The dataset rows of checked segment records (a SCHEMA table), in `schema` (= features(n).arrow_schema)."""
+    videos = table.column("video").to_pylist()
+
+    def targets(name: str) -> np.ndarray:
+        return pc.list_flatten(table.column(name)).to_numpy(zero_copy_only=False).reshape(-1, n)
+
+    answers = format_answers(targets("velocity"), targets("curvature"))
+    if with_history:
+        hv, hc = targets("history_velocity"), targets("history_curvature")
+        users = [user_text(prompt, history_text(hv[i], hc[i])) for i in range(len(videos))]
+    else:
+        users = [prompt] * len(videos)
+    messages = messages_column(videos, answers, system_prompt, users, schema.field("messages").type)
+    columns = {
+        "id": table.column("id"),
+        "clip_id": table.column("clip_id"),
+        "chunk": table.column("chunk").cast(pa.int32()),
+        "segment_index": table.column("segment_index").cast(pa.int32()),
+        "start_us": table.column("start_us"),
+        "end_us": table.column("end_us"),
+        "video": table.column("video"),
+        "messages": messages,
+    }
+    for name in ("velocity", "curvature", "history_velocity", "history_curvature"):
+        values = pa.array(targets(name).astype(np.float32).ravel())
+        columns[name] = pa.FixedSizeListArray.from_arrays(values, n)
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+@dataclass(frozen=True)
+class RowsJob:
+    """Write the rows of some consecutive parts of a segments file into shards `{out_dir}/{side}/job{index}-*.arrow`
+    (picklable: jobs run in separate processes)."""
+
+    path: Path
+    n: int
+    parts: range
+    index: int
+    out_dir: Path
+    rule: SplitRule
+    # Video paths (as in the records) whose file is missing: their rows are left out.
+    missing: frozenset[str]
+    system_prompt: str
+    prompt: str
+    history: bool
+    # Largest shard, bytes of Arrow data.
+    max_shard_bytes: int
+
+
+def write_rows(job: RowsJob, advance: Callable[[int], None] | None = None) -> dict[str, list[Shard]]:
+    """Write the job's rows, one `ShardWriter` per side, calling `advance(records)` after each batch; return the
+    shards written per side, in order."""
+    feats = features(job.n)
+    schema = feats.arrow_schema
+    source = SegmentsFile(job.path, job.n)
+    missing = pa.array(sorted(job.missing), type=pa.string())
+    writers = {
+        side: ShardWriter(job.out_dir / side, f"job{job.index:05d}", feats, job.max_shard_bytes) for side in SPLITS
+    }
+    try:
+        for batch in source.batches(job.parts):
+            clips = batch_clips(batch, job.rule.seed)
+            is_test = row_is_test(batch, clips, job.rule, job.path)
+            keep = ~pc.is_in(batch.table.column("video"), value_set=missing).to_numpy(zero_copy_only=False)
+            if job.rule.cutoff is not None:
+                keep &= clips.keys[clips.rows] <= np.uint64(job.rule.cutoff)
+            for side, mask in (("train", keep & ~is_test), ("test", keep & is_test)):
+                if mask.any():
+                    rows = batch.table.filter(pa.array(mask))
+                    writers[side].write(rows_table(rows, job.n, job.system_prompt, job.prompt, job.history, schema))
+            if advance is not None:
+                advance(len(batch.table))
+    finally:
+        shards = {side: writer.close() for side, writer in writers.items()}
+    return shards
+
+
+__all__ = ["BatchClips", "RowsJob", "SplitRule", "batch_clips", "row_is_test", "rows_table", "write_rows"]

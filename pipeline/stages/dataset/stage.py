@@ -1,0 +1,348 @@
+"""Stage 3: turn the segment stage's records (`segments.parquet`, or `segments.json`) into a train/test Hugging Face
+dataset in the Qwen-VL conversation format.
+
+Each row is one segment: ids and timing, the video path relative to the segments directory (recorded as
+`video_root` in `dataset_meta.json` and made absolute by `load_split`), the conversation in `messages`
+(system text, user video + prompt, assistant answer from `pipeline.contracts.answer.format_answer`) and the targets as
+float32 sequences. Every segment of a clip lands on the same side of the split (`pipeline.stages.dataset.split`).
+
+The build streams: a first pass checks every record and counts clips (`dataset_scan`), a second writes the rows
+batch by batch straight into each split's final Arrow shards (`dataset_rows`, `dataset_shards`; in `num_proc`
+processes for parquet input), in the layout `datasets.load_from_disk` reads. Memory stays flat in the number of
+segments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline.contracts.answer import DECIMALS
+from pipeline.contracts.dataset_reader import META_FILE, SPLITS, clean_messages, features, quiet_datasets
+from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, default_prompt
+from pipeline.contracts.segments_reader import SegmentsFile
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import overwrite_setting, setting
+from pipeline.core.progress import NullProgress, ProgressSink
+from pipeline.stages.dataset.rows import RowsJob, SplitRule, write_rows
+from pipeline.stages.dataset.scan import scan
+from pipeline.stages.dataset.shards import Shard, finish_split, first_rows
+from pipeline.stages.dataset.split import SPLIT_METHOD, selection_cutoff
+
+log = logging.getLogger(__name__)
+
+# Rows written to {split}_examples.json.
+N_EXAMPLES = 5
+
+
+@dataclass
+class DatasetConfig:
+    """Settings of `pipeline build-dataset`."""
+
+    # Its parent's parent is the segments directory, the root of the records' video paths.
+    segments_path: Path = setting(
+        Path("qwen_video_segments/metadata/segments.parquet"),
+        help="segments.parquet (or segments.json) written by `pipeline segment`.",
+    )
+    # Receives train/, test/, dataset_meta.json, README.md and the examples.
+    output_dir: Path = setting(Path("qwen_video_dataset"), help="Dataset directory to write.")
+    # Clips, not segments; strictly between 0 and 1.
+    test_ratio: float = setting(0.1, help="Fraction of clips held out (--split-by clip).")
+    # Must equal the length of the segments' target lists; `target_hz` in dataset_meta.json.
+    target_hz: int = setting(
+        30,
+        help="Targets per second; must match the segments file. --fps is the original scripts' name.",
+        flags=("--target-hz", "--target_hz", "--fps"),
+    )
+    # Whole clips in keyed-hash order until the count is reached.
+    max_samples: int | None = setting(None, help="Keep about this many segments, whole clips only.")
+    # Replaced only once the new one is complete.
+    overwrite: bool = overwrite_setting()
+    # Key of the clip hashes (split side and --max-samples order).
+    seed: int = setting(42, help="Seed of the clip split and selection.")
+    # "clip": keyed hash of the clip id; "official": the segments' `split` field (train -> train, val/test -> test).
+    split_by: Literal["clip", "official"] = setting("clip", help="clip (seeded, by clip id) or official (clip_index).")
+    # The input second's (velocity, curvature) pairs in the user prompt.
+    history: bool = setting(
+        False, help="Put the input second's motion in the prompt.", flags=("--history/--no-history",)
+    )
+    # None = DEFAULT_SYSTEM_PROMPT.
+    system_prompt: str | None = setting(None, help="Override the system prompt.")
+    # None = default_prompt(target_hz).
+    prompt: str | None = setting(None, help="Override the user instruction.")
+    # Instead of being skipped and counted.
+    strict: bool = setting(False, help="A missing segment video is an error.")
+    # By row group; a JSON file is read by one process.
+    num_proc: int = setting(1, help="Processes writing rows (parquet input).")
+    # MB = 1e6 bytes; training streams shards in parallel dataloader workers.
+    max_shard_mb: float = setting(500.0, help="Largest Arrow shard of a split, MB.")
+
+    def __post_init__(self) -> None:
+        self.segments_path = Path(self.segments_path)
+        self.output_dir = Path(self.output_dir)
+        if not (isinstance(self.test_ratio, int | float) and 0.0 < float(self.test_ratio) < 1.0):
+            raise PipelineError(f"--test-ratio must be strictly between 0 and 1, got {self.test_ratio}")
+        if int(self.target_hz) != self.target_hz or self.target_hz < 1:
+            raise PipelineError(
+                f"--target-hz must be a positive whole number of targets per second, got {self.target_hz}"
+            )
+        self.target_hz = int(self.target_hz)
+        if self.max_samples is not None and self.max_samples < 1:
+            raise PipelineError(f"--max-samples must be at least 1, got {self.max_samples}")
+        if self.split_by not in ("clip", "official"):
+            raise PipelineError(f"--split-by must be 'clip' or 'official', got {self.split_by!r}")
+        if self.system_prompt is not None and not self.system_prompt.strip():
+            raise PipelineError("--system-prompt must not be empty")
+        if self.prompt is not None and not self.prompt.strip():
+            raise PipelineError("--prompt must not be empty")
+        if self.num_proc < 1:
+            raise PipelineError(f"--num-proc must be at least 1, got {self.num_proc}")
+        if not self.max_shard_mb > 0:
+            raise PipelineError(f"--max-shard-mb must be positive, got {self.max_shard_mb}")
+
+    @property
+    def video_root(self) -> Path:
+        """Absolute segments directory: the records' `video` paths are relative to it."""
+        parent = self.segments_path.resolve().parent
+        return parent.parent if parent.name == "metadata" else parent
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class BuildResult:
+    """What `run` wrote."""
+
+    # The dataset directory.
+    output_dir: Path
+    # Rows per split.
+    counts: dict[str, int]
+    # Clips per split.
+    clip_counts: dict[str, int]
+    # Segments skipped because their video file is missing.
+    skipped_missing_video: int
+    # Seconds spent building (without imports).
+    seconds: float = 0.0
+    # Extra notes for the CLI summary.
+    notes: list[str] = field(default_factory=list)
+
+
+def _dataset_card(meta: dict[str, Any], example_answer: str) -> str:
+    n = meta["target_hz"]
+    counts, clips = meta["counts"], meta["clip_counts"]
+    split_text = (
+        f"by clip: a keyed BLAKE2b hash of the clip id (seed {meta['seed']}, method {meta['split_method']}) mapped "
+        f"to [0, 1); clips below {meta['test_ratio']:g} are test, so adding clips never moves one"
+        if meta["split_by"] == "clip"
+        else "official: the clip's `split` in clip_index.parquet (train -> train, val and test -> test)"
+    )
+    first_lines = "\n".join(example_answer.splitlines()[:3])
+    history_note = " after the input second's measured motion" if meta["history"] else ""
+    return f"""# PhysicalAI-AV next-second motion dataset (Qwen-VL conversations)
+
+Built by `pipeline build-dataset` from `{meta["segments_path"]}`.
+
+| split | rows (segments) | clips |
+|---|---|---|
+| train | {counts["train"]} | {clips["train"]} |
+| test | {counts["test"]} | {clips["test"]} |
+
+Segments skipped because their video is missing: {meta["skipped_missing_video"]}.
+
+**Split**: {split_text}. Every segment of a clip is on the same side (overlapping windows share frames).
+
+**Rows**: `id`, `clip_id`, `chunk`, `segment_index`, `start_us`/`end_us` (segment window, microseconds),
+`video` (mp4 path relative to `video_root` in `dataset_meta.json`; `pipeline.contracts.dataset_reader.load_split` makes
+it absolute), `messages` (system text; user = the video then the prompt{history_note}; assistant = the
+answer), and float32 sequences of length {n}: `velocity` (m/s), `curvature` (1/m, positive = left turn)
+for the next second, `history_velocity`, `history_curvature` for the input second.
+
+**Answer format**: {n} lines, line k (k = 1..{n}) = the motion k/{n} s after the end of the video, written
+`velocity,curvature` with velocity in m/s and curvature in **1/km** (1000 x the 1/m columns), both with
+{DECIMALS} decimals (rounding error <= 0.005 m/s and <= 5e-6 1/m), never `-0.00`. First lines of a train answer:
+
+```
+{first_lines}
+```
+
+Load a split with absolute video paths:
+
+```python
+from pipeline.contracts.dataset_reader import load_split
+train = load_split("{meta["output_dir"]}", "train")
+```
+"""
+
+
+def _check_output(config: DatasetConfig) -> None:
+    out = config.output_dir
+    if out.exists() and not config.overwrite:
+        raise PipelineError(f"output directory exists: {out} (pass --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"--output-dir is a file, not a directory: {out}")
+    if out.resolve() == config.video_root or config.video_root.is_relative_to(out.resolve()):
+        raise PipelineError(f"--output-dir {out} would replace the segments directory it reads")
+
+
+def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildResult:
+    """Build the dataset directory: output_dir/{train,test} (sharded, as `save_to_disk` lays them out),
+    dataset_meta.json, examples, README.md.
+
+    Raises:
+        PipelineError: a bad segments file, a missing video with `strict`, an existing output without
+            `overwrite`, or nothing left to write.
+    """
+    import time
+
+    progress = progress or NullProgress()
+    t0 = time.perf_counter()
+    _check_output(config)
+    n = config.target_hz
+    source = SegmentsFile(config.segments_path, n)
+    root = config.video_root
+    rule = SplitRule(config.split_by, config.seed, config.test_ratio)
+    progress.start("checking segments", source.records)
+    try:
+        found = scan(source, rule, root, config.strict, progress)
+    finally:
+        progress.finish()
+    kept = int(found.counts.sum())
+    skipped = found.records - kept
+    log.info("checked %d segments of %s (video root %s)", found.records, config.segments_path, root)
+    if skipped:
+        log.warning("skipped %d segment(s) whose video is missing, e.g. %s", skipped, root / min(found.missing))
+    if not kept:
+        raise PipelineError(f"{config.segments_path}: none of the {found.records} segment videos exist under {root}")
+
+    chosen = found.counts > 0
+    notes: list[str] = []
+    if config.max_samples is not None:
+        cutoff = selection_cutoff(found.keys[chosen], found.counts[chosen], config.max_samples)
+        rule = replace(rule, cutoff=cutoff)
+        chosen &= found.keys <= np.uint64(cutoff)
+        notes.append(
+            f"--max-samples {config.max_samples}: kept {int(found.counts[chosen].sum())} segments "
+            f"from {int(chosen.sum())} whole clip(s)"
+        )
+        log.info(notes[-1])
+    sides = {"train": chosen & ~found.is_test, "test": chosen & found.is_test}
+    counts = {s: int(found.counts[sides[s]].sum()) for s in SPLITS}
+    clip_counts = {s: int(sides[s].sum()) for s in SPLITS}
+    for split in SPLITS:
+        if not clip_counts[split]:
+            notes.append(f"the {split} split is empty: no clip falls on it (clips are never moved to fill a side)")
+            log.warning(notes[-1])
+    log.info(
+        "split by %s: train %d segments / %d clips, test %d segments / %d clips",
+        config.split_by,
+        counts["train"],
+        clip_counts["train"],
+        counts["test"],
+        clip_counts["test"],
+    )
+
+    system_prompt = config.system_prompt or DEFAULT_SYSTEM_PROMPT
+    prompt = config.prompt or default_prompt(n)
+    meta = {
+        "video_root": str(root),
+        "segments_path": str(config.segments_path.resolve()),
+        "output_dir": str(config.output_dir.resolve()),
+        "target_hz": n,
+        "split_by": config.split_by,
+        "split_method": SPLIT_METHOD,
+        "seed": config.seed,
+        "test_ratio": config.test_ratio,
+        "history": config.history,
+        "counts": counts,
+        "clip_counts": clip_counts,
+        "skipped_missing_video": skipped,
+        "answer_format": answer_format_description(n),
+        "system_prompt": system_prompt,
+        "prompt": prompt,
+        "config": config.to_json(),
+    }
+    with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
+        max_bytes = int(config.max_shard_mb * 10**6)
+        jobs = [
+            RowsJob(
+                source.path, n, parts, i, tmp, rule, found.missing, system_prompt, prompt, config.history, max_bytes
+            )
+            for i, parts in enumerate(job_ranges(source.part_rows(), config.num_proc))
+        ]
+        shards = _write_jobs(jobs, config.num_proc, progress, found.records)
+        written = {s: sum(shard.rows for shard in shards[s]) for s in SPLITS}
+        if written != counts:
+            raise PipelineError(f"{config.segments_path}: changed while the dataset was being built; run again")
+        answer = None
+        feats = features(n)
+        identity = json.dumps(meta, sort_keys=True)
+        for split in SPLITS:
+            names = finish_split(tmp / split, split, shards[split], feats, identity)
+            examples = [
+                dict(r, messages=clean_messages(r["messages"])) for r in first_rows(tmp / split, names, N_EXAMPLES)
+            ]
+            path = tmp / f"{split}_examples.json"
+            path.write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")
+            answer = answer or (examples[0]["messages"][-1]["content"][0]["text"] if examples else None)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(_dataset_card(meta, answer or ""), encoding="utf-8")
+    seconds = time.perf_counter() - t0
+    log.info("wrote %s in %.1f s", config.output_dir, seconds)
+    return BuildResult(config.output_dir, counts, clip_counts, skipped, seconds, notes)
+
+
+def job_ranges(part_rows: list[int], jobs: int) -> list[range]:
+    """Consecutive parts cut into at most `jobs` ranges of about equal records (one per writing process)."""
+    bounds = np.searchsorted(np.cumsum(part_rows), np.arange(1, jobs) * sum(part_rows) / jobs, side="right")
+    edges = sorted({0, *(int(b) for b in bounds), len(part_rows)})
+    return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+_progress_queue: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = queue
+
+
+def _write_in_worker(job: RowsJob) -> dict[str, list[Shard]]:
+    return write_rows(job, _progress_queue.put)
+
+
+def _write_jobs(jobs: list[RowsJob], num_proc: int, progress: ProgressSink, records: int) -> dict[str, list[Shard]]:
+    """Run the row-writing jobs (in separate processes when `num_proc` > 1), advancing `progress` per batch; the
+    shards per side in file order."""
+    results: list[dict[str, list[Shard]]] = []
+    progress.start("writing rows", records)
+    try:
+        if num_proc > 1 and len(jobs) > 1:
+            import multiprocessing
+            import queue
+            from concurrent.futures import ProcessPoolExecutor
+
+            done_rows = multiprocessing.Queue()
+            with ProcessPoolExecutor(len(jobs), initializer=_init_worker, initargs=(done_rows,)) as pool:
+                futures = [pool.submit(_write_in_worker, job) for job in jobs]
+                while True:
+                    try:
+                        progress.advance(done_rows.get(timeout=0.5))
+                    except queue.Empty:
+                        if all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures):
+                            break
+                results = [f.result() for f in futures]
+        else:
+            results = [write_rows(job, progress.advance) for job in jobs]
+    finally:
+        progress.finish()
+    return {side: [shard for result in results for shard in result[side]] for side in SPLITS}
+
+
+__all__ = ["BuildResult", "DatasetConfig", "run"]

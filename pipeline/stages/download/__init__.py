@@ -1,0 +1,1 @@
+"""Stage 1: dataset chunks from the Hub."""

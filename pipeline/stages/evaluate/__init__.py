@@ -1,0 +1,1 @@
+"""Stage 5: numeric error on held-out clips against baselines, with a report."""

@@ -1,0 +1,96 @@
+"""The frames a served model sees: the same as training's, asked of the server's processor with each request.
+
+**Same frames as training.** The training run's processor (its saved video-processor config) and video settings
+(`train_config.json`) decide, per sample, how many frames training samples and with what pixel budget. Each
+request asks the server's Hugging Face processor to sample exactly that many frames from the whole decoded clip
+(`num_frames`, `do_sample_frames`) with that budget (`size`): vLLM through `mm_processor_kwargs` (with
+`media_io_kwargs` decoding every frame), `transformers serve` through `chat_template_kwargs`. Before any request,
+the frame indices that processor's own `sample_frames` picks are compared with training's
+(`pipeline.model.video_input.sample_indices`); a family whose sampler picks other frames is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.contracts.run_config import VideoSettings
+from pipeline.core.errors import PipelineError
+from pipeline.model.video_input import processor_kwargs, sample_indices
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line (at most 300 characters), for one-line errors."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+def probe_frames(path: str | Path) -> tuple[int, float]:
+    """(frame count, frames per second) of a video from its container header (no decoding unless it is silent)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            total = stream.frames or sum(1 for _ in container.decode(stream))
+    except (av.FFmpegError, OSError, IndexError) as err:
+        raise PipelineError(f"{path}: cannot read the video header ({first_line(err)})") from None
+    if not total or not rate:
+        raise PipelineError(f"{path}: no frame count or frame rate in the video header")
+    return int(total), float(rate)
+
+
+@dataclass
+class FramePlan:
+    """Per-sample frame settings for the server, from the training run's processor and video settings."""
+
+    video_processor: Any  # the training run's saved video processor (config only, no weights)
+    settings: VideoSettings
+    frame_multiple: int  # the family's frames per temporal patch (`Family.frame_multiple`), as in training
+
+    def request_fields(self, engine: str, path: str | Path) -> dict[str, Any]:
+        """Extra request fields that make the server sample training's frames of `path` with its pixel budget.
+
+        Raises:
+            PipelineError: the server's sampler would pick other frames than training does.
+        """
+        if engine == "plain":
+            return {}
+        from transformers.video_utils import VideoMetadata
+
+        total, fps = probe_frames(path)
+        train = sample_indices(total, fps, self.settings, self.frame_multiple)
+        metadata = VideoMetadata(total_num_frames=total, fps=fps, duration=total / fps)
+        served = self.video_processor.sample_frames(metadata, num_frames=len(train), fps=None)
+        if list(map(int, served)) != train.tolist():
+            raise PipelineError(
+                f"{path}: {type(self.video_processor).__name__} samples frames {list(map(int, served))} where "
+                f"training sampled {train.tolist()}: a server would not see the training frames"
+            )
+        kwargs = processor_kwargs(self.settings, self.video_processor, len(train))
+        kwargs |= {"do_sample_frames": True, "num_frames": len(train), "fps": None}
+        if engine == "transformers":
+            return {"chat_template_kwargs": kwargs}
+        return {"mm_processor_kwargs": kwargs, "media_io_kwargs": {"video": {"num_frames": -1}}}
+
+
+def load_run_processor(run_dir: Path) -> Any:
+    """The processor a training run saved (tokenizer and video processor; no weights).
+
+    Raises:
+        PipelineError: no loadable processor in `run_dir`.
+    """
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(str(run_dir))
+    except (OSError, ValueError, KeyError) as err:
+        raise PipelineError(f"--run-dir {run_dir}: no processor saved there ({first_line(err)})") from None
+    if getattr(processor, "video_processor", None) is None:
+        raise PipelineError(f"--run-dir {run_dir}: the saved processor has no video processor")
+    return processor
+
+
+__all__ = ["FramePlan", "first_line", "load_run_processor", "probe_frames"]

@@ -1,0 +1,431 @@
+"""Ask an OpenAI-compatible chat-completions server (vLLM, SGLang, `transformers serve`) for the evaluation's answers.
+
+Each request carries the dataset's own messages (system prompt, then the user turn with the segment video as a
+`video_url` part and the prompt), greedy decoding (temperature 0) and `max_tokens` sized to the answer. Requests
+run with bounded concurrency through `openai.AsyncOpenAI`, whose own retries (exponential backoff, `Retry-After`
+honoured) cover 408/409/429/5xx, timeouts and dropped connections; a sample still failing after them is recorded
+as a failure, not a crash. Every answer is appended to `predictions.jsonl` as it arrives (one flushed line), so an
+interrupted run resumes asking only for the ids not in the file.
+
+Frame settings per request: `pipeline.stages.evaluate.served_frames`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.contracts.run_config import VideoSettings
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import setting
+from pipeline.core.progress import NullProgress, ProgressSink
+from pipeline.model.families import family_of_processor
+from pipeline.stages.evaluate.served_frames import FramePlan, first_line, load_run_processor
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("vllm", "transformers", "plain")
+"""Server kinds: which request fields carry the frame settings (`plain`: none, the server's own sampling)."""
+
+MEDIA = ("file", "base64")
+"""How the video travels: a path on a shared file system, or the file's bytes as a base64 data URL."""
+
+TOKENS_PER_PAIR = 16
+"""Answer budget per (velocity, curvature) line: the widest readable line, `100.00,-1000.00` + newline, is 15."""
+
+PREDICTIONS_FILE = "predictions.jsonl"
+"""Answers as `{"id", "text"}` lines in the output directory (what `pipeline evaluate --predictions` reads)."""
+
+RUN_FILE = "server_run.json"
+"""What the answers in `PREDICTIONS_FILE` were asked with; a resumed run must ask the same way."""
+
+
+def answer_max_tokens(n_pairs: int) -> int:
+    """`max_tokens` for an answer of `n_pairs` lines: `TOKENS_PER_PAIR` per line plus 16 for stray text."""
+    return TOKENS_PER_PAIR * n_pairs + 16
+
+
+@dataclass
+class ServerSettings:
+    """How `pipeline evaluate --server` talks to the server (the API key itself is never stored)."""
+
+    # Base URL as OpenAI clients take it; giving it turns the server path on.
+    url: str = setting(
+        help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1.", flags=("--server",)
+    )
+    # None = the only model the server lists.
+    served_model: str | None = setting(None, help="Model name in each request [the only one served].")
+    # vllm (mm_processor_kwargs, media_io_kwargs), transformers (chat_template_kwargs), plain (none: the server's own
+    # frame sampling, e.g. for SGLang).
+    engine: str = setting("vllm", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
+    # file: the server reads the segment path (shared file system); base64: the bytes go in the request.
+    media: str = setting("file", help="file (server shares the file system) or base64 (bytes in the request).")
+    concurrency: int = setting(8, help="Requests in flight at once.", flags=("--concurrency",))
+    # Exponential backoff, then a failure.
+    max_retries: int = setting(
+        4, help="Retries on 429/5xx/timeouts/dropped connections, with backoff.", flags=("--max-retries",)
+    )
+    # Then the request is retried.
+    timeout_s: float = setting(600.0, help="Seconds per request.", flags=("--request-timeout",))
+    # Unset: "EMPTY", what vLLM accepts without --api-key.
+    api_key_env: str = setting(
+        "OPENAI_API_KEY", help="Environment variable holding the server's API key.", flags=("--api-key-env",)
+    )
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise PipelineError(f"--server {self.url}: expected a base URL such as http://host:8000/v1")
+        if self.engine not in ENGINES:
+            raise PipelineError(f"--engine {self.engine}: expected one of {', '.join(ENGINES)}")
+        if self.media not in MEDIA:
+            raise PipelineError(f"--media {self.media}: expected one of {', '.join(MEDIA)}")
+        if self.engine == "transformers" and self.media == "base64":
+            raise PipelineError("--media base64: transformers serve reads videos from paths or http(s) URLs only")
+        if self.concurrency < 1 or self.max_retries < 0 or not self.timeout_s > 0:
+            raise PipelineError("--concurrency must be >= 1, --max-retries >= 0 and the timeout > 0")
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env) or "EMPTY"
+
+
+@dataclass
+class ServerRunResult:
+    """What one `ask_server` call did (counts cover this call; answers include earlier runs' from the file)."""
+
+    answers: dict[str, str]  # id -> answer text, for every answered id of the asked rows
+    failures: dict[str, str] = field(default_factory=dict)  # id -> last error, after the retries
+    resumed: int = 0  # answers already in predictions.jsonl, not asked again
+    asked: int = 0  # samples asked for in this call
+    elapsed_s: float = 0.0
+    served_model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts and up to 20 failures (id -> error) for metrics.json."""
+        return {
+            "served_model": self.served_model,
+            "resumed": self.resumed,
+            "asked": self.asked,
+            "failures": len(self.failures),
+            "failure_examples": dict(list(self.failures.items())[:20]),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "samples_per_s": round(self.asked / self.elapsed_s, 3) if self.elapsed_s > 0 else None,
+        }
+
+
+def check_server(settings: ServerSettings) -> str:
+    """The served model name, from `GET /models`; one attempt, before any work.
+
+    Raises:
+        PipelineError: the server cannot be reached, refuses the key, or does not list `served_model` (one line).
+    """
+    import openai
+
+    client = openai.OpenAI(base_url=settings.url, api_key=settings.api_key(), max_retries=0, timeout=30.0)
+    try:
+        listed = [m.id for m in client.models.list()]
+    except openai.APIConnectionError as err:
+        raise PipelineError(f"--server {settings.url}: cannot reach the server ({first_line(err)})") from None
+    except openai.APIStatusError as err:
+        raise PipelineError(f"--server {settings.url}: GET /models answered HTTP {err.status_code}") from None
+    finally:
+        client.close()
+    if settings.served_model is not None:
+        if settings.served_model not in listed:
+            log.warning("--served-model %s is not among the served models %s", settings.served_model, listed)
+        return settings.served_model
+    if len(listed) != 1:
+        raise PipelineError(f"--server {settings.url} serves {len(listed)} models ({listed[:5]}): give --served-model")
+    return listed[0]
+
+
+def request_messages(messages: list[dict[str, Any]], media: str, engine: str) -> list[dict[str, Any]]:
+    """The dataset's messages as chat-completions messages: the assistant answer dropped, the video a `video_url`.
+
+    `file` media is a `file://` URL, except for transformers serve, which opens plain absolute paths only (it
+    fails on `file://`). `base64` media is a `data:video/mp4;base64,...` URL.
+    """
+    from pipeline.contracts.dataset_reader import clean_messages
+
+    out = []
+    for message in clean_messages(messages):
+        if message["role"] == "assistant":
+            continue
+        content = message["content"]
+        if isinstance(content, list):
+            content = [_video_part(item, media, engine) if "video" in item else item for item in content]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _video_part(item: dict[str, Any], media: str, engine: str) -> dict[str, Any]:
+    path = Path(item["video"]).resolve()
+    if media == "base64":
+        url = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    else:
+        url = str(path) if engine == "transformers" else path.as_uri()
+    return {"type": "video_url", "video_url": {"url": url}}
+
+
+class PredictionLog:
+    """`predictions.jsonl`, read once for resuming and then appended to, one flushed line per answer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.done: dict[str, str] = {}
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        good_bytes = 0
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                try:
+                    record = json.loads(raw)
+                    self.done[str(record["id"])] = str(record["text"])
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                    if raw.endswith(b"\n"):
+                        raise PipelineError(f"{self.path}: line {len(self.done) + 1} is not an answer") from None
+                    break  # a line cut short by an interrupted run: dropped and asked again
+                good_bytes += len(raw)
+        if good_bytes < self.path.stat().st_size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_bytes)
+
+    def append(self, sample_id: str, text: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"id": sample_id, "text": text}, ensure_ascii=False) + "\n")
+        self.done[sample_id] = text
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What every request of one run carries besides its sample's messages."""
+
+    served_model: str
+    max_tokens: int
+    frames: FramePlan  # per-sample frame sampling and pixel budget
+    decoding: dict[str, Any] = field(default_factory=dict)  # extra decoding fields (`decoding_fields`)
+
+
+def ask_server(
+    settings: ServerSettings,
+    rows: Any,
+    plan: RequestPlan,
+    predictions_path: Path,
+    progress: ProgressSink | None = None,
+) -> ServerRunResult:
+    """Answers for every row of `rows` (a dataset split with `id` and `messages`, absolute video paths).
+
+    Rows already answered in `predictions_path` are not asked again; new answers are appended there as they arrive.
+    """
+    progress = progress or NullProgress()
+    store = PredictionLog(predictions_path)
+    ids = [str(x) for x in rows["id"]]
+    pending = [i for i, sample_id in enumerate(ids) if sample_id not in store.done]
+    result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=plan.served_model)
+    if pending:  # a frame mismatch is refused before any request
+        plan.frames.request_fields(settings.engine, _first_video(rows[pending[0]]["messages"]))
+        started = time.monotonic()
+        progress.start("asking the server", len(ids))
+        progress.advance(result.resumed)
+        asyncio.run(_ask_all(settings, rows, pending, plan, store, result, progress))
+        progress.finish()
+        result.elapsed_s = time.monotonic() - started
+    result.answers = {sample_id: store.done[sample_id] for sample_id in ids if sample_id in store.done}
+    return result
+
+
+def _first_video(messages: list[dict[str, Any]]) -> str:
+    from pipeline.model.collator import video_paths
+
+    paths = video_paths(messages)
+    if not paths:
+        raise PipelineError("a sample has no video in its messages")
+    return paths[0]
+
+
+async def _ask_all(
+    settings: ServerSettings,
+    rows: Any,
+    pending: list[int],
+    plan: RequestPlan,
+    store: PredictionLog,
+    result: ServerRunResult,
+    progress: ProgressSink,
+) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=settings.url, api_key=settings.api_key(), max_retries=settings.max_retries, timeout=settings.timeout_s
+    )
+    queue = iter(pending)
+    started = time.monotonic()
+    answered = 0
+
+    async def worker() -> None:
+        nonlocal answered
+        for i in queue:  # one shared iterator: at most `concurrency` rows are in memory at once
+            row = rows[i]
+            sample_id = str(row["id"])
+            try:
+                text = await _ask_one(client, settings, row["messages"], plan)
+            except (openai.APIError, PipelineError, OSError) as err:
+                if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
+                    raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
+                result.failures[sample_id] = first_line(err)
+                log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, first_line(err))
+            else:
+                store.append(sample_id, text)
+                answered += 1
+            progress.advance(1)
+            rate = (answered + len(result.failures)) / max(time.monotonic() - started, 1e-9)
+            progress.describe(f"asking the server ({len(result.failures)} failed, {rate:.2f} samples/s)")
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(pending)))))
+    finally:
+        await client.close()
+
+
+async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
+    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, _first_video(messages))
+    chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
+    response = await client.chat.completions.create(
+        model=plan.served_model,
+        messages=chat,
+        temperature=0.0,
+        max_tokens=plan.max_tokens,
+        extra_body={**plan.decoding, **frames} or None,
+    )
+    return (response.choices[0].message.content or "").strip()
+
+
+def check_resume(output_dir: Path, identity: dict[str, Any]) -> None:
+    """Record `identity` (model, engine, frames, decoding) beside the answers, or check it against an earlier run's.
+
+    Raises:
+        PipelineError: `predictions.jsonl` holds answers asked otherwise (or by an unknown run): mixing them would
+        score two models or two settings as one.
+    """
+    from pipeline.core.atomic import write_json
+
+    record, answers = Path(output_dir) / RUN_FILE, Path(output_dir) / PREDICTIONS_FILE
+    if answers.is_file() and answers.stat().st_size:
+        earlier = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+        if earlier != json.loads(json.dumps(identity)):
+            changed = sorted(k for k in identity if (earlier or {}).get(k) != identity[k]) if earlier else ["all"]
+            raise PipelineError(
+                f"{answers}: answers of another run (differs in: {', '.join(changed)}); use a new --output-dir"
+            )
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    write_json(record, identity)
+
+
+def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
+    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
+
+    A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
+    that servers apply by default even to greedy requests (`pipeline.model.inference`): vLLM gets 1.0 as a
+    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
+    replaces the checkpoint's).
+    """
+    if engine == "vllm":
+        return {"repetition_penalty": 1.0}
+    if engine == "transformers":
+        from pipeline.model.inference import generation_record, greedy_generation_config
+
+        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
+    return {}
+
+
+def whole_clip_rows(clip_ids: list[str], max_samples: int) -> list[int]:
+    """Row indices of about `max_samples` rows made of whole clips spread evenly over the split (at least one clip).
+
+    A clip's overlapping segments are either all in or all out, so a quick run scores whole clips.
+    """
+    import numpy as np
+
+    clips = list(dict.fromkeys(clip_ids))
+    if not clips:
+        return []
+    per_clip = len(clip_ids) / len(clips)
+    count = min(len(clips), max(1, int(max_samples // per_clip)))
+    keep = {clips[int(k)] for k in np.linspace(0, len(clips) - 1, count).round()}
+    return [i for i, clip in enumerate(clip_ids) if clip in keep]
+
+
+def server_answers(
+    settings: ServerSettings,
+    rows: Any,
+    run_dir: Path,
+    video_settings: VideoSettings,
+    output_dir: Path,
+    max_tokens: int,
+    served_model: str,
+    progress: ProgressSink | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
+    processor = load_run_processor(run_dir)
+    family = family_of_processor(processor)
+    frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple)
+    plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
+    check_resume(
+        output_dir,
+        {
+            "served_model": served_model,
+            "engine": settings.engine,
+            "max_tokens": max_tokens,
+            "video_settings": dataclasses.asdict(video_settings),
+            "decoding": plan.decoding,
+        },
+    )
+    result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
+    texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
+    info = {
+        "url": settings.url,
+        "engine": settings.engine,
+        "media": settings.media,
+        "concurrency": settings.concurrency,
+        "max_retries": settings.max_retries,
+        "max_tokens": max_tokens,
+        "api_key_env": settings.api_key_env,
+        **result.to_json(),
+    }
+    log.info(
+        "server: %d answers (%d from an earlier run), %d failures, %.2f samples/s",
+        len(result.answers),
+        result.resumed,
+        len(result.failures),
+        info["samples_per_s"] or 0.0,
+    )
+    return texts, info
+
+
+__all__ = [
+    "ENGINES",
+    "MEDIA",
+    "PREDICTIONS_FILE",
+    "PredictionLog",
+    "RequestPlan",
+    "ServerRunResult",
+    "ServerSettings",
+    "RUN_FILE",
+    "answer_max_tokens",
+    "ask_server",
+    "check_resume",
+    "check_server",
+    "decoding_fields",
+    "request_messages",
+    "server_answers",
+    "whole_clip_rows",
+]

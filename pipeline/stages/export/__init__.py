@@ -1,0 +1,1 @@
+"""JSONL exports of a built dataset for other trainers."""

@@ -1,0 +1,1 @@
+"""Hub -> segments chunk by chunk (download, cut, delete), on an engine."""

@@ -1,0 +1,326 @@
+"""Settings and clip selection of the segment stage: `SegmentConfig`, the clip jobs of a run (`list_jobs`) and
+where each clip's outputs live. No I/O beyond reading the dataset's catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.av import catalog
+from pipeline.av.catalog import DEFAULT_CAMERA
+from pipeline.core.errors import PipelineError
+from pipeline.core.options import setting
+
+if TYPE_CHECKING:
+    from pipeline.av.video import EncodeSettings
+
+EGOMOTION_FEATURE = "egomotion"
+SEGMENTS_JSON = "segments.json"
+SEGMENTS_PARQUET = "segments.parquet"
+MANIFEST_JSON = "manifest.json"
+CONFIG_JSON = "segment_config.json"
+# Version of the per-clip record layout; a change makes a re-run redo clips (2: input fingerprints).
+_RECORD_VERSION = 2
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """`"448x252"` → (448, 252); `"native"` → None (keep the source size). Raises PipelineError naming --size."""
+    text = text.strip().lower()
+    if text == "native":
+        return None
+    match = _SIZE.match(text)
+    if match is None:
+        raise PipelineError(f"--size {text!r}: expected WIDTHxHEIGHT (e.g. 448x252) or 'native'")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"i/n"` → (i, n) with 0 <= i < n. Raises PipelineError naming --shard."""
+    match = _SHARD.match(text.strip())
+    if match is None:
+        raise PipelineError(f"--shard {text!r}: expected i/n, e.g. 0/4")
+    i, n = int(match.group(1)), int(match.group(2))
+    if n < 1 or not 0 <= i < n:
+        raise PipelineError(f"--shard {text!r}: need n >= 1 and 0 <= i < n")
+    return i, n
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Settings of the segment stage."""
+
+    # Holds features.csv, clip_index.parquet and the chunk zips.
+    input_dir: Path = setting(Path("physical_ai_data"), help="Downloaded dataset (or synthetic repository).")
+    output_dir: Path = setting(Path("qwen_video_segments"), help="Where video_segments/ and metadata/ go.")
+    # After sharding; None (or 0) = all.
+    max_clips: int | None = setting(5, help="Clips to process (after --shard); 0 = all.", cli_type=int)
+    # Empty = every chunk whose camera and egomotion zips are downloaded; the command line gives id specs.
+    chunks: tuple[int, ...] = setting(
+        (),
+        help="Downloaded chunk ids (repeat, list or range 0-9); default all.",
+        flags=("--chunk", "--chunks"),
+        cli_type=list[str] | None,
+        cli_default=None,
+    )
+    # Only clips of this official split (train / val / test); None = all.
+    split: str | None = None
+    # From features.csv.
+    camera: str = setting(DEFAULT_CAMERA, help="Camera feature name.")
+    window_s: float = setting(1.0, help="Segment length, s.", flags=("--window",))
+    stride_s: float = setting(1.0, help="Segment start step, s (< window: overlap).", flags=("--stride",))
+    # Future horizon of the targets, s; a segment exists only if this much video follows it.
+    horizon_s: float = 1.0
+    # Width x height, px (even); None keeps the source size. The command line gives "448x252" or "native".
+    size: tuple[int, int] | None = setting(
+        (448, 252), help="Output WIDTHxHEIGHT, or 'native'.", flags=("--size",), cli_type=str, cli_default="448x252"
+    )
+    # n = round(target_hz * horizon_s) (velocity, curvature) pairs per segment.
+    target_hz: float = setting(
+        30.0,
+        help="Target samples per second (30 pairs for 1 s); --fps is the original scripts' name.",
+        flags=("--target-hz", "--target_hz", "--fps"),
+    )
+    workers: int = setting(1, help="Processes over clips.")
+    # (i, n) of deterministic, disjoint shards of the clip list; the command line gives "i/n".
+    shard: tuple[int, int] = setting(
+        (0, 1), help="i/n: process the i-th of n disjoint clip shards.", cli_type=str, cli_default="0/1"
+    )
+    # libx264 preset; ultrafast keeps the cut near the decode-only floor (see benchmarks/segment_bench.py).
+    preset: str = "ultrafast"
+    # libx264 constant rate factor.
+    crf: int = 23
+    # Faster (docs/RESULTS.md); frames differ slightly from a full decode.
+    fast_decode: bool = setting(False, help="Skip H.264 deblocking when decoding (~15% faster).")
+    # Changed inputs always re-cut.
+    retry_skipped: bool = setting(
+        False, help="Cut clips an earlier run skipped again, even if their inputs did not change."
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_dir", Path(self.input_dir))
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if any(isinstance(c, str) for c in self.chunks):
+            object.__setattr__(self, "chunks", tuple(catalog.parse_chunk_ids(self.chunks)))
+        object.__setattr__(self, "chunks", tuple(int(c) for c in self.chunks))
+        if isinstance(self.size, str):
+            object.__setattr__(self, "size", parse_size(self.size))
+        if isinstance(self.shard, str):
+            object.__setattr__(self, "shard", parse_shard(self.shard))
+        if self.max_clips == 0:
+            object.__setattr__(self, "max_clips", None)
+        if self.size is not None:
+            object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+        object.__setattr__(self, "shard", (int(self.shard[0]), int(self.shard[1])))
+        if self.max_clips is not None and self.max_clips < 0:
+            raise PipelineError(f"--max-clips {self.max_clips}: must be >= 0 (0 = all)")
+        if not 0 < self.window_s <= 60:
+            raise PipelineError(f"--window {self.window_s}: must be in (0, 60] seconds")
+        if not 0 < self.stride_s <= 60:
+            raise PipelineError(f"--stride {self.stride_s}: must be in (0, 60] seconds")
+        if not 0 < self.horizon_s <= 60:
+            raise PipelineError(f"horizon {self.horizon_s}: must be in (0, 60] seconds")
+        if not 1 <= self.target_hz <= 1000 or round(self.target_hz * self.horizon_s) < 1:
+            raise PipelineError(f"--target-hz {self.target_hz}: must be in [1, 1000] target samples per second")
+        if self.size is not None:
+            w, h = self.size
+            if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
+                raise PipelineError(f"--size {w}x{h}: width and height must be even and in 16..8192")
+        if self.workers < 1:
+            raise PipelineError(f"--workers {self.workers}: must be >= 1")
+        if self.split is not None and self.split not in catalog.SPLITS:
+            raise PipelineError(f"--split {self.split!r}: expected one of {', '.join(catalog.SPLITS)}")
+        i, n = self.shard
+        if n < 1 or not 0 <= i < n:
+            raise PipelineError(f"--shard {i}/{n}: need n >= 1 and 0 <= i < n")
+        if not 0 <= self.crf <= 51:
+            raise PipelineError(f"crf {self.crf}: must be in 0..51")
+
+    @property
+    def n_targets(self) -> int:
+        """Target pairs per segment."""
+        return int(round(self.target_hz * self.horizon_s))
+
+    def encode_settings(self) -> EncodeSettings:
+        from pipeline.av.video import EncodeSettings  # PyAV: the stage needs it, the CLI's options do not
+
+        # Several workers: one decoder thread each (they already fill the cores); one worker: libavcodec's choice.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        decode_threads = 0 if self.workers == 1 else max(1, cores // self.workers)
+        return EncodeSettings(
+            size=self.size,
+            preset=self.preset,
+            crf=self.crf,
+            decode_threads=decode_threads,
+            skip_loop_filter=self.fast_decode,
+        )
+
+    def signature(self) -> dict[str, Any]:
+        """Everything a clip's outputs depend on (JSON-normalised): a clip cut with another signature is redone."""
+        signature = {
+            "version": _RECORD_VERSION,
+            "camera": self.camera,
+            "window_s": self.window_s,
+            "stride_s": self.stride_s,
+            "horizon_s": self.horizon_s,
+            "size": list(self.size) if self.size else "native",
+            "fps": self.target_hz,  # the key of records cut before the rename, so that they stay valid
+            "encode": {k: v for k, v in asdict(self.encode_settings()).items() if k != "decode_threads"},
+        }
+        return json.loads(json.dumps(signature))
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_dir"] = str(self.input_dir.resolve())
+        d["output_dir"] = str(self.output_dir.resolve())
+        d["chunks"] = list(self.chunks)
+        d["size"] = list(self.size) if self.size else "native"
+        d["shard"] = f"{self.shard[0]}/{self.shard[1]}"
+        return d
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """Everything a worker needs to process one clip (picklable)."""
+
+    # Clip UUID.
+    clip_id: str
+    # Chunk id.
+    chunk: int
+    # Official split.
+    split: str
+    # clip_is_valid from clip_index.parquet.
+    is_valid: bool
+    # Camera zip and its member names.
+    camera_zip: Path
+    video_member: str
+    timestamps_member: str
+    # Egomotion zip and member name.
+    egomotion_zip: Path
+    egomotion_member: str
+
+
+@dataclass
+class SegmentResult:
+    """What `run` did."""
+
+    # Clips in this run's selection.
+    clips: int = 0
+    # Clips with segments written (now or by an earlier run).
+    done: int = 0
+    # Clips skipped, with a reason.
+    skipped: int = 0
+    # Clips found complete and not redone.
+    reused: int = 0
+    # Clips another live run was cutting, left to it (not in this run's segments.json unless it finished first).
+    locked: int = 0
+    # Segments in segments.json.
+    segments: int = 0
+    # Where the aggregate files were written.
+    metadata_dir: Path = field(default_factory=Path)
+
+
+def clip_record_path(output_dir: Path, chunk: int, clip_id: str) -> Path:
+    return Path(output_dir) / "metadata" / "clips" / f"chunk_{chunk:04d}" / f"{clip_id}.json"
+
+
+def clip_lock_path(output_dir: Path, chunk: int, clip_id: str) -> Path:
+    """The lock file a run holds while it cuts the clip (next to the clip's record)."""
+    return clip_record_path(output_dir, chunk, clip_id).with_suffix(".lock")
+
+
+def segment_video_relpath(chunk: int, clip_id: str, index: int) -> str:
+    return f"video_segments/chunk_{chunk:04d}/{clip_id}/{clip_id}_{index:02d}.mp4"
+
+
+def list_jobs(config: SegmentConfig) -> list[ClipJob]:
+    """The clips of this run: clip_index ∩ downloaded chunks (∩ --chunk), sorted, sharded, capped by max_clips."""
+    ds = catalog.open_dataset_dir(config.input_dir)
+    _clip_features(ds, config)
+    downloaded = sorted(set(ds.downloaded_chunks(config.camera)) & set(ds.downloaded_chunks(EGOMOTION_FEATURE)))
+    if config.chunks:
+        catalog.validate_chunk_ids(list(config.chunks), ds.clip_index.chunks, flag="--chunk")
+        missing = [c for c in config.chunks if c not in downloaded]
+        if missing:
+            raise PipelineError(
+                f"--chunk: chunk(s) {catalog.format_ranges(missing)} have no {config.camera} and egomotion zips in "
+                f"{config.input_dir} (downloaded: {catalog.format_ranges(downloaded) or 'none'})"
+            )
+        chunks = list(config.chunks)
+    else:
+        chunks = downloaded
+        if not chunks:
+            raise PipelineError(
+                f"--input-dir {config.input_dir}: no chunk has both {config.camera} and egomotion zips"
+            )
+    jobs = clip_jobs(ds, config, chunks)
+    i, n = config.shard
+    jobs = jobs[i::n]
+    return jobs if config.max_clips is None else jobs[: config.max_clips]
+
+
+def _clip_features(ds: catalog.DatasetDir, config: SegmentConfig) -> tuple[catalog.Feature, catalog.Feature]:
+    """The camera and egomotion features of `features.csv`; PipelineError if either is not there."""
+    camera = ds.features.get(config.camera)
+    if camera is None or not {"video", "frame_timestamps"} <= set(camera.clip_files_in_zip):
+        cams = [f.name for f in ds.features.values() if "video" in f.clip_files_in_zip]
+        raise PipelineError(
+            f"--camera {config.camera!r}: not a camera feature of features.csv (valid: {', '.join(cams)})"
+        )
+    if EGOMOTION_FEATURE not in ds.features:
+        raise PipelineError(f"{config.input_dir / catalog.FEATURES_CSV}: no {EGOMOTION_FEATURE!r} feature")
+    return camera, ds.features[EGOMOTION_FEATURE]
+
+
+def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[int]) -> list[ClipJob]:
+    """The jobs of every clip of `chunks` (of `config.split`, if set), sorted by (chunk, clip id).
+
+    Needs only `features.csv` and `clip_index.parquet`: the chunk zips need not be there yet.
+    """
+    camera, egomotion = _clip_features(ds, config)
+    table = ds.clip_index.table
+    table = table[table["chunk"].isin(list(chunks))]
+    if config.split is not None:
+        table = table[table["split"] == config.split]
+    rows = sorted(zip(table["chunk"].astype(int), table.index.astype(str), strict=True))
+    return [
+        ClipJob(
+            clip_id=clip_id,
+            chunk=chunk,
+            split=str(table.at[clip_id, "split"]),
+            is_valid=bool(table.at[clip_id, "clip_is_valid"]),
+            camera_zip=ds.chunk_path(config.camera, chunk),
+            video_member=catalog.member_name(camera, "video", clip_id),
+            timestamps_member=catalog.member_name(camera, "frame_timestamps", clip_id),
+            egomotion_zip=ds.chunk_path(EGOMOTION_FEATURE, chunk),
+            egomotion_member=catalog.member_name(egomotion, EGOMOTION_FEATURE, clip_id),
+        )
+        for chunk, clip_id in rows
+    ]
+
+
+__all__ = [
+    "CONFIG_JSON",
+    "DEFAULT_CAMERA",
+    "EGOMOTION_FEATURE",
+    "MANIFEST_JSON",
+    "SEGMENTS_JSON",
+    "SEGMENTS_PARQUET",
+    "ClipJob",
+    "SegmentConfig",
+    "SegmentResult",
+    "clip_jobs",
+    "clip_lock_path",
+    "clip_record_path",
+    "list_jobs",
+    "parse_shard",
+    "parse_size",
+    "segment_video_relpath",
+]
