@@ -15,16 +15,15 @@ import typer
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import build, config_command
 from pipeline.core.progress import DEFAULT_INTERVAL_S
-from pipeline.demo.workflow import DemoConfig
+from pipeline.demo.config import DemoConfig
 from pipeline.engines.config import EngineConfig, make_engine
-from pipeline.stages.dataset.stage import DatasetConfig
+from pipeline.stages.dataset.config import DatasetConfig
 from pipeline.stages.download.config import DownloadConfig
-from pipeline.stages.evaluate.stage import EvaluateConfig
-from pipeline.stages.export.stage import ExportConfig
+from pipeline.stages.evaluate.config import EvaluateConfig
+from pipeline.stages.export.config import ExportConfig
 from pipeline.stages.prepare.config import PrepareConfig
 from pipeline.stages.segment.config import SegmentConfig
-from pipeline.stages.train.config import TrainConfig
-from pipeline.stages.train.merge import MergeConfig
+from pipeline.stages.train.config import MergeConfig, TrainConfig
 from pipeline.standins.hub_server import ServeConfig
 from pipeline.standins.synth_config import SynthConfig
 from pipeline.standins.tiny_model import MakeTinyModelConfig

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +28,8 @@ from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, answer_format_des
 from pipeline.contracts.segments_reader import SegmentsFile
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import overwrite_setting, setting
 from pipeline.core.progress import NullProgress, ProgressSink
+from pipeline.stages.dataset.config import DatasetConfig
 from pipeline.stages.dataset.rows import RowsJob, SplitRule, write_rows
 from pipeline.stages.dataset.scan import scan
 from pipeline.stages.dataset.shards import Shard, finish_split, first_rows
@@ -39,81 +39,6 @@ log = logging.getLogger(__name__)
 
 # Rows written to {split}_examples.json.
 N_EXAMPLES = 5
-
-
-@dataclass
-class DatasetConfig:
-    """Settings of `pipeline build-dataset`."""
-
-    # Its parent's parent is the segments directory, the root of the records' video paths.
-    segments_path: Path = setting(
-        Path("qwen_video_segments/metadata/segments.parquet"),
-        help="segments.parquet (or segments.json) written by `pipeline segment`.",
-    )
-    # Receives train/, test/, dataset_meta.json, README.md and the examples.
-    output_dir: Path = setting(Path("qwen_video_dataset"), help="Dataset directory to write.")
-    # Clips, not segments; strictly between 0 and 1.
-    test_ratio: float = setting(0.1, help="Fraction of clips held out (--split-by clip).")
-    # Must equal the length of the segments' target lists; `target_hz` in dataset_meta.json.
-    target_hz: int = setting(
-        30,
-        help="Targets per second; must match the segments file. --fps is the original scripts' name.",
-        flags=("--target-hz", "--target_hz", "--fps"),
-    )
-    # Whole clips in keyed-hash order until the count is reached.
-    max_samples: int | None = setting(None, help="Keep about this many segments, whole clips only.")
-    # Replaced only once the new one is complete.
-    overwrite: bool = overwrite_setting()
-    # Key of the clip hashes (split side and --max-samples order).
-    seed: int = setting(42, help="Seed of the clip split and selection.")
-    # "clip": keyed hash of the clip id; "official": the segments' `split` field (train -> train, val/test -> test).
-    split_by: Literal["clip", "official"] = setting("clip", help="clip (seeded, by clip id) or official (clip_index).")
-    # The input second's (velocity, curvature) pairs in the user prompt.
-    history: bool = setting(
-        False, help="Put the input second's motion in the prompt.", flags=("--history/--no-history",)
-    )
-    # None = DEFAULT_SYSTEM_PROMPT.
-    system_prompt: str | None = setting(None, help="Override the system prompt.")
-    # None = default_prompt(target_hz).
-    prompt: str | None = setting(None, help="Override the user instruction.")
-    # Instead of being skipped and counted.
-    strict: bool = setting(False, help="A missing segment video is an error.")
-    # By row group; a JSON file is read by one process.
-    num_proc: int = setting(1, help="Processes writing rows (parquet input).")
-    # MB = 1e6 bytes; training streams shards in parallel dataloader workers.
-    max_shard_mb: float = setting(500.0, help="Largest Arrow shard of a split, MB.")
-
-    def __post_init__(self) -> None:
-        self.segments_path = Path(self.segments_path)
-        self.output_dir = Path(self.output_dir)
-        if not (isinstance(self.test_ratio, int | float) and 0.0 < float(self.test_ratio) < 1.0):
-            raise PipelineError(f"--test-ratio must be strictly between 0 and 1, got {self.test_ratio}")
-        if int(self.target_hz) != self.target_hz or self.target_hz < 1:
-            raise PipelineError(
-                f"--target-hz must be a positive whole number of targets per second, got {self.target_hz}"
-            )
-        self.target_hz = int(self.target_hz)
-        if self.max_samples is not None and self.max_samples < 1:
-            raise PipelineError(f"--max-samples must be at least 1, got {self.max_samples}")
-        if self.split_by not in ("clip", "official"):
-            raise PipelineError(f"--split-by must be 'clip' or 'official', got {self.split_by!r}")
-        if self.system_prompt is not None and not self.system_prompt.strip():
-            raise PipelineError("--system-prompt must not be empty")
-        if self.prompt is not None and not self.prompt.strip():
-            raise PipelineError("--prompt must not be empty")
-        if self.num_proc < 1:
-            raise PipelineError(f"--num-proc must be at least 1, got {self.num_proc}")
-        if not self.max_shard_mb > 0:
-            raise PipelineError(f"--max-shard-mb must be positive, got {self.max_shard_mb}")
-
-    @property
-    def video_root(self) -> Path:
-        """Absolute segments directory: the records' `video` paths are relative to it."""
-        parent = self.segments_path.resolve().parent
-        return parent.parent if parent.name == "metadata" else parent
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 @dataclass

@@ -25,51 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.dataset_reader import SPLITS, load_split, read_meta, split_rows
-from pipeline.contracts.run_config import DEFAULT_MODEL, VideoSettings
 from pipeline.contracts.video_files import VideoFiles
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import group, overwrite_setting, setting
 from pipeline.core.progress import NullProgress, ProgressSink
+from pipeline.stages.export.config import FORMATS, ExportConfig
 from pipeline.stages.export.video import readme_section, run_file
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("qwen-vl-finetune", "llama-factory", "ms-swift")
 VIDEO_TAG = "<video>"
 # Media placeholders the frameworks substitute; prompts must not contain them literally.
 MEDIA_TAGS = ("<video>", "<image>", "<audio>")
 QWEN_REGISTRATION_FILE = "physicalai_av_data.py"
-
-
-@dataclass
-class ExportConfig:
-    """Settings of `pipeline export`."""
-
-    dataset: Path = setting(Path("qwen_video_dataset"), help="Dataset directory from `pipeline build-dataset`.")
-    # One folder per framework.
-    output_dir: Path = setting(Path("qwen_video_exports"), help="Directory for the exports.")
-    format: str = setting("all", help="qwen-vl-finetune, llama-factory, ms-swift or all.", flags=("--format",))
-    # Replaced only once the new one is complete.
-    overwrite: bool = overwrite_setting()
-    # Prefix of the registered dataset names (`{name}_train`, `{name}_test`).
-    name: str = "physicalai_av"
-    # Hub id or directory.
-    model: str = setting(DEFAULT_MODEL, help="Model the ready-to-run training files name.")
-    # Frame sampling and pixel budget the exports' training files set (those of `pipeline train` by default).
-    video: VideoSettings = group(VideoSettings)
-
-    def __post_init__(self) -> None:
-        self.dataset = Path(self.dataset)
-        self.output_dir = Path(self.output_dir)
-        if self.format != "all" and self.format not in FORMATS:
-            raise PipelineError(f"--format must be one of {', '.join(FORMATS)} or all, got {self.format!r}")
-        if not self.name.isidentifier():
-            raise PipelineError(f"dataset name must be a Python identifier, got {self.name!r}")
-
-    @property
-    def formats(self) -> tuple[str, ...]:
-        return FORMATS if self.format == "all" else (self.format,)
 
 
 @dataclass

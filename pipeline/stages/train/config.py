@@ -1,4 +1,5 @@
-"""`TrainConfig`: every option of `pipeline train`, from defaults < a YAML config file < command-line overrides."""
+"""`TrainConfig`: every option of `pipeline train`, from defaults < a YAML config file < command-line overrides; and
+`MergeConfig`, the settings of `pipeline merge-lora`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from pipeline.contracts.run_config import CONFIG_FILE, DEFAULT_MODEL, LoraSettings, VideoSettings
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import build, group, merge, nest, setting, to_json
+from pipeline.core.options import build, group, merge, nest, overwrite_setting, setting, to_json
 
 DEFAULT_DATASET = "qwen_video_dataset"
 REPORT_TO = ("tensorboard", "none", "wandb", "all")
@@ -131,6 +132,25 @@ class TrainConfig:
         return to_json(self)
 
 
+@dataclass
+class MergeConfig:
+    """What to merge and where."""
+
+    base: str = setting(help="Base model: Hub id or local dir.")
+    # adapter_config.json + adapter weights
+    adapter: str = setting(help="LoRA training output dir.")
+    output_dir: str = setting(help="Where the merged model goes.")
+    dtype: str | None = setting(None, help="float32|bfloat16|float16.", show_default="the checkpoint's")
+    overwrite: bool = overwrite_setting()
+
+    def __post_init__(self) -> None:
+        if not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise PipelineError(f"--adapter {self.adapter}: no adapter_config.json (not a LoRA training output)")
+        out = Path(self.output_dir)
+        if out.exists() and any(out.iterdir()) and not self.overwrite:
+            raise PipelineError(f"--output-dir {out}: exists and is not empty (pass --overwrite to replace it)")
+
+
 def _check_scheduler(name: str) -> None:
     """Refuse a scheduler name transformers does not know (its `SchedulerType`), before any model is loaded."""
     from transformers.trainer_utils import SchedulerType
@@ -157,4 +177,4 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["CONFIG_FILE", "DEFAULT_DATASET", "DEFAULT_MODEL", "TrainConfig", "read_config_file"]
+__all__ = ["CONFIG_FILE", "DEFAULT_DATASET", "DEFAULT_MODEL", "MergeConfig", "TrainConfig", "read_config_file"]

@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_dir, write_json
-from pipeline.core.errors import PipelineError
-from pipeline.core.options import overwrite_setting, setting
 from pipeline.model.modeling import load_model_and_processor
-from pipeline.stages.train.config import CONFIG_FILE
+from pipeline.stages.train.config import CONFIG_FILE, MergeConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MergeConfig:
-    """What to merge and where."""
-
-    base: str = setting(help="Base model: Hub id or local dir.")
-    # adapter_config.json + adapter weights
-    adapter: str = setting(help="LoRA training output dir.")
-    output_dir: str = setting(help="Where the merged model goes.")
-    dtype: str | None = setting(None, help="float32|bfloat16|float16.", show_default="the checkpoint's")
-    overwrite: bool = overwrite_setting()
-
-    def __post_init__(self) -> None:
-        if not (Path(self.adapter) / "adapter_config.json").is_file():
-            raise PipelineError(f"--adapter {self.adapter}: no adapter_config.json (not a LoRA training output)")
-        out = Path(self.output_dir)
-        if out.exists() and any(out.iterdir()) and not self.overwrite:
-            raise PipelineError(f"--output-dir {out}: exists and is not empty (pass --overwrite to replace it)")
 
 
 def run(config: MergeConfig) -> Path:
