@@ -13,7 +13,7 @@ from pipeline.cli.app import app
 OWN_PARAMETERS = {"train": {"config_file"}, "serve": {"directory"}, "make-tiny-model": {"output_dir"}}
 # Flags removed with the code behind them (accepted and ignored before).
 REMOVED_FLAGS = {"build-dataset": {"--ego-motion-dir", "--ego_motion_dir"}}
-BEFORE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags_before_issue13.json").read_text())
+BEFORE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags_baseline.json").read_text())
 
 COMMANDS = typer.main.get_command(app).commands
 CONFIG_COMMANDS = {

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 
 if TYPE_CHECKING:
     import datasets
@@ -115,7 +115,7 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     try:
         ds = datasets.load_from_disk(str(split_dir))
     except (OSError, ValueError) as err:  # pyarrow: ArrowInvalid is a ValueError, a truncated file an OSError
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise PipelineError(f"{split_dir}: unreadable dataset split ({first}); build the dataset again") from None
 
     # Applied per accessed batch (no pass over the split at load time, nothing held in memory).
@@ -160,7 +160,7 @@ def split_batches(dataset_dir: Path | str, split: str, columns: list[str]) -> It
                 for batch in reader:
                     yield batch.select(columns)
         except (OSError, pa.ArrowException) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            first = first_line(err)
             raise PipelineError(f"{path}: unreadable dataset shard ({first}); build the dataset again") from None
 
 

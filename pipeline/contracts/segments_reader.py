@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contracts.answer import MAX_CURVATURE_PER_M, MAX_SPEED_MPS
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 
 STR_FIELDS = ("id", "clip_id", "video")
 INT_FIELDS = ("chunk", "segment_index", "start_us", "end_us")
@@ -129,7 +129,7 @@ class SegmentsFile:
                         yield SegmentBatch(start, table)
                         start += len(table)
         except (OSError, pa.ArrowException) as err:
-            raise PipelineError(f"{self.path}: unreadable parquet near record {start} ({_first_line(err)})") from None
+            raise PipelineError(f"{self.path}: unreadable parquet near record {start} ({first_line(err)})") from None
 
     def _json_batches(self) -> Iterator[SegmentBatch]:
         rows: list[dict[str, Any]] = []
@@ -149,11 +149,7 @@ class SegmentsFile:
             return pa.Table.from_pylist(rows, schema=SCHEMA)
         except (OverflowError, pa.ArrowException) as err:
             last = start + len(rows) - 1
-            raise PipelineError(f"{self.path}: records {start}-{last}: {_first_line(err)}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise PipelineError(f"{self.path}: records {start}-{last}: {first_line(err)}") from None
 
 
 def _parquet_row_groups(path: Path) -> list[int]:
@@ -165,7 +161,7 @@ def _parquet_row_groups(path: Path) -> list[int]:
             schema = file.schema_arrow
             groups = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
     except (OSError, pa.ArrowException) as err:
-        raise PipelineError(f"{path}: not a readable parquet file ({_first_line(err)})") from None
+        raise PipelineError(f"{path}: not a readable parquet file ({first_line(err)})") from None
     for field in SCHEMA:
         if field.name not in schema.names:
             if field.name == "split":

@@ -16,3 +16,9 @@ class VideoError(PipelineError):
     Raised by `pipeline.av.video` while segmenting (the clip is then skipped) and by `pipeline.model.video_input` while
     loading a segment's frames for the model (the sample is then skipped and counted).
     """
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's first message line (at most `limit` characters), or its type's name when it has no message."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass
@@ -132,7 +133,7 @@ def _cli_annotation(hint: Any) -> Any:
         return list[args[0]]
     if origin is Literal:
         return str
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         return _cli_annotation(inner[0]) | None if len(inner) == 1 else hint
     return hint

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pebble import ProcessExpired, ProcessPool
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def after_retries(retries: int) -> str:
 
 def failure_reason(err: BaseException) -> str:
     """One line for the manifest."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
 
 
 def pool_context() -> multiprocessing.context.BaseContext:

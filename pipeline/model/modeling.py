@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.run_config import LoraSettings
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 from pipeline.model.families import PROJECTOR_MODULE_NAMES, VISION_MODULE_NAMES, family_of
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def load_model_and_processor(
     try:
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise PipelineError(f"--model {source}: cannot load the model ({first})") from None
     processor_source = source
     if adapter is not None:
@@ -87,7 +87,7 @@ def load_model_and_processor(
     try:
         processor = AutoProcessor.from_pretrained(processor_source)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise PipelineError(f"--model {processor_source}: cannot load the processor ({first})") from None
     if not for_training:
         model.eval()
@@ -105,7 +105,7 @@ def check_family(source: str) -> None:
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise PipelineError(f"--model {source}: cannot read the model config ({first})") from None
     try:
         family_of(config)

@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 from pipeline.model.video_input import processor_kwargs, sample_indices
-
-
-def first_line(err: BaseException) -> str:
-    """An exception's first line (at most 300 characters), for one-line errors."""
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def probe_frames(path: str | Path) -> tuple[int, float]:

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.options import setting
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.model.families import family_of_processor
-from pipeline.stages.evaluate.served_frames import FramePlan, first_line, load_run_processor
+from pipeline.stages.evaluate.served_frames import FramePlan, load_run_processor
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.evaluate import baselines as baselines_mod
 from pipeline.stages.evaluate.config import EvaluateConfig
@@ -142,10 +142,6 @@ def load_checked(model_id: str, adapter: Path | None, dtype: str | None = None) 
         PipelineError: the model, processor or adapter cannot be loaded, or the adapter does not match (one line).
     """
     from pipeline.model.modeling import load_model_and_processor
-
-    def first_line(err: BaseException) -> str:
-        text = str(err).strip()
-        return text.splitlines()[0][:300] if text else type(err).__name__
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.run_config import CONFIG_FILE, DEFAULT_MODEL, LoraSettings, VideoSettings
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.options import build, group, merge, nest, overwrite_setting, setting, to_json
 
 DEFAULT_DATASET = "qwen_video_dataset"
@@ -169,7 +169,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise PipelineError(f"--config {path}: file not found") from None
     except yaml.YAMLError as err:
-        raise PipelineError(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise PipelineError(f"--config {path}: not valid YAML ({first_line(err)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
