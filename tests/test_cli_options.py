@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from pipeline.cli.app import app
 
@@ -77,3 +78,16 @@ def test_flag_spellings_of_before_still_work(name):
     spellings = {s for p in COMMANDS[name].params for s in (*p.opts, *p.secondary_opts)}
     missing = set(BEFORE[name]) - REMOVED_FLAGS.get(name, set()) - spellings
     assert not missing, f"{name}: {sorted(missing)}"
+
+
+HELP = json.loads((Path(__file__).parent / "fixtures" / "cli_help.json").read_text())
+
+
+@pytest.mark.parametrize("command", sorted(HELP))
+def test_every_help_text_is_unchanged(command, monkeypatch):
+    """The whole `--help` page of the app and of each command, at a fixed width, as the fixture recorded it."""
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setenv("TERMINAL_WIDTH", "160")
+    result = CliRunner().invoke(app, ([command] if command else []) + ["--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    assert result.output == HELP[command]
