@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline import standins
 from pipeline.av import catalog
 from pipeline.core.errors import PipelineError
 
-PACKAGED_FEATURES = Path(catalog.__file__).parent / "data" / "features.csv"
+PACKAGED_FEATURES = Path(standins.__file__).parent / "data" / "features.csv"
 
 
 @pytest.fixture(scope="module")
