@@ -18,7 +18,6 @@ LONG_FUNCTIONS = {
     "stages/dataset/stage.py run",
     "stages/download/stage.py run",
     "stages/evaluate/stage.py run",
-    "stages/segment/clip.py _cut_clip",
 }
 MAX_LOOSE_MODULES = 6
 # The folder order is the import order: a package imports only packages of earlier layers (and itself). Packages of

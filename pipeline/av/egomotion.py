@@ -136,14 +136,25 @@ class SegmentTargets:
     # S entries: None for a valid segment, else a one-line reason.
     reasons: list[str | None]
 
-    def summary(self) -> dict[str, np.ndarray]:
-        """(S,) summaries of the input second: mean and last ("now") speed, m/s, and curvature, 1/m."""
-        return {
-            "speed_mean_mps": self.history_velocity.mean(axis=1),
-            "speed_last_mps": self.history_velocity[:, -1],
-            "curvature_mean": self.history_curvature.mean(axis=1),
-            "curvature_last": self.history_curvature[:, -1],
-        }
+    @property
+    def speed_mean(self) -> np.ndarray:
+        """(S,) float64 m/s: mean speed over the input window."""
+        return self.history_velocity.mean(axis=1)
+
+    @property
+    def speed_last(self) -> np.ndarray:
+        """(S,) float64 m/s: the last history speed ("now")."""
+        return self.history_velocity[:, -1]
+
+    @property
+    def curvature_mean(self) -> np.ndarray:
+        """(S,) float64 1/m: mean curvature over the input window."""
+        return self.history_curvature.mean(axis=1)
+
+    @property
+    def curvature_last(self) -> np.ndarray:
+        """(S,) float64 1/m: the last history curvature ("now")."""
+        return self.history_curvature[:, -1]
 
 
 def future_sample_times(end_us: np.ndarray, horizon_us: int, n: int) -> np.ndarray:

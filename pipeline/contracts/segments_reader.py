@@ -22,12 +22,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contracts.answer import MAX_CURVATURE_PER_M, MAX_SPEED_MPS
+from pipeline.contracts.segment_record import COLUMN_TYPES, READ_COLUMNS, UNITS, arrow_schema
 from pipeline.core.errors import PipelineError, first_line
 
-STR_FIELDS = ("id", "clip_id", "video")
-INT_FIELDS = ("chunk", "segment_index", "start_us", "end_us")
-TARGET_FIELDS = ("velocity", "curvature", "history_velocity", "history_curvature")
-SPEED_FIELDS = ("velocity", "history_velocity")
+# The one column a file may lack: files from before it was added have no official split.
+OPTIONAL_FIELD = "split"
+# The required `SegmentRecord` columns the build reads, by type, in field order.
+STR_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is str and n != OPTIONAL_FIELD)
+INT_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is int)
+TARGET_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] == list[float])
+# Target columns in m/s (the others are curvatures, 1/m).
+SPEED_FIELDS = tuple(n for n in TARGET_FIELDS if UNITS[n] == "m/s")
 # Records per batch of a JSON file (a parquet batch is at most one row group, cut to this size).
 BATCH_ROWS = 20_000
 # Characters read from a JSON file at a time.
@@ -35,12 +40,7 @@ _JSON_READ_CHARS = 1 << 20
 # chunk and segment_index are stored as int32.
 _INT32_MAX = 2**31 - 1
 
-SCHEMA = pa.schema(
-    [pa.field(k, pa.string()) for k in STR_FIELDS]
-    + [pa.field(k, pa.int64()) for k in INT_FIELDS]
-    + [pa.field("split", pa.string())]
-    + [pa.field(k, pa.list_(pa.float64())) for k in TARGET_FIELDS]
-)
+SCHEMA = arrow_schema((*STR_FIELDS, *INT_FIELDS, OPTIONAL_FIELD, *TARGET_FIELDS))
 """Columns of a batch. Every one but `split` (the official split, needed only by --split-by official) is required."""
 
 
@@ -121,8 +121,8 @@ class SegmentsFile:
         start = self.part_starts()[parts.start] if len(parts) else 0
         try:
             with pq.ParquetFile(self.path) as file:
-                has_split = "split" in file.schema_arrow.names
-                columns = [f.name for f in SCHEMA if f.name != "split" or has_split]
+                has_split = OPTIONAL_FIELD in file.schema_arrow.names
+                columns = [f.name for f in SCHEMA if f.name != OPTIONAL_FIELD or has_split]
                 for group in parts:
                     for record_batch in file.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
                         table = _conform(pa.Table.from_batches([record_batch]))
@@ -164,7 +164,7 @@ def _parquet_row_groups(path: Path) -> list[int]:
         raise PipelineError(f"{path}: not a readable parquet file ({first_line(err)})") from None
     for field in SCHEMA:
         if field.name not in schema.names:
-            if field.name == "split":
+            if field.name == OPTIONAL_FIELD:
                 continue
             raise PipelineError(f"{path}: no column {field.name!r}")
         kind = schema.field(field.name).type
@@ -303,9 +303,9 @@ def _check_json_record(path: Path, index: int, rec: Any, n: int) -> dict[str, An
         values = rec[key]
         if not isinstance(values, list) or not all(map(_is_number, values)):
             raise _record_error(path, index, rid, f"field {key!r} must be a list of numbers")
-    split = rec.get("split")
+    split = rec.get(OPTIONAL_FIELD)
     if split is not None and not isinstance(split, str):
-        raise _record_error(path, index, rid, f"field 'split' must be a string, got {split!r}")
+        raise _record_error(path, index, rid, f"field {OPTIONAL_FIELD!r} must be a string, got {split!r}")
     return rec
 
 

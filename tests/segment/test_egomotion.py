@@ -96,9 +96,10 @@ def test_targets_match_analytic_motion(name):
         scale = max(np.abs(truth).max(), 1e-12)
         # Relative 1e-3; near zero crossings of the S-curve relative to the signal's amplitude.
         np.testing.assert_allclose(got, truth, rtol=1e-3, atol=1e-3 * scale)
-    summary = tg.summary()
-    np.testing.assert_allclose(summary["speed_last_mps"], motion["speed"](end / 1e6), rtol=1e-3)
-    np.testing.assert_allclose(summary["speed_mean_mps"], motion["speed"](hist_s).mean(axis=1), rtol=1e-3)
+    np.testing.assert_allclose(tg.speed_last, motion["speed"](end / 1e6), rtol=1e-3)
+    np.testing.assert_allclose(tg.speed_mean, motion["speed"](hist_s).mean(axis=1), rtol=1e-3)
+    np.testing.assert_allclose(tg.curvature_last, motion["curvature"](end / 1e6), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(tg.curvature_mean, motion["curvature"](hist_s).mean(axis=1), rtol=1e-3, atol=1e-6)
 
 
 def test_sample_times_follow_the_contract():

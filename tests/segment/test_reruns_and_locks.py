@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stages.segment.config import clip_lock_path, clip_record_path
+from pipeline.stages.segment.config import SegmentConfig, clip_lock_path, clip_record_path
 from tests.cli_contract import assert_one_line_error, run_pipeline
 from tests.fixtures.segment_fixtures import make_segments
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
@@ -106,6 +106,41 @@ def test_retry_skipped_recuts_a_skipped_clip_with_unchanged_inputs(small_repo, c
     assert retried.code == 0, retried.err
     assert "9 segments from 3 clips (2 already complete), 0 clips skipped" in retried.out
     _assert_same_as_clean(out, clean_run)
+
+
+def test_the_signature_holds_every_setting_the_outputs_depend_on(tmp_path):
+    config = SegmentConfig(input_dir=tmp_path, output_dir=tmp_path, target_hz=10.0, size=(64, 36))
+    signature = config.signature()
+    assert list(signature) == [
+        "version",
+        "camera",
+        "window_s",
+        "stride_s",
+        "horizon_s",
+        "size",
+        "target_hz",
+        "encode",
+    ]
+    assert (signature["version"], signature["target_hz"], signature["size"]) == (3, 10.0, [64, 36])
+
+
+def test_records_of_the_old_signature_are_recut_once(small_repo, clean_run, tmp_path):
+    out = Path(shutil.copytree(clean_run, tmp_path / "out"))
+    paths = [clip_record_path(out, clip.chunk, clip.clip_id) for clip in small_repo.clips]
+    for path in paths:
+        record = json.loads(path.read_text())
+        signature = record["signature"]
+        assert (signature["version"], signature["target_hz"]) == (3, 30.0) and "fps" not in signature
+        # Version 2 stored target_hz under "fps".
+        signature.update(version=2, fps=signature.pop("target_hz"))
+        path.write_text(json.dumps(record))
+
+    recut = make_segments(small_repo.root, out, size=SIZE)
+    assert (recut.done, recut.reused) == (3, 0)
+    assert all(json.loads(path.read_text())["signature"]["version"] == 3 for path in paths)
+    _assert_same_as_clean(out, clean_run)
+    again = make_segments(small_repo.root, out, size=SIZE)
+    assert (again.done, again.reused) == (3, 3)
 
 
 def _write_lock(path: Path, pid: int, host: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,13 @@ from pipeline.av import egomotion as ego
 from pipeline.av.video import (
     SegmentRequest,
     UnreadableZipError,
+    WrittenSegment,
     cut_segments,
     locate_member,
     read_member,
 )
 from pipeline.av.zip_fingerprint import zip_fingerprint
+from pipeline.contracts.segment_record import SegmentRecord
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import VideoError
 from pipeline.stages.segment import cliplock
@@ -189,9 +192,10 @@ def _cut_and_record(job: ClipJob, config: SegmentConfig, inputs: dict) -> dict:
     _clean_clip_dir(clip_dir)
     warnings: list[str] = []
     try:
-        segments, skipped_segments = _cut_clip(job, config, clip_dir, warnings)
+        cut, skipped_segments = _cut_clip(job, config, warnings)
+        segments = [c.record.to_json() for c in cut]
         record = {**base, "status": "done", "reason": None, "segments": segments, "skipped_segments": skipped_segments}
-        record["files"] = {s["video"]: s.pop("_size_bytes") for s in segments}
+        record["files"] = {c.record.video: c.size_bytes for c in cut}
     except _Skip as err:
         record = {**base, "status": "skipped", "reason": str(err), "segments": [], "skipped_segments": []}
         record["files"] = {}
@@ -204,11 +208,55 @@ def _cut_and_record(job: ClipJob, config: SegmentConfig, inputs: dict) -> dict:
     return record
 
 
-def _cut_clip(
-    job: ClipJob, config: SegmentConfig, clip_dir: Path, warnings: list[str]
-) -> tuple[list[dict], list[dict]]:
+@dataclass(frozen=True)
+class CutSegment:
+    """One segment written to disk: its record and the size of its mp4 (bytes), which the clip record keeps apart
+    (`"files"`) to find a damaged output on a re-run."""
+
+    record: SegmentRecord
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class _ClipFrames:
+    """The clip's frame clock: (F,) int64 µs frame timestamps and the timing derived from them."""
+
+    timestamps_us: np.ndarray
+    start_us: int
+    frame_dt_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The segments of a clip to cut: S windows, their targets, and which of them get an mp4."""
+
+    # (S,) int64 µs window starts and ends.
+    start_us: np.ndarray
+    end_us: np.ndarray
+    targets: ego.SegmentTargets
+    # The windows with targets and frames, to encode.
+    requests: list[SegmentRequest]
+    # {"segment_index", "reason"} of the others.
+    skipped: list[dict]
+
+
+def _cut_clip(job: ClipJob, config: SegmentConfig, warnings: list[str]) -> tuple[list[CutSegment], list[dict]]:
+    """The segments written for the clip and the {"segment_index", "reason"} of those skipped. Raises `_Skip`."""
     if not job.is_valid:
         raise _Skip("clip_is_valid is false in clip_index.parquet")
+    frames = _clip_frames(job, config)
+    plan = _plan_segments(job, config, frames, _egomotion(job, warnings))
+    try:
+        member = locate_member(job.camera_zip, job.video_member)
+        written = cut_segments(member, frames.timestamps_us, plan.requests, config.encode_settings())
+    except VideoError as err:
+        raise _skip_from(err) from None
+    return [_cut_segment(job, config, frames, plan, w) for w in written], plan.skipped
+
+
+def _clip_frames(job: ClipJob, config: SegmentConfig) -> _ClipFrames:
+    """The frame clock, once the clip is known to be long enough for one window and its horizon."""
     ts = _frame_timestamps(job)
     try:
         clip_start, frame_dt, clip_end = ego.clip_timing(ts)
@@ -220,6 +268,11 @@ def _cut_clip(
             f"clip is {duration:.2f} s long, shorter than window + horizon "
             f"({config.window_s + config.horizon_s:.2f} s)"
         )
+    return _ClipFrames(ts, clip_start, frame_dt, clip_end)
+
+
+def _egomotion(job: ClipJob, warnings: list[str]) -> ego.EgomotionTable:
+    """The clip's cleaned egomotion table; repeated timestamps with different values add a warning."""
     try:
         table = ego.clean_egomotion(_read_parquet_member(job.egomotion_zip, job.egomotion_member))
     except ego.EgomotionError as err:
@@ -231,12 +284,17 @@ def _cut_clip(
             f"{job.egomotion_member}: {table.n_conflicting} repeated timestamp(s) with different values "
             f"(first at {table.first_conflict_us} us); the first row of each was kept"
         )
+    return table
+
+
+def _plan_segments(job: ClipJob, config: SegmentConfig, frames: _ClipFrames, table: ego.EgomotionTable) -> _Plan:
+    """The clip's windows and targets; a window without targets or frames is skipped. Raises `_Skip` if all are."""
     # Half a frame of slack (docs/ARCHITECTURE.md): clock jitter must not move a frame across a window edge.
-    half_frame = frame_dt // 2
+    half_frame = frames.frame_dt_us // 2
     start_us, end_us = ego.segment_windows(
-        clip_start, clip_end, config.window_s, config.stride_s, config.horizon_s, tolerance_us=half_frame
+        frames.start_us, frames.end_us, config.window_s, config.stride_s, config.horizon_s, tolerance_us=half_frame
     )
-    ranges = ego.frames_in_windows(ts, start_us - half_frame, end_us - half_frame)
+    ranges = ego.frames_in_windows(frames.timestamps_us, start_us - half_frame, end_us - half_frame)
     window_us, horizon_us = int(round(config.window_s * 1e6)), int(round(config.horizon_s * 1e6))
     targets = ego.segment_targets(table, end_us, window_us, horizon_us, config.n_targets)
     skipped: list[dict] = []
@@ -253,43 +311,42 @@ def _cut_clip(
     if not requests:
         first = skipped[0]["reason"] if skipped else "no segment window fits"
         raise _Skip(f"no usable segment ({len(skipped)} skipped; first: {first})")
-    try:
-        member = locate_member(job.camera_zip, job.video_member)
-        written = cut_segments(member, ts, requests, config.encode_settings())
-    except VideoError as err:
-        raise _skip_from(err) from None
-    records = []
-    summary = targets.summary()
-    for w in written:
-        i = w.index
-        span = w.last_frame_us - w.first_frame_us
-        fps = (w.frame_count - 1) * 1e6 / span if span > 0 else 1e6 / frame_dt
-        records.append(
-            {
-                "id": f"{job.clip_id}_{i:02d}",
-                "clip_id": job.clip_id,
-                "chunk": job.chunk,
-                "split": job.split,
-                "camera": config.camera,
-                "segment_index": i,
-                "start_us": int(start_us[i]),
-                "end_us": int(end_us[i]),
-                "video": segment_video_relpath(job.chunk, job.clip_id, i),
-                "frame_count": w.frame_count,
-                "first_frame_us": w.first_frame_us,
-                "last_frame_us": w.last_frame_us,
-                "fps": round(fps, 4),
-                "width": w.width,
-                "height": w.height,
-                "velocity": targets.velocity[i].tolist(),
-                "curvature": targets.curvature[i].tolist(),
-                "history_velocity": targets.history_velocity[i].tolist(),
-                "history_curvature": targets.history_curvature[i].tolist(),
-                **{name: float(column[i]) for name, column in summary.items()},
-                "_size_bytes": w.size_bytes,
-            }
-        )
-    return records, skipped
+    return _Plan(start_us, end_us, targets, requests, skipped)
+
+
+def _cut_segment(
+    job: ClipJob, config: SegmentConfig, frames: _ClipFrames, plan: _Plan, written: WrittenSegment
+) -> CutSegment:
+    """The record of one written segment (fps measured from its frames; one frame: the clip's frame rate)."""
+    i, targets = written.index, plan.targets
+    span = written.last_frame_us - written.first_frame_us
+    fps = (written.frame_count - 1) * 1e6 / span if span > 0 else 1e6 / frames.frame_dt_us
+    record = SegmentRecord(
+        id=f"{job.clip_id}_{i:02d}",
+        clip_id=job.clip_id,
+        chunk=job.chunk,
+        split=job.split,
+        camera=config.camera,
+        segment_index=i,
+        start_us=int(plan.start_us[i]),
+        end_us=int(plan.end_us[i]),
+        video=segment_video_relpath(job.chunk, job.clip_id, i),
+        frame_count=written.frame_count,
+        first_frame_us=written.first_frame_us,
+        last_frame_us=written.last_frame_us,
+        fps=round(fps, 4),
+        width=written.width,
+        height=written.height,
+        velocity=targets.velocity[i].tolist(),
+        curvature=targets.curvature[i].tolist(),
+        history_velocity=targets.history_velocity[i].tolist(),
+        history_curvature=targets.history_curvature[i].tolist(),
+        speed_mean_mps=float(targets.speed_mean[i]),
+        speed_last_mps=float(targets.speed_last[i]),
+        curvature_mean=float(targets.curvature_mean[i]),
+        curvature_last=float(targets.curvature_last[i]),
+    )
+    return CutSegment(record, written.size_bytes)
 
 
 def process_clip_safe(job: ClipJob, config: SegmentConfig) -> dict:
@@ -309,6 +366,7 @@ def skipped_record(job: ClipJob, reason: str) -> dict:
 
 
 __all__ = [
+    "CutSegment",
     "completed_record",
     "input_fingerprint",
     "load_clip_record",

@@ -25,8 +25,9 @@ SEGMENTS_JSON = "segments.json"
 SEGMENTS_PARQUET = "segments.parquet"
 MANIFEST_JSON = "manifest.json"
 CONFIG_JSON = "segment_config.json"
-# Version of the per-clip record layout; a change makes a re-run redo clips (2: input fingerprints).
-_RECORD_VERSION = 2
+# Version of the per-clip record layout; a change makes a re-run redo clips (2: input fingerprints; 3: the signature
+# names target_hz "target_hz", no longer "fps").
+_RECORD_VERSION = 3
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -171,7 +172,7 @@ class SegmentConfig:
             "stride_s": self.stride_s,
             "horizon_s": self.horizon_s,
             "size": list(self.size) if self.size else "native",
-            "fps": self.target_hz,  # the key of records cut before the rename, so that they stay valid
+            "target_hz": self.target_hz,
             "encode": {k: v for k, v in asdict(self.encode_settings()).items() if k != "decode_threads"},
         }
         return json.loads(json.dumps(signature))

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline.contracts.segment_record import SegmentRecord, arrow_schema
 from pipeline.core.atomic import atomic_path, temp_sibling
 from pipeline.stages.segment.clip import load_clip_record
 from pipeline.stages.segment.config import (
@@ -67,8 +68,8 @@ def write_outputs(config: SegmentConfig, results: Iterable[tuple[ClipJob, dict]]
                 if not res["segments"]:
                     continue
                 record = load_clip_record(clip_record_path(config.output_dir, job.chunk, job.clip_id)) or {}
-                for seg in record.get("segments", []):
-                    fj.write(("\n" if summary.segments == 0 else ",\n") + json.dumps(seg))
+                for seg in map(SegmentRecord.from_json, record.get("segments", [])):
+                    fj.write(("\n" if summary.segments == 0 else ",\n") + json.dumps(seg.to_json()))
                     fp.add(seg)
                     summary.segments += 1
             fj.write("\n]\n")
@@ -103,29 +104,8 @@ def _indent(text: str, prefix: str) -> str:
 _MANIFEST_KEYS = ("status", "reason", "segments", "skipped_segments", "warnings")
 
 
-_COLUMNS = (
-    ("id", "string"),
-    ("clip_id", "string"),
-    ("chunk", "int64"),
-    ("split", "string"),
-    ("camera", "string"),
-    ("segment_index", "int64"),
-    ("start_us", "int64"),
-    ("end_us", "int64"),
-    ("video", "string"),
-    ("frame_count", "int64"),
-    ("first_frame_us", "int64"),
-    ("last_frame_us", "int64"),
-    ("fps", "float64"),
-    ("width", "int64"),
-    ("height", "int64"),
-)
-_LIST_COLUMNS = ("velocity", "curvature", "history_velocity", "history_curvature")
-_SUMMARY_COLUMNS = ("speed_mean_mps", "speed_last_mps", "curvature_mean", "curvature_last")
-
-
 class _ParquetStream:
-    """Write segment records to a parquet file in row groups of a fixed schema (an empty table too)."""
+    """Write segment records to a parquet file in row groups of `SegmentRecord`'s schema (an empty table too)."""
 
     ROW_GROUP = 20_000
 
@@ -133,16 +113,13 @@ class _ParquetStream:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        fields = [pa.field(n, pa.string() if kind == "string" else getattr(pa, kind)()) for n, kind in _COLUMNS]
-        fields += [pa.field(name, pa.list_(pa.float64())) for name in _LIST_COLUMNS]
-        fields += [pa.field(name, pa.float64()) for name in _SUMMARY_COLUMNS]
         self._pa = pa
-        self._schema = pa.schema(fields)
+        self._schema = arrow_schema()
         self._writer = pq.ParquetWriter(str(path), self._schema)
         self._batch: list[dict] = []
 
-    def add(self, record: dict) -> None:
-        self._batch.append(record)
+    def add(self, record: SegmentRecord) -> None:
+        self._batch.append(record.to_json())
         if len(self._batch) >= self.ROW_GROUP:
             self._flush()
 

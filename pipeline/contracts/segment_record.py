@@ -1,0 +1,107 @@
+"""One segment of the segment stage's output: `SegmentRecord`, the single declaration of the columns of
+`segments.parquet` / `segments.json` and of the clip records' `segments` lists (docs/ARCHITECTURE.md).
+
+The Arrow schema, the JSON form and the columns `build-dataset` reads are all derived from the dataclass fields, in
+field order.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# Field metadata key: the column is read (and checked) by `build-dataset`.
+_READ = "read"
+# Field metadata key: the unit of a number or of a list's items.
+_UNIT = "unit"
+
+
+def _column(read: bool = False, unit: str | None = None) -> Any:
+    return field(metadata={_READ: read, _UNIT: unit})
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """One segment: a `[start_us, end_us)` window of a clip, its mp4 and its targets. Times are int64 µs on the
+    clip timeline; n = target_hz * horizon_s values per target list."""
+
+    # "{clip_id}_{segment_index:02d}".
+    id: str = _column(read=True)
+    # UUID of the source clip.
+    clip_id: str = _column(read=True)
+    # Chunk id.
+    chunk: int = _column(read=True)
+    # The clip's official split from clip_index.parquet (train/val/test); optional to the reader.
+    split: str = _column(read=True)
+    # Camera feature name.
+    camera: str = _column()
+    # 0-based index of the window in the clip.
+    segment_index: int = _column(read=True)
+    # The window's start, µs.
+    start_us: int = _column(read=True, unit="us")
+    # The window's end (exclusive), µs.
+    end_us: int = _column(read=True, unit="us")
+    # mp4 path relative to the stage's output_dir.
+    video: str = _column(read=True)
+    # Frames in the mp4.
+    frame_count: int = _column()
+    # Source timestamp of the first frame written, µs.
+    first_frame_us: int = _column(unit="us")
+    # Source timestamp of the last frame written, µs.
+    last_frame_us: int = _column(unit="us")
+    # Frame rate measured from the frame timestamps, Hz.
+    fps: float = _column(unit="Hz")
+    # Width of the written mp4, pixels.
+    width: int = _column(unit="px")
+    # Height of the written mp4, pixels.
+    height: int = _column(unit="px")
+    # (n,) speeds over the next horizon, m/s (the labels).
+    velocity: list[float] = _column(read=True, unit="m/s")
+    # (n,) curvatures at the same times, 1/m, positive = left turn.
+    curvature: list[float] = _column(read=True, unit="1/m")
+    # (n,) speeds over the input window (the last is "now"), m/s.
+    history_velocity: list[float] = _column(read=True, unit="m/s")
+    # (n,) curvatures at the history times, 1/m.
+    history_curvature: list[float] = _column(read=True, unit="1/m")
+    # Mean of history_velocity, m/s.
+    speed_mean_mps: float = _column(unit="m/s")
+    # Last of history_velocity ("now"), m/s.
+    speed_last_mps: float = _column(unit="m/s")
+    # Mean of history_curvature, 1/m.
+    curvature_mean: float = _column(unit="1/m")
+    # Last of history_curvature, 1/m.
+    curvature_last: float = _column(unit="1/m")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON object, keys in field order."""
+        return {name: getattr(self, name) for name in COLUMNS}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SegmentRecord:
+        """The record of a JSON object with every field (extra keys are ignored). Raises KeyError on a missing one."""
+        return cls(**{name: data[name] for name in COLUMNS})
+
+
+# Column names, in field order.
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SegmentRecord))
+# Python type of each column: str, int, float or list[float].
+COLUMN_TYPES: dict[str, Any] = typing.get_type_hints(SegmentRecord)
+# Columns `build-dataset` reads, in field order.
+READ_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SegmentRecord) if f.metadata[_READ])
+# Unit of each column that has one ("m/s", "1/m", "us", "Hz", "px").
+UNITS: dict[str, str] = {f.name: f.metadata[_UNIT] for f in fields(SegmentRecord) if f.metadata[_UNIT]}
+
+
+def arrow_schema(columns: tuple[str, ...] = COLUMNS) -> pa.Schema:
+    """The Arrow schema of `columns` (default all, in field order): string, int64, float64, list<float64>."""
+    import pyarrow as pa  # loaded only where a schema is needed: the clip workers build records without it
+
+    types = {str: pa.string(), int: pa.int64(), float: pa.float64(), list[float]: pa.list_(pa.float64())}
+    return pa.schema([pa.field(name, types[COLUMN_TYPES[name]]) for name in columns])
+
+
+__all__ = ["COLUMNS", "COLUMN_TYPES", "READ_COLUMNS", "UNITS", "SegmentRecord", "arrow_schema"]
