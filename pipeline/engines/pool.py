@@ -40,13 +40,18 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _init_worker() -> None:
-    """A pool worker turns SIGTERM into SystemExit, so the job it is running removes its partial files.
+def _run_job(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """`fn(*args)` with SIGTERM turned into SystemExit, so that a job stopped by the pool removes its partial files.
 
     The pool stops its workers with SIGTERM when a run stops early (Ctrl-C, an error); pebble's own handler would
-    exit at once. A worker stopped from outside mid-job ends that job's try, which is then run again.
+    exit at once. A worker stopped from outside mid-job ends that job's try, which is then run again. Between jobs
+    pebble's handler is back: a worker stopped while it exits after its last job ends quietly.
     """
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return fn(*args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _worker_lost(err: BaseException) -> str | None:
@@ -85,7 +90,7 @@ class WorkerPool:
         self.retries = retries
         # What the log calls a job tried again ("trying the clip again").
         self.noun = noun
-        self._pool = ProcessPool(max_workers=workers, initializer=_init_worker, context=pool_context())
+        self._pool = ProcessPool(max_workers=workers, context=pool_context())
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -94,7 +99,7 @@ class WorkerPool:
         self.close(stop=exc_type is not None)
 
     def close(self, stop: bool = False) -> None:
-        """Wait for the jobs in flight, or with `stop` end them (they remove their partial files: `_init_worker`)."""
+        """Wait for the jobs in flight, or with `stop` end them (they remove their partial files: `_run_job`)."""
         if stop:
             self._pool.stop()
         else:
@@ -107,7 +112,7 @@ class WorkerPool:
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Task:
         """Start `fn(*args)` (picklable: a module-level function) in a worker."""
-        return Task(fn, args, label, self._pool.schedule(fn, args))
+        return Task(fn, args, label, self._pool.schedule(_run_job, (fn, args)))
 
     def result(
         self, task: Task, others: Callable[[], list[Future]] = list, tick: Callable[[], None] | None = None
@@ -131,7 +136,7 @@ class WorkerPool:
             if task.attempts > self.retries:
                 raise WorkerLost(f"{lost} {after_retries(self.retries)}")
             log.warning("%s: %s; trying %s again", task.label, lost, self.noun)
-            task.future = self._pool.schedule(task.fn, task.args)
+            task.future = self._pool.schedule(_run_job, (task.fn, task.args))
             task.attempts += 1
 
 
