@@ -15,7 +15,6 @@ OVER_LIMIT: dict[str, str] = {}
 MAX_FUNCTION_LINES = 80
 # Functions allowed over MAX_FUNCTION_LINES until they are split (the test fails once one is back under).
 LONG_FUNCTIONS = {
-    "stages/dataset/stage.py run",
     "stages/download/stage.py run",
     "stages/evaluate/stage.py run",
 }

@@ -1,5 +1,5 @@
-"""Which engine runs the clips (`--engine local|ray`): `EngineConfig` and `make_engine`. Kept apart from
-`pipeline.engines.local` so that the Ray engine, which builds on `engines`, is imported only from here (no cycle).
+"""Which engine runs the clips (`--engine local|ray`): `EngineConfig` and `make_engine`. Kept apart from the
+engines so that the Ray engine is imported only from here, and only when it is chosen.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Literal
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import setting
-from pipeline.engines.local import Engine, LocalEngine
+from pipeline.engines.base import DEFAULT_RETRIES, Engine
+from pipeline.engines.local import LocalEngine
 
 ENGINES = ("local", "ray")
 
@@ -29,7 +30,9 @@ class EngineConfig:
     )
     # Used only when a local cluster is started.
     ray_cpus: int | None = setting(None, help="CPUs of the local Ray cluster (default: all).")
-    retries: int = setting(2, help="Extra attempts of a failed chunk download or a clip whose worker died.")
+    retries: int = setting(
+        DEFAULT_RETRIES, help="Extra attempts of a failed chunk download or a clip whose worker died."
+    )
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

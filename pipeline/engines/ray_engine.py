@@ -30,20 +30,23 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from pipeline.core.errors import PipelineError
-from pipeline.engines.local import (
+from pipeline.engines.base import (
+    DEFAULT_RETRIES,
     ChunkResults,
+    ChunkSlot,
+    ChunkState,
     ChunkWork,
     ClipOps,
     OnInterrupt,
     after_retries,
+    complete_chunk_results,
     failure_reason,
     fetch_chunk,
     free_chunk,
-    reused_records,
 )
 
 log = logging.getLogger(__name__)
@@ -164,17 +167,6 @@ def _warm(modules: Sequence[str], hold_s: float) -> int:
     return os.getpid()
 
 
-@dataclass
-class _Slot:
-    """A chunk in the window: the node it is pinned to and its tasks."""
-
-    work: ChunkWork
-    node: str | None
-    clips: list[Any]
-    # Its download task and the clean-up task that download waited for: released once the chunk is done.
-    steps: tuple[Any, ...] = ()
-
-
 class RayEngine:
     """Run clips as Ray tasks on the cluster at `address` (or $RAY_ADDRESS), else on a local cluster started here."""
 
@@ -182,7 +174,7 @@ class RayEngine:
         self,
         address: str | None = None,
         num_cpus: int | None = None,
-        retries: int = 2,
+        retries: int = DEFAULT_RETRIES,
         preload: Sequence[str] = WORK_MODULES,
     ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
@@ -352,7 +344,7 @@ class RayEngine:
         """
         return self._chunk_results(iter(works), ops, max_in_flight)
 
-    def _chunk_results(self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int) -> Iterator[tuple]:
+    def _chunk_results(self, works: Iterator[ChunkWork], ops: ClipOps, max_in_flight: int) -> ChunkResults:
         ray = self._ray
         task_ops = ray.put(self._task_ops(ops))
         nodes = self._nodes()
@@ -362,12 +354,12 @@ class RayEngine:
         # Per node, its latest download: the next one starts when it ends, so the first chunk is not slowed down by
         # the second (one download at a time per node, as the local engine's download thread).
         last_fetch: dict[str, Any] = {}
-        window: deque[_Slot] = deque()
+        window: deque[ChunkSlot] = deque()
 
         def top_up() -> None:
             while (free := [n for n in nodes if load[n] < max_in_flight]) and (work := next(works, None)):
-                if work.fetch is None:
-                    window.append(_Slot(work, None, []))
+                if work.complete:
+                    window.append(ChunkSlot(work, ChunkState.COMPLETE))
                     continue
                 node = min(free, key=lambda n: load[n])
                 load[node] += 1
@@ -377,14 +369,13 @@ class RayEngine:
                 fetched = last_fetch[node] = self._track(fetch.remote(work, self.retries, previous, *after))
                 cut = self._remote(_cut, CUT_CPUS, node)
                 clips = [self._track(cut.remote(j, task_ops, fetched)) for j in work.jobs]
-                window.append(_Slot(work, node, clips, (fetched, *after)))
+                window.append(ChunkSlot(work, ChunkState.CUTTING, fetched, clips, node=node, steps=tuple(after)))
 
         top_up()
         while window:
             slot = window.popleft()
-            if slot.node is None:  # complete: nothing fetched; leftovers of an interrupted run are freed here
-                yield from zip(slot.work.jobs, reused_records(slot.work, ops), strict=True)
-                free_chunk(slot.work)
+            if slot.state is ChunkState.COMPLETE:  # nothing fetched; leftovers of an interrupted run are freed here
+                yield from complete_chunk_results(slot.work, ops)
             else:
                 for job, ref in zip(slot.work.jobs, slot.clips, strict=True):
                     yield job, self._result(ref, job, ops)
@@ -393,7 +384,7 @@ class RayEngine:
                         self._track(self._remote(free_chunk, DOWNLOAD_CPUS, slot.node).remote(slot.work))
                     )
                 load[slot.node] -= 1
-                self._refs.difference_update(slot.steps)
+                self._refs.difference_update((slot.fetched, *slot.steps))
             top_up()
         for ref in [ref for refs in freeing.values() for ref in refs]:  # every zip is gone when the run returns
             ray.get(ref)

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 
 from pipeline.contracts.dataset_reader import features, read_meta
-from pipeline.stages.dataset.stage import DatasetConfig, job_ranges, run
+from pipeline.stages.dataset.stage import DatasetConfig, run
+from pipeline.stages.dataset.writing import job_ranges
 from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.dataset_fixtures import make_segment_records, write_segment_files
 

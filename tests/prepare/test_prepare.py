@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.engines.local import ChunkWork, ClipOps, LocalEngine
+from pipeline.engines.base import ChunkWork, ClipOps
+from pipeline.engines.local import LocalEngine
 from pipeline.standins.repo import DEFAULT_CAMERA
 from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.prepare_fixtures import (

@@ -15,7 +15,8 @@ from itertools import pairwise
 
 import pytest
 
-from pipeline.engines.local import ChunkWork, ClipOps, LocalEngine
+from pipeline.engines.base import ChunkWork, ClipOps
+from pipeline.engines.local import LocalEngine
 from pipeline.engines.ray_engine import WORK_MODULES, RayEngine
 from pipeline.stages.segment import stage as segment
 from pipeline.stages.segment.config import SegmentConfig

@@ -6,9 +6,9 @@ Each row is one segment: ids and timing, the video path relative to the segments
 (system text, user video + prompt, assistant answer from `pipeline.contracts.answer.format_answer`) and the targets as
 float32 sequences. Every segment of a clip lands on the same side of the split (`pipeline.stages.dataset.split`).
 
-The build streams: a first pass checks every record and counts clips (`dataset_scan`), a second writes the rows
-batch by batch straight into each split's final Arrow shards (`dataset_rows`, `dataset_shards`; in `num_proc`
-processes for parquet input), in the layout `datasets.load_from_disk` reads. Memory stays flat in the number of
+The build streams: a first pass checks every record and counts clips (`scan`), a second writes the rows
+batch by batch straight into each split's final Arrow shards (`rows`, `shards`; in `num_proc` worker processes for
+parquet input, `writing`), in the layout `datasets.load_from_disk` reads. Memory stays flat in the number of
 segments.
 """
 
@@ -30,10 +30,11 @@ from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.dataset.config import DatasetConfig
-from pipeline.stages.dataset.rows import RowsJob, SplitRule, write_rows
-from pipeline.stages.dataset.scan import scan
-from pipeline.stages.dataset.shards import Shard, finish_split, first_rows
+from pipeline.stages.dataset.rows import RowsJob, SplitRule
+from pipeline.stages.dataset.scan import ScanResult, scan
+from pipeline.stages.dataset.shards import finish_split, first_rows
 from pipeline.stages.dataset.split import SPLIT_METHOD, selection_cutoff
+from pipeline.stages.dataset.writing import JobShards, job_ranges, write_jobs
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,49 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
 
     Raises:
         PipelineError: a bad segments file, a missing video with `strict`, an existing output without
-            `overwrite`, or nothing left to write.
+            `overwrite`, nothing left to write, or a row-writing job whose worker died on its every try.
     """
     import time
 
     progress = progress or NullProgress()
     t0 = time.perf_counter()
     _check_output(config)
-    n = config.target_hz
-    source = SegmentsFile(config.segments_path, n)
-    root = config.video_root
+    source = SegmentsFile(config.segments_path, config.target_hz)
     rule = SplitRule(config.split_by, config.seed, config.test_ratio)
+    found = _scan(config, source, rule, progress)
+    skipped = found.records - int(found.counts.sum())
+    selection = _select(config, found, rule)
+    meta = _meta(config, selection, skipped)
+    with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
+        jobs = _rows_jobs(config, source, found, selection.rule, meta, tmp)
+        shards = write_jobs(jobs, config.num_proc, progress, found.records)
+        if {s: sum(shard.rows for shard in shards[s]) for s in SPLITS} != selection.counts:
+            raise PipelineError(f"{config.segments_path}: changed while the dataset was being built; run again")
+        answer = _finish_splits(tmp, shards, meta)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(_dataset_card(meta, answer), encoding="utf-8")
+    seconds = time.perf_counter() - t0
+    log.info("wrote %s in %.1f s", config.output_dir, seconds)
+    return BuildResult(config.output_dir, selection.counts, selection.clip_counts, skipped, seconds, selection.notes)
+
+
+@dataclass
+class _Selection:
+    """The segments the build keeps: whole clips, each on its side of the split."""
+
+    # The split rule, with the --max-samples cutoff.
+    rule: SplitRule
+    # Rows per split.
+    counts: dict[str, int]
+    # Clips per split.
+    clip_counts: dict[str, int]
+    # Notes for the CLI summary.
+    notes: list[str]
+
+
+def _scan(config: DatasetConfig, source: SegmentsFile, rule: SplitRule, progress: ProgressSink) -> ScanResult:
+    """Check every record and count the clips; PipelineError when no segment video exists."""
+    root = config.video_root
     progress.start("checking segments", source.records)
     try:
         found = scan(source, rule, root, config.strict, progress)
@@ -145,7 +178,11 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         log.warning("skipped %d segment(s) whose video is missing, e.g. %s", skipped, root / min(found.missing))
     if not kept:
         raise PipelineError(f"{config.segments_path}: none of the {found.records} segment videos exist under {root}")
+    return found
 
+
+def _select(config: DatasetConfig, found: ScanResult, rule: SplitRule) -> _Selection:
+    """The clips kept (all, or the first ones by selection key for --max-samples) and their sides."""
     chosen = found.counts > 0
     notes: list[str] = []
     if config.max_samples is not None:
@@ -172,11 +209,14 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         counts["test"],
         clip_counts["test"],
     )
+    return _Selection(rule, counts, clip_counts, notes)
 
-    system_prompt = config.system_prompt or DEFAULT_SYSTEM_PROMPT
-    prompt = config.prompt or default_prompt(n)
-    meta = {
-        "video_root": str(root),
+
+def _meta(config: DatasetConfig, selection: _Selection, skipped: int) -> dict[str, Any]:
+    """dataset_meta.json: what the build read, its settings, counts and prompts."""
+    n = config.target_hz
+    return {
+        "video_root": str(config.video_root),
         "segments_path": str(config.segments_path.resolve()),
         "output_dir": str(config.output_dir.resolve()),
         "target_hz": n,
@@ -185,89 +225,53 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         "seed": config.seed,
         "test_ratio": config.test_ratio,
         "history": config.history,
-        "counts": counts,
-        "clip_counts": clip_counts,
+        "counts": selection.counts,
+        "clip_counts": selection.clip_counts,
         "skipped_missing_video": skipped,
         "answer_format": answer_format_description(n),
-        "system_prompt": system_prompt,
-        "prompt": prompt,
+        "system_prompt": config.system_prompt or DEFAULT_SYSTEM_PROMPT,
+        "prompt": config.prompt or default_prompt(n),
         "config": config.to_json(),
     }
-    with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
-        max_bytes = int(config.max_shard_mb * 10**6)
-        jobs = [
-            RowsJob(
-                source.path, n, parts, i, tmp, rule, found.missing, system_prompt, prompt, config.history, max_bytes
-            )
-            for i, parts in enumerate(job_ranges(source.part_rows(), config.num_proc))
+
+
+def _rows_jobs(
+    config: DatasetConfig, source: SegmentsFile, found: ScanResult, rule: SplitRule, meta: dict[str, Any], tmp: Path
+) -> list[RowsJob]:
+    """One row-writing job per range of parts (`job_ranges`), writing under `tmp` with the prompts of `meta`."""
+    return [
+        RowsJob(
+            path=source.path,
+            n=config.target_hz,
+            parts=parts,
+            index=i,
+            out_dir=tmp,
+            rule=rule,
+            missing=found.missing,
+            system_prompt=meta["system_prompt"],
+            prompt=meta["prompt"],
+            history=config.history,
+            max_shard_bytes=int(config.max_shard_mb * 10**6),
+        )
+        for i, parts in enumerate(job_ranges(source.part_rows(), config.num_proc))
+    ]
+
+
+def _finish_splits(tmp: Path, shards: JobShards, meta: dict[str, Any]) -> str:
+    """Name each split's shards and write its state files and `{split}_examples.json`; the first example answer
+    ("" when both splits are empty)."""
+    answer = None
+    feats = features(meta["target_hz"])
+    identity = json.dumps(meta, sort_keys=True)
+    for split in SPLITS:
+        names = finish_split(tmp / split, split, shards[split], feats, identity)
+        examples = [
+            dict(r, messages=clean_messages(r["messages"])) for r in first_rows(tmp / split, names, N_EXAMPLES)
         ]
-        shards = _write_jobs(jobs, config.num_proc, progress, found.records)
-        written = {s: sum(shard.rows for shard in shards[s]) for s in SPLITS}
-        if written != counts:
-            raise PipelineError(f"{config.segments_path}: changed while the dataset was being built; run again")
-        answer = None
-        feats = features(n)
-        identity = json.dumps(meta, sort_keys=True)
-        for split in SPLITS:
-            names = finish_split(tmp / split, split, shards[split], feats, identity)
-            examples = [
-                dict(r, messages=clean_messages(r["messages"])) for r in first_rows(tmp / split, names, N_EXAMPLES)
-            ]
-            path = tmp / f"{split}_examples.json"
-            path.write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")
-            answer = answer or (examples[0]["messages"][-1]["content"][0]["text"] if examples else None)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(_dataset_card(meta, answer or ""), encoding="utf-8")
-    seconds = time.perf_counter() - t0
-    log.info("wrote %s in %.1f s", config.output_dir, seconds)
-    return BuildResult(config.output_dir, counts, clip_counts, skipped, seconds, notes)
-
-
-def job_ranges(part_rows: list[int], jobs: int) -> list[range]:
-    """Consecutive parts cut into at most `jobs` ranges of about equal records (one per writing process)."""
-    bounds = np.searchsorted(np.cumsum(part_rows), np.arange(1, jobs) * sum(part_rows) / jobs, side="right")
-    edges = sorted({0, *(int(b) for b in bounds), len(part_rows)})
-    return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-
-
-_progress_queue: Any = None
-
-
-def _init_worker(queue: Any) -> None:
-    global _progress_queue
-    _progress_queue = queue
-
-
-def _write_in_worker(job: RowsJob) -> dict[str, list[Shard]]:
-    return write_rows(job, _progress_queue.put)
-
-
-def _write_jobs(jobs: list[RowsJob], num_proc: int, progress: ProgressSink, records: int) -> dict[str, list[Shard]]:
-    """Run the row-writing jobs (in separate processes when `num_proc` > 1), advancing `progress` per batch; the
-    shards per side in file order."""
-    results: list[dict[str, list[Shard]]] = []
-    progress.start("writing rows", records)
-    try:
-        if num_proc > 1 and len(jobs) > 1:
-            import multiprocessing
-            import queue
-            from concurrent.futures import ProcessPoolExecutor
-
-            done_rows = multiprocessing.Queue()
-            with ProcessPoolExecutor(len(jobs), initializer=_init_worker, initargs=(done_rows,)) as pool:
-                futures = [pool.submit(_write_in_worker, job) for job in jobs]
-                while True:
-                    try:
-                        progress.advance(done_rows.get(timeout=0.5))
-                    except queue.Empty:
-                        if all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures):
-                            break
-                results = [f.result() for f in futures]
-        else:
-            results = [write_rows(job, progress.advance) for job in jobs]
-    finally:
-        progress.finish()
-    return {side: [shard for result in results for shard in result[side]] for side in SPLITS}
+        path = tmp / f"{split}_examples.json"
+        path.write_text(json.dumps(examples, indent=2) + "\n", encoding="utf-8")
+        answer = answer or (examples[0]["messages"][-1]["content"][0]["text"] if examples else None)
+    return answer or ""
 
 
 __all__ = ["BuildResult", "DatasetConfig", "run"]

@@ -17,7 +17,8 @@ from functools import partial
 
 from pipeline.av import catalog
 from pipeline.core.progress import ProgressSink
-from pipeline.engines.local import ChunkWork, Engine, LocalEngine
+from pipeline.engines.base import ChunkWork, Engine
+from pipeline.engines.local import LocalEngine
 from pipeline.stages.download import stage as download
 from pipeline.stages.download.config import DownloadConfig
 from pipeline.stages.download.files import delete_files

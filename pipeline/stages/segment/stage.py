@@ -28,7 +28,8 @@ from pathlib import Path
 from pipeline.core.atomic import temp_sibling
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import NullProgress, ProgressSink
-from pipeline.engines.local import ClipOps, Engine, LocalEngine
+from pipeline.engines.base import ClipOps, Engine
+from pipeline.engines.local import LocalEngine
 from pipeline.stages.segment.clip import completed_record, process_clip_safe, skipped_record
 from pipeline.stages.segment.config import MANIFEST_JSON, ClipJob, SegmentConfig, SegmentResult, list_jobs
 from pipeline.stages.segment.outputs import metadata_dir, write_outputs
