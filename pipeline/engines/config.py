@@ -1,15 +1,19 @@
 """Which engine runs the clips (`--engine local|ray`): `EngineConfig` and `make_engine`. Kept apart from
-`pipeline.engines.local` so that the Ray engine, which builds on `engines`, is imported only from here (no cycle).
+`pipeline.engines.local` so that the Ray engine, which builds on `engines`, is imported only from here (no cycle),
+and so that the CLI can declare `--engine` without loading either engine (pebble, Ray): `make_engine` imports the
+one it builds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import setting
-from pipeline.engines.local import Engine, LocalEngine
+
+if TYPE_CHECKING:
+    from pipeline.engines.local import Engine
 
 ENGINES = ("local", "ray")
 
@@ -46,6 +50,8 @@ def make_engine(config: EngineConfig, workers: int) -> Engine:
         from pipeline.engines.ray_engine import RayEngine
 
         return RayEngine(config.ray_address, config.ray_cpus, config.retries)
+    from pipeline.engines.local import LocalEngine
+
     return LocalEngine(workers, config.retries)
 
 
