@@ -2,7 +2,7 @@
 
 This module loads typer, rich and the stages' light config modules only; each command imports its stage when it
 runs. So `pipeline --help` and option parsing load no numpy, pandas, torch, transformers, datasets, PyAV, Ray or
-huggingface_hub (tests/test_cli.py checks it), and the data stages never load torch.
+huggingface_hub (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations
