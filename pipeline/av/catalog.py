@@ -2,6 +2,8 @@
 `clip_index.parquet` (never hard-coded): feature → chunk file path, zip member names, chunk ids and splits.
 
 No network here: the download stage fetches the two index files and the segment stage reads a downloaded directory.
+pandas is imported only where `clip_index.parquet` is read, so that the CLI's configs can use the feature and chunk
+helpers without loading it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipeline.core.errors import PipelineError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FEATURES_CSV = "features.csv"
 CLIP_INDEX_PARQUET = "clip_index.parquet"
@@ -294,14 +298,14 @@ class ClipIndex:
 
     def clips(self, chunk: int | None = None, split: str | None = None, valid_only: bool = False) -> list[str]:
         """Clip ids, sorted, optionally restricted to one chunk, one split and/or valid clips."""
-        sel = pd.Series(True, index=self.table.index)
+        table = self.table
         if chunk is not None:
-            sel &= self.table["chunk"] == int(chunk)
+            table = table[table["chunk"] == int(chunk)]
         if split is not None:
-            sel &= self.table["split"] == split
+            table = table[table["split"] == split]
         if valid_only:
-            sel &= self.table["clip_is_valid"]
-        return sorted(str(c) for c in self.table.index[sel.to_numpy()])
+            table = table[table["clip_is_valid"]]
+        return sorted(str(c) for c in table.index)
 
     def chunk_of(self, clip_id: str) -> int:
         return int(self.table.at[clip_id, "chunk"])
@@ -312,6 +316,8 @@ class ClipIndex:
 
 def _read_clip_table(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
     """A parquet table indexed by `clip_id` (stored as the index or as a column), checked for `columns`."""
+    import pandas as pd
+
     try:
         df = pd.read_parquet(path)
     except (OSError, ValueError) as err:
@@ -329,6 +335,8 @@ def read_clip_index(path: Path, splits_path: Path | None = None) -> ClipIndex:
 
     Raises `PipelineError` naming the file if it cannot be read or lacks a column.
     """
+    import pandas as pd
+
     path = Path(path)
     df = _read_clip_table(path, "clip index", ("chunk", "split", "clip_is_valid"))
     if splits_path is not None and Path(splits_path).is_file():

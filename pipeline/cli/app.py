@@ -1,7 +1,8 @@
 """The `pipeline` command: one typer subcommand per stage. Commands build a config and call the stage's `run`.
 
-Heavy modules (torch, transformers, datasets) are imported inside the commands, so `pipeline --help` and the
-data stages stay fast.
+This module loads typer, rich and the stages' light config modules only; each command imports its stage when it
+runs. So `pipeline --help` and option parsing load no numpy, pandas, torch, transformers, datasets, PyAV, Ray or
+huggingface_hub (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
-"""Which engine runs the clips (`--engine local|ray`): `EngineConfig` and `make_engine`. Kept apart from the
-engines so that the Ray engine is imported only from here, and only when it is chosen.
+"""Which engine runs the clips (`--engine local|ray`): `EngineConfig` and `make_engine`. Kept apart from the engines
+so that the CLI can declare `--engine` without loading either one (pebble, Ray): `make_engine` imports the one it
+builds, when it is chosen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import setting
-from pipeline.engines.base import DEFAULT_RETRIES, Engine
-from pipeline.engines.local import LocalEngine
+from pipeline.engines.base import DEFAULT_RETRIES
+
+if TYPE_CHECKING:
+    from pipeline.engines.base import Engine
 
 ENGINES = ("local", "ray")
 
@@ -49,6 +52,8 @@ def make_engine(config: EngineConfig, workers: int) -> Engine:
         from pipeline.engines.ray_engine import RayEngine
 
         return RayEngine(config.ray_address, config.ray_cpus, config.retries)
+    from pipeline.engines.local import LocalEngine
+
     return LocalEngine(workers, config.retries)
 
 

@@ -16,7 +16,6 @@ from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError, VideoError
 from pipeline.core.options import setting
 from pipeline.core.progress import NullProgress, ProgressSink
-from pipeline.model.collator import SampleEncoder, pad_batch
 from pipeline.model.families import family_of
 
 log = logging.getLogger(__name__)
@@ -125,6 +124,8 @@ def generate_answers(
         One string per row, special tokens removed; "" for a row whose video cannot be read (logged).
     """
     import torch
+
+    from pipeline.model.collator import SampleEncoder, pad_batch
 
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")

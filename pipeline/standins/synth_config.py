@@ -11,7 +11,6 @@ from pathlib import Path
 from pipeline.av.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import setting
-from pipeline.standins.frame_code import MAX_FRAME_INDEX
 
 EGOMOTION_FEATURE = "egomotion"
 EGOMOTION_COLUMNS = (
@@ -115,6 +114,8 @@ class SynthConfig:
             raise PipelineError(f"--duration {self.duration_s}: must be in (0, 600] seconds")
         if not 1 <= self.fps <= 240:
             raise PipelineError(f"--fps {self.fps}: must be in [1, 240]")
+        from pipeline.standins.frame_code import MAX_FRAME_INDEX  # here: frame_code loads numpy, the CLI this module
+
         if round(self.duration_s * self.fps) > MAX_FRAME_INDEX + 1:
             raise PipelineError(f"--duration {self.duration_s} at --fps {self.fps}: over {MAX_FRAME_INDEX + 1} frames")
         if round(self.duration_s * self.fps) < 1:

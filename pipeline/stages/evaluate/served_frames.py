@@ -17,7 +17,6 @@ from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError, first_line
-from pipeline.model.video_input import processor_kwargs, sample_indices
 
 
 def probe_frames(path: str | Path) -> tuple[int, float]:
@@ -53,6 +52,8 @@ class FramePlan:
         if engine == "plain":
             return {}
         from transformers.video_utils import VideoMetadata
+
+        from pipeline.model.video_input import processor_kwargs, sample_indices
 
         total, fps = probe_frames(path)
         train = sample_indices(total, fps, self.settings, self.frame_multiple)
