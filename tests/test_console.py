@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from pipeline.cli import console as console_mod
-from pipeline.core.progress import BYTES, LogProgress, for_console
+from pipeline.core.progress import BYTES, LogProgress
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # any control character but tab and newline
@@ -155,8 +155,8 @@ def test_log_progress_lines_take_a_new_description(caplog):
 
 
 def test_progress_is_a_bar_only_on_a_terminal():
-    assert type(for_console(Console(file=io.StringIO(), force_terminal=True))).__name__ == "RichProgress"
-    assert isinstance(for_console(Console(file=io.StringIO()), interval_s=5), LogProgress)
+    assert type(console_mod.for_console(Console(file=io.StringIO(), force_terminal=True))).__name__ == "RichProgress"
+    assert isinstance(console_mod.for_console(Console(file=io.StringIO()), interval_s=5), LogProgress)
 
 
 @pytest.mark.parametrize("verbose", [False, True])

@@ -34,6 +34,7 @@ app = typer.Typer(
     help="PhysicalAI-AV → Qwen-VL motion prediction: download, segment, build-dataset, export, train, evaluate, demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -19,8 +19,19 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from pipeline.core.progress import DEFAULT_INTERVAL_S, ProgressSink, for_console
+from pipeline.core.progress import BYTES, DEFAULT_INTERVAL_S, LogProgress, ProgressSink
 
 QUIET_LOGGERS = {
     "httpx": logging.WARNING,
@@ -185,4 +196,58 @@ def progress_sink() -> ProgressSink:
     return for_console(_current.console, _current.progress_interval_s)
 
 
-__all__ = ["LOG_FORMAT", "QUIET_LOGGERS", "ConsoleSettings", "adopt_library_logger", "progress_sink", "setup"]
+class RichProgress:
+    """A rich progress bar on `console` (default: a new stderr console); one task at a time."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._bar: Progress | None = None
+        self._task = None
+
+    def start(self, description: str, total: int | None, unit: str = "") -> None:
+        self.finish()
+        counts: tuple[ProgressColumn, ...] = (
+            (DownloadColumn(), TransferSpeedColumn()) if unit == BYTES else (MofNCompleteColumn(),)
+        )
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            *counts,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def describe(self, description: str) -> None:
+        """Replace the running task's description (e.g. with failure counts and a rate)."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=description)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def for_console(console: Console, interval_s: float = DEFAULT_INTERVAL_S) -> ProgressSink:
+    """A bar on `console` when it is a terminal, else periodic log lines every `interval_s` s at most."""
+    return RichProgress(console) if console.is_terminal else LogProgress(interval_s)
+
+
+__all__ = [
+    "LOG_FORMAT",
+    "QUIET_LOGGERS",
+    "ConsoleSettings",
+    "RichProgress",
+    "for_console",
+    "adopt_library_logger",
+    "progress_sink",
+    "setup",
+]

@@ -1,8 +1,8 @@
 """Progress reporting: library code calls a `ProgressSink`; only the CLI chooses how it shows.
 
-On a terminal, `RichProgress` draws one rich bar on the CLI's console, so log lines print above it. Elsewhere (a
-file, a pipe, a cluster job log), `LogProgress` logs one plain line at most every `interval_s` seconds with
-done/total, rate and ETA, and no control characters. `for_console` picks one of the two.
+On a terminal, the CLI draws one rich bar (`pipeline.cli.console.RichProgress`). Elsewhere (a file, a pipe, a
+cluster job log), `LogProgress` logs one plain line at most every `interval_s` seconds with done/total, rate and ETA,
+and no control characters. `pipeline.cli.console.for_console` picks one of the two.
 """
 
 from __future__ import annotations
@@ -14,19 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from rich.console import Console
 from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 log = logging.getLogger(__name__)
 
@@ -62,46 +50,6 @@ class NullProgress:
 
     def finish(self) -> None:
         pass
-
-
-class RichProgress:
-    """A rich progress bar on `console` (default: a new stderr console); one task at a time."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console(stderr=True)
-        self._bar: Progress | None = None
-        self._task = None
-
-    def start(self, description: str, total: int | None, unit: str = "") -> None:
-        self.finish()
-        counts: tuple[ProgressColumn, ...] = (
-            (DownloadColumn(), TransferSpeedColumn()) if unit == BYTES else (MofNCompleteColumn(),)
-        )
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            *counts,
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self._console,
-            transient=False,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task(description, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def describe(self, description: str) -> None:
-        """Replace the running task's description (e.g. with failure counts and a rate)."""
-        if self._bar is not None:
-            self._bar.update(self._task, description=description)
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
 
 
 def _clock(seconds: float) -> str:
@@ -177,8 +125,3 @@ class LogProgress:
         if self._total and rate > 0:
             parts.append(f"ETA {_clock(max(self._total - self._done, 0) / rate)}")
         log.info("%s: %s", self._description, ", ".join(parts))
-
-
-def for_console(console: Console, interval_s: float = DEFAULT_INTERVAL_S) -> ProgressSink:
-    """A bar on `console` when it is a terminal, else periodic log lines every `interval_s` s at most."""
-    return RichProgress(console) if console.is_terminal else LogProgress(interval_s)
