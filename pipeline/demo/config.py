@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.options import setting
+from pipeline.core.options import parse_fields, setting
 from pipeline.demo.profiles import (
     PROFILES,
     DemoProfile,
@@ -13,11 +13,11 @@ from pipeline.demo.profiles import (
 from pipeline.model.families import family_named
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
     """Options of `pipeline demo`."""
 
-    workdir: Path = setting(Path("demo_workdir"), help="Where every stage writes.")
+    workdir: Path = setting(Path("demo_workdir"), help="Where every stage writes.", parse=Path)
     # The CI-sized profile.
     quick: bool = setting(False, help="CI size: a few clips, a few steps (< 2 min).")
     # Else only the report is kept.
@@ -27,12 +27,14 @@ class DemoConfig:
     history: bool = setting(
         False, help="Put the input second's measured motion in the prompt.", flags=("--history/--no-history",)
     )
-    profile: DemoProfile = field(init=False)
 
     def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
-        self.profile = PROFILES["quick" if self.quick else "default"]
+        parse_fields(self)
         family_named(self.family)
+
+    @property
+    def profile(self) -> DemoProfile:
+        return PROFILES["quick" if self.quick else "default"]
 
     def path(self, name: str) -> Path:
         return self.workdir / name
