@@ -18,9 +18,7 @@ class DemoConfig:
     """Options of `pipeline demo`."""
 
     workdir: Path = setting(Path("demo_workdir"), help="Where every stage writes.", parse=Path)
-    # The CI-sized profile.
     quick: bool = setting(False, help="CI size: a few clips, a few steps (< 2 min).")
-    # Else only the report is kept.
     keep: bool = setting(False, help="Keep the served repo and every stage's output, not only the report.")
     seed: int = setting(0, help="Seed of data, split, model init and training.")
     family: str = setting("qwen3_vl", help="Tiny model family: qwen3_vl, qwen2_5_vl, qwen3_5 or internvl.")

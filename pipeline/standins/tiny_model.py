@@ -104,7 +104,7 @@ class TinyModelConfig:
     kv_heads: int | None = None
     intermediate_size: int = setting(128, help="Text MLP width.")
     vision_hidden_size: int = 32  # vision tower width
-    vision_depth: int = setting(2, help="Vision blocks.")  # vision transformer blocks
+    vision_depth: int = setting(2, help="Vision blocks.")
     vision_heads: int = 2  # vision attention heads
     embedding_std: float = 0.2  # std of the tied token embeddings: with the default 0.02 a tiny model's logits
     # stay within about +-1.3, so no training could make its answers likely; 0.2 allows a peaked distribution
