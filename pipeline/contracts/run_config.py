@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import group, nest, setting
+from pipeline.core.options import group, nest, parse_fields, setting
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 CONFIG_FILE = "train_config.json"
 """The resolved `TrainConfig` a run writes beside its adapter/weights (read back by `read_run_config`)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoSettings:
     """How frames are sampled from a clip and how large the processor may make them (`--video-*` options)."""
 
@@ -41,7 +42,14 @@ class VideoSettings:
             )
 
 
-@dataclass
+def _comma_separated(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Names from "q_proj, v_proj" (or a list of names): ("q_proj", "v_proj")."""
+    if isinstance(names, str):
+        return tuple(n.strip() for n in names.split(",") if n.strip())
+    return tuple(names)
+
+
+@dataclass(frozen=True)
 class LoraSettings:
     """LoRA adapter shape (peft LoraConfig; `--lora-*` options)."""
 
@@ -59,19 +67,18 @@ class LoraSettings:
         "--tune-mm-vision).",
         cli_type=str,
         show_default="the family's language-model Linear layers (TRAINING.md)",
+        parse=_comma_separated,
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.target_modules, str):
-            self.target_modules = tuple(t.strip() for t in self.target_modules.split(",") if t.strip())
-        self.target_modules = tuple(self.target_modules)
+        parse_fields(self)
         if self.r < 1:
             raise PipelineError(f"--lora-r: must be >= 1, got {self.r}")
         if not 0.0 <= self.dropout < 1.0:
             raise PipelineError(f"--lora-dropout: must be in [0, 1), got {self.dropout}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSettings:
     """The part of a run's `train_config.json` other stages read back."""
 

@@ -6,6 +6,12 @@ generation) and flattens into prefixed options: `video.fps` is `--video-fps` (al
 name `video_fps`. `config_command(Config)` turns a command function into one whose options are the config's;
 `nest` and `build` read the same schema from a YAML/JSON mapping (nested groups or flat names) and from the
 command line, so a config file, the CLI and the resolved JSON written beside each output all agree.
+
+Configs are frozen dataclasses. A field's `parse` hook turns what a user types (a path, "448x252", "q,v") into its
+value; `parse_fields`, called first in each config's `__post_init__`, applies the hooks, so that a config built from
+options and one made in Python hold the same values. `__post_init__` then validates, and `derive` sets the few fields
+computed from others. `to_json` writes a config back: paths as given (`str(path)`), a field's `dump` hook where its
+JSON form is not the generic one.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ _GROUP = "group"  # dataclass of a settings group
 _PREFIX = "prefix"  # flag and flat-name prefix of a group ("" for none)
 _OPTIONAL = "optional"  # a group that is None unless its required settings are given
 _PARTIAL = "partial"  # default text of a group whose options override values read elsewhere (the field is a dict)
+_PARSE = "parse"  # the field's value from what was given (text, or a value already parsed: hooks accept both)
+_DUMP = "dump"  # the field's JSON form where it is not the generic one
 _EXPOSE = "expose"  # the group's fields that are options, each with overrides of its setting (None: its settings)
 # What a field declared without `setting(...)` gets when a group exposes it (with at least a help text).
 _SETTING_DEFAULTS = {_FLAGS: (), _CLI_TYPE: None, _CLI_DEFAULT: MISSING, _SHOW_DEFAULT: True, _ENVVAR: None}
@@ -46,6 +54,8 @@ def setting(
     cli_default: Any = MISSING,
     show_default: bool | str = True,
     envvar: str | None = None,
+    parse: Callable[[Any], Any] | None = None,
+    dump: Callable[[Any], Any] | None = None,
     **field_kwargs: Any,
 ) -> Any:
     """A config field that is also a command-line option (`dataclasses.field` plus the option's description).
@@ -54,12 +64,15 @@ def setting(
         help: the option's help text (one line; it is the field's documentation too).
         flags: the spellings, as typer declarations; default `--name-with-dashes` and `--name_with_underscores`
             (`--x/--no-x` for a bool that defaults to True).
-        cli_type, cli_default: the command line's type and default where they differ from the field's (the
-            config's `__post_init__` then converts, e.g. "448x252" into (448, 252)).
+        cli_type, cli_default: the command line's type and default where they differ from the field's (`parse`
+            then converts, e.g. "448x252" into (448, 252)).
         envvar: an environment variable the command line reads when the option is not given.
+        parse: the field's value from what was given, applied by `parse_fields`: `Path`, `tuple`, a function
+            that splits "q,v". It must also accept a value it already parsed (a default, `dataclasses.replace`).
+        dump: the field's JSON form for `to_json` where the generic one does not fit (e.g. "0/1" for a shard).
     """
     metadata = {_HELP: help, _FLAGS: tuple(flags), _CLI_TYPE: cli_type, _CLI_DEFAULT: cli_default}
-    metadata |= {_SHOW_DEFAULT: show_default, _ENVVAR: envvar}
+    metadata |= {_SHOW_DEFAULT: show_default, _ENVVAR: envvar, _PARSE: parse, _DUMP: dump}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata, **field_kwargs)
 
 
@@ -311,10 +324,27 @@ def _has_required(cls: type, values: Mapping[str, Any]) -> bool:
     return all(name in values for name in required)
 
 
+def parse_fields(config: Any) -> None:
+    """Apply each field's `parse` hook to its value, in place (frozen or not): the one place a config parses what
+    it was given. Configs call it first in `__post_init__`."""
+    for f in dataclasses.fields(config):
+        parse = f.metadata.get(_PARSE)
+        if parse is not None:
+            object.__setattr__(config, f.name, parse(getattr(config, f.name)))
+
+
+def derive(config: Any, **values: Any) -> None:
+    """Set fields computed from other fields (e.g. `init=False` ones) on a frozen config, in `__post_init__` after
+    the checks they rely on."""
+    for name, value in values.items():
+        object.__setattr__(config, name, value)
+
+
 def to_json(value: Any) -> Any:
-    """A config (or any dataclass) as JSON-ready values: groups nest, paths become strings, tuples lists."""
+    """A config (or any dataclass) as JSON-ready values: groups nest, paths become strings as given (not resolved),
+    tuples lists; a field's `dump` hook gives its own form. Fields with `repr=False` (a token) are left out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+        return {f.name: _field_json(f, getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
     if isinstance(value, Mapping):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -322,6 +352,11 @@ def to_json(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _field_json(f: dataclasses.Field, value: Any) -> Any:
+    dump = f.metadata.get(_DUMP)
+    return to_json(value if dump is None else dump(value))
 
 
 def config_command(cls: type, *, layered: bool = False, build_config: bool = True, **extra: type) -> Callable:
@@ -371,11 +406,13 @@ __all__ = [
     "Option",
     "build",
     "config_command",
+    "derive",
     "group",
     "merge",
     "nest",
     "options_of",
     "overwrite_setting",
+    "parse_fields",
     "setting",
     "to_json",
 ]

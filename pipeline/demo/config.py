@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.options import setting
+from pipeline.core.options import parse_fields, setting
 from pipeline.demo.profiles import (
     PROFILES,
     DemoProfile,
@@ -13,26 +13,26 @@ from pipeline.demo.profiles import (
 from pipeline.model.families import family_named
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
     """Options of `pipeline demo`."""
 
-    workdir: Path = setting(Path("demo_workdir"), help="Where every stage writes.")
-    # The CI-sized profile.
+    workdir: Path = setting(Path("demo_workdir"), help="Where every stage writes.", parse=Path)
     quick: bool = setting(False, help="CI size: a few clips, a few steps (< 2 min).")
-    # Else only the report is kept.
     keep: bool = setting(False, help="Keep the served repo and every stage's output, not only the report.")
     seed: int = setting(0, help="Seed of data, split, model init and training.")
     family: str = setting("qwen3_vl", help="Tiny model family: qwen3_vl, qwen2_5_vl, qwen3_5 or internvl.")
     history: bool = setting(
         False, help="Put the input second's measured motion in the prompt.", flags=("--history/--no-history",)
     )
-    profile: DemoProfile = field(init=False)
 
     def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
-        self.profile = PROFILES["quick" if self.quick else "default"]
+        parse_fields(self)
         family_named(self.family)
+
+    @property
+    def profile(self) -> DemoProfile:
+        return PROFILES["quick" if self.quick else "default"]
 
     def path(self, name: str) -> Path:
         return self.workdir / name

@@ -21,7 +21,7 @@ from pipeline.model.families import family_of
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationSettings:
     """How answers are generated (the options of `pipeline evaluate` that shape `generate`; decoding itself is
     always greedy, `GREEDY_SETTINGS`)."""

@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 class RequestRecord:
     """One request the server answered (for tests)."""
 
-    # HTTP method
     method: str
     # "resolve", "revision", "tree", "paths-info", "refs" or "other"
     kind: str
@@ -63,7 +62,6 @@ class RequestRecord:
     path: str
     # the Range header, if any
     range: str | None
-    # HTTP status sent
     status: int
 
 

@@ -242,7 +242,7 @@ def _clip_tables(config: SynthConfig, clips: list[SynthClip], features: dict[str
 def _content_config(config: SynthConfig) -> dict:
     """The config fields that determine the content (not where it is written), so copies stay byte-identical."""
     d = config.to_json()
-    del d["output_dir"], d["overwrite"]
+    del d["output_dir"], d["overwrite"], d["size"]  # size: applied to width and height
     return d
 
 

@@ -4,13 +4,13 @@ dataset's camera geometry and the real `features.csv` shipped as package data.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from pipeline.av.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import setting
+from pipeline.core.options import derive, parse_fields, setting, to_json
 
 EGOMOTION_FEATURE = "egomotion"
 EGOMOTION_COLUMNS = (
@@ -47,6 +47,17 @@ def packaged_features_csv() -> str:
     return resources.files("pipeline.standins").joinpath("data/features.csv").read_text(encoding="utf-8")
 
 
+def _wxh(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """(width, height) from "1920x1080"."""
+    if not isinstance(size, str):
+        return size
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise PipelineError(f"--size {size}: expected WxH, e.g. 1920x1080") from None
+    return width, height
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What `write_repo` generates."""
@@ -56,13 +67,16 @@ class SynthConfig:
         help="Repository directory to create.",
         cli_type=str,
         cli_default="synthetic_physical_ai_av",
+        parse=Path,
     )
     n_chunks: int = setting(1, help="Number of chunks.", flags=("--chunks", "--n-chunks", "--n_chunks"))
     clips_per_chunk: int = setting(3, help="Clips in each chunk.")
     # Chunks are first_chunk .. first_chunk + n_chunks - 1.
     first_chunk: int = setting(0, help="Id of the first chunk.")
     # "WxH" sets width and height (then it is None).
-    size: str | None = setting(None, help="Video size WxH, e.g. 1920x1080 (overrides --width/--height).")
+    size: str | tuple[int, int] | None = setting(
+        None, help="Video size WxH, e.g. 1920x1080 (overrides --width/--height).", cli_type=str | None, parse=_wxh
+    )
     width: int = setting(256, help="Video width, px (even, >= 128).")  # 1920 for benchmarks
     height: int = setting(144, help="Video height, px (even, >= 72).")
     # Frames cover [0, duration_s).
@@ -78,6 +92,7 @@ class SynthConfig:
         cli_type=list[str] | None,
         cli_default=None,
         show_default=False,
+        parse=tuple,
     )
     egomotion_hz: float = 100.0  # nominal egomotion rate; spacing jitters and sometimes drops to ~67 Hz
     crf: int = 23  # libx264 constant rate factor
@@ -93,15 +108,9 @@ class SynthConfig:
     overwrite: bool = setting(False, help="Replace an existing --output-dir.", flags=("--overwrite", "--force"))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "output_dir", Path(self.output_dir))
-        object.__setattr__(self, "cameras", tuple(self.cameras))
+        parse_fields(self)
         if self.size is not None:
-            try:
-                width, height = (int(v) for v in self.size.lower().split("x"))
-            except ValueError:
-                raise PipelineError(f"--size {self.size}: expected WxH, e.g. 1920x1080") from None
-            for name, value in (("width", width), ("height", height), ("size", None)):
-                object.__setattr__(self, name, value)
+            derive(self, width=self.size[0], height=self.size[1], size=None)
         if self.n_chunks < 1 or self.clips_per_chunk < 1:
             raise PipelineError(
                 f"--chunks and --clips-per-chunk must be >= 1, got {self.n_chunks}, {self.clips_per_chunk}"
@@ -139,11 +148,7 @@ class SynthConfig:
         return round(self.duration_s * self.fps)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        del d["size"]  # applied to width and height
-        d["output_dir"] = str(self.output_dir)
-        d["cameras"] = list(self.cameras)
-        return d
+        return to_json(self)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.atomic import atomic_dir, write_json
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import group, setting
+from pipeline.core.options import derive, group, setting, to_json
 from pipeline.model.families import FAMILIES, QWEN3_5_SPECIAL_BASE, supported
 from pipeline.standins import tiny_internvl, tiny_qwen3_5
 
@@ -92,7 +92,7 @@ def family_tokens(family: str) -> tuple[str, ...]:
     return SPECIAL_TOKENS + EXTRA_TOKENS + extra
 
 
-@dataclass
+@dataclass(frozen=True)
 class TinyModelConfig:
     """Shape of a tiny random-init video VLM."""
 
@@ -104,7 +104,7 @@ class TinyModelConfig:
     kv_heads: int | None = None
     intermediate_size: int = setting(128, help="Text MLP width.")
     vision_hidden_size: int = 32  # vision tower width
-    vision_depth: int = setting(2, help="Vision blocks.")  # vision transformer blocks
+    vision_depth: int = setting(2, help="Vision blocks.")
     vision_heads: int = 2  # vision attention heads
     embedding_std: float = 0.2  # std of the tied token embeddings: with the default 0.02 a tiny model's logits
     # stay within about +-1.3, so no training could make its answers likely; 0.2 allows a peaked distribution
@@ -123,7 +123,7 @@ class TinyModelConfig:
 
     def __post_init__(self) -> None:
         if self.kv_heads is None:
-            self.kv_heads = max(1, self.heads // 2)
+            derive(self, kv_heads=max(1, self.heads // 2))
         if self.family not in FAMILIES:
             raise PipelineError(f"--family: {self.family!r} is not a supported family; supported: {supported()}")
         if self.bpe_ranks is not None and not 256 <= self.bpe_ranks <= QWEN_BPE_RANKS:
@@ -143,6 +143,10 @@ class TinyModelConfig:
             raise PipelineError(
                 f"--tile-size: must be a multiple of {2 * tiny_internvl.PATCH_SIZE}, got {self.tile_size}"
             )
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape, as written to `tiny_model_config.json`."""
+        return to_json(self)
 
     @property
     def head_dim(self) -> int:
@@ -394,7 +398,7 @@ def make_tiny_model(output_dir: Path, config: TinyModelConfig, overwrite: bool =
     with atomic_dir(output_dir, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        write_json(tmp / "tiny_model_config.json", asdict(config) | {"parameters": n_params})
+        write_json(tmp / "tiny_model_config.json", config.to_json() | {"parameters": n_params})
     log.info("wrote tiny %s (%.1f M parameters) to %s", config.family, n_params / 1e6, output_dir)
     return output_dir
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import overwrite_setting, setting
+from pipeline.core.options import overwrite_setting, parse_fields, setting, to_json
 
 
-@dataclass
+def _whole_number(value: float) -> float:
+    """`value` as an int where it is a valid one (30.0 -> 30); anything else is left for `__post_init__` to refuse."""
+    return int(value) if value == int(value) and value >= 1 else value
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """Settings of `pipeline build-dataset`."""
 
@@ -18,9 +23,10 @@ class DatasetConfig:
     segments_path: Path = setting(
         Path("qwen_video_segments/metadata/segments.parquet"),
         help="segments.parquet (or segments.json) written by `pipeline segment`.",
+        parse=Path,
     )
     # Receives train/, test/, dataset_meta.json, README.md and the examples.
-    output_dir: Path = setting(Path("qwen_video_dataset"), help="Dataset directory to write.")
+    output_dir: Path = setting(Path("qwen_video_dataset"), help="Dataset directory to write.", parse=Path)
     # Clips, not segments; strictly between 0 and 1.
     test_ratio: float = setting(0.1, help="Fraction of clips held out (--split-by clip).")
     # Must equal the length of the segments' target lists; `target_hz` in dataset_meta.json.
@@ -28,6 +34,7 @@ class DatasetConfig:
         30,
         help="Targets per second; must match the segments file. --fps is the original scripts' name.",
         flags=("--target-hz", "--target_hz", "--fps"),
+        parse=_whole_number,
     )
     # Whole clips in keyed-hash order until the count is reached.
     max_samples: int | None = setting(None, help="Keep about this many segments, whole clips only.")
@@ -53,15 +60,13 @@ class DatasetConfig:
     max_shard_mb: float = setting(500.0, help="Largest Arrow shard of a split, MB.")
 
     def __post_init__(self) -> None:
-        self.segments_path = Path(self.segments_path)
-        self.output_dir = Path(self.output_dir)
+        parse_fields(self)
         if not (isinstance(self.test_ratio, int | float) and 0.0 < float(self.test_ratio) < 1.0):
             raise PipelineError(f"--test-ratio must be strictly between 0 and 1, got {self.test_ratio}")
         if int(self.target_hz) != self.target_hz or self.target_hz < 1:
             raise PipelineError(
                 f"--target-hz must be a positive whole number of targets per second, got {self.target_hz}"
             )
-        self.target_hz = int(self.target_hz)
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be at least 1, got {self.max_samples}")
         if self.split_by not in ("clip", "official"):
@@ -82,4 +87,4 @@ class DatasetConfig:
         return parent.parent if parent.name == "metadata" else parent
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return to_json(self)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.av import catalog
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import setting
+from pipeline.core.options import derive, parse_fields, setting, to_json
 
 
-@dataclass
+@dataclass(frozen=True)
 class DownloadConfig:
     """Options of `pipeline download` (see `--help`)."""
 
     # Files keep their repo paths under it.
     output_dir: Path = setting(
-        Path("physical_ai_data"), help="Where files go.", flags=("--output-dir", "--output_dir", "-o")
+        Path("physical_ai_data"), help="Where files go.", flags=("--output-dir", "--output_dir", "-o"), parse=Path
     )
     # Chunk id specs as typed: "0001", "0 1 2", "0-9", "3,5-7" (ignored with all_chunks).
     chunks: tuple[str, ...] = setting(
@@ -26,6 +26,7 @@ class DownloadConfig:
         "--chunk 0001, --chunk '0 1 2', --chunk 0-9.",
         flags=("--chunk", "--chunks"),
         cli_default=None,
+        parse=tuple,
     )
     # Of `split`, if given.
     all_chunks: bool = setting(False, help="Every chunk in clip_index.parquet.", flags=("--all",))
@@ -34,6 +35,7 @@ class DownloadConfig:
         help="Feature names from features.csv (repeat or comma separate).",
         flags=("--features", "--feature"),
         cli_default=None,
+        parse=lambda names: tuple(catalog.split_feature_names(names)),
     )
     revision: str = setting("main", help="Branch, tag or commit of the dataset.")
     # The split's clip ids go in the manifest.
@@ -59,9 +61,7 @@ class DownloadConfig:
     chunk_ranges: list[tuple[int, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
-        self.chunks = tuple(self.chunks)
-        self.features = tuple(catalog.split_feature_names(self.features))
+        parse_fields(self)
         if not self.all_chunks and not self.chunks:
             raise PipelineError("--chunk: give chunk ids (e.g. --chunk 0 or --chunk 0-9) or --all")
         if self.all_chunks and self.chunks:
@@ -78,16 +78,11 @@ class DownloadConfig:
             raise PipelineError(f"--repo-id {self.repo_id!r}: expected namespace/name")
         if not self.revision:
             raise PipelineError("--revision: must not be empty")
-        self.chunk_ranges = catalog.parse_chunk_ranges(self.chunks)
+        derive(self, chunk_ranges=catalog.parse_chunk_ranges(self.chunks))
 
     def to_json(self) -> dict[str, Any]:
-        """The resolved config for the manifest (the token is never written)."""
-        out = asdict(self)
-        out.pop("token")
-        out["output_dir"] = str(self.output_dir)
-        out["chunks"] = list(self.chunks)
-        out["features"] = list(self.features)
-        return out
+        """The resolved config for the manifest (the token is never written: `repr=False`)."""
+        return to_json(self)
 
 
 __all__ = ["DownloadConfig"]

@@ -55,7 +55,6 @@ class DownloadResult:
     total_bytes: int
     # bytes still to fetch when the run started
     to_download_bytes: int
-    # path of the manifest
     manifest_path: Path
 
     @property

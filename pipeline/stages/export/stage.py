@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +277,7 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
             names.append("README.md")
             result.files[framework] = [final_folder / n for n in names]
         export_meta = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+            "config": config.to_json(),
             "video_root": str(video_root),
             "counts": result.counts,
             "missing_videos": result.missing_videos,

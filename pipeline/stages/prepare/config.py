@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pipeline.av import catalog
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import group, setting
+from pipeline.core.options import group, parse_fields, setting
 from pipeline.stages.download.config import DownloadConfig
 from pipeline.stages.segment.config import EGOMOTION_FEATURE, SegmentConfig
 
@@ -41,13 +41,13 @@ class PrepareConfig:
         flags=("--chunk", "--chunks"),
         cli_type=list[str] | None,
         cli_default=None,
+        parse=tuple,
     )
     # Of the segment split, if given.
     all_chunks: bool = setting(False, help="Every chunk in clip_index.parquet.", flags=("--all",))
     # Resolved once: every chunk comes from the same commit.
     revision: str = setting("main", help="Branch, tag or commit of the dataset.")
     repo_id: str = setting(catalog.REPO_ID, help="Dataset repo on the Hub.")
-    # Default: delete them.
     keep_source: bool = setting(False, help="Keep each chunk's zips after it is cut.")
     # Per node on Ray.
     max_chunks_in_flight: int = setting(2, help="Chunks of source on disk at once (per node).")
@@ -63,7 +63,7 @@ class PrepareConfig:
     token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "chunks", tuple(self.chunks))
+        parse_fields(self)
         if self.segment.max_clips is not None:
             raise PipelineError("prepare cuts whole chunks: segment max_clips must be None")
         if self.segment.shard != (0, 1):

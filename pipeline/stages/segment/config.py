@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.av import catalog
 from pipeline.av.catalog import DEFAULT_CAMERA
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import setting
+from pipeline.core.options import parse_fields, setting, to_json
 
 if TYPE_CHECKING:
     from pipeline.av.video import EncodeSettings
@@ -54,15 +54,42 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """The `size` field from "448x252" / "native" (`parse_size`) or a (width, height) pair."""
+    if isinstance(value, str):
+        return parse_size(value)
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
+def _shard(value: str | Sequence[int]) -> tuple[int, int]:
+    """The `shard` field from "i/n" (`parse_shard`) or an (i, n) pair."""
+    return parse_shard(value) if isinstance(value, str) else (int(value[0]), int(value[1]))
+
+
+def _chunk_ids(value: Sequence[int | str]) -> tuple[int, ...]:
+    """The `chunks` field from id specs as typed ("0-9", "3,5") or ids."""
+    if any(isinstance(c, str) for c in value):
+        value = catalog.parse_chunk_ids(value)
+    return tuple(int(c) for c in value)
+
+
+def _zero_is_all(value: int | None) -> int | None:
+    return None if value == 0 else value
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """Settings of the segment stage."""
 
     # Holds features.csv, clip_index.parquet and the chunk zips.
-    input_dir: Path = setting(Path("physical_ai_data"), help="Downloaded dataset (or synthetic repository).")
-    output_dir: Path = setting(Path("qwen_video_segments"), help="Where video_segments/ and metadata/ go.")
+    input_dir: Path = setting(
+        Path("physical_ai_data"), help="Downloaded dataset (or synthetic repository).", parse=Path
+    )
+    output_dir: Path = setting(Path("qwen_video_segments"), help="Where video_segments/ and metadata/ go.", parse=Path)
     # After sharding; None (or 0) = all.
-    max_clips: int | None = setting(5, help="Clips to process (after --shard); 0 = all.", cli_type=int)
+    max_clips: int | None = setting(
+        5, help="Clips to process (after --shard); 0 = all.", cli_type=int, parse=_zero_is_all
+    )
     # Empty = every chunk whose camera and egomotion zips are downloaded; the command line gives id specs.
     chunks: tuple[int, ...] = setting(
         (),
@@ -70,6 +97,7 @@ class SegmentConfig:
         flags=("--chunk", "--chunks"),
         cli_type=list[str] | None,
         cli_default=None,
+        parse=_chunk_ids,
     )
     # Only clips of this official split (train / val / test); None = all.
     split: str | None = None
@@ -81,7 +109,13 @@ class SegmentConfig:
     horizon_s: float = 1.0
     # Width x height, px (even); None keeps the source size. The command line gives "448x252" or "native".
     size: tuple[int, int] | None = setting(
-        (448, 252), help="Output WIDTHxHEIGHT, or 'native'.", flags=("--size",), cli_type=str, cli_default="448x252"
+        (448, 252),
+        help="Output WIDTHxHEIGHT, or 'native'.",
+        flags=("--size",),
+        cli_type=str,
+        cli_default="448x252",
+        parse=_size,
+        dump=lambda size: list(size) if size else "native",
     )
     # n = round(target_hz * horizon_s) (velocity, curvature) pairs per segment.
     target_hz: float = setting(
@@ -92,7 +126,12 @@ class SegmentConfig:
     workers: int = setting(1, help="Processes over clips.")
     # (i, n) of deterministic, disjoint shards of the clip list; the command line gives "i/n".
     shard: tuple[int, int] = setting(
-        (0, 1), help="i/n: process the i-th of n disjoint clip shards.", cli_type=str, cli_default="0/1"
+        (0, 1),
+        help="i/n: process the i-th of n disjoint clip shards.",
+        cli_type=str,
+        cli_default="0/1",
+        parse=_shard,
+        dump=lambda shard: f"{shard[0]}/{shard[1]}",
     )
     # libx264 preset; ultrafast keeps the cut near the decode-only floor (see benchmarks/segment_bench.py).
     preset: str = "ultrafast"
@@ -106,20 +145,7 @@ class SegmentConfig:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_dir", Path(self.input_dir))
-        object.__setattr__(self, "output_dir", Path(self.output_dir))
-        if any(isinstance(c, str) for c in self.chunks):
-            object.__setattr__(self, "chunks", tuple(catalog.parse_chunk_ids(self.chunks)))
-        object.__setattr__(self, "chunks", tuple(int(c) for c in self.chunks))
-        if isinstance(self.size, str):
-            object.__setattr__(self, "size", parse_size(self.size))
-        if isinstance(self.shard, str):
-            object.__setattr__(self, "shard", parse_shard(self.shard))
-        if self.max_clips == 0:
-            object.__setattr__(self, "max_clips", None)
-        if self.size is not None:
-            object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
-        object.__setattr__(self, "shard", (int(self.shard[0]), int(self.shard[1])))
+        parse_fields(self)
         if self.max_clips is not None and self.max_clips < 0:
             raise PipelineError(f"--max-clips {self.max_clips}: must be >= 0 (0 = all)")
         if not 0 < self.window_s <= 60:
@@ -178,22 +204,14 @@ class SegmentConfig:
         return json.loads(json.dumps(signature))
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_dir"] = str(self.input_dir.resolve())
-        d["output_dir"] = str(self.output_dir.resolve())
-        d["chunks"] = list(self.chunks)
-        d["size"] = list(self.size) if self.size else "native"
-        d["shard"] = f"{self.shard[0]}/{self.shard[1]}"
-        return d
+        return to_json(self)
 
 
 @dataclass(frozen=True)
 class ClipJob:
     """Everything a worker needs to process one clip (picklable)."""
 
-    # Clip UUID.
     clip_id: str
-    # Chunk id.
     chunk: int
     # Official split.
     split: str

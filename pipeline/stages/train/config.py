@@ -16,7 +16,7 @@ DEFAULT_DATASET = "qwen_video_dataset"
 REPORT_TO = ("tensorboard", "none", "wandb", "all")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """A training run: the options of `pipeline train` and the keys of its `--config` YAML (flag names, `-` or
     `_`, or the nested groups `lora:` and `video:`)."""
@@ -132,7 +132,7 @@ class TrainConfig:
         return to_json(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MergeConfig:
     """What to merge and where."""
 
@@ -149,6 +149,10 @@ class MergeConfig:
         out = Path(self.output_dir)
         if out.exists() and any(out.iterdir()) and not self.overwrite:
             raise PipelineError(f"--output-dir {out}: exists and is not empty (pass --overwrite to replace it)")
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings, as written to `merge_config.json`."""
+        return to_json(self)
 
 
 def _check_scheduler(name: str) -> None:

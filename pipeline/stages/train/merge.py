@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_dir, write_json
@@ -26,7 +25,7 @@ def run(config: MergeConfig) -> Path:
     with atomic_dir(out, overwrite=True) as tmp:
         merged.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
-        write_json(tmp / "merge_config.json", asdict(config))
+        write_json(tmp / "merge_config.json", config.to_json())
         settings = Path(config.adapter) / CONFIG_FILE
         if settings.is_file():
             shutil.copyfile(settings, tmp / CONFIG_FILE)

@@ -194,6 +194,9 @@ def training_arguments(config: TrainConfig) -> Any:
         prefix: config.gradient_checkpointing,
         f"{prefix}_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
     }
+    # transformers 5 dropped `warmup_ratio`: a `warmup_steps` below 1 is the fraction of the steps that warm up
+    # (TrainConfig keeps warmup_ratio in [0, 1), so it is always read as one).
+    warmup_fraction = config.warmup_ratio
     import torch
 
     return TrainingArguments(
@@ -209,7 +212,7 @@ def training_arguments(config: TrainConfig) -> Any:
         num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
         lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,
+        warmup_steps=warmup_fraction,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         bf16=config.bf16,
