@@ -328,7 +328,7 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
     merged = merge_run(MergeConfig(base=str(tiny_qwen3_vl), adapter=str(out), output_dir=str(tmp_path / "merged")))
     assert json.loads((merged / CONFIG_FILE).read_text()) == settings
     evaluation = EvaluateConfig(
-        dataset_dir=train_dataset_dir,
+        dataset=train_dataset_dir,
         output_dir=tmp_path / "eval",
         model=str(merged),
         max_samples=1,
