@@ -335,7 +335,7 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
         generation=GenerationSettings(max_new_tokens=4),
         device="cpu",
     )
-    with caplog.at_level(logging.INFO, logger="pipeline.stages.evaluate.stage"):
+    with caplog.at_level(logging.INFO, logger="pipeline.stages.evaluate"):
         evaluate_run(evaluation)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     used = metrics["settings"]["video_settings"]

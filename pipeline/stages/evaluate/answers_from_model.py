@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +70,9 @@ class InProcessModel:
     """The answer source of `--model` (and `--adapter`): the first `max_samples` rows of the split, generated here."""
 
     config: EvaluateConfig
-    # The resolved video input (`resolved_run.resolve_run`).
+    # The resolved video input and where its values came from (`resolved_run.resolve_run`).
     video_settings: VideoSettings
+    video_settings_source: str | None
 
     def answers(self, split: datasets.Dataset, n_pairs: int, progress: ProgressSink) -> Answers:
         """Greedy answers and the generation settings used (`pipeline.model.inference.generation_record`).
@@ -89,6 +90,7 @@ class InProcessModel:
         model, processor = load_checked(config.model, config.adapter, dtype=config.dtype)
         model.to(device)
         log.info("generating on %s", device)
+        log.info("video settings %s, read from %s", asdict(self.video_settings), self.video_settings_source)
         generation = greedy_generation_config(processor, config.generation.max_new_tokens, model.generation_config)
         texts = generate_answers(
             model,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +102,7 @@ def answer_source(config: EvaluateConfig, run: ResolvedRun) -> AnswerSource:
     from pipeline.stages.evaluate.answers_from_model import InProcessModel
 
     assert run.video_settings is not None
-    return InProcessModel(config, run.video_settings)
+    return InProcessModel(config, run.video_settings, run.video_settings_source)
 
 
 def _targets(config: EvaluateConfig, rows: datasets.Dataset, n_steps: int) -> dict[str, Any]:
@@ -130,8 +129,6 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
 
     progress = progress or NullProgress()
     resolved = resolve_run(config)
-    if resolved.video_settings is not None:
-        log.info("video settings %s, read from %s", asdict(resolved.video_settings), resolved.video_settings_source)
     source = answer_source(config, resolved)
     split = _load(config.dataset, config.split, config.video_root)
     _load(config.dataset, "train")  # a missing or unreadable train split stops here, with the splits found
