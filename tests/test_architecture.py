@@ -16,7 +16,6 @@ MAX_FUNCTION_LINES = 80
 # Functions allowed over MAX_FUNCTION_LINES until they are split (the test fails once one is back under).
 LONG_FUNCTIONS = {
     "stages/dataset/stage.py run",
-    "stages/download/stage.py run",
     "stages/segment/clip.py _cut_clip",
 }
 MAX_LOOSE_MODULES = 6
