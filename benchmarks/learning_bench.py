@@ -105,7 +105,7 @@ def train_and_score(mode: str, dataset_dir: Path, workdir: Path, args: argparse.
     result = trainer.finish(prepared, output, train_seconds)
     evaluation = evaluate.run(
         evaluate.EvaluateConfig(
-            dataset_dir=dataset_dir,
+            dataset=dataset_dir,
             output_dir=workdir / f"eval_{mode}",
             model=result.output_dir,
             batch_size=8,

@@ -56,7 +56,7 @@ def main() -> None:
                     url=url, served_model=str(args.run_dir), engine="transformers", concurrency=concurrency
                 )
                 config = EvaluateConfig(
-                    dataset_dir=args.dataset,
+                    dataset=args.dataset,
                     output_dir=Path(tmp) / f"c{concurrency}",
                     server=settings,
                     run_dir=args.run_dir,

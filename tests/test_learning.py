@@ -46,7 +46,7 @@ def test_tiny_model_learns_and_beats_zero_motion_on_held_out_clips(segments_dir,
 
     evaluation = evaluate.run(
         evaluate.EvaluateConfig(
-            dataset_dir=dataset_dir, output_dir=tmp_path / "eval", model=str(tmp_path / "trained"), batch_size=8
+            dataset=dataset_dir, output_dir=tmp_path / "eval", model=str(tmp_path / "trained"), batch_size=8
         )
     )
     read = [

@@ -174,7 +174,7 @@ def tiny_evaluate_config(profile: DemoProfile, dataset_dir: Path, model_dir: Pat
     from pipeline.stages.evaluate.stage import EvaluateConfig
 
     return EvaluateConfig(
-        dataset_dir=dataset_dir,
+        dataset=dataset_dir,
         output_dir=output_dir,
         model=str(model_dir),
         max_samples=profile.eval_samples,

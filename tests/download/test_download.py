@@ -297,7 +297,7 @@ def test_download_dataset_script_help():
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[2]  # the repository, where the top-level scripts are
     result = subprocess.run(
         [sys.executable, str(root / "download_dataset.py"), "--help"], capture_output=True, text=True, timeout=120
     )

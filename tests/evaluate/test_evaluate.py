@@ -10,11 +10,13 @@ import pytest
 
 from pipeline.contracts.answer import format_answer
 from pipeline.core.errors import PipelineError
+from pipeline.stages.evaluate.answers_from_file import read_predictions
 from pipeline.stages.evaluate.baselines import BASELINE_NAMES
 from pipeline.stages.evaluate.metrics import score
 from pipeline.stages.evaluate.report import REPORT_FILES, headline_table
+from pipeline.stages.evaluate.resolved_run import resolve_run
 from pipeline.stages.evaluate.scoring import MODEL_NAME, score_answers
-from pipeline.stages.evaluate.stage import EvaluateConfig, read_predictions, run
+from pipeline.stages.evaluate.stage import EvaluateConfig, run
 from tests.reference import round_like_answer
 
 
@@ -56,7 +58,7 @@ def truth_report(dataset_dir, test_split, tmp_path_factory):
     ]
     preds = write_jsonl(tmp / "truth.jsonl", records)
     out = tmp / "eval_report"
-    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=out, predictions=preds))
+    result = run(EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds))
     return result, out
 
 
@@ -82,7 +84,7 @@ def test_ground_truth_predictions_score_zero_error(truth_report, test_split):
 def test_train_mean_predictions_equal_the_train_mean_baseline(dataset_dir, test_split, train_mean, tmp_path):
     text = format_answer(*train_mean)
     preds = write_jsonl(tmp_path / "mean.jsonl", [{"id": i, "text": text} for i in test_split["id"]])
-    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
+    result = run(EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
     model, base = result.scores["all"][MODEL_NAME], result.scores["all"]["train_mean"]
     assert result.n_failures == 0
     # equal up to the answer's rounding of the mean profile
@@ -117,7 +119,7 @@ def test_garbled_answers_are_failures_scored_as_the_train_mean(dataset_dir, test
     garbage = ["", "I cannot tell.", "nan,nan\n" * 30, "\x00\ufffd" * 50]
     records = [{"id": i, "text": garbage[j % len(garbage)]} for j, i in enumerate(test_split["id"])]
     preds = write_jsonl(tmp_path / "garbage.jsonl", records)
-    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
+    result = run(EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
     assert result.n_failures == result.n_samples
     assert result.parse_failure_rate == 1.0
     model, base = result.scores["all"][MODEL_NAME], result.scores["all"]["train_mean"]
@@ -220,7 +222,7 @@ def test_model_is_compared_with_better_baselines_on_the_synthetic_data(truth_rep
 
 def test_fingerprint_changes_with_the_samples(dataset_dir, test_split, tmp_path, truth_report):
     preds = write_jsonl(tmp_path / "one.jsonl", [{"id": test_split["id"][0], "text": "x"}])
-    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
+    result = run(EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", predictions=preds))
     assert result.n_samples == 1
     assert result.info["dataset_fingerprint"] != truth_report[0].info["dataset_fingerprint"]
 
@@ -244,13 +246,50 @@ def test_read_predictions_errors(tmp_path):
 def test_config_validation(dataset_dir, tmp_path):
     preds = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": ""}])
     with pytest.raises(PipelineError, match="exactly one of --model"):
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="m", predictions=preds)
+        EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, model="m", predictions=preds)
     with pytest.raises(PipelineError, match="exactly one of --model"):
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path)
+        EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path)
     with pytest.raises(PipelineError, match="--batch-size"):
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="m", batch_size=0)
+        EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, model="m", batch_size=0)
     with pytest.raises(PipelineError, match="--predictions .*no such file"):
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, predictions=tmp_path / "nope.jsonl")
+        EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, predictions=tmp_path / "nope.jsonl")
+
+
+def test_metrics_record_the_config_and_the_resolved_run(truth_report, dataset_dir):
+    _, out = truth_report
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["dataset"] == str(dataset_dir) and "dataset_dir" not in settings
+    assert settings["predictions"].endswith("truth.jsonl") and settings["model"] is None
+    # a predictions file asks nothing: no training run, no video settings (written last, after the config's own)
+    assert settings["run_dir"] is None
+    assert list(settings)[-2:] == ["video_settings", "video_settings_source"]
+    assert settings["video_settings"] is None and settings["video_settings_source"] is None
+
+
+def test_a_config_reads_no_training_run_until_the_stage_resolves_it(dataset_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "train_config.json").write_text("not json")
+    config = EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", model=str(model_dir))
+    with pytest.raises(PipelineError, match=r"train_config.json: unreadable training config"):
+        resolve_run(config)
+
+
+def test_a_server_needs_a_training_run_directory(dataset_dir, tmp_path):
+    from pipeline.stages.evaluate.serving_client import ServerSettings
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    served_dir = ServerSettings(url="http://127.0.0.1:1/v1", served_model=str(run_dir))
+    resolved = resolve_run(EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", server=served_dir))
+    assert resolved.run_dir == run_dir  # the served model's name is the directory (transformers serve)
+    assert resolved.video_settings_source == "defaults" and resolved.video_settings.fps == 4.0
+    assert resolved.to_json()["run_dir"] == str(run_dir)
+    served_name = ServerSettings(url="http://127.0.0.1:1/v1", served_model="qwen")
+    with pytest.raises(PipelineError, match="^--server needs --run-dir: the training output directory"):
+        EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", server=served_name)
+    given = EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "out", server=served_name, run_dir=run_dir)
+    assert resolve_run(given).run_dir == run_dir
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -285,6 +324,18 @@ def test_cli_bad_input_is_one_line_exit_2(dataset_dir, test_split, tmp_path, cap
     ]
 
 
+def test_cli_video_settings_out_of_range_are_one_line_exit_2(dataset_dir, tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "train_config.json").write_text(json.dumps({"video": {"fps": 2.0}}))
+    out = tmp_path / "out"
+    args = ["evaluate", "--dataset", str(dataset_dir), "--model", str(model_dir), "--output-dir", str(out)]
+    code, _, err = run_cli(capsys, *args, "--video-fps", "-1")
+    assert code == 2
+    assert err.strip().splitlines() == ["error: --video-fps: must be a positive number, got -1.0"]
+    assert not out.exists()
+
+
 def test_cli_scores_a_predictions_file(dataset_dir, test_split, tmp_path, capsys):
     records = [
         {"id": i, "text": format_answer(v, k)}
@@ -312,16 +363,17 @@ def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     (model_dir / "train_config.json").write_text(json.dumps(recorded | {"a_key_of_another_version": 1}))
-    config = EvaluateConfig(
-        dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"max_pixels": 5000}
-    )
-    vs = config.video_settings
+    config = EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"max_pixels": 5000})
+    resolved = resolve_run(config)
+    vs = resolved.video_settings
     assert (vs.fps, vs.max_pixels, vs.max_frames) == (2.0, 5000, 32)  # file, flag, default
     assert (
-        config.video_settings_source == f"{model_dir / 'train_config.json'}; --video-max-pixels from the command line"
+        resolved.video_settings_source
+        == f"{model_dir / 'train_config.json'}; --video-max-pixels from the command line"
     )
-    assert config.to_json()["video_settings"]["fps"] == 2.0
-    bare = EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model="Qwen/Qwen3-VL-2B-Instruct")
+    assert resolved.to_json()["video_settings"]["fps"] == 2.0
+    bare = resolve_run(EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, model="Qwen/Qwen3-VL-2B-Instruct"))
     assert bare.video_settings_source == "defaults" and bare.video_settings.fps == 4.0
+    too_slow = EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"fps": -1.0})
     with pytest.raises(PipelineError, match="--video-fps"):
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"fps": -1.0})
+        resolve_run(too_slow)

@@ -8,9 +8,10 @@ import pytest
 
 from pipeline.core.errors import PipelineError
 from pipeline.model.inference import GenerationSettings
+from pipeline.stages.evaluate.answers_from_file import read_predictions
 from pipeline.stages.evaluate.report import REPORT_FILES
 from pipeline.stages.evaluate.scoring import MODEL_NAME
-from pipeline.stages.evaluate.stage import EvaluateConfig, read_predictions, run
+from pipeline.stages.evaluate.stage import EvaluateConfig, run
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +31,7 @@ def mismatched_adapter(tmp_path_factory) -> Path:
 
 def test_adapter_that_does_not_match_the_model_is_one_line(dataset_dir, tiny_qwen3_vl, mismatched_adapter, tmp_path):
     config = EvaluateConfig(
-        dataset_dir=dataset_dir, output_dir=tmp_path / "out", model=str(tiny_qwen3_vl), adapter=mismatched_adapter
+        dataset=dataset_dir, output_dir=tmp_path / "out", model=str(tiny_qwen3_vl), adapter=mismatched_adapter
     )
     with pytest.raises(PipelineError) as info:
         run(config)
@@ -45,7 +46,7 @@ def model_report(dataset_dir, tiny_qwen3_vl, tmp_path_factory):
     """The tiny random-init Qwen3-VL scored on 2 test samples, answers saved."""
     out = tmp_path_factory.mktemp("eval_model") / "eval_report"
     config = EvaluateConfig(
-        dataset_dir=dataset_dir,
+        dataset=dataset_dir,
         output_dir=out,
         model=str(tiny_qwen3_vl),
         batch_size=2,
@@ -86,7 +87,7 @@ def test_saved_predictions_rescore_identically(model_report, dataset_dir, tmp_pa
     assert list(saved) == result.ids
     assert list(saved.values()) == result.texts
     again = run(
-        EvaluateConfig(dataset_dir=dataset_dir, output_dir=tmp_path / "again", predictions=out / "predictions.jsonl")
+        EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / "again", predictions=out / "predictions.jsonl")
     )
     assert again.info["dataset_fingerprint"] == result.info["dataset_fingerprint"]
     assert again.scores["all"][MODEL_NAME].to_dict() == result.scores["all"][MODEL_NAME].to_dict()
@@ -95,7 +96,7 @@ def test_saved_predictions_rescore_identically(model_report, dataset_dir, tmp_pa
 def test_device_resolution():
     import torch
 
-    from pipeline.stages.evaluate.stage import resolve_device
+    from pipeline.stages.evaluate.answers_from_model import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     if torch.cuda.is_available():
@@ -105,4 +106,4 @@ def test_device_resolution():
         with pytest.raises(PipelineError, match="--device cuda:0: no CUDA GPU"):
             resolve_device("cuda:0")
     with pytest.raises(PipelineError, match="--device"):
-        EvaluateConfig(dataset_dir=".", output_dir=".", model="m", device="tpu")
+        EvaluateConfig(dataset=".", output_dir=".", model="m", device="tpu")

@@ -53,7 +53,7 @@ def test_shipped_sampling_and_penalty_settings_do_not_change_the_answers(
     from pipeline.stages.train.trainer import load_rows
 
     config = EvaluateConfig(
-        dataset_dir=dataset_dir,
+        dataset=dataset_dir,
         output_dir=tmp_path / "eval",
         model=str(penalised_model),
         batch_size=2,

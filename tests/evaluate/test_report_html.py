@@ -54,7 +54,7 @@ def evaluate_three_kinds(dataset_dir: Path, out: Path, embed_videos: bool = Fals
     texts = [format_answer(v[0], k[0]), format_answer(v[1] + 2.0, k[1]), "I cannot tell."]
     preds = out.parent / f"{out.name}.jsonl"
     preds.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts, strict=False)))
-    result = run(EvaluateConfig(dataset_dir=dataset_dir, output_dir=out, predictions=preds, embed_videos=embed_videos))
+    result = run(EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds, embed_videos=embed_videos))
     return result, ids
 
 

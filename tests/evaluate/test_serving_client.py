@@ -41,7 +41,7 @@ def served_dataset(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def config_for(server_url: str, dataset_dir: Path, out: Path, run_dir: Path, **server) -> EvaluateConfig:
     settings = ServerSettings(url=server_url, **{"concurrency": 4, **server})
-    return EvaluateConfig(dataset_dir=dataset_dir, output_dir=out, server=settings, run_dir=run_dir)
+    return EvaluateConfig(dataset=dataset_dir, output_dir=out, server=settings, run_dir=run_dir)
 
 
 def predicted_ids(out: Path) -> list[str]:

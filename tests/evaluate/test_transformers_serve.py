@@ -75,7 +75,7 @@ def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_pa
         # the server starts (imports, model load) while the in-process answers are generated
         local = run(
             EvaluateConfig(
-                dataset_dir=dataset_dir,
+                dataset=dataset_dir,
                 output_dir=tmp_path / "in_process",
                 model=str(run_dir),
                 batch_size=1,
@@ -90,7 +90,7 @@ def test_served_answers_agree_with_in_process_greedy_answers(trained_run, tmp_pa
             raise AssertionError(f"{err}: {log_path.read_text()[-3000:]}") from None
         served = run(
             EvaluateConfig(
-                dataset_dir=dataset_dir,
+                dataset=dataset_dir,
                 output_dir=tmp_path / "served",
                 server=ServerSettings(url=url, served_model=str(run_dir), engine="transformers", concurrency=2),
                 run_dir=run_dir,

@@ -193,7 +193,7 @@ def test_one_full_step_changes_the_language_model_only(request, train_dataset_di
 def test_evaluate_on_the_held_out_set_writes_a_report(request, train_dataset_dir, tmp_path, family):
     out = tmp_path / "eval"
     config = EvaluateConfig(
-        dataset_dir=train_dataset_dir,
+        dataset=train_dataset_dir,
         output_dir=out,
         model=str(request.getfixturevalue(f"tiny_{family}")),
         max_samples=2,

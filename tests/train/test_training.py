@@ -328,14 +328,14 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
     merged = merge_run(MergeConfig(base=str(tiny_qwen3_vl), adapter=str(out), output_dir=str(tmp_path / "merged")))
     assert json.loads((merged / CONFIG_FILE).read_text()) == settings
     evaluation = EvaluateConfig(
-        dataset_dir=train_dataset_dir,
+        dataset=train_dataset_dir,
         output_dir=tmp_path / "eval",
         model=str(merged),
         max_samples=1,
         generation=GenerationSettings(max_new_tokens=4),
         device="cpu",
     )
-    with caplog.at_level(logging.INFO, logger="pipeline.stages.evaluate.stage"):
+    with caplog.at_level(logging.INFO, logger="pipeline.stages.evaluate"):
         evaluate_run(evaluation)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     used = metrics["settings"]["video_settings"]

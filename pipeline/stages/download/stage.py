@@ -26,7 +26,7 @@ from pipeline.core import atomic
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.download.config import DownloadConfig
-from pipeline.stages.download.files import FileResult, LocalState
+from pipeline.stages.download.files import FileResult, LocalState, RemoteFile
 from pipeline.stages.download.hub_access import Hub
 from pipeline.stages.download.transfer import GB, check_disk, ensure_files, partial_size
 
@@ -66,6 +66,35 @@ class DownloadResult:
         return [f for f in self.files if f.status == "failed"]
 
 
+@dataclass
+class _Index:
+    """The repository's index files, from which every chunk file path is derived."""
+
+    # what happened to features.csv, clip_index.parquet and the split file
+    files: list[FileResult]
+    # feature name -> its chunk files' path pattern
+    features: dict[str, catalog.Feature]
+    clip_index: catalog.ClipIndex
+    # the --features asked for, checked against features.csv (de-duplicated, in order)
+    feature_names: list[str]
+
+
+@dataclass
+class _Plan:
+    """The chunk files of a run and what is left to fetch of them."""
+
+    # every selected file the repository has
+    remotes: list[RemoteFile]
+    # path -> `LocalState.is_complete` result, so that no file is hashed twice ({} with --redownload)
+    known: dict[str, tuple[bool, str]]
+    # files not complete yet (all with --redownload)
+    pending: list[RemoteFile]
+    # bytes of `remotes`, of `pending`, and of `pending` less the partial files already there
+    total: int
+    to_download: int
+    to_transfer: int
+
+
 def run(
     config: DownloadConfig,
     progress: ProgressSink | None = None,
@@ -82,69 +111,101 @@ def run(
     state = LocalState(config.output_dir)
     log.info("dataset %s @ %s via %s", config.repo_id, config.revision, hub.endpoint)
     commit = hub.resolve_commit()
+    index = _read_index(hub, state, commit, config, progress)
+    chunk_ids, skipped, split_clips = chunk_selection(config, index.clip_index)
+    remotes, missing = _chunk_files(hub, commit, index, chunk_ids)
+    plan = _plan(state, remotes, config)
+    log.info(
+        "%d chunk(s) x %d feature(s): %d files, %.3f GB in all; %.3f GB to download (%d files)",
+        len(chunk_ids),
+        len(index.feature_names),
+        len(remotes),
+        plan.total / GB,
+        plan.to_download / GB,
+        len(plan.pending),
+    )
+    _confirm_size(config, plan.to_transfer, confirm)
+    check_disk(config.output_dir, plan.to_transfer)
+    description = f"downloading {len(plan.pending)} files"
+    results = ensure_files(hub, state, remotes, commit, config, progress, description, plan.known)
+    result = DownloadResult(
+        commit=commit,
+        chunks=chunk_ids,
+        features=index.feature_names,
+        files=index.files + results,
+        skipped=skipped + missing,
+        split_clips=split_clips,
+        total_bytes=plan.total,
+        to_download_bytes=plan.to_download,
+        manifest_path=config.output_dir / MANIFEST_NAME,
+    )
+    _record(config, hub, result)
+    return result
 
-    # 1. the index files, from which every other path is derived
-    index_results = _fetch_index(hub, state, commit, config, progress)
+
+def _read_index(hub: Hub, state: LocalState, commit: str, config: DownloadConfig, progress: ProgressSink) -> _Index:
+    """Fetch the index files and read them; the feature names asked for, checked.
+
+    Raises:
+        PipelineError: an index file missing or not fetched, unreadable, or an unknown feature name.
+    """
+    files = _fetch_index(hub, state, commit, config, progress)
     features = catalog.read_features(config.output_dir / catalog.FEATURES_CSV)
     clip_index = catalog.read_clip_index(
         config.output_dir / catalog.CLIP_INDEX_PARQUET, config.output_dir / catalog.SPLITS_PARQUET
     )
-    feature_names = catalog.validate_feature_names(config.features, features)
+    return _Index(files, features, clip_index, catalog.validate_feature_names(config.features, features))
 
-    # 2. chunks
-    chunk_ids, skipped, split_clips = chunk_selection(config, clip_index)
 
-    # 3. sizes and hashes of the chunk files
-    wanted = [catalog.chunk_file(features[name], chunk) for chunk in chunk_ids for name in feature_names]
+def _chunk_files(
+    hub: Hub, commit: str, index: _Index, chunk_ids: list[int]
+) -> tuple[list[RemoteFile], list[dict[str, Any]]]:
+    """Sizes and hashes of the chunk files (chunk-major, features in order), and the files the repository lacks at
+    `commit` as skipped entries (`{"path", "reason"}`)."""
+    wanted = [catalog.chunk_file(index.features[name], chunk) for chunk in chunk_ids for name in index.feature_names]
     remote = hub.paths_info(wanted, commit)
+    missing: list[dict[str, Any]] = []
     for path in wanted:
         if path not in remote:
-            skipped.append({"path": path, "reason": f"not in the repository at {commit[:12]}"})
+            missing.append({"path": path, "reason": f"not in the repository at {commit[:12]}"})
             log.warning("%s: not in the repository at this revision; skipped", path)
-    remotes = [remote[p] for p in wanted if p in remote]
-    total = sum(r.size for r in remotes)
+    return [remote[p] for p in wanted if p in remote], missing
 
-    # 4. what is left to fetch, size confirmation, disk space
+
+def _plan(state: LocalState, remotes: list[RemoteFile], config: DownloadConfig) -> _Plan:
+    """What is left to fetch of `remotes`: complete files are checked once here (size, and hash with --verify)."""
     known = {} if config.redownload else {r.path: state.is_complete(r, config.verify) for r in remotes}
     pending = [r for r in remotes if config.redownload or not known[r.path][0]]
     to_download = sum(r.size for r in pending)
     to_transfer = to_download - (0 if config.redownload else sum(partial_size(state, r) for r in pending))
-    log.info(
-        "%d chunk(s) x %d feature(s): %d files, %.3f GB in all; %.3f GB to download (%d files)",
-        len(chunk_ids),
-        len(feature_names),
-        len(remotes),
-        total / GB,
-        to_download / GB,
-        len(pending),
-    )
-    if to_transfer > config.confirm_threshold_gb * GB and not config.yes:
-        question = f"Download {to_transfer / GB:.1f} GB into {config.output_dir}?"
-        if confirm is None:
-            raise PipelineError(
-                f"--yes: the download is {to_transfer / GB:.1f} GB, above the {config.confirm_threshold_gb:g} GB "
-                "threshold; re-run with --yes to confirm"
-            )
-        if not confirm(question):
-            raise PipelineError("download cancelled (re-run with --yes to skip the question)")
-    check_disk(config.output_dir, to_transfer)
+    return _Plan(remotes, known, pending, sum(r.size for r in remotes), to_download, to_transfer)
 
-    # 5. transfer, verify, record
-    description = f"downloading {len(pending)} files"
-    results = ensure_files(hub, state, remotes, commit, config, progress, description, known)
-    manifest_path = config.output_dir / MANIFEST_NAME
-    result = DownloadResult(
-        commit=commit,
-        chunks=chunk_ids,
-        features=feature_names,
-        files=index_results + results,
-        skipped=skipped,
-        split_clips=split_clips,
-        total_bytes=total,
-        to_download_bytes=to_download,
-        manifest_path=manifest_path,
-    )
-    atomic.write_json(manifest_path, _manifest(config, hub, result))
+
+def _confirm_size(config: DownloadConfig, to_transfer: int, confirm: Callable[[str], bool] | None) -> None:
+    """Ask before transferring more than `confirm_threshold_gb` (unless --yes); refuse unattended.
+
+    Raises:
+        PipelineError: the download is too large to start without --yes and no one can be asked, or was cancelled.
+    """
+    if to_transfer <= config.confirm_threshold_gb * GB or config.yes:
+        return
+    question = f"Download {to_transfer / GB:.1f} GB into {config.output_dir}?"
+    if confirm is None:
+        raise PipelineError(
+            f"--yes: the download is {to_transfer / GB:.1f} GB, above the {config.confirm_threshold_gb:g} GB "
+            "threshold; re-run with --yes to confirm"
+        )
+    if not confirm(question):
+        raise PipelineError("download cancelled (re-run with --yes to skip the question)")
+
+
+def _record(config: DownloadConfig, hub: Hub, result: DownloadResult) -> None:
+    """Write the manifest and log the outcome.
+
+    Raises:
+        PipelineError: some files were not downloaded (the manifest is written first; a re-run resumes).
+    """
+    atomic.write_json(result.manifest_path, _manifest(config, hub, result))
     fetched = sum(r.bytes_fetched for r in result.files)
     log.info(
         "%d downloaded, %d already complete, %d failed; %.3f GB fetched; manifest %s",
@@ -152,7 +213,7 @@ def run(
         sum(r.status == "complete" for r in result.files),
         len(result.failed),
         fetched / GB,
-        manifest_path,
+        result.manifest_path,
     )
     if result.failed:
         first = result.failed[0]
@@ -160,7 +221,6 @@ def run(
             f"{len(result.failed)} of {len(result.files)} files not downloaded (first: {first.path}: {first.reason}); "
             "a re-run resumes"
         )
-    return result
 
 
 def _fetch_index(

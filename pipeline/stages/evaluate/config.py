@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pipeline.contracts.run_config import VideoSettings, read_run_config
+from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import group, setting, to_json
 from pipeline.model.inference import GenerationSettings
@@ -18,7 +18,7 @@ class EvaluateConfig:
     """Settings of one evaluation run (written to `metrics.json` with the results)."""
 
     # Stage-3 dataset directory (holds `{train,test}/` in the `save_to_disk` layout and `dataset_meta.json`).
-    dataset_dir: Path = setting(
+    dataset: Path = setting(
         Path("qwen_video_dataset"), help="Dataset directory from `pipeline build-dataset`.", flags=("--dataset",)
     )
     # Created if missing: report.md, metrics.json, predictions.csv and the PNG plots.
@@ -34,7 +34,7 @@ class EvaluateConfig:
     # Ask an OpenAI-compatible server instead (`serving_client`); answers go to output_dir/predictions.jsonl.
     server: ServerSettings | None = group(ServerSettings, prefix="", optional=True)
     # Its train_config.json and processor set the server's frames; None = the served model's name when it is a
-    # local directory (as with transformers serve).
+    # local directory (as with transformers serve: `training_run_dir`).
     run_dir: Path | None = setting(
         None, help="Training output dir whose settings set the served frames [--served-model]."
     )
@@ -45,7 +45,7 @@ class EvaluateConfig:
     max_samples: int | None = setting(None, help="Score only the first N samples.")
     generation: GenerationSettings = group(GenerationSettings, prefix="")
     # Overrides of the training run's video settings (train_config.json in --adapter, --run-dir, else in --model;
-    # else the training defaults); resolved into `video_settings` in __post_init__.
+    # else the training defaults); laid over them by `resolved_run.resolve_run`.
     video: dict[str, Any] = group(VideoSettings, partial_default="the training run's, else {}")
     video_root: Path | None = setting(None, help="Segments moved since build-dataset.")
     # "auto" is the first CUDA GPU if there is one, else the CPU.
@@ -60,37 +60,14 @@ class EvaluateConfig:
     embed_videos: bool = setting(
         False, help="Put the gallery's mp4s into report.html (default: copies in clips/ beside it)."
     )
-    # The resolved video settings (None without a model or server) and where their values came from.
-    video_settings: VideoSettings | None = field(init=False, default=None)
-    video_settings_source: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.dataset_dir = Path(self.dataset_dir)
+        self.dataset = Path(self.dataset)
         self.output_dir = Path(self.output_dir)
         self.adapter = Path(self.adapter) if self.adapter is not None else None
         self.predictions = Path(self.predictions) if self.predictions is not None else None
-        if sum(x is not None for x in (self.model, self.predictions, self.server)) != 1:
-            raise PipelineError(
-                "give exactly one of --model (generate answers), --predictions (score a file) and --server (ask one)"
-            )
         self.run_dir = Path(self.run_dir) if self.run_dir is not None else None
-        if self.server is not None and self.run_dir is None and Path(str(self.server.served_model)).is_dir():
-            self.run_dir = Path(str(self.server.served_model))
-        if self.server is not None and (self.run_dir is None or not self.run_dir.is_dir()):
-            raise PipelineError(
-                "--server needs --run-dir: the training output directory (train_config.json and processor) that"
-                " sets the frames the server samples"
-            )
-        if self.adapter is not None and self.model is None:
-            raise PipelineError("--adapter needs --model (a predictions file is scored without a model)")
-        if self.save_predictions and self.model is None:
-            raise PipelineError("--save-predictions needs --model (with --predictions the answers are already saved)")
-        if self.adapter is not None and not self.adapter.is_dir():
-            raise PipelineError(f"--adapter {self.adapter}: not a directory")
-        if self.predictions is not None and not self.predictions.is_file():
-            raise PipelineError(f"--predictions {self.predictions}: no such file")
-        if not self.dataset_dir.is_dir():
-            raise PipelineError(f"--dataset {self.dataset_dir}: no such directory")
+        self._check_answer_source()
         if not self.split:
             raise PipelineError("--split must not be empty")
         if self.batch_size < 1:
@@ -106,29 +83,41 @@ class EvaluateConfig:
         self.video_root = Path(self.video_root) if self.video_root is not None else None
         if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise PipelineError(f"--device: {self.device!r} is not auto, cpu or cuda[:N]")
-        if self.model is not None or self.server is not None:
-            self._resolve_video_settings()
-
-    def _resolve_video_settings(self) -> None:
         unknown = sorted(set(self.video) - {f.name for f in fields(VideoSettings)})
-        if unknown:
+        if unknown and (self.model is not None or self.server is not None):
             raise PipelineError(f"video settings: unknown key(s) {', '.join(unknown)}")
-        values: dict[str, Any] = {}
-        self.video_settings_source = "defaults"
-        for directory in (self.adapter, self.run_dir, Path(str(self.model)) if self.model else None):
-            run = read_run_config(directory) if directory is not None else None
-            if run is not None:
-                settings, path = run
-                values = dict(settings.get("video", {}))
-                self.video_settings_source = str(path)
-                break
-        given = {k: v for k, v in self.video.items() if v is not None}
-        values |= given
-        if given:
-            flags = ", ".join("--video-" + key.replace("_", "-") for key in given)
-            self.video_settings_source += f"; {flags} from the command line"
-        self.video_settings = VideoSettings(**values)
+
+    def _check_answer_source(self) -> None:
+        """Exactly one answer source, with the options that go with it; the paths given exist."""
+        if sum(x is not None for x in (self.model, self.predictions, self.server)) != 1:
+            raise PipelineError(
+                "give exactly one of --model (generate answers), --predictions (score a file) and --server (ask one)"
+            )
+        run_dir = self.training_run_dir()
+        if self.server is not None and (run_dir is None or not run_dir.is_dir()):
+            raise PipelineError(
+                "--server needs --run-dir: the training output directory (train_config.json and processor) that"
+                " sets the frames the server samples"
+            )
+        if self.adapter is not None and self.model is None:
+            raise PipelineError("--adapter needs --model (a predictions file is scored without a model)")
+        if self.save_predictions and self.model is None:
+            raise PipelineError("--save-predictions needs --model (with --predictions the answers are already saved)")
+        if self.adapter is not None and not self.adapter.is_dir():
+            raise PipelineError(f"--adapter {self.adapter}: not a directory")
+        if self.predictions is not None and not self.predictions.is_file():
+            raise PipelineError(f"--predictions {self.predictions}: no such file")
+        if not self.dataset.is_dir():
+            raise PipelineError(f"--dataset {self.dataset}: no such directory")
+
+    def training_run_dir(self) -> Path | None:
+        """The training output directory behind the answers: `run_dir`, else with a server the served model's name
+        when it is a local directory; None when neither."""
+        served = Path(str(self.server.served_model)) if self.server is not None else None
+        if self.run_dir is None and served is not None and served.is_dir():
+            return served
+        return self.run_dir
 
     def to_json(self) -> dict[str, Any]:
-        """The resolved settings as JSON-ready values (`video_settings` as a dict, None without a model)."""
+        """The settings as JSON-ready values (`ResolvedRun.to_json` adds what the training run's files resolve)."""
         return to_json(self)  # a ServerSettings holds the key's variable name, never the key
