@@ -3,11 +3,12 @@
 Run: `uv run python benchmarks/cli_startup_bench.py [--runs 7]`
 
 Each command is timed as a whole process (interpreter start, imports, the help page), each run a fresh subprocess of
-this virtual environment: its installed `pipeline` script and its `python`. The commands alternate, so load from
-other jobs on the machine falls on all alike. A third reference is the `--help` of a two-command typer app in
-typer's default rich mode, which renders help with rich's markdown, tables and syntax highlighting (`pipeline` prints
-click's plain help pages). The package's `.pyc` files are compiled first, as a user's first run writes them. Prints each command's median wall-clock and CPU (user + system) seconds over `--runs` runs and the ratios of
-`pipeline --help`'s medians to the others'; the goal is at most 2x `import typer, rich` in wall-clock time.
+this virtual environment: its installed `pipeline` script and its `python`. The commands alternate, so load from other
+jobs on the machine falls on all alike. A third reference is the `--help` of a two-command typer app in typer's default
+rich mode, which renders help with rich's markdown, tables and syntax highlighting (`pipeline` prints click's plain
+help pages). The package's `.pyc` files are compiled first, as a user's first run writes them. Prints each command's
+median wall-clock and CPU (user + system) seconds over `--runs` runs and the ratios of `pipeline --help`'s medians to
+the others'; the goal is at most 2x `import typer, rich` in wall-clock time.
 """
 
 from __future__ import annotations
