@@ -30,17 +30,17 @@ def test_quick_demo_runs_every_stage(tmp_path, family):
     assert "train_mean" in result.stdout and "report:" in result.stdout
 
     # Every stage left its output behind (--keep).
-    assert (workdir / "physical_ai_data" / "download_manifest.json").is_file()
-    manifest = json.loads((workdir / "qwen_video_segments" / "metadata" / "manifest.json").read_text())
+    assert (workdir / "demo_source" / "download_manifest.json").is_file()
+    manifest = json.loads((workdir / "demo_segments" / "metadata" / "manifest.json").read_text())
     assert manifest["clips"] and all(c["status"] == "done" for c in manifest["clips"])
-    segments = json.loads((workdir / "qwen_video_segments" / "metadata" / "segments.json").read_text())
-    assert all((workdir / "qwen_video_segments" / s["video"]).is_file() for s in segments)
-    assert (workdir / "qwen_video_dataset" / "dataset_meta.json").is_file()
-    assert (workdir / "model" / "train_config.json").is_file()
-    model_type = json.loads((workdir / "model" / "config.json").read_text())["model_type"]
+    segments = json.loads((workdir / "demo_segments" / "metadata" / "segments.json").read_text())
+    assert all((workdir / "demo_segments" / s["video"]).is_file() for s in segments)
+    assert (workdir / "demo_dataset" / "dataset_meta.json").is_file()
+    assert (workdir / "demo_model" / "train_config.json").is_file()
+    model_type = json.loads((workdir / "demo_model" / "config.json").read_text())["model_type"]
     assert model_type == family
 
-    report = workdir / "eval_report"
+    report = workdir / "demo_report"
     metrics = json.loads((report / "metrics.json").read_text())
     model_scores = metrics["scores"]["all"]["model"]
     for key in ("velocity_mae", "curvature_mae", "ade", "fde"):
@@ -54,3 +54,41 @@ def test_quick_demo_runs_every_stage(tmp_path, family):
     for png in ("error_vs_horizon.png", "scatter_velocity.png", "example_trajectories.png"):
         with Image.open(report / png) as image:
             assert image.size[0] > 100 and len(image.convert("L").getcolors(maxcolors=65536) or []) > 10
+
+
+def _stop_after_start(monkeypatch, made: list) -> None:
+    """The demo's first stage makes its folder, then the run stops (the rest of the chain is the slow test's)."""
+    from pipeline.core.errors import PipelineError
+
+    def write_repo(config, progress):
+        config.output_dir.mkdir(parents=True)
+        made.append(config.output_dir)
+        raise PipelineError("stopped by the test after the first stage")
+
+    monkeypatch.setattr("pipeline.standins.repo.write_repo", write_repo)
+
+
+def test_demo_never_deletes_the_real_stages_outputs(tmp_path, capsys, monkeypatch):
+    from tests.cli_contract import assert_one_line_error, run_in_process
+
+    users = ["physical_ai_data", "qwen_video_segments", "qwen_video_dataset", "model", "eval_report", "tiny_model"]
+    for name in users:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.txt").write_text("the user's work")
+    made: list = []
+    _stop_after_start(monkeypatch, made)
+    for _ in range(2):  # the second run removes what the first made, and only that
+        result = run_in_process(capsys, "demo", "--quick", "--workdir", tmp_path)
+        assert_one_line_error(result, "stopped by the test")
+    assert made == [tmp_path / "demo_hub_repo"] * 2
+    assert all((tmp_path / name / "mine.txt").read_text() == "the user's work" for name in users)
+
+
+def test_demo_refuses_a_folder_of_its_own_names_it_did_not_make(tmp_path, capsys):
+    from tests.cli_contract import assert_one_line_error, run_in_process
+
+    (tmp_path / "demo_model").mkdir()
+    (tmp_path / "demo_model" / "mine.txt").write_text("the user's work")
+    result = run_in_process(capsys, "demo", "--quick", "--workdir", tmp_path)
+    assert_one_line_error(result, str(tmp_path / "demo_model"), "not made by `pipeline demo`")
+    assert (tmp_path / "demo_model" / "mine.txt").is_file()

@@ -26,7 +26,8 @@ import av
 import numpy as np
 
 from pipeline.core.atomic import temp_sibling
-from pipeline.core.errors import VideoError
+from pipeline.core.environment_errors import environment_fault, is_environment_fault
+from pipeline.core.errors import PipelineError, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,18 @@ def locate_member(zip_path: Path, name: str) -> ZipMember:
     except KeyError:
         raise VideoError(f"{zip_path.name}: member {name} is missing") from None
     except (OSError, zipfile.BadZipFile) as err:
-        raise UnreadableZipError(f"{zip_path.name}: cannot read zip ({err})") from None
+        raise _unreadable(err, zip_path) from None
     if header[0] != b"PK\x03\x04":
         raise VideoError(f"{zip_path.name}: bad local header for member {name}")
     offset = info.header_offset + _LOCAL_HEADER.size + header[9] + header[10]
     return ZipMember(zip_path=zip_path, name=name, offset=offset, size=info.file_size)
+
+
+def _unreadable(err: BaseException, zip_path: Path) -> PipelineError:
+    """An environment fault (the run stops), or the zip is unreadable (its clips are skipped)."""
+    if is_environment_fault(err):
+        return environment_fault(err, zip_path)
+    return UnreadableZipError(f"{zip_path.name}: cannot read zip ({err})")
 
 
 def read_member(zip_path: Path, name: str) -> bytes:
@@ -82,7 +90,7 @@ def read_member(zip_path: Path, name: str) -> bytes:
     except KeyError:
         raise VideoError(f"{Path(zip_path).name}: member {name} is missing") from None
     except (OSError, zipfile.BadZipFile) as err:
-        raise UnreadableZipError(f"{Path(zip_path).name}: cannot read zip ({err})") from None
+        raise _unreadable(err, Path(zip_path)) from None
 
 
 def open_video(source: Path | ZipMember) -> av.container.InputContainer:
@@ -95,6 +103,8 @@ def open_video(source: Path | ZipMember) -> av.container.InputContainer:
     try:
         container = av.open(url, "r")
     except (av.FFmpegError, OSError) as err:
+        if is_environment_fault(err):
+            raise environment_fault(err, source.zip_path if isinstance(source, ZipMember) else source) from None
         raise VideoError(f"{label}: cannot open video ({err.strerror or err})") from None
     if not container.streams.video:
         container.close()
@@ -324,7 +334,8 @@ def cut_segments(
     A frame goes to every segment whose range holds it; each segment's presentation timestamps are the source
     timestamps minus its first frame's (µs time base). Segments are written to temp names and renamed when
     closed; on any error the temp files (and the segments of this call already renamed) are removed.
-    Raises VideoError (corrupt/truncated video, frame count that disagrees with the timestamps).
+    Raises VideoError (corrupt/truncated video, frame count that disagrees with the timestamps), or
+    EnvironmentFault (full or read-only output disk, no permission, no memory: never the clip's fault).
     """
     ts = np.asarray(frame_timestamps_us, dtype=np.int64)
     label = source.name if isinstance(source, ZipMember) else Path(source).name
@@ -364,11 +375,12 @@ def cut_segments(
             raise VideoError(f"{label}: decoded only {decoded} of {n_needed} frames (truncated or corrupt video)")
         if opened or pending:
             raise VideoError(f"{label}: video ended before all segments were written")
-    except av.FFmpegError as err:
+    except BaseException as err:
         _discard(opened, written)
-        raise VideoError(f"{label}: decode failed ({err.strerror or err})") from None
-    except BaseException:
-        _discard(opened, written)
+        if is_environment_fault(err):  # the output disk or the machine, never the clip's fault
+            raise environment_fault(err, requests[0].path.parent if requests else label) from None
+        if isinstance(err, av.FFmpegError):
+            raise VideoError(f"{label}: decode failed ({err.strerror or err})") from None
         raise
     finally:
         frames.close()  # stops and joins the decode thread before the container goes away

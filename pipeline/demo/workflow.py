@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from pipeline.demo.profiles import (
     tiny_synth_config,
     tiny_train_config,
 )
+from pipeline.demo.workdir import REPORT_DIR, DemoWorkdir
 
 log = logging.getLogger(__name__)
 
@@ -84,54 +84,47 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     progress = progress or NullProgress()
     p = config.profile
     timer = _Timer()
-    stage_dirs = ["hub_repo", "physical_ai_data", "qwen_video_segments", "qwen_video_dataset", "tiny_model", "model"]
-    for name in [*stage_dirs, "eval_report"]:
-        shutil.rmtree(config.path(name), ignore_errors=True)
-    config.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = DemoWorkdir(config.workdir)
+    workdir.claim()
 
     with timer.stage("synthesize"):
-        repo = write_repo(tiny_synth_config(p, config.path("hub_repo"), config.seed), progress)
+        repo = write_repo(tiny_synth_config(p, config.path("demo_hub_repo"), config.seed), progress)
     with timer.stage("serve + download"), serve_repo(repo.root) as server, _hub_environment(server.endpoint):
         download.run(
-            DownloadConfig(
-                output_dir=config.path("physical_ai_data"), all_chunks=True, endpoint=server.endpoint, yes=True
-            ),
+            DownloadConfig(output_dir=config.path("demo_source"), all_chunks=True, endpoint=server.endpoint, yes=True),
             progress,
         )
     with timer.stage("segment"):
-        segment.run(
-            tiny_segment_config(p, config.path("physical_ai_data"), config.path("qwen_video_segments")), progress
-        )
+        segment.run(tiny_segment_config(p, config.path("demo_source"), config.path("demo_segments")), progress)
     with timer.stage("build dataset"):
         dataset.run(
             tiny_dataset_config(
-                p, config.path("qwen_video_segments"), config.path("qwen_video_dataset"), config.seed, config.history
+                p, config.path("demo_segments"), config.path("demo_dataset"), config.seed, config.history
             ),
             progress,
         )
     with timer.stage("build tiny model"):
-        make_tiny_model(config.path("tiny_model"), tiny_model_config(p, config.family, config.seed))
+        make_tiny_model(config.path("demo_tiny_model"), tiny_model_config(p, config.family, config.seed))
     with timer.stage("train"):
         trainer.run(
             tiny_train_config(
-                p, config.path("tiny_model"), config.path("qwen_video_dataset"), config.path("model"), config.seed
+                p, config.path("demo_tiny_model"), config.path("demo_dataset"), config.path("demo_model"), config.seed
             ),
             progress,
         )
     with timer.stage("evaluate"):
         eval_config = tiny_evaluate_config(
-            p, config.path("qwen_video_dataset"), config.path("model"), config.path("eval_report")
+            p, config.path("demo_dataset"), config.path("demo_model"), config.path(REPORT_DIR)
         )
         result = evaluate.run(eval_config, progress)
     write_json(
-        config.path("eval_report") / "demo.json",
+        config.path(REPORT_DIR) / "demo.json",
         {"profile": asdict(p), "seed": config.seed, "family": config.family, "seconds": timer.seconds},
     )
     if not config.keep:
-        for name in stage_dirs:
-            shutil.rmtree(config.path(name), ignore_errors=True)
+        workdir.remove_stage_outputs()
     return DemoResult(
-        report_dir=config.path("eval_report"),
+        report_dir=config.path(REPORT_DIR),
         headline=headline_table(result),
         seconds=timer.seconds,
         evaluation=result,

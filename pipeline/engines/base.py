@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from pipeline.core.environment_errors import environment_fault, is_environment_fault
 from pipeline.core.errors import PipelineError, first_line
 
 log = logging.getLogger(__name__)
 
 # Extra attempts of a failed chunk download, or of a job whose worker died (`--retries`' default).
 DEFAULT_RETRIES = 2
+
+# How the skip reason of a clip whose chunk could not be downloaded begins (after the error's type name).
+DOWNLOAD_FAILED = "download of chunk"
 
 # Called when a chunk run stops early (Ctrl-C), to stop the transfer in flight.
 OnInterrupt = Callable[[], None] | None
@@ -100,16 +104,19 @@ class ChunkSlot:
 
 
 def fetch_chunk(work: ChunkWork, retries: int) -> None:
-    """Run `work.fetch`, trying again up to `retries` times (downloads resume); PipelineError if it keeps failing."""
+    """Run `work.fetch`, trying again up to `retries` times (downloads resume); PipelineError if it keeps failing.
+    An environment fault (full or read-only disk) is not retried: it raises `EnvironmentFault` and stops the run."""
     assert work.fetch is not None
     for attempt in range(retries + 1):
         try:
             work.fetch()
             return
         except Exception as err:  # noqa: BLE001 - any transfer failure is retried, then reported per clip
+            if is_environment_fault(err):
+                raise environment_fault(err) from None
             if attempt == retries:
                 raise PipelineError(
-                    f"download of chunk {work.chunk} failed after {retries + 1} attempt(s): {failure_reason(err)}"
+                    f"{DOWNLOAD_FAILED} {work.chunk} failed after {retries + 1} attempt(s): {failure_reason(err)}"
                 ) from None
             log.warning("chunk %d: download attempt %d failed (%s); retrying", work.chunk, attempt + 1, err)
 
@@ -130,6 +137,12 @@ def complete_chunk_results(work: ChunkWork, ops: ClipOps) -> ChunkResults:
 def after_retries(retries: int) -> str:
     """The end of a skip reason: "(after 1 retry)", "(after 2 retries)"."""
     return f"(after {retries} {'retry' if retries == 1 else 'retries'})"
+
+
+def raise_environment_fault(err: BaseException | None) -> None:
+    """Re-raise `err` as an `EnvironmentFault` if it is one (the run stops; nothing is recorded for the clips)."""
+    if err is not None and is_environment_fault(err):
+        raise environment_fault(err) from None
 
 
 def failure_reason(err: BaseException) -> str:
@@ -159,6 +172,7 @@ class Engine(Protocol):
 
 __all__ = [
     "DEFAULT_RETRIES",
+    "DOWNLOAD_FAILED",
     "ChunkResults",
     "ChunkSlot",
     "ChunkState",
@@ -171,4 +185,5 @@ __all__ = [
     "failure_reason",
     "fetch_chunk",
     "free_chunk",
+    "raise_environment_fault",
 ]

@@ -21,6 +21,7 @@ from pipeline.engines.base import (
     failure_reason,
     fetch_chunk,
     free_chunk,
+    raise_environment_fault,
 )
 from pipeline.engines.pool import Task, WorkerLost, WorkerPool
 
@@ -115,6 +116,7 @@ class LocalEngine:
                 if not slot.fetched.done():
                     running.append(slot.fetched)
                 elif (err := slot.fetched.exception()) is not None:
+                    raise_environment_fault(err)
                     slot.failed(failure_reason(err))
                 else:
                     slot.cutting([self._submit(job, ops) for job in slot.work.jobs])

@@ -47,6 +47,7 @@ from pipeline.engines.base import (
     failure_reason,
     fetch_chunk,
     free_chunk,
+    raise_environment_fault,
 )
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,7 @@ class RayEngine:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None) or err
+            raise_environment_fault(cause)  # a full disk on a node stops the run; the chunk's zips are kept
             return ops.skipped(job, failure_reason(cause))
         except ray.exceptions.RayError as err:
             return ops.skipped(job, f"ray: {failure_reason(err)} {after_retries(self.retries)}")

@@ -8,6 +8,7 @@ import errno
 import os
 from collections.abc import Sequence
 
+from pipeline.core.environment_errors import EnvironmentFault, environment_fault, is_environment_fault
 from pipeline.core.errors import PipelineError
 from pipeline.stages.download.config import DownloadConfig
 from pipeline.stages.download.files import RemoteFile
@@ -124,7 +125,9 @@ def hub_error_to_pipeline_error(exc: BaseException, config: DownloadConfig, what
     if isinstance(exc, OfflineModeIsEnabled):
         return PipelineError(f"{what}: HF_HUB_OFFLINE is set; unset it to download")
     if is_disk_full(exc):
-        return PipelineError(f"{what}: no space left on device under --output-dir {config.output_dir}")
+        return EnvironmentFault(f"{what}: no space left on device under --output-dir {config.output_dir}")
+    if is_environment_fault(exc):
+        return environment_fault(exc)
     if isinstance(exc, HfHubHTTPError):
         return PipelineError(f"{what}: the Hub answered HTTP {status}; a re-run resumes")
     if isinstance(exc, (httpx2.HTTPError, OSError)):

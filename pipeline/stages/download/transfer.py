@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.environment_errors import EnvironmentFault, environment_fault, is_environment_fault
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import BYTES, NullProgress, ProgressSink
 from pipeline.stages.download.config import DownloadConfig
@@ -81,7 +82,7 @@ def _status(exc: BaseException) -> int | None:
 
 def disk_full_error(partial: Path, repo_path: str) -> PipelineError:
     kept = partial.stat().st_size if partial.exists() else 0
-    return PipelineError(
+    return EnvironmentFault(
         f"{partial.parent}: no space left on device while writing {repo_path} ({kept} bytes kept); "
         "free some space and re-run (it resumes)"
     )
@@ -134,6 +135,8 @@ def fetch_one(hub: Hub, state: LocalState, remote: RemoteFile, commit: str) -> F
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full_error(partial, remote.path) from None
+        if is_environment_fault(exc):
+            raise environment_fault(exc, partial.parent) from None
         raise
     url = hub.url(remote.path, commit)
     fetched = 0
@@ -145,6 +148,8 @@ def fetch_one(hub: Hub, state: LocalState, remote: RemoteFile, commit: str) -> F
                 raise hub_error_to_pipeline_error(exc, hub.config, remote.path) from None
             if is_disk_full(exc):
                 raise disk_full_error(partial, remote.path) from None
+            if is_environment_fault(exc):
+                raise environment_fault(exc, partial.parent) from None
             status = _status(exc)
             reason = f"HTTP {status}" if status else f"network failure ({type(exc).__name__}) after retries"
             kept = partial.stat().st_size if partial.exists() else 0

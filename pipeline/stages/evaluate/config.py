@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import group, setting, to_json
+from pipeline.core.options import group, overwrite_setting, setting, to_json
 from pipeline.model.inference import GenerationSettings
 from pipeline.stages.evaluate.serving_client import ServerSettings
 
@@ -56,6 +56,8 @@ class EvaluateConfig:
     horizon_s: float = 1.0
     # Number of example trajectories drawn in example_trajectories.png.
     n_examples: int = 6
+    # An existing, non-empty output_dir is refused without it (a served run resumes in its own folder).
+    overwrite: bool = overwrite_setting(help="Replace the report files of an existing output dir.")
     # As data URIs.
     embed_videos: bool = setting(
         False, help="Put the gallery's mp4s into report.html (default: copies in clips/ beside it)."

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.core.atomic import atomic_path, write_text
 from pipeline.stages.evaluate.metrics import integrate_path
+from pipeline.stages.evaluate.output_dir import replace_clips
 from pipeline.stages.evaluate.report import table
 
 if TYPE_CHECKING:
@@ -233,11 +234,8 @@ def write_html_report(
         tag, name = _video_tag(videos[i] if i < len(videos) else None, result.ids[i], output_dir, embed_videos)
         kept.add(name)
         cards.append(_card(result, label, i, tag, errors))
-    clips = output_dir / CLIPS_DIR
-    if clips.is_dir():  # clips of an earlier run in the same directory
-        for old in clips.glob("*.mp4"):
-            if old.name not in kept:
-                old.unlink()
+    if not embed_videos:
+        replace_clips(output_dir / CLIPS_DIR, {name for name in kept if name})
     plots = {name: (output_dir / name).read_bytes() for name, _ in PLOTS if (output_dir / name).is_file()}
     path = output_dir / HTML_FILE
     write_text(path, report_html(result, plots, cards))

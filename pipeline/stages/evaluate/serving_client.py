@@ -184,7 +184,7 @@ class PredictionLog:
             self._read()
 
     def _read(self) -> None:
-        good_bytes = 0
+        good_bytes, ended = 0, True
         with open(self.path, "rb") as fh:
             for raw in fh:
                 try:
@@ -195,14 +195,24 @@ class PredictionLog:
                         raise PipelineError(f"{self.path}: line {len(self.done) + 1} is not an answer") from None
                     break  # a line cut short by an interrupted run: dropped and asked again
                 good_bytes += len(raw)
-        if good_bytes < self.path.stat().st_size:
-            with open(self.path, "r+b") as fh:
+                ended = raw.endswith(b"\n")
+        with open(self.path, "r+b") as fh:
+            if good_bytes < self.path.stat().st_size:
                 fh.truncate(good_bytes)
+            elif good_bytes and not ended:  # a whole answer whose newline was not written: end its line
+                fh.seek(good_bytes)
+                fh.write(b"\n")
 
     def append(self, sample_id: str, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"id": sample_id, "text": text}, ensure_ascii=False) + "\n")
+        """Append one answer line; a full disk (or any write failure) stops the run with one line."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"id": sample_id, "text": text}, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise PipelineError(
+                f"{self.path}: cannot append the answer of {sample_id} ({err.strerror or err})"
+            ) from None
         self.done[sample_id] = text
 
 

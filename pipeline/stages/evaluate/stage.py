@@ -126,8 +126,10 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         be loaded, a server that cannot be reached, a training run's settings that cannot be read.
     """
     from pipeline.contracts.dataset_reader import read_meta
+    from pipeline.stages.evaluate.output_dir import check_output_dir
 
     progress = progress or NullProgress()
+    check_output_dir(config)
     resolved = resolve_run(config)
     source = answer_source(config, resolved)
     split = _load(config.dataset, config.split, config.video_root)

@@ -27,6 +27,7 @@ _SEGMENT_OPTIONS = {
     "size": {},
     "workers": {"help": "Processes over clips (--engine local)."},
     "fast_decode": {},
+    "retry_skipped": {},
 }
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from pipeline.av import catalog
+from pipeline.core.errors import PipelineError
 from pipeline.core.progress import ProgressSink
-from pipeline.engines.base import ChunkWork, Engine
+from pipeline.engines.base import DOWNLOAD_FAILED, ChunkResults, ChunkWork, Engine
 from pipeline.engines.local import LocalEngine
 from pipeline.stages.download import stage as download
 from pipeline.stages.download.config import DownloadConfig
@@ -75,10 +76,35 @@ def run(config: PrepareConfig, progress: ProgressSink | None = None, engine: Eng
             config.max_chunks_in_flight,
             on_interrupt=stop_transfers,
         )
-        summary = aggregate(seg, results, progress, total=len(table))
+        downloads = _DownloadOutcomes()
+        summary = aggregate(seg, downloads.watch(results), progress, total=len(table))
+    downloads.fail_if_all_failed()
     if complete:
         log.info("prepare: %d chunk(s) were already complete: %s", len(complete), catalog.format_ranges(complete))
     return PrepareResult(commit=commit, chunks=chunk_ids, complete_chunks=complete, segments=summary)
+
+
+class _DownloadOutcomes:
+    """Which chunks were downloaded and which failed: a run in which every download failed is an error (exit 2),
+    not "0 segments"."""
+
+    def __init__(self) -> None:
+        self.fetched: set[int] = set()
+        self.failed: dict[int, str] = {}
+
+    def watch(self, results: ChunkResults) -> ChunkResults:
+        for job, record in results:
+            reason = str(record.get("reason") or "")
+            if record["status"] == "skipped" and DOWNLOAD_FAILED in reason:
+                self.failed.setdefault(job.chunk, reason)
+            elif not record.get("reused"):
+                self.fetched.add(job.chunk)
+            yield job, record
+
+    def fail_if_all_failed(self) -> None:
+        if self.failed and not self.fetched - set(self.failed):
+            first = next(iter(self.failed.values()))
+            raise PipelineError(f"every chunk download failed ({len(self.failed)} chunk(s)); first: {first}")
 
 
 def _chunk_works(

@@ -27,6 +27,7 @@ from pipeline.av.video import (
 from pipeline.av.zip_fingerprint import zip_fingerprint
 from pipeline.contracts.segment_record import SegmentRecord
 from pipeline.core.atomic import write_json
+from pipeline.core.environment_errors import environment_fault, is_environment_fault
 from pipeline.core.errors import VideoError
 from pipeline.stages.segment import cliplock
 from pipeline.stages.segment.config import (
@@ -350,12 +351,18 @@ def _cut_segment(
 
 
 def process_clip_safe(job: ClipJob, config: SegmentConfig) -> dict:
-    """`process_clip`, turning an unexpected error into a skipped record (one bad clip never stops the run)."""
+    """`process_clip`, turning an unexpected error into a skipped record (one bad clip never stops the run).
+
+    An environment fault (full or read-only disk, permissions, memory) is not the clip's: it raises
+    `EnvironmentFault`, which stops the run, and nothing is recorded for the clip.
+    """
     try:
         return process_clip(job, config)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as err:  # noqa: BLE001 - reported in the manifest
+        if is_environment_fault(err):
+            raise environment_fault(err, getattr(err, "filename", None) or config.output_dir) from None
         log.exception("clip %s: unexpected error", job.clip_id)
         return skipped_record(job, f"unexpected error: {type(err).__name__}: {err}")
 
