@@ -271,6 +271,10 @@ def demo(config: DemoConfig) -> None:
     print(f"report: {result.report_dir / 'report.html'} (and report.md)")
 
 
+INTERRUPTED = "interrupted: finished work was kept; a re-run resumes"
+"""What a run stopped by Ctrl-C or SIGINT says last (exit code 130)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning `PipelineError` into one line on stderr and exit code 2.
 
@@ -278,11 +282,15 @@ def main(argv: list[str] | None = None) -> None:
     """
     try:
         app(args=argv)
+    except SystemExit as done:
+        if done.code == 130:  # typer's exit for a KeyboardInterrupt in a command, without a word
+            print(INTERRUPTED, file=sys.stderr)
+        raise
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        print("interrupted: finished work was kept; a re-run resumes", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
 
 

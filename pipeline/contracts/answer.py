@@ -29,6 +29,11 @@ _NEGATIVE_ZERO = "-0." + "0" * DECIMALS
 # One pair on one line: two decimal numbers separated by a comma (spaces and tabs allowed, no newline).
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _PAIR_RE = re.compile(rf"({_NUMBER})[ \t]*,[ \t]*({_NUMBER})")
+# The same pattern, except that a pair never starts right after a digit. Searching with `_PAIR_RE` tries every start
+# inside a run of digits, each one scanning the run to its end: quadratic in the run's length. A pair that starts
+# right after a digit is never the leftmost one (the pair starting at that digit matches too), unless the search
+# starts there, and `_pairs` tries that one start with `_PAIR_RE` itself: the same pairs, in linear time.
+_PAIR_SEARCH_RE = re.compile(rf"([-+]?(?<!\d)(?:\d+(?:\.\d*)?|\.\d+))[ \t]*,[ \t]*({_NUMBER})")
 # Magnitudes no car reaches: a pair beyond them is a decoding runaway (a small model stuck repeating a digit writes
 # e.g. `3555555555.00`), not a prediction, and is unreadable, so one runaway cannot swamp an error mean.
 MAX_SPEED_MPS = 100.0  # 360 km/h
@@ -154,6 +159,16 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
 
 
+def _pairs(line: str) -> list[re.Match[str]]:
+    """`list(_PAIR_RE.finditer(line))`, in time linear in the line's length (`_PAIR_SEARCH_RE`)."""
+    found: list[re.Match[str]] = []
+    pos = 0
+    while (match := _PAIR_RE.match(line, pos) or _PAIR_SEARCH_RE.search(line, pos)) is not None:
+        found.append(match)
+        pos = match.end()
+    return found
+
+
 def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
     """Read up to n (velocity, curvature) pairs from a model's answer. Never raises on any `text`.
 
@@ -178,8 +193,9 @@ def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
     found = 0
     extra = 0
     for line_no, line in enumerate(text.splitlines(), start=1):
-        matches = list(_PAIR_RE.finditer(line))
-        rest = _PAIR_RE.sub(" ", line).strip(" \t;,")
+        matches = _pairs(line)
+        edges = [0, *(edge for match in matches for edge in match.span()), len(line)]
+        rest = " ".join(line[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)).strip(" \t;,")
         if rest:
             problems.append(f"line {line_no}: unreadable text {_excerpt(rest)!r}")
         for match in matches:

@@ -127,3 +127,35 @@ def test_token_cost_with_qwen_vocabulary():
     pieces = [tok.decode([i]) for i in tok.encode("12.00,-1.23\n")]
     assert pieces == ["1", "2", ".", "0", "0", ",-", "1", ".", "2", "3", "\n"]
     assert len(tok.encode(text)) == 11 * N - 1
+
+
+# The pair pattern as `parse_answer` used it through `finditer` and `sub`, before `_pairs` made the search linear.
+_REFERENCE_PAIR = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))[ \t]*,[ \t]*([-+]?(?:\d+(?:\.\d*)?|\.\d+))"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789.,-+ \t;x", max_size=24))
+def test_pairs_are_those_of_the_backtracking_pattern(line):
+    """Signs, dots, several dots in one run, a pair that ends inside a run: the same pairs and the same rest."""
+    import re
+
+    from pipeline.contracts.answer import _excerpt, _pairs
+
+    reference = re.compile(_REFERENCE_PAIR)
+    assert [(m.span(), m.groups()) for m in _pairs(line)] == [(m.span(), m.groups()) for m in reference.finditer(line)]
+    rest = reference.sub(" ", line).strip(" \t;,")
+    unreadable = [p for p in parse_answer(line, n=3).problems if "unreadable" in p]
+    assert unreadable == ([f"line 1: unreadable text {_excerpt(rest)!r}"] if rest else [])
+
+
+@pytest.mark.parametrize("unit", ["9", "9.", ".9", "-9", "9 ", "9.9."])
+def test_parsing_is_linear_in_the_answer_length(unit):
+    """A runaway answer of 200 k characters is read in a fraction of a second (the backtracking pattern took 6.6 s
+    at 10 k digits and grew with the square of the length: over 40 minutes here)."""
+    import time
+
+    text = unit * (200_000 // len(unit))
+    started = time.perf_counter()
+    parsed = parse_answer(text, n=N)
+    assert time.perf_counter() - started < 2.0
+    assert parsed.n_pairs == 0 and "missing pairs: read 0 of 30" in parsed.problems

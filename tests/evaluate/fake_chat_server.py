@@ -3,6 +3,9 @@
 It answers `GET /v1/models` and `POST /v1/chat/completions`; the answer of a request is looked up by the file
 name of its video (`answers`), each request is recorded (video, Authorization header, body), and `fail_first`
 / `fail_always` make it answer HTTP 500 for given video names. `delay_s` slows every answer (to interrupt a run).
+Malformed answers: `raw` maps a video name to the (status, content type, body) sent instead of an answer,
+`echo_key` names videos answered HTTP 500 with a body that quotes the request's Authorization header, and
+`models_body` replaces the body of `GET /v1/models`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class FakeChatServer:
         self.delay_s = delay_s
         self.fail_first: set[str] = set()
         self.fail_always: set[str] = set()
+        self.raw: dict[str, tuple[int, str, str | bytes]] = {}
+        self.echo_key: set[str] = set()
+        self.models_body: str | None = None
         self.counts: collections.Counter[str] = collections.Counter()
         self.auth: list[str] = []
         self.bodies: list[dict[str, Any]] = []
@@ -44,12 +50,14 @@ class FakeChatServer:
             self.bodies.clear()
 
     async def _models(self, request):
-        from starlette.responses import JSONResponse
+        from starlette.responses import JSONResponse, Response
 
+        if self.models_body is not None:
+            return Response(self.models_body, media_type="application/json")
         return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "test"}]})
 
     async def _chat(self, request):
-        from starlette.responses import JSONResponse
+        from starlette.responses import JSONResponse, Response
 
         body = await request.json()
         parts = [c for m in body["messages"] if isinstance(m["content"], list) for c in m["content"]]
@@ -64,6 +72,12 @@ class FakeChatServer:
             await asyncio.sleep(self.delay_s)
         if video in self.fail_always or (first and video in self.fail_first):
             return JSONResponse({"error": {"message": "injected failure"}}, status_code=500)
+        if video in self.echo_key:
+            quoted = f"invalid credentials: {request.headers.get('authorization', '')}"
+            return JSONResponse({"error": {"message": quoted}}, status_code=500)
+        if video in self.raw:
+            status, content_type, content = self.raw[video]
+            return Response(content, status_code=status, media_type=content_type)
         message = {"role": "assistant", "content": self.answers.get(video, "no answer")}
         return JSONResponse(
             {

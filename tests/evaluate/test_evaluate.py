@@ -377,3 +377,42 @@ def test_video_settings_come_from_the_training_run_unless_overridden(dataset_dir
     too_slow = EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path, model=str(model_dir), video={"fps": -1.0})
     with pytest.raises(PipelineError, match="--video-fps"):
         resolve_run(too_slow)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"id": "a", "text": "caf\xe9"}\n', ":1: not UTF-8 text (byte 25)"),
+        (b'{"id": "a", "text": ' + b"[" * 100_000 + b"\n", ":1: JSON nested too deeply to read"),
+    ],
+    ids=["latin-1", "nested"],
+)
+def test_cli_an_unreadable_predictions_file_is_one_line_exit_2(dataset_dir, tmp_path, capsys, content, reason):
+    from tests.cli_contract import assert_one_line_error, run_in_process
+
+    preds = tmp_path / "p.jsonl"
+    preds.write_bytes(content)
+    out = tmp_path / "out"
+    result = run_in_process(capsys, "evaluate", "--dataset", dataset_dir, "--predictions", preds, "--output-dir", out)
+    assert_one_line_error(result, f"--predictions {preds}{reason}")
+    assert not out.exists()
+
+
+def test_cli_a_lone_surrogate_in_an_answer_is_written_as_a_replacement_character(
+    dataset_dir, test_split, tmp_path, capsys
+):
+    """`\\ud800` reads as a lone surrogate, which UTF-8 cannot hold: it becomes U+FFFD, and every report file is
+    written (before, the run stopped with a traceback after metrics.json, leaving a half-written report)."""
+    first = test_split["id"][0]
+    answer = format_answer(test_split["velocity"][0], test_split["curvature"][0])
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": first, "text": answer + "\ud800 <b>"}) + "\n", encoding="ascii")
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "evaluate", "--dataset", str(dataset_dir), "--predictions", str(preds), "--output-dir", str(out)
+    )
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} >= set(REPORT_FILES) | {"report.html"}
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["n_samples"] == 1 and metrics["parse_failures"] == 0  # the pairs were read; the rest is stray text
+    assert "\ufffd &lt;b&gt;" in (out / "report.html").read_text(encoding="utf-8")

@@ -28,6 +28,16 @@ class Answers:
     server: dict[str, Any] | None = None
 
 
+def valid_text(text: str) -> str:
+    """`text` with each lone surrogate (a `\\ud800` escape in JSON reads as one) replaced by U+FFFD, so that it
+    can be written as UTF-8 (report.md, report.html, predictions.jsonl)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 class AnswerSource(Protocol):
     """Where the answers come from; made (and a server checked) before any work, asked once the split is read."""
 
@@ -36,4 +46,4 @@ class AnswerSource(Protocol):
         ...
 
 
-__all__ = ["AnswerSource", "Answers"]
+__all__ = ["AnswerSource", "Answers", "valid_text"]

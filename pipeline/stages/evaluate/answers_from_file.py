@@ -7,11 +7,11 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import ProgressSink
-from pipeline.stages.evaluate.answers import Answers
+from pipeline.stages.evaluate.answers import Answers, valid_text
 
 if TYPE_CHECKING:
     import datasets
@@ -23,19 +23,16 @@ def read_predictions(path: Path, known_ids: set[str] | None = None) -> dict[str,
     """Read a JSONL file of `{"id": str, "text": str}` lines (blank lines skipped).
 
     Raises:
-        PipelineError: unreadable line, missing/non-string field, duplicate id, or (with `known_ids`) ids not in
-        the split; the message names the file and line or id.
+        PipelineError: unreadable line (not UTF-8, not JSON, nested too deeply), missing/non-string field,
+        duplicate id, or (with `known_ids`) ids not in the split; the message names the file and line or id.
     """
     out: dict[str, str] = {}
     unknown: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            record = _record(path, line_no, raw)
+            if record is _BLANK:
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PipelineError(f"--predictions {path}:{line_no}: not JSON ({err.msg})") from None
             if not isinstance(record, dict) or not isinstance(record.get("id"), str):
                 raise PipelineError(f"--predictions {path}:{line_no}: expected an object with a string 'id'")
             if not isinstance(record.get("text"), str):
@@ -45,12 +42,35 @@ def read_predictions(path: Path, known_ids: set[str] | None = None) -> dict[str,
                 raise PipelineError(f"--predictions {path}:{line_no}: duplicate id {sample_id!r}")
             if known_ids is not None and sample_id not in known_ids:
                 unknown.append(sample_id)
-            out[sample_id] = record["text"]
+            out[sample_id] = valid_text(record["text"])  # a lone surrogate escape cannot be written to the report
     if unknown:
         raise PipelineError(f"--predictions {path}: {len(unknown)} id(s) not in the split, e.g. {unknown[0]!r}")
     if not out:
         raise PipelineError(f"--predictions {path}: no predictions in the file")
     return out
+
+
+_BLANK = object()
+
+
+def _record(path: Path, line_no: int, raw: bytes) -> Any:
+    """One line's JSON value (`_BLANK` for a blank line).
+
+    Raises:
+        PipelineError: the line is not UTF-8, not JSON, or nested too deeply to read (one line).
+    """
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"--predictions {path}:{line_no}: not UTF-8 text (byte {err.start + 1})") from None
+    if not line.strip():
+        return _BLANK
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"--predictions {path}:{line_no}: not JSON ({err.msg})") from None
+    except RecursionError:
+        raise PipelineError(f"--predictions {path}:{line_no}: JSON nested too deeply to read") from None
 
 
 @dataclass

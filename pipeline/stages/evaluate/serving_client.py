@@ -27,8 +27,10 @@ from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.options import setting
 from pipeline.core.progress import NullProgress, ProgressSink
+from pipeline.core.secrets import redacted_line, without_credentials
 from pipeline.model.families import family_of_processor
 from pipeline.stages.evaluate.served_frames import FramePlan, load_run_processor
+from pipeline.stages.evaluate.server_responses import BadResponse, chat_answer, model_ids, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,11 @@ class ServerSettings:
     )
 
     def __post_init__(self) -> None:
+        self.url, had_credentials = without_credentials(self.url)
+        if had_credentials:  # never sent (it would be Basic auth instead of the key) and never written
+            log.warning(
+                "--server: dropped the user name and password in the URL; give the key in $%s", self.api_key_env
+            )
         if not self.url.startswith(("http://", "https://")):
             raise PipelineError(f"--server {self.url}: expected a base URL such as http://host:8000/v1")
         if self.engine not in ENGINES:
@@ -130,7 +137,10 @@ def check_server(settings: ServerSettings) -> str:
 
     client = openai.OpenAI(base_url=settings.url, api_key=settings.api_key(), max_retries=0, timeout=30.0)
     try:
-        listed = [m.id for m in client.models.list()]
+        response = client.models.with_raw_response.list()
+        listed = model_ids(response.content, response.headers.get("content-type", ""))
+    except BadResponse as err:
+        raise PipelineError(f"--server {settings.url}: GET /models answered {err}") from None
     except openai.APIConnectionError as err:
         raise PipelineError(f"--server {settings.url}: cannot reach the server ({first_line(err)})") from None
     except openai.APIStatusError as err:
@@ -190,7 +200,7 @@ class PredictionLog:
                 try:
                     record = json.loads(raw)
                     self.done[str(record["id"])] = str(record["text"])
-                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
                     if raw.endswith(b"\n"):
                         raise PipelineError(f"{self.path}: line {len(self.done) + 1} is not an answer") from None
                     break  # a line cut short by an interrupted run: dropped and asked again
@@ -291,8 +301,8 @@ async def _ask_all(
             except (openai.APIError, PipelineError, OSError) as err:
                 if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
                     raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
-                result.failures[sample_id] = first_line(err)
-                log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, first_line(err))
+                result.failures[sample_id] = reason = redacted_line(err, settings.api_key())
+                log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, reason)
             else:
                 store.append(sample_id, text)
                 answered += 1
@@ -309,14 +319,15 @@ async def _ask_all(
 async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
     frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, _first_video(messages))
     chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
-    response = await client.chat.completions.create(
+    async with client.chat.completions.with_streaming_response.create(
         model=plan.served_model,
         messages=chat,
         temperature=0.0,
         max_tokens=plan.max_tokens,
         extra_body={**plan.decoding, **frames} or None,
-    )
-    return (response.choices[0].message.content or "").strip()
+    ) as response:
+        body = await read_capped(response.iter_bytes())
+        return chat_answer(body, response.headers.get("content-type", ""))
 
 
 def check_resume(output_dir: Path, identity: dict[str, Any]) -> None:
