@@ -109,7 +109,9 @@ def test_official_split_follows_the_split_field(synthetic_segments_dir, tmp_path
 
 
 def test_history_prompt_and_overrides(synthetic_segments_dir, tmp_path):
-    out = build(synthetic_segments_dir, tmp_path / "ds", history=True, system_prompt="SYS", prompt="PREDICT")
+    out = build(
+        synthetic_segments_dir, tmp_path / "ds", history=True, system_prompt="SYS", prompt="PREDICT", test_ratio=0.5
+    )
     recs = records_by_id(synthetic_segments_dir)
     row = load_split(out, "train")[0]
     rec = recs[row["id"]]
