@@ -41,7 +41,8 @@ def _parquet_ids(path: Path, flag: str) -> list[str]:
     except (OSError, pa.ArrowException) as err:
         raise PipelineError(f"{flag} {path}: not a readable parquet file ({first_line(err)})") from None
     if "clip_id" not in table.column_names:
-        raise PipelineError(f"{flag} {path}: no column (or index) 'clip_id' (columns: {', '.join(table.column_names)})")
+        names = ", ".join(table.column_names)
+        raise PipelineError(f"{flag} {path}: no column (or index) 'clip_id' (columns: {names})")
     return [str(c) for c in table.column("clip_id").to_pylist() if c is not None]
 
 

@@ -250,9 +250,7 @@ def _check_sides(config: DatasetConfig, split_by: str, clip_counts: dict[str, in
         return
     counts = f"train got {clip_counts['train']} clip(s) and test {clip_counts['test']}"
     if not config.allow_empty_split:
-        change = (
-            "another --split-by" if split_by == "official" else "another --seed or --test-ratio, or another --split-by"
-        )
+        change = "another --split-by" if split_by == "official" else "another --seed or --test-ratio"
         raise PipelineError(
             f"the {split_by} split leaves a side empty: {counts}; try {change}, add clips, or pass --allow-empty-split"
         )
