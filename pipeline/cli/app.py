@@ -18,6 +18,7 @@ from pipeline.core.options import build, config_command
 from pipeline.core.progress import DEFAULT_INTERVAL_S
 from pipeline.demo.config import DemoConfig
 from pipeline.engines.config import EngineConfig, make_engine
+from pipeline.stages.dataset.compare_config import CompareConfig
 from pipeline.stages.dataset.config import DatasetConfig
 from pipeline.stages.download.config import DownloadConfig
 from pipeline.stages.evaluate.config import EvaluateConfig
@@ -187,6 +188,23 @@ def build_dataset(config: DatasetConfig) -> None:
         f"skipped (missing video): {result.skipped_missing_video}"
     )
     print(f"wrote {result.output_dir}")
+
+
+@app.command("compare-builds")
+@config_command(CompareConfig)
+def compare_builds(
+    build_a: Annotated[Path, typer.Argument(help="A dataset directory from `pipeline build-dataset` (the older).")],
+    build_b: Annotated[Path, typer.Argument(help="Another one (the newer).")],
+    config: CompareConfig,
+) -> None:
+    """Clips added, removed and moved between the train and test sides of two builds, with their revisions and split
+    methods: a model trained on one build must not be scored on its own training clips from the other."""
+    from pipeline.stages.dataset.compare import run
+
+    comparison = run(build_a, build_b, config.json_path)
+    print("\n".join(comparison.lines(config.show)))
+    if config.json_path is not None:
+        print(f"wrote {config.json_path}")
 
 
 @app.command()

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 _READ = "read"
 # Field metadata key: the unit of a number or of a list's items.
 _UNIT = "unit"
+# Field metadata key: `build-dataset` reads the column where a file has it (older files lack it).
+_OPTIONAL = "optional"
 
 
-def _column(read: bool = False, unit: str | None = None) -> Any:
-    return field(metadata={_READ: read, _UNIT: unit})
+def _column(read: bool = False, unit: str | None = None, optional: bool = False) -> Any:
+    return field(metadata={_READ: read, _UNIT: unit, _OPTIONAL: optional})
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,11 @@ class SegmentRecord:
     # Chunk id.
     chunk: int = _column(read=True)
     # The clip's official split from clip_index.parquet (train/val/test); optional to the reader.
-    split: str = _column(read=True)
+    split: str = _column(read=True, optional=True)
+    # Drive key from metadata/data_collection.parquet (pipeline.av.drives); "" when the clip has none.
+    drive: str = _column(read=True, optional=True)
+    # Start of the clip within its drive, µs, where the dataset publishes it; -1 when it does not.
+    drive_offset_us: int = _column(read=True, unit="us", optional=True)
     # Camera feature name.
     camera: str = _column()
     # 0-based index of the window in the clip.
@@ -92,6 +98,8 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SegmentRecord))
 COLUMN_TYPES: dict[str, Any] = typing.get_type_hints(SegmentRecord)
 # Columns `build-dataset` reads, in field order.
 READ_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SegmentRecord) if f.metadata[_READ])
+# Read columns a segments file may lack (files from before they were added), in field order.
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SegmentRecord) if f.metadata[_OPTIONAL])
 # Unit of each column that has one ("m/s", "1/m", "us", "Hz", "px").
 UNITS: dict[str, str] = {f.name: f.metadata[_UNIT] for f in fields(SegmentRecord) if f.metadata[_UNIT]}
 
@@ -104,4 +112,4 @@ def arrow_schema(columns: tuple[str, ...] = COLUMNS) -> pa.Schema:
     return pa.schema([pa.field(name, types[COLUMN_TYPES[name]]) for name in columns])
 
 
-__all__ = ["COLUMNS", "COLUMN_TYPES", "READ_COLUMNS", "UNITS", "SegmentRecord", "arrow_schema"]
+__all__ = ["COLUMNS", "COLUMN_TYPES", "OPTIONAL_COLUMNS", "READ_COLUMNS", "UNITS", "SegmentRecord", "arrow_schema"]

@@ -22,14 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contracts.answer import MAX_CURVATURE_PER_M, MAX_SPEED_MPS
-from pipeline.contracts.segment_record import COLUMN_TYPES, READ_COLUMNS, UNITS, arrow_schema
+from pipeline.contracts.segment_record import COLUMN_TYPES, OPTIONAL_COLUMNS, READ_COLUMNS, UNITS, arrow_schema
 from pipeline.core.errors import PipelineError, first_line
 
-# The one column a file may lack: files from before it was added have no official split.
-OPTIONAL_FIELD = "split"
+# Columns a file may lack (files from before they were added): the official split and the drive key; null there.
+OPTIONAL_FIELDS = OPTIONAL_COLUMNS
 # The required `SegmentRecord` columns the build reads, by type, in field order.
-STR_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is str and n != OPTIONAL_FIELD)
-INT_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is int)
+STR_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is str and n not in OPTIONAL_FIELDS)
+INT_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is int and n not in OPTIONAL_FIELDS)
 TARGET_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] == list[float])
 # Target columns in m/s (the others are curvatures, 1/m).
 SPEED_FIELDS = tuple(n for n in TARGET_FIELDS if UNITS[n] == "m/s")
@@ -40,8 +40,9 @@ _JSON_READ_CHARS = 1 << 20
 # chunk and segment_index are stored as int32.
 _INT32_MAX = 2**31 - 1
 
-SCHEMA = arrow_schema((*STR_FIELDS, *INT_FIELDS, OPTIONAL_FIELD, *TARGET_FIELDS))
-"""Columns of a batch. Every one but `split` (the official split, needed only by --split-by official) is required."""
+SCHEMA = arrow_schema((*STR_FIELDS, *INT_FIELDS, *OPTIONAL_FIELDS, *TARGET_FIELDS))
+"""Columns of a batch. All but OPTIONAL_FIELDS (needed only by some split methods and the leakage report) are
+required."""
 
 
 @dataclass
@@ -50,7 +51,7 @@ class SegmentBatch:
 
     # Index in the file of the batch's first record.
     start: int
-    # The SCHEMA columns, no nulls except in `split`.
+    # The SCHEMA columns, no nulls except in OPTIONAL_FIELDS.
     table: pa.Table
 
     def targets(self, name: str, n: int) -> np.ndarray:
@@ -121,8 +122,8 @@ class SegmentsFile:
         start = self.part_starts()[parts.start] if len(parts) else 0
         try:
             with pq.ParquetFile(self.path) as file:
-                has_split = OPTIONAL_FIELD in file.schema_arrow.names
-                columns = [f.name for f in SCHEMA if f.name != OPTIONAL_FIELD or has_split]
+                names = file.schema_arrow.names
+                columns = [f.name for f in SCHEMA if f.name not in OPTIONAL_FIELDS or f.name in names]
                 for group in parts:
                     for record_batch in file.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
                         table = _conform(pa.Table.from_batches([record_batch]))
@@ -164,7 +165,7 @@ def _parquet_row_groups(path: Path) -> list[int]:
         raise PipelineError(f"{path}: not a readable parquet file ({first_line(err)})") from None
     for field in SCHEMA:
         if field.name not in schema.names:
-            if field.name == OPTIONAL_FIELD:
+            if field.name in OPTIONAL_FIELDS:
                 continue
             raise PipelineError(f"{path}: no column {field.name!r}")
         kind = schema.field(field.name).type
@@ -172,7 +173,7 @@ def _parquet_row_groups(path: Path) -> list[int]:
             "string": pa.types.is_string(kind) or pa.types.is_large_string(kind),
             "int": pa.types.is_integer(kind),
             "list": _is_number_list(kind),
-        }["list" if field.name in TARGET_FIELDS else "int" if field.name in INT_FIELDS else "string"]
+        }["list" if field.name in TARGET_FIELDS else "int" if COLUMN_TYPES[field.name] is int else "string"]
         if not ok:
             expected = "a list of numbers" if field.name in TARGET_FIELDS else field.type
             raise PipelineError(f"{path}: column {field.name!r} has type {kind}, expected {expected}")
@@ -187,7 +188,7 @@ def _is_number_list(kind: pa.DataType) -> bool:
 
 
 def _conform(table: pa.Table) -> pa.Table:
-    """The SCHEMA columns of a parquet batch, cast to their canonical types (a missing `split` becomes nulls)."""
+    """The SCHEMA columns of a parquet batch, cast to their canonical types (a missing optional one becomes nulls)."""
     columns = []
     for field in SCHEMA:
         if field.name in table.column_names:
@@ -303,9 +304,11 @@ def _check_json_record(path: Path, index: int, rec: Any, n: int) -> dict[str, An
         values = rec[key]
         if not isinstance(values, list) or not all(map(_is_number, values)):
             raise _record_error(path, index, rid, f"field {key!r} must be a list of numbers")
-    split = rec.get(OPTIONAL_FIELD)
-    if split is not None and not isinstance(split, str):
-        raise _record_error(path, index, rid, f"field {OPTIONAL_FIELD!r} must be a string, got {split!r}")
+    for key in OPTIONAL_FIELDS:
+        value, kind = rec.get(key), COLUMN_TYPES[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            what = "an integer" if kind is int else "a string"
+            raise _record_error(path, index, rid, f"field {key!r} must be {what}, got {value!r}")
     return rec
 
 

@@ -4,6 +4,7 @@
     clip_index.parquet                             index clip_id; clip_is_valid, chunk, split
     metadata/feature_presence.parquet              index clip_id; one bool column per feature
     metadata/data_collection.parquet               index clip_id; country, month, hour_of_day, platform_class, ...
+                                                   (shared by the 2-4 clips of one drive: `drive_of_clips`)
     labels/egomotion/egomotion.chunk_NNNN.zip      <clip_id>.egomotion.parquet
     camera/<cam>/<cam>.chunk_NNNN.zip              <clip_id>.<cam>.mp4, .timestamps.parquet, .blurred_boxes.parquet
     README.md                                      what this is, and the resolved SynthConfig as JSON
@@ -198,6 +199,15 @@ def _blurred_boxes(config: SynthConfig, clip: SynthClip, camera: str) -> pd.Data
     )
 
 
+def drive_of_clips(config: SynthConfig, clips: list[SynthClip]) -> list[tuple[int, int]]:
+    """(chunk, drive number in the chunk) of each clip: a chunk's clips, in order, are cut from drives of 2 to 4
+    consecutive clips (seeded lengths), as the real clips are 20-s cuts of longer drives. Clips of one drive share
+    their data_collection row (platform, country, month, hour of day)."""
+    n = config.clips_per_chunk
+    ends = {c.chunk: np.cumsum(_rng(config.seed, c.chunk, 0xD21E).integers(2, 5, n)) for c in clips}
+    return [(c.chunk, int(np.searchsorted(ends[c.chunk], c.index_in_chunk, side="right"))) for c in clips]
+
+
 def _clip_tables(config: SynthConfig, clips: list[SynthClip], features: dict[str, Feature]) -> dict[str, bytes]:
     """clip_index, feature_presence and data_collection parquet files, by repo path."""
     ids = pd.Index([c.clip_id for c in clips], name="clip_id", dtype="string")
@@ -212,8 +222,8 @@ def _clip_tables(config: SynthConfig, clips: list[SynthClip], features: dict[str
     present = {EGOMOTION_FEATURE, *config.cameras}
     presence = pd.DataFrame({name: np.full(len(clips), name in present) for name in features}, index=ids)
     rows = []
-    for c in clips:
-        rng = _rng(config.seed, c.chunk, c.index_in_chunk, 0xDA7A)
+    for drive in drive_of_clips(config, clips):
+        rng = _rng(config.seed, *drive, 0xDA7A)
         rows.append(
             {
                 "country": _COUNTRIES[int(rng.integers(len(_COUNTRIES)))],

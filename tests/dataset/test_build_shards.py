@@ -68,7 +68,8 @@ def test_an_empty_split_loads(tmp_path):
     records = [dict(r, split="train") for r in make_segment_records(n_clips=2, n_segments=3)]
     segs = touched(tmp_path / "segs", records)
     out = tmp_path / "ds"
-    run(DatasetConfig(segments_path=segs / "metadata" / "segments.parquet", output_dir=out, split_by="official"))
+    segments = segs / "metadata" / "segments.parquet"
+    run(DatasetConfig(segments_path=segments, output_dir=out, split_by="official", allow_empty_split=True))
     empty = datasets.load_from_disk(str(out / "test"))
     assert len(empty) == 0 and empty.features == features(30)
     assert len(datasets.load_from_disk(str(out / "train"))) == 6

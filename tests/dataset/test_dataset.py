@@ -109,7 +109,9 @@ def test_official_split_follows_the_split_field(synthetic_segments_dir, tmp_path
 
 
 def test_history_prompt_and_overrides(synthetic_segments_dir, tmp_path):
-    out = build(synthetic_segments_dir, tmp_path / "ds", history=True, system_prompt="SYS", prompt="PREDICT")
+    out = build(
+        synthetic_segments_dir, tmp_path / "ds", history=True, system_prompt="SYS", prompt="PREDICT", test_ratio=0.5
+    )
     recs = records_by_id(synthetic_segments_dir)
     row = load_split(out, "train")[0]
     rec = recs[row["id"]]
@@ -141,7 +143,7 @@ def test_missing_video_is_skipped_or_strict(tmp_path):
     segs = make_segments_dir(tmp_path / "segs", n_clips=3, n_segments=2, videos="touch")
     gone = json.loads(segments_json(segs).read_text())[1]
     (segs / gone["video"]).unlink()
-    out = build(segs, tmp_path / "ds")
+    out = build(segs, tmp_path / "ds", allow_empty_split=True)
     meta = read_meta(out)
     assert meta["skipped_missing_video"] == 1
     assert meta["counts"]["train"] + meta["counts"]["test"] == 5

@@ -17,7 +17,8 @@ from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
 CAM = "camera/camera_front_wide_120fov/camera_front_wide_120fov.chunk_{:04d}.zip"
 EGO = "labels/egomotion/egomotion.chunk_{:04d}.zip"
-INDEX = ["features.csv", "clip_index.parquet"]
+# The index files the synthetic repository has (no split file); data_collection gives the drive keys (issue #32).
+INDEX = ["features.csv", "clip_index.parquet", "metadata/data_collection.parquet"]
 
 
 def run_cli(capsys, *args):
@@ -78,7 +79,7 @@ def test_download_identical_then_rerun_fetches_nothing(hub_server, use_hub, synt
     assert {f["path"]: (f["status"], f["verified"], f["size"]) for f in m["files"]} == {
         p: ("downloaded", True, (synthetic_repo.root / p).stat().st_size) for p in expected
     }
-    assert m["total_bytes"] == sum((synthetic_repo.root / p).stat().st_size for p in expected[2:])
+    assert m["total_bytes"] == sum((synthetic_repo.root / p).stat().st_size for p in expected[len(INDEX) :])
     assert "token" not in m["config"]
 
     # re-run: metadata requests only, no file content
@@ -87,7 +88,7 @@ def test_download_identical_then_rerun_fetches_nothing(hub_server, use_hub, synt
     assert code == 0, err
     assert server.data_gets() == []
     assert {f["status"] for f in manifest(out)["files"]} == {"complete"}
-    assert stdout.startswith("0 files downloaded, 6 already complete")
+    assert stdout.startswith(f"0 files downloaded, {len(expected)} already complete")
 
     # a damaged file of the right size is caught by its hash and fetched again
     damaged = out / CAM.format(1)
@@ -149,7 +150,7 @@ def test_network_failure_names_what_is_missing_and_rerun_completes(
     code, _, err = run_cli(capsys, "download", "--chunk", "0,1", "--output-dir", out)
     assert code == 2
     assert error_line(err) == (
-        "error: 1 of 6 files not downloaded (first: labels/egomotion/egomotion.chunk_0001.zip: "
+        "error: 1 of 7 files not downloaded (first: labels/egomotion/egomotion.chunk_0001.zip: "
         "network failure (RemoteProtocolError) after retries); a re-run resumes"
     )
     assert [r.path for r in server.data_gets()].count(EGO.format(1)) == 6  # the first try + 5 retries

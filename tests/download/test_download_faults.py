@@ -86,7 +86,7 @@ def test_a_persistent_http_503_fails_after_the_retries(fresh_hub_server, use_hub
     server = use_hub(fresh_hub_server)
     server.inject_status(EGO.format(0), 503, times=100)
     result = run_in_process(capsys, "download", "--chunk", "0", "--output-dir", tmp_path / "data")
-    assert_one_line_error(result, "1 of 4 files not downloaded", EGO.format(0), "HTTP 503")
+    assert_one_line_error(result, "1 of 5 files not downloaded", EGO.format(0), "HTTP 503")
     assert [r.status for r in server.data_gets() if r.path == EGO.format(0)] == [503] * (
         download_transfer.HTTP_RETRIES + 1
     )

@@ -45,6 +45,8 @@ SEGMENT_KEYS = {
     "speed_last_mps",
     "curvature_mean",
     "curvature_last",
+    "drive",
+    "drive_offset_us",
 }
 
 
@@ -91,6 +93,11 @@ def test_contract_and_counts(segments_dir, synthetic_repo):
         assert (rec["frame_count"], rec["width"], rec["height"]) == (30, 224, 128)
         assert rec["fps"] == pytest.approx(30.0, rel=1e-3)
         assert all(len(rec[k]) == 30 for k in ("velocity", "curvature", "history_velocity", "history_curvature"))
+    # The drive key: the clip's data_collection row, read here with pandas (no drive id, so no offset).
+    rows = pd.read_parquet(synthetic_repo.root / "metadata" / "data_collection.parquet")
+    columns = ("platform_class", "country", "month", "hour_of_day")
+    drive = {c: "|".join(f"{k}={rows.loc[c, k]}" for k in columns) for c in synthetic_repo.clip_ids}
+    assert all((rec["drive"], rec["drive_offset_us"]) == (drive[rec["clip_id"]], -1) for rec in segments)
     by_clip = {}
     for rec in segments:
         by_clip.setdefault(rec["clip_id"], []).append(rec["segment_index"])

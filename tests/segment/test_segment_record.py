@@ -20,6 +20,8 @@ PARQUET_COLUMNS = [
     ("clip_id", "string"),
     ("chunk", "int64"),
     ("split", "string"),
+    ("drive", "string"),
+    ("drive_offset_us", "int64"),
     ("camera", "string"),
     ("segment_index", "int64"),
     ("start_us", "int64"),
@@ -67,6 +69,7 @@ def test_the_reader_checks_the_build_columns_with_the_record_types():
     assert segments_reader.INT_FIELDS == ("chunk", "segment_index", "start_us", "end_us")
     assert segments_reader.TARGET_FIELDS == ("velocity", "curvature", "history_velocity", "history_curvature")
     assert segments_reader.SPEED_FIELDS == ("velocity", "history_velocity")
+    assert segments_reader.OPTIONAL_FIELDS == ("split", "drive", "drive_offset_us")
     assert sorted(segments_reader.SCHEMA.names) == sorted(READ_COLUMNS)
     record_schema = arrow_schema()
     for field in segments_reader.SCHEMA:

@@ -28,7 +28,7 @@ class DatasetConfig:
     # Receives train/, test/, dataset_meta.json, README.md and the examples.
     output_dir: Path = setting(Path("qwen_video_dataset"), help="Dataset directory to write.", parse=Path)
     # Clips, not segments; strictly between 0 and 1.
-    test_ratio: float = setting(0.1, help="Fraction of clips held out (--split-by clip).")
+    test_ratio: float = setting(0.1, help="Fraction of clips (drives) held out (--split-by clip, drive).")
     # Must equal the length of the segments' target lists; `target_hz` in dataset_meta.json.
     target_hz: int = setting(
         30,
@@ -42,8 +42,17 @@ class DatasetConfig:
     overwrite: bool = overwrite_setting()
     # Key of the clip hashes (split side and --max-samples order).
     seed: int = setting(42, help="Seed of the clip split and selection.")
-    # "clip": keyed hash of the clip id; "official": the segments' `split` field (train -> train, val/test -> test).
-    split_by: Literal["clip", "official"] = setting("clip", help="clip (seeded, by clip id) or official (clip_index).")
+    # "clip": keyed hash of the clip id; "drive": of the clip's drive key (no drive on both sides); "official": the
+    # segments' `split` field (train -> train, val/test -> test); "auto": drive when every record has a drive key.
+    split_by: Literal["auto", "clip", "drive", "official"] = setting(
+        "auto", help="auto (drive if every record has a drive key, else clip), clip, drive or official (clip_index)."
+    )
+    # Parquet with a clip_id column (NVIDIA's evaluation list) or one id per line: test whatever the split.
+    test_clips: Path | None = setting(None, help="Clips held out for test: parquet with clip_id, or one id per line.")
+    # Else the other clips of the --test-clips clips' drives go to test too.
+    allow_drive_neighbours: bool = setting(False, help="Let other clips of the --test-clips drives go to train.")
+    # Else an empty train or test side is an error.
+    allow_empty_split: bool = setting(False, help="Write the dataset even if one side gets no clip.")
     # The input second's (velocity, curvature) pairs in the user prompt.
     history: bool = setting(
         False, help="Put the input second's motion in the prompt.", flags=("--history/--no-history",)
@@ -69,8 +78,8 @@ class DatasetConfig:
             )
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be at least 1, got {self.max_samples}")
-        if self.split_by not in ("clip", "official"):
-            raise PipelineError(f"--split-by must be 'clip' or 'official', got {self.split_by!r}")
+        if self.split_by not in ("auto", "clip", "drive", "official"):
+            raise PipelineError(f"--split-by must be auto, clip, drive or official, got {self.split_by!r}")
         if self.system_prompt is not None and not self.system_prompt.strip():
             raise PipelineError("--system-prompt must not be empty")
         if self.prompt is not None and not self.prompt.strip():

@@ -22,20 +22,24 @@ from pipeline.contracts.messages import history_text, messages_column, user_text
 from pipeline.contracts.segments_reader import SegmentBatch, SegmentsFile
 from pipeline.core.errors import PipelineError
 from pipeline.stages.dataset.shards import Shard, ShardWriter
-from pipeline.stages.dataset.split import OFFICIAL_SPLIT_MAP, clip_is_test, selection_keys
+from pipeline.stages.dataset.split import OFFICIAL_SPLIT_MAP, clip_is_test, drive_is_test, held_out, selection_keys
 
 
 @dataclass(frozen=True)
 class SplitRule:
     """How a record's side and selection are decided (the build's split settings)."""
 
-    # "clip" (keyed hash of the clip id) or "official" (the record's `split`).
+    # "clip" (keyed hash of the clip id), "drive" (of the drive key) or "official" (the record's `split`).
     split_by: str
     seed: int
-    # Fraction of clips on the test side with split_by "clip".
+    # Fraction of clips (drives) on the test side with split_by "clip" ("drive").
     test_ratio: float
     # Largest selection key kept (--max-samples), None = every clip.
     cutoff: int | None = None
+    # Clips sent to test whatever the method (--test-clips).
+    test_clips: frozenset[str] = frozenset()
+    # Drive keys whose every clip goes to test (the drives of `test_clips`, unless --allow-drive-neighbours).
+    held_drives: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -61,10 +65,25 @@ def row_is_test(batch: SegmentBatch, clips: BatchClips, rule: SplitRule, path: P
 
     Raises:
         PipelineError: with split_by "official", a record has no or an unknown `split`, or one clip of the batch
-            has records on both sides.
+            has records on both sides; with split_by "drive", a record has no drive key.
     """
+    table = batch.table
+    drives = table.column("drive").fill_null("").to_numpy(zero_copy_only=False)
     if rule.split_by == "clip":
-        return clip_is_test(rule.seed, clips.ids, rule.test_ratio)[clips.rows]
+        is_test = clip_is_test(rule.seed, clips.ids, rule.test_ratio)[clips.rows]
+    elif rule.split_by == "drive":
+        if (drives == "").any():
+            rid = table.column("id")[int(np.argmax(drives == ""))].as_py()
+            raise PipelineError(f"{path}: segment {rid!r} has no drive key (needed by --split-by drive)")
+        names, inverse = np.unique(drives, return_inverse=True)
+        is_test = drive_is_test(rule.seed, names.tolist(), rule.test_ratio)[inverse]
+    else:
+        is_test = _official_is_test(batch, clips, path)
+    clip_ids = np.asarray(clips.ids, dtype=object)[clips.rows]
+    return is_test | held_out(clip_ids, drives, rule.test_clips, rule.held_drives)
+
+
+def _official_is_test(batch: SegmentBatch, clips: BatchClips, path: Path) -> np.ndarray:
     split = batch.table.column("split")
     ids = batch.table.column("id")
     if split.null_count:

@@ -30,10 +30,12 @@ from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.dataset.config import DatasetConfig
+from pipeline.stages.dataset.leakage import leakage_report, leakage_text
+from pipeline.stages.dataset.planning import SplitPlan, plan_split, survey_sides
 from pipeline.stages.dataset.rows import RowsJob, SplitRule
 from pipeline.stages.dataset.scan import ScanResult, scan
 from pipeline.stages.dataset.shards import finish_split, first_rows
-from pipeline.stages.dataset.split import SPLIT_METHOD, selection_cutoff
+from pipeline.stages.dataset.split import DRIVE_SPLIT_METHOD, SPLIT_METHOD, selection_cutoff, selection_keys
 from pipeline.stages.dataset.writing import JobShards, job_ranges, write_jobs
 
 log = logging.getLogger(__name__)
@@ -60,15 +62,34 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _split_text(meta: dict[str, Any]) -> str:
+    """The card's description of the split (method, why, and the clips held out by name)."""
+    ratio, seed = meta["test_ratio"], meta["seed"]
+    text = {
+        "clip": f"by clip: a keyed BLAKE2b hash of the clip id (seed {seed}, method {meta['split_method']}) mapped "
+        f"to [0, 1); clips below {ratio:g} are test, so adding clips never moves one",
+        "drive": f"by drive: a keyed BLAKE2b hash of the clip's drive key (seed {seed}, method "
+        f"{meta['split_method']}) mapped to [0, 1); drives below {ratio:g} are test, so no drive key is on both "
+        "sides and adding clips never moves one",
+        "official": "official: the clip's `split` in clip_index.parquet (train -> train, val and test -> test)",
+    }[meta["split_by"]]
+    text += f" ({meta['split_by_reason']})" if meta["split_by_reason"] != "given" else ""
+    held = meta["test_clips"]
+    if held:
+        drives = (
+            "alone" if held["drive_neighbours_allowed"] else f"with every clip of their {held['held_drives']} drive(s)"
+        )
+        text += (
+            f". Held out for test by name (`{held['file']}`): {held['found']} of {held['listed']} listed clips, "
+            f"{drives}"
+        )
+    return text
+
+
 def _dataset_card(meta: dict[str, Any], example_answer: str) -> str:
     n = meta["target_hz"]
     counts, clips = meta["counts"], meta["clip_counts"]
-    split_text = (
-        f"by clip: a keyed BLAKE2b hash of the clip id (seed {meta['seed']}, method {meta['split_method']}) mapped "
-        f"to [0, 1); clips below {meta['test_ratio']:g} are test, so adding clips never moves one"
-        if meta["split_by"] == "clip"
-        else "official: the clip's `split` in clip_index.parquet (train -> train, val and test -> test)"
-    )
+    split_text = _split_text(meta)
     first_lines = "\n".join(example_answer.splitlines()[:3])
     history_note = " after the input second's measured motion" if meta["history"] else ""
     return f"""# PhysicalAI-AV next-second motion dataset (Qwen-VL conversations)
@@ -83,6 +104,8 @@ Built by `pipeline build-dataset` from `{meta["segments_path"]}`.
 Segments skipped because their video is missing: {meta["skipped_missing_video"]}.
 
 **Split**: {split_text}. Every segment of a clip is on the same side (overlapping windows share frames).
+
+**Leakage**: {leakage_text(meta["leakage"])}.
 
 **Rows**: `id`, `clip_id`, `chunk`, `segment_index`, `start_us`/`end_us` (segment window, microseconds),
 `video` (mp4 path relative to `video_root` in `dataset_meta.json`; `pipeline.contracts.dataset_reader.load_split` makes
@@ -131,11 +154,11 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
     t0 = time.perf_counter()
     _check_output(config)
     source = SegmentsFile(config.segments_path, config.target_hz)
-    rule = SplitRule(config.split_by, config.seed, config.test_ratio)
-    found = _scan(config, source, rule, progress)
+    plan = plan_split(config, source)
+    found = _scan(config, source, plan.rule, progress)
     skipped = found.records - int(found.counts.sum())
-    selection = _select(config, found, rule)
-    meta = _meta(config, selection, skipped)
+    selection = _select(config, found, plan)
+    meta = _meta(config, selection, skipped, plan)
     with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
         jobs = _rows_jobs(config, source, found, selection.rule, meta, tmp)
         shards = write_jobs(jobs, config.num_proc, progress, found.records)
@@ -146,7 +169,8 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
         (tmp / "README.md").write_text(_dataset_card(meta, answer), encoding="utf-8")
     seconds = time.perf_counter() - t0
     log.info("wrote %s in %.1f s", config.output_dir, seconds)
-    return BuildResult(config.output_dir, selection.counts, selection.clip_counts, skipped, seconds, selection.notes)
+    notes = [*plan.notes, *selection.notes]
+    return BuildResult(config.output_dir, selection.counts, selection.clip_counts, skipped, seconds, notes)
 
 
 @dataclass
@@ -161,6 +185,8 @@ class _Selection:
     clip_counts: dict[str, int]
     # Notes for the CLI summary.
     notes: list[str]
+    # The leakage report (`leakage.leakage_report`).
+    leakage: dict[str, Any]
 
 
 def _scan(config: DatasetConfig, source: SegmentsFile, rule: SplitRule, progress: ProgressSink) -> ScanResult:
@@ -181,8 +207,13 @@ def _scan(config: DatasetConfig, source: SegmentsFile, rule: SplitRule, progress
     return found
 
 
-def _select(config: DatasetConfig, found: ScanResult, rule: SplitRule) -> _Selection:
-    """The clips kept (all, or the first ones by selection key for --max-samples) and their sides."""
+def _select(config: DatasetConfig, found: ScanResult, plan: SplitPlan) -> _Selection:
+    """The clips kept (all, or the first ones by selection key for --max-samples), their sides and leakage.
+
+    Raises:
+        PipelineError: a side gets no clip, without --allow-empty-split.
+    """
+    rule = plan.rule
     chosen = found.counts > 0
     notes: list[str] = []
     if config.max_samples is not None:
@@ -197,31 +228,50 @@ def _select(config: DatasetConfig, found: ScanResult, rule: SplitRule) -> _Selec
     sides = {"train": chosen & ~found.is_test, "test": chosen & found.is_test}
     counts = {s: int(found.counts[sides[s]].sum()) for s in SPLITS}
     clip_counts = {s: int(sides[s].sum()) for s in SPLITS}
-    for split in SPLITS:
-        if not clip_counts[split]:
-            notes.append(f"the {split} split is empty: no clip falls on it (clips are never moved to fill a side)")
-            log.warning(notes[-1])
+    _check_sides(config, rule.split_by, clip_counts, notes)
     log.info(
         "split by %s: train %d segments / %d clips, test %d segments / %d clips",
-        config.split_by,
+        rule.split_by,
         counts["train"],
         clip_counts["train"],
         counts["test"],
         clip_counts["test"],
     )
-    return _Selection(rule, counts, clip_counts, notes)
+    kept = np.isin(selection_keys(config.seed, plan.survey.clip_ids.tolist()), found.keys[chosen])
+    clips = plan.survey
+    leakage = leakage_report(clips.drives[kept], clips.offsets_us[kept], survey_sides(rule, clips)[kept])
+    log.info("leakage: %s", leakage_text(leakage))
+    return _Selection(rule, counts, clip_counts, notes, leakage)
 
 
-def _meta(config: DatasetConfig, selection: _Selection, skipped: int) -> dict[str, Any]:
-    """dataset_meta.json: what the build read, its settings, counts and prompts."""
+def _check_sides(config: DatasetConfig, split_by: str, clip_counts: dict[str, int], notes: list[str]) -> None:
+    """An empty side is an error (one line: the counts and what to change), a note with --allow-empty-split."""
+    if all(clip_counts.values()):
+        return
+    counts = f"train got {clip_counts['train']} clip(s) and test {clip_counts['test']}"
+    if not config.allow_empty_split:
+        change = "another --split-by" if split_by == "official" else "another --seed or --test-ratio"
+        raise PipelineError(
+            f"the {split_by} split leaves a side empty: {counts}; try {change}, add clips, or pass --allow-empty-split"
+        )
+    notes.append(f"a split is empty ({counts}); written anyway (--allow-empty-split)")
+    log.warning(notes[-1])
+
+
+def _meta(config: DatasetConfig, selection: _Selection, skipped: int, plan: SplitPlan) -> dict[str, Any]:
+    """dataset_meta.json: what the build read, its settings, counts, leakage and prompts."""
     n = config.target_hz
+    split_by = selection.rule.split_by
     return {
         "video_root": str(config.video_root),
         "segments_path": str(config.segments_path.resolve()),
         "output_dir": str(config.output_dir.resolve()),
         "target_hz": n,
-        "split_by": config.split_by,
-        "split_method": SPLIT_METHOD,
+        "split_by": split_by,
+        "split_by_reason": plan.reason,
+        "split_method": DRIVE_SPLIT_METHOD if split_by == "drive" else SPLIT_METHOD,
+        "test_clips": plan.test_clips,
+        "leakage": selection.leakage,
         "seed": config.seed,
         "test_ratio": config.test_ratio,
         "history": config.history,

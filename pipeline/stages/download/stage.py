@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.av import catalog
+from pipeline.av.drives import DATA_COLLECTION_PARQUET
 from pipeline.core import atomic
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import NullProgress, ProgressSink
@@ -226,8 +227,9 @@ def _record(config: DownloadConfig, hub: Hub, result: DownloadResult) -> None:
 def _fetch_index(
     hub: Hub, state: LocalState, commit: str, config: DownloadConfig, progress: ProgressSink
 ) -> list[FileResult]:
-    """Fetch (or find complete) features.csv, clip_index.parquet and the split file; PipelineError if one fails."""
-    index_paths = [catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET, catalog.SPLITS_PARQUET]
+    """Fetch (or find complete) features.csv, clip_index.parquet, the split file and the data collection table (the
+    drive keys; both optional); PipelineError if one fails."""
+    index_paths = [catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET, catalog.SPLITS_PARQUET, DATA_COLLECTION_PARQUET]
     index_remote = hub.paths_info(index_paths, commit)
     for required in (catalog.FEATURES_CSV, catalog.CLIP_INDEX_PARQUET):
         if required not in index_remote:

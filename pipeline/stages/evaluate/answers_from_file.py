@@ -82,6 +82,9 @@ class PredictionsFile:
     split_name: str
     # Score only the first N answered samples (None = all).
     max_samples: int | None = None
+    # Ids the file may answer, when the scored rows are part of the split (`evaluate --clips`: answers for the
+    # other clips are left out, not errors); None = the scored rows' ids.
+    known_ids: frozenset[str] | None = None
 
     def answers(self, split: datasets.Dataset, n_pairs: int, progress: ProgressSink) -> Answers:
         """The file's answers for the rows of `split` it covers (a partial file is scored on those, with a warning).
@@ -90,7 +93,7 @@ class PredictionsFile:
             PipelineError: as `read_predictions`, with the split's ids as the known ones.
         """
         split_ids = list(split["id"])
-        answers = read_predictions(self.path, known_ids=set(split_ids))
+        answers = read_predictions(self.path, known_ids=set(split_ids) if self.known_ids is None else self.known_ids)
         keep = [i for i, sample_id in enumerate(split_ids) if sample_id in answers]
         without_prediction = len(split_ids) - len(keep)
         if without_prediction:

@@ -41,6 +41,8 @@ class EvaluateConfig:
     # Same format `predictions` reads.
     save_predictions: bool = setting(False, help="Write the answers to predictions.jsonl.")
     batch_size: int = setting(4, help="Samples per generation batch.")
+    # `evaluate --clips` (`clip_selection`): a parquet with a clip_id column, or one id per line; None = every clip.
+    clips: Path | None = setting(None, help="Score only these clips: parquet with clip_id, or one id per line.")
     # In split order; with `server`, about this many in whole clips spread over the split. None = all.
     max_samples: int | None = setting(None, help="Score only the first N samples.")
     generation: GenerationSettings = group(GenerationSettings, prefix="")
@@ -69,6 +71,7 @@ class EvaluateConfig:
         self.adapter = Path(self.adapter) if self.adapter is not None else None
         self.predictions = Path(self.predictions) if self.predictions is not None else None
         self.run_dir = Path(self.run_dir) if self.run_dir is not None else None
+        self.clips = Path(self.clips) if self.clips is not None else None
         self._check_answer_source()
         if not self.split:
             raise PipelineError("--split must not be empty")

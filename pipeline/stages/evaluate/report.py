@@ -175,6 +175,7 @@ def report_markdown(result: EvaluationResult) -> str:
         extra_lines.append(
             f"- {info['samples_without_prediction']} samples of the split had no prediction (not scored)"
         )
+    extra_lines += _clip_list_lines(info.get("clips"))
     horizons = ", ".join(f"{t:g} s" for t in HORIZON_POINTS_S)
     lines = [
         "# Next-second motion prediction: evaluation",
@@ -233,6 +234,21 @@ def report_markdown(result: EvaluationResult) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _clip_list_lines(clips: dict[str, Any] | None, shown: int = 20) -> list[str]:
+    """report.md's lines on `--clips`: how many listed clips were found, and the missing ones with why."""
+    if not clips:
+        return []
+    missing = clips["missing"]
+    lines = [
+        f"- Clips: only those listed in `{clips['file']}`: {clips['found']} of {clips['listed']} found"
+        f" ({clips['samples']} samples), {len(missing)} missing" + (":" if missing else "")
+    ]
+    lines += [f"  - `{m['clip_id']}`: {m['reason']}" for m in missing[:shown]]
+    if len(missing) > shown:
+        lines.append(f"  - ... and {len(missing) - shown} more (all in metrics.json)")
+    return lines
 
 
 def _figure(width: float, height: float):

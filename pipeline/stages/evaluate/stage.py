@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import datasets
     import pyarrow as pa
 
+    from pipeline.stages.evaluate.clip_selection import ClipSelection
+
 log = logging.getLogger(__name__)
 
 _SEQUENCES = ("history_velocity", "history_curvature", "velocity", "curvature")
@@ -85,8 +87,9 @@ def _fingerprint(ids: list[str], split: str, dataset_meta: dict[str, Any]) -> st
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def answer_source(config: EvaluateConfig, run: ResolvedRun) -> AnswerSource:
-    """The source `config` names (a server is asked which model it serves, before any work).
+def answer_source(config: EvaluateConfig, run: ResolvedRun, split_ids: frozenset[str] | None = None) -> AnswerSource:
+    """The source `config` names (a server is asked which model it serves, before any work); `split_ids`: every id
+    of the split, which a predictions file may answer when only some of its clips are scored (`--clips`).
 
     Raises:
         PipelineError: the server cannot be reached or serves no model it can name (one line).
@@ -94,7 +97,7 @@ def answer_source(config: EvaluateConfig, run: ResolvedRun) -> AnswerSource:
     if config.predictions is not None:
         from pipeline.stages.evaluate.answers_from_file import PredictionsFile
 
-        return PredictionsFile(config.predictions, config.split, config.max_samples)
+        return PredictionsFile(config.predictions, config.split, config.max_samples, split_ids)
     if config.server is not None:
         from pipeline.stages.evaluate.answers_from_server import Server
 
@@ -118,6 +121,17 @@ def _targets(config: EvaluateConfig, rows: datasets.Dataset, n_steps: int) -> di
     return targets
 
 
+def _scored_rows(
+    config: EvaluateConfig, split: datasets.Dataset, dataset_meta: dict[str, Any]
+) -> tuple[datasets.Dataset, ClipSelection | None]:
+    """The split's rows to score: all of them, or those of the `--clips` list (with what it found)."""
+    if config.clips is None:
+        return split, None
+    from pipeline.stages.evaluate.clip_selection import select_clips
+
+    return select_clips(config.clips, config.split, split, config.dataset, dataset_meta)
+
+
 def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> EvaluationResult:
     """Score the split, write the report into `config.output_dir` and return the result.
 
@@ -131,17 +145,19 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     progress = progress or NullProgress()
     check_output_dir(config)
     resolved = resolve_run(config)
-    source = answer_source(config, resolved)
     split = _load(config.dataset, config.split, config.video_root)
+    # With --clips, a predictions file may also answer the split's other clips.
+    source = answer_source(config, resolved, frozenset(split["id"]) if config.clips is not None else None)
     _load(config.dataset, "train")  # a missing or unreadable train split stops here, with the splits found
     dataset_meta = read_meta(config.dataset)
+    scored, clips = _scored_rows(config, split, dataset_meta)
     moments = _train_moments(config.dataset)
     if not moments.count:
         raise PipelineError(f"--dataset {config.dataset}: the train split is empty (needed for the train mean)")
     mean_v, mean_k = moments.mean_profile()
     history_model = moments.fit_ridge()
 
-    answers = source.answers(split, len(mean_v), progress)
+    answers = source.answers(scored, len(mean_v), progress)
     targets = _targets(config, answers.rows, len(mean_v))
     result = score_answers(
         answers.texts,
@@ -161,6 +177,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         "split_size": len(split),
         "train_size": moments.count,
         "samples_without_prediction": answers.without_prediction,
+        "clips": clips.to_json() if clips is not None else None,
         "server": answers.server,
         "video_settings_source": resolved.video_settings_source,
         "generation": answers.generation,

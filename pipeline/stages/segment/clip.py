@@ -86,6 +86,7 @@ def input_fingerprint(job: ClipJob) -> dict:
     """What the clip's outputs are made from: its zip members' CRC-32 and size, and its clip_is_valid flag."""
     return {
         "clip_is_valid": job.is_valid,
+        "drive": [job.drive, job.drive_offset_us],
         "camera": zip_fingerprint(job.camera_zip, [job.video_member, job.timestamps_member]),
         "egomotion": zip_fingerprint(job.egomotion_zip, [job.egomotion_member]),
     }
@@ -327,6 +328,8 @@ def _cut_segment(
         clip_id=job.clip_id,
         chunk=job.chunk,
         split=job.split,
+        drive=job.drive,
+        drive_offset_us=job.drive_offset_us,
         camera=config.camera,
         segment_index=i,
         start_us=int(plan.start_us[i]),

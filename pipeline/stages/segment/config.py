@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.av import catalog
+from pipeline.av import catalog, drives
 from pipeline.av.catalog import DEFAULT_CAMERA
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import parse_fields, setting, to_json
@@ -26,8 +26,9 @@ SEGMENTS_PARQUET = "segments.parquet"
 MANIFEST_JSON = "manifest.json"
 CONFIG_JSON = "segment_config.json"
 # Version of the per-clip record layout; a change makes a re-run redo clips (2: input fingerprints; 3: the signature
-# names target_hz "target_hz", no longer "fps").
-_RECORD_VERSION = 3
+# names target_hz "target_hz", no longer "fps"; 4: every segment carries its clip's drive key, so clips cut before
+# are cut again).
+_RECORD_VERSION = 4
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -224,6 +225,9 @@ class ClipJob:
     # Egomotion zip and member name.
     egomotion_zip: Path
     egomotion_member: str
+    # Drive key from metadata/data_collection.parquet ("" = none) and the clip's start in the drive (-1 = unknown).
+    drive: str = ""
+    drive_offset_us: int = drives.NO_OFFSET
 
 
 @dataclass
@@ -309,6 +313,8 @@ def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[in
     if config.split is not None:
         table = table[table["split"] == config.split]
     rows = sorted(zip(table["chunk"].astype(int), table.index.astype(str), strict=True))
+    keys = drives.read_drive_keys(ds.root / drives.DATA_COLLECTION_PARQUET)
+    no_key = drives.DriveKey("")
     return [
         ClipJob(
             clip_id=clip_id,
@@ -320,6 +326,8 @@ def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[in
             timestamps_member=catalog.member_name(camera, "frame_timestamps", clip_id),
             egomotion_zip=ds.chunk_path(EGOMOTION_FEATURE, chunk),
             egomotion_member=catalog.member_name(egomotion, EGOMOTION_FEATURE, clip_id),
+            drive=keys.get(clip_id, no_key).key,
+            drive_offset_us=keys.get(clip_id, no_key).offset_us,
         )
         for chunk, clip_id in rows
     ]
