@@ -28,6 +28,7 @@ from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.options import setting
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.model.families import family_of_processor
+from pipeline.stages.evaluate.served_errors import is_client_error, server_message
 from pipeline.stages.evaluate.served_frames import FramePlan, load_run_processor
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,16 @@ class ServerSettings:
     api_key_env: str = setting(
         "OPENAI_API_KEY", help="Environment variable holding the server's API key.", flags=("--api-key-env",)
     )
+    # Failed after the retries: above this share of the asked samples the run (report written) exits 2.
+    max_failed_share: float = setting(
+        0.1, help="Exit 2 when more than this share of requests failed.", flags=("--max-failed-share",)
+    )
+    # `parity.check_parity`: the first samples' served prompt against training's, before the run.
+    parity_check: bool = setting(
+        True,
+        help="Compare the first served prompts with training's first.",
+        flags=("--parity-check/--no-parity-check",),
+    )
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -89,6 +100,8 @@ class ServerSettings:
             raise PipelineError(f"--media {self.media}: expected one of {', '.join(MEDIA)}")
         if self.engine == "transformers" and self.media == "base64":
             raise PipelineError("--media base64: transformers serve reads videos from paths or http(s) URLs only")
+        if not 0.0 <= self.max_failed_share <= 1.0:
+            raise PipelineError(f"--max-failed-share {self.max_failed_share}: expected a share in [0, 1]")
         if self.concurrency < 1 or self.max_retries < 0 or not self.timeout_s > 0:
             raise PipelineError("--concurrency must be >= 1, --max-retries >= 0 and the timeout > 0")
 
@@ -233,7 +246,7 @@ def ask_server(
     pending = [i for i, sample_id in enumerate(ids) if sample_id not in store.done]
     result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=plan.served_model)
     if pending:  # a frame mismatch is refused before any request
-        plan.frames.request_fields(settings.engine, _first_video(rows[pending[0]]["messages"]))
+        plan.frames.request_fields(settings.engine, first_video(rows[pending[0]]["messages"]))
         started = time.monotonic()
         progress.start("asking the server", len(ids))
         progress.advance(result.resumed)
@@ -244,7 +257,7 @@ def ask_server(
     return result
 
 
-def _first_video(messages: list[dict[str, Any]]) -> str:
+def first_video(messages: list[dict[str, Any]]) -> str:
     from pipeline.model.collator import video_paths
 
     paths = video_paths(messages)
@@ -281,6 +294,10 @@ async def _ask_all(
             except (openai.APIError, PipelineError, OSError) as err:
                 if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
                     raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
+                if is_client_error(err):  # the same request would fail for every sample: stop now
+                    raise PipelineError(
+                        f"--server {settings.url}: HTTP {err.status_code} for {sample_id}: {server_message(err)}"
+                    ) from None
                 result.failures[sample_id] = first_line(err)
                 log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, first_line(err))
             else:
@@ -297,7 +314,7 @@ async def _ask_all(
 
 
 async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
-    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, _first_video(messages))
+    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, first_video(messages))
     chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
     response = await client.chat.completions.create(
         model=plan.served_model,
@@ -377,7 +394,7 @@ def server_answers(
     """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
     processor = load_run_processor(run_dir)
     family = family_of_processor(processor)
-    frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple)
+    frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple, family.template_kwargs)
     plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
     check_resume(
         output_dir,
@@ -389,6 +406,9 @@ def server_answers(
             "decoding": plan.decoding,
         },
     )
+    from pipeline.stages.evaluate.parity import check_parity
+
+    parity = check_parity(settings, rows, processor, plan) if settings.parity_check else {"checked": False}
     result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
     texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
     info = {
@@ -399,6 +419,8 @@ def server_answers(
         "max_retries": settings.max_retries,
         "max_tokens": max_tokens,
         "api_key_env": settings.api_key_env,
+        "max_failed_share": settings.max_failed_share,
+        "parity": parity,
         **result.to_json(),
     }
     log.info(
