@@ -11,7 +11,12 @@ from typer.testing import CliRunner
 from pipeline.cli.app import app
 
 # Parameters a command declares itself, beside its config's settings.
-OWN_PARAMETERS = {"train": {"config_file"}, "serve": {"directory"}, "make-tiny-model": {"output_dir"}}
+OWN_PARAMETERS = {
+    "train": {"config_file"},
+    "serve": {"directory"},
+    "make-tiny-model": {"output_dir"},
+    "serve-model": {"run_dir"},
+}
 # Flags removed with the code behind them (accepted and ignored before).
 REMOVED_FLAGS = {"build-dataset": {"--ego-motion-dir", "--ego_motion_dir"}}
 BEFORE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags_baseline.json").read_text())

@@ -3,6 +3,8 @@
 It answers `GET /v1/models` and `POST /v1/chat/completions`; the answer of a request is looked up by the file
 name of its video (`answers`), each request is recorded (video, Authorization header, body), and `fail_first`
 / `fail_always` make it answer HTTP 500 for given video names. `delay_s` slows every answer (to interrupt a run).
+`status` answers every request with that HTTP status and `error_message` (a client error, e.g. 400);
+`prompt_tokens` (a function of the request body) adds `usage` as the parity pre-flight reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class FakeChatServer:
         self.delay_s = delay_s
         self.fail_first: set[str] = set()
         self.fail_always: set[str] = set()
+        self.status: int | None = None
+        self.error_message = "injected client error"
+        self.prompt_tokens: Any = None
         self.counts: collections.Counter[str] = collections.Counter()
         self.auth: list[str] = []
         self.bodies: list[dict[str, Any]] = []
@@ -62,18 +67,22 @@ class FakeChatServer:
             first = self.counts[video] == 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.status is not None:
+            return JSONResponse({"error": {"message": self.error_message}}, status_code=self.status)
         if video in self.fail_always or (first and video in self.fail_first):
             return JSONResponse({"error": {"message": "injected failure"}}, status_code=500)
         message = {"role": "assistant", "content": self.answers.get(video, "no answer")}
-        return JSONResponse(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            }
-        )
+        reply = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+        if self.prompt_tokens is not None:
+            n = self.prompt_tokens(body)
+            reply["usage"] = {"prompt_tokens": n, "completion_tokens": 1, "total_tokens": n + 1}
+        return JSONResponse(reply)
 
     def start(self) -> FakeChatServer:
         import uvicorn

@@ -17,6 +17,7 @@ Before any request, the frame indices that processor's own `sample_frames` picks
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,23 @@ class FramePlan:
         return {"mm_processor_kwargs": kwargs, "media_io_kwargs": media, **template}
 
 
+def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
+    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
+
+    A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
+    that servers apply by default even to greedy requests (`pipeline.model.inference`): vLLM gets 1.0 as a
+    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
+    replaces the checkpoint's).
+    """
+    if engine == "vllm":
+        return {"repetition_penalty": 1.0}
+    if engine == "transformers":
+        from pipeline.model.inference import generation_record, greedy_generation_config
+
+        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
+    return {}
+
+
 def load_run_processor(run_dir: Path) -> Any:
     """The processor a training run saved (tokenizer and video processor; no weights).
 
@@ -100,4 +118,4 @@ def load_run_processor(run_dir: Path) -> Any:
     return processor
 
 
-__all__ = ["VLLM_VIDEO_BACKEND", "FramePlan", "first_line", "load_run_processor", "probe_frames"]
+__all__ = ["VLLM_VIDEO_BACKEND", "FramePlan", "decoding_fields", "first_line", "load_run_processor", "probe_frames"]

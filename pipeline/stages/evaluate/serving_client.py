@@ -29,7 +29,7 @@ from pipeline.core.options import setting
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.model.families import family_of_processor
 from pipeline.stages.evaluate.served_errors import is_client_error, server_message
-from pipeline.stages.evaluate.served_frames import FramePlan, load_run_processor
+from pipeline.stages.evaluate.served_frames import FramePlan, decoding_fields, load_run_processor
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,13 @@ class ServerSettings:
     api_key_env: str = setting(
         "OPENAI_API_KEY", help="Environment variable holding the server's API key.", flags=("--api-key-env",)
     )
-    # Failed after the retries: above this share of the asked samples the run (report written) exits 2.
     max_failed_share: float = setting(
         0.1, help="Exit 2 when more than this share of requests failed.", flags=("--max-failed-share",)
     )
     # `parity.check_parity`: the first samples' served prompt against training's, before the run.
     parity_check: bool = setting(
         True,
-        help="Compare the first served prompts with training's first.",
+        help="Compare the first served prompts with training's (exit 2 if they differ).",
         flags=("--parity-check/--no-parity-check",),
     )
 
@@ -348,23 +347,6 @@ def check_resume(output_dir: Path, identity: dict[str, Any]) -> None:
     write_json(record, identity)
 
 
-def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
-    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
-
-    A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
-    that servers apply by default even to greedy requests (`pipeline.model.inference`): vLLM gets 1.0 as a
-    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
-    replaces the checkpoint's).
-    """
-    if engine == "vllm":
-        return {"repetition_penalty": 1.0}
-    if engine == "transformers":
-        from pipeline.model.inference import generation_record, greedy_generation_config
-
-        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
-    return {}
-
-
 def whole_clip_rows(clip_ids: list[str], max_samples: int) -> list[int]:
     """Row indices of about `max_samples` rows made of whole clips spread evenly over the split (at least one clip).
 
@@ -408,8 +390,11 @@ def server_answers(
     )
     from pipeline.stages.evaluate.parity import check_parity
 
-    parity = check_parity(settings, rows, processor, plan) if settings.parity_check else {"checked": False}
+    store = PredictionLog(output_dir / PREDICTIONS_FILE)
+    before = len(store.done)
+    parity = check_parity(settings, rows, processor, plan, store) if settings.parity_check else {"checked": False}
     result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
+    result.resumed, result.asked = result.resumed - (len(store.done) - before), result.asked + len(store.done) - before
     texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
     info = {
         "url": settings.url,
@@ -446,7 +431,6 @@ __all__ = [
     "ask_server",
     "check_resume",
     "check_server",
-    "decoding_fields",
     "request_messages",
     "server_answers",
     "whole_clip_rows",
