@@ -39,6 +39,13 @@ def training_prompt_tokens(served_dataset, tiny_qwen3_vl) -> int:
     return int(encoder.encode(row["messages"], for_generation=True)["input_ids"].shape[1])
 
 
+def error_line(captured: str) -> str:
+    """The one `error:` line on stderr (progress lines may come before it)."""
+    errors = [line for line in captured.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and captured.rstrip().endswith(errors[0]), captured
+    return errors[0]
+
+
 def evaluate(server: FakeChatServer, dataset_dir: Path, out: Path, run_dir: Path, *extra: str) -> int:
     args = ["evaluate", "--server", server.url, "--dataset", str(dataset_dir), "--output-dir", str(out)]
     try:
@@ -56,8 +63,8 @@ def test_a_server_prompt_that_differs_from_training_stops_the_run_in_one_line(
         server.prompt_tokens = lambda body: training_prompt_tokens + 2  # the outer vision wrapper kept
         code = evaluate(server, dataset_dir, tmp_path / "out", tiny_qwen3_vl)
         asked = len(server.bodies)
-        err = capsys.readouterr().err.strip()
-        assert code == 2 and "\n" not in err, err
+        err = error_line(capsys.readouterr().err)
+        assert code == 2
         assert f"has {training_prompt_tokens + 2} tokens, training's {training_prompt_tokens}" in err
         assert "<|vision_start|>/<|vision_end|>" in err and "serving_template.jinja" in err
         assert asked == 1  # stopped at the first sample
@@ -99,8 +106,8 @@ def test_http_400_on_every_request_is_exit_2_naming_the_servers_message(
         server.error_message = "Failed to apply Qwen3VLProcessor on data={'video': ...}\nsecond line"
         code = evaluate(server, dataset_dir, tmp_path / "out", tiny_qwen3_vl, parity, "--concurrency", "1")
         asked = len(server.bodies)
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "\n" not in err, err
+    err = error_line(capsys.readouterr().err)
+    assert code == 2
     assert "HTTP 400" in err and "Failed to apply Qwen3VLProcessor" in err
     assert asked == 1  # a client error is not retried nor asked again for other samples
 
@@ -114,8 +121,8 @@ def test_more_failed_requests_than_the_set_share_is_exit_2_and_the_report_says_s
     with FakeChatServer(answers) as server:
         server.fail_always = set(broken)
         code = evaluate(server, dataset_dir, out, tiny_qwen3_vl, "--max-failed-share", "0.25")
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "\n" not in err
+    err = error_line(capsys.readouterr().err)
+    assert code == 2
     assert "2 of 6 server requests failed after retries (more than --max-failed-share 0.25)" in err
     assert "Served run failed:** 2 of 6 server requests failed" in (out / "report.md").read_text()
     assert json.loads((out / "metrics.json").read_text())["server"]["failures"] == 2

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,8 +373,12 @@ def server_answers(
     max_tokens: int,
     served_model: str,
     progress: ProgressSink | None = None,
+    preflight: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
-    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
+    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json.
+
+    `preflight` (`parity.check_parity`) asks the first samples before the run and returns its record.
+    """
     processor = load_run_processor(run_dir)
     family = family_of_processor(processor)
     frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple, family.template_kwargs)
@@ -388,13 +393,15 @@ def server_answers(
             "decoding": plan.decoding,
         },
     )
-    from pipeline.stages.evaluate.parity import check_parity
-
     store = PredictionLog(output_dir / PREDICTIONS_FILE)
     before = len(store.done)
-    parity = check_parity(settings, rows, processor, plan, store) if settings.parity_check else {"checked": False}
+    parity = (
+        preflight(settings, rows, processor, plan, store)
+        if settings.parity_check and preflight
+        else {"checked": False}
+    )
     result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
-    result.resumed, result.asked = result.resumed - (len(store.done) - before), result.asked + len(store.done) - before
+    result.resumed -= len(store.done) - before  # the pre-flight's answers are this run's
     texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
     info = {
         "url": settings.url,
@@ -406,6 +413,7 @@ def server_answers(
         "api_key_env": settings.api_key_env,
         "max_failed_share": settings.max_failed_share,
         "parity": parity,
+        "asked_in_parity_check": len(store.done) - before,
         **result.to_json(),
     }
     log.info(
