@@ -29,7 +29,8 @@ def server_message(err: Any) -> str:
 
 def failed_share_verdict(info: dict[str, Any]) -> str | None:
     """One line saying the served run failed (`info`: `server_answers`' summary), or None when few enough failed."""
-    asked, failed, limit = info.get("asked") or 0, info.get("failures") or 0, info.get("max_failed_share", 1.0)
+    asked = (info.get("asked") or 0) + (info.get("asked_in_parity_check") or 0)
+    failed, limit = info.get("failures") or 0, info.get("max_failed_share", 1.0)
     if not asked or failed / asked <= limit:
         return None
     return f"{failed} of {asked} server requests failed after retries (more than --max-failed-share {limit:g})"
