@@ -72,7 +72,9 @@ def test_server_answers_are_scored_and_ask_for_the_training_frames(served_datase
     assert "chat_template_kwargs" not in body  # Qwen3-VL's template has no variables to set
     assert body["repetition_penalty"] == 1.0  # never a checkpoint's penalty under greedy decoding
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["server"]["asked"] == N_TEST and metrics["server"]["failures"] == 0
+    server = metrics["server"]
+    assert server["asked"] + server["asked_in_parity_check"] == N_TEST and server["failures"] == 0
+    assert server["asked_in_parity_check"] == 1 and server["parity"]["reason"] == "the server reports no usage"
 
 
 def test_transformers_engine_sends_plain_paths_and_chat_template_kwargs(served_dataset, tiny_qwen3_vl, tmp_path):
