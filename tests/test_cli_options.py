@@ -16,6 +16,7 @@ OWN_PARAMETERS = {
     "serve": {"directory"},
     "make-tiny-model": {"output_dir"},
     "compare-builds": {"build_a", "build_b"},
+    "serve-model": {"run_dir"},
 }
 # Flags removed with the code behind them (accepted and ignored before).
 REMOVED_FLAGS = {"build-dataset": {"--ego-motion-dir", "--ego_motion_dir"}}

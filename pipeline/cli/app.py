@@ -25,6 +25,7 @@ from pipeline.stages.evaluate.config import EvaluateConfig
 from pipeline.stages.export.config import ExportConfig
 from pipeline.stages.prepare.config import PrepareConfig
 from pipeline.stages.segment.config import SegmentConfig
+from pipeline.stages.serve.config import ServeModelConfig
 from pipeline.stages.train.config import MergeConfig, TrainConfig
 from pipeline.standins.hub_server import ServeConfig
 from pipeline.standins.synth_config import SynthConfig
@@ -272,6 +273,25 @@ def evaluate(config: EvaluateConfig) -> None:
     result = run(config, progress=progress_sink())
     print(headline_table(result))
     print(f"wrote {config.output_dir}")
+
+
+@app.command("serve-model")
+@config_command(ServeModelConfig, build_config=False)
+def serve_model(
+    run_dir: Annotated[Path, typer.Argument(help="Training run directory (from train or merge-lora).")],
+    values: dict[str, Any],
+) -> None:
+    """Serve a training run with vLLM (or transformers serve) so that served prompts and frames are training's;
+    --dry-run prints the command line (TRAINING.md: vLLM versions checked)."""
+    import shlex
+
+    from pipeline.stages.serve.stage import engine_command, run
+
+    config = build(ServeModelConfig, {**values, "run_dir": run_dir})
+    if config.dry_run:
+        print(shlex.join(engine_command(config)))
+        return
+    raise typer.Exit(run(config))
 
 
 @app.command()

@@ -88,7 +88,8 @@ FAMILIES: dict[str, Family] = {
             lora_targets=DECODER_LINEARS + GATED_DELTANET_LINEARS,
             vision_lora_targets=QWEN_VISION_LINEARS,
             collapse_video_wrapper=True,
-            # Qwen3.5 thinks by default; the answer follows an empty thinking block in training and in serving.
+            # Qwen3.5 4B and larger think by default (0.8B, 2B do not): the answer follows an empty thinking block in
+            # training and in serving (every request's chat_template_kwargs).
             template_kwargs={"enable_thinking": False},
         ),
         Family(

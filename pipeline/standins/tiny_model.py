@@ -263,7 +263,8 @@ def build_processor(family: str, tokenizer: Any, tile_size: int = 448) -> Any:
         return tiny_qwen3_5.build_processor(tokenizer, template)
     if family == "qwen3_vl":
         return Qwen3VLProcessor(
-            image_processor=Qwen2VLImageProcessor(patch_size=16),
+            # The published mean/std (0.5) for images too: vLLM normalises video pixels with the image processor's.
+            image_processor=Qwen2VLImageProcessor(patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
             video_processor=Qwen3VLVideoProcessor(),
             tokenizer=tokenizer,
             chat_template=template,

@@ -10,8 +10,9 @@ The decoder is Qwen3.5's hybrid: Gated DeltaNet (linear attention) layers with a
 `FULL_ATTENTION_INTERVAL` (the last layer of a tiny model is always full attention), partial rotary embeddings
 (a quarter of each head) with interleaved M-RoPE. Video goes through the Qwen3-VL processor (16-px patches, 2x2
 merge, frame pairs). The chat template is Qwen3-VL's with Qwen3.5's thinking block: an answer follows an empty
-`<think>\\n\\n</think>\\n\\n`, and the generation prompt opens `<think>\\n` unless `enable_thinking=False`
-(what the `qwen3_5` family passes, `pipeline.model.families`).
+`<think>\\n\\n</think>\\n\\n`, and the generation prompt is non-thinking (that empty block) unless
+`enable_thinking=True`, as in the published 0.8B and 2B (4B and larger open `<think>\\n` by default, which is why
+the `qwen3_5` family passes `enable_thinking=False` in training and in every served request).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ FULL_ATTENTION_INTERVAL = 4  # Qwen3.5: layers 4, 8, ... are full attention, the
 PARTIAL_ROTARY_FACTOR = 0.25  # share of each attention head that is rotated
 HEAD_DIM = 32  # tiny attention head size (Qwen3.5: 256); 8 rotary dims give an M-RoPE section per axis
 ROTARY_DIMS = int(HEAD_DIM * PARTIAL_ROTARY_FACTOR)
-# Qwen3's published thinking-mode sampling (Qwen3.5's own generation_config.json is not reachable offline).
-PUBLISHED_GENERATION = {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.0}
+# Qwen3.5's published non-thinking sampling preset (the small models' default mode); its presence penalty (2.0) is
+# a serving parameter that transformers' GenerationConfig has no field for.
+PUBLISHED_GENERATION = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 20, "repetition_penalty": 1.0}
 
 
 def layer_types(layers: int) -> list[str]:
@@ -37,7 +39,7 @@ def build_processor(tokenizer: Any, template: str) -> Any:
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(patch_size=16),
+        image_processor=Qwen2VLImageProcessor(patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
         video_processor=Qwen3VLVideoProcessor(),
         tokenizer=tokenizer,
         chat_template=template,

@@ -6,6 +6,8 @@ name of its video (`answers`), each request is recorded (video, Authorization he
 Malformed answers: `raw` maps a video name to the (status, content type, body) sent instead of an answer,
 `echo_key` names videos answered HTTP 500 with a body that quotes the request's Authorization header, and
 `models_body` replaces the body of `GET /v1/models`.
+`status` answers every request with that HTTP status and `error_message` (a client error, e.g. 400);
+`prompt_tokens` (a function of the request body) adds `usage` as the parity pre-flight reads it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class FakeChatServer:
         self.raw: dict[str, tuple[int, str, str | bytes]] = {}
         self.echo_key: set[str] = set()
         self.models_body: str | None = None
+        self.status: int | None = None
+        self.error_message = "injected client error"
+        self.prompt_tokens: Any = None
         self.counts: collections.Counter[str] = collections.Counter()
         self.auth: list[str] = []
         self.bodies: list[dict[str, Any]] = []
@@ -70,6 +75,8 @@ class FakeChatServer:
             first = self.counts[video] == 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.status is not None:
+            return JSONResponse({"error": {"message": self.error_message}}, status_code=self.status)
         if video in self.fail_always or (first and video in self.fail_first):
             return JSONResponse({"error": {"message": "injected failure"}}, status_code=500)
         if video in self.echo_key:
@@ -79,15 +86,17 @@ class FakeChatServer:
             status, content_type, content = self.raw[video]
             return Response(content, status_code=status, media_type=content_type)
         message = {"role": "assistant", "content": self.answers.get(video, "no answer")}
-        return JSONResponse(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            }
-        )
+        reply = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+        if self.prompt_tokens is not None:
+            n = self.prompt_tokens(body)
+            reply["usage"] = {"prompt_tokens": n, "completion_tokens": 1, "total_tokens": n + 1}
+        return JSONResponse(reply)
 
     def start(self) -> FakeChatServer:
         import uvicorn

@@ -68,10 +68,13 @@ def test_server_answers_are_scored_and_ask_for_the_training_frames(served_datase
     kwargs = body["mm_processor_kwargs"]
     assert kwargs["num_frames"] == 4 and kwargs["do_sample_frames"] is True and kwargs["fps"] is None
     assert kwargs["size"] == {"shortest_edge": 32 * 32 * 4 * 4, "longest_edge": 448 * 448 * 4}
-    assert body["media_io_kwargs"] == {"video": {"num_frames": -1}}
+    assert body["media_io_kwargs"] == {"video": {"num_frames": -1, "video_backend": "opencv"}}
+    assert "chat_template_kwargs" not in body  # Qwen3-VL's template has no variables to set
     assert body["repetition_penalty"] == 1.0  # never a checkpoint's penalty under greedy decoding
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["server"]["asked"] == N_TEST and metrics["server"]["failures"] == 0
+    server = metrics["server"]
+    assert server["asked"] + server["asked_in_parity_check"] == N_TEST and server["failures"] == 0
+    assert server["asked_in_parity_check"] == 1 and server["parity"]["reason"] == "the server reports no usage"
 
 
 def test_transformers_engine_sends_plain_paths_and_chat_template_kwargs(served_dataset, tiny_qwen3_vl, tmp_path):
@@ -225,3 +228,17 @@ def test_the_server_is_held_to_the_frames_its_family_trains_on(fixture, request,
             plan.request_fields("vllm", clip)
     else:
         assert plan.request_fields("vllm", clip)["mm_processor_kwargs"]["num_frames"] == len(trained) == 6
+
+
+@pytest.mark.parametrize("engine", ["vllm", "transformers", "plain"])
+def test_every_qwen3_5_request_carries_its_template_switch(engine, served_dataset, tiny_qwen3_5, tmp_path):
+    """Training renders Qwen3.5 with enable_thinking=False; a server must too, or a 4B+ model starts thinking."""
+    dataset_dir, answers = served_dataset
+    with FakeChatServer(answers) as server:
+        config = config_for(server.url, dataset_dir, tmp_path / "out", tiny_qwen3_5, engine=engine)
+        config.max_samples = 2
+        run(config)
+        bodies = list(server.bodies)
+    assert bodies and all(body["chat_template_kwargs"]["enable_thinking"] is False for body in bodies)
+    if engine == "transformers":  # the frame settings travel in the same field
+        assert bodies[0]["chat_template_kwargs"]["num_frames"] == 4

@@ -327,6 +327,9 @@ def test_checkpoints_and_merged_model_carry_the_trained_video_settings(
     assert json.loads((out / "checkpoint-1" / CONFIG_FILE).read_text()) == settings
     merged = merge_run(MergeConfig(base=str(tiny_qwen3_vl), adapter=str(out), output_dir=str(tmp_path / "merged")))
     assert json.loads((merged / CONFIG_FILE).read_text()) == settings
+    for run_dir in (out, merged):  # what `serve-model` hands the engine: the template without the outer wrapper
+        template = (run_dir / "serving_template.jinja").read_text()
+        assert "<|video_pad|>" in template and "<|vision_start|><|video_pad|>" not in template
     evaluation = EvaluateConfig(
         dataset=train_dataset_dir,
         output_dir=tmp_path / "eval",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from pipeline.core.progress import ProgressSink
 from pipeline.stages.evaluate.answers import Answers
 from pipeline.stages.evaluate.config import EvaluateConfig
+from pipeline.stages.evaluate.parity import check_parity
 from pipeline.stages.evaluate.resolved_run import ResolvedRun
 from pipeline.stages.evaluate.serving_client import answer_max_tokens, check_server, server_answers, whole_clip_rows
 
@@ -53,6 +54,7 @@ class Server:
             max_tokens,
             self.served_model,
             progress,
+            preflight=check_parity,
         )
         return Answers(rows, texts, server=info)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -9,8 +11,75 @@ from typing import Any
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import group, overwrite_setting, setting, to_json
+from pipeline.core.secrets import without_credentials
 from pipeline.model.inference import GenerationSettings
-from pipeline.stages.evaluate.serving_client import ServerSettings
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("vllm", "transformers", "plain")
+"""Server kinds: which request fields carry the frame settings (`plain`: none, the server's own sampling)."""
+
+MEDIA = ("file", "base64")
+"""How the video travels: a path on a shared file system, or the file's bytes as a base64 data URL."""
+
+
+@dataclass
+class ServerSettings:
+    """How `pipeline evaluate --server` talks to the server (the API key itself is never stored)."""
+
+    # Base URL as OpenAI clients take it; giving it turns the server path on.
+    url: str = setting(
+        help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1.", flags=("--server",)
+    )
+    # None = the only model the server lists.
+    served_model: str | None = setting(None, help="Model name in each request [the only one served].")
+    # vllm (mm_processor_kwargs, media_io_kwargs), transformers (chat_template_kwargs), plain (none: the server's own
+    # frame sampling, e.g. for SGLang).
+    engine: str = setting("vllm", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
+    # file: the server reads the segment path (shared file system); base64: the bytes go in the request.
+    media: str = setting("file", help="file (server shares the file system) or base64 (bytes in the request).")
+    concurrency: int = setting(8, help="Requests in flight at once.", flags=("--concurrency",))
+    # Exponential backoff, then a failure.
+    max_retries: int = setting(
+        4, help="Retries on 429/5xx/timeouts/dropped connections, with backoff.", flags=("--max-retries",)
+    )
+    # Then the request is retried.
+    timeout_s: float = setting(600.0, help="Seconds per request.", flags=("--request-timeout",))
+    # Unset: "EMPTY", what vLLM accepts without --api-key.
+    api_key_env: str = setting(
+        "OPENAI_API_KEY", help="Environment variable holding the server's API key.", flags=("--api-key-env",)
+    )
+    max_failed_share: float = setting(
+        0.1, help="Exit 2 when more than this share of requests failed.", flags=("--max-failed-share",)
+    )
+    # `parity.check_parity`: the first samples' served prompt against training's, before the run.
+    parity_check: bool = setting(
+        True,
+        help="Compare the first served prompts with training's (exit 2 if they differ).",
+        flags=("--parity-check/--no-parity-check",),
+    )
+
+    def __post_init__(self) -> None:
+        self.url, had_credentials = without_credentials(self.url)
+        if had_credentials:  # never sent (it would be Basic auth instead of the key) and never written
+            log.warning(
+                "--server: dropped the user name and password in the URL; give the key in $%s", self.api_key_env
+            )
+        if not self.url.startswith(("http://", "https://")):
+            raise PipelineError(f"--server {self.url}: expected a base URL such as http://host:8000/v1")
+        if self.engine not in ENGINES:
+            raise PipelineError(f"--engine {self.engine}: expected one of {', '.join(ENGINES)}")
+        if self.media not in MEDIA:
+            raise PipelineError(f"--media {self.media}: expected one of {', '.join(MEDIA)}")
+        if self.engine == "transformers" and self.media == "base64":
+            raise PipelineError("--media base64: transformers serve reads videos from paths or http(s) URLs only")
+        if not 0.0 <= self.max_failed_share <= 1.0:
+            raise PipelineError(f"--max-failed-share {self.max_failed_share}: expected a share in [0, 1]")
+        if self.concurrency < 1 or self.max_retries < 0 or not self.timeout_s > 0:
+            raise PipelineError("--concurrency must be >= 1, --max-retries >= 0 and the timeout > 0")
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env) or "EMPTY"
 
 
 @dataclass

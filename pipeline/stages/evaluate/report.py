@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.core.atomic import atomic_path, write_json, write_text
 from pipeline.stages.evaluate.metrics import HORIZON_POINTS_S, Scores, integrate_path
 from pipeline.stages.evaluate.scoring import MODEL_NAME, EvaluationResult
+from pipeline.stages.evaluate.served_errors import failed_share_verdict
 
 REPORT_FILES = (
     "metrics.json",
@@ -171,6 +172,8 @@ def report_markdown(result: EvaluationResult) -> str:
     if video:
         values = ", ".join(f"{k} {v}" for k, v in video.items())
         extra_lines = [f"- Video input: {values} (from {info.get('video_settings_source')})"]
+    if info.get("server") and failed_share_verdict(info["server"]):
+        extra_lines.append(f"- **Served run failed:** {failed_share_verdict(info['server'])}")
     if info.get("samples_without_prediction"):
         extra_lines.append(
             f"- {info['samples_without_prediction']} samples of the split had no prediction (not scored)"

@@ -4,19 +4,29 @@
 (`train_config.json`) decide, per sample, how many frames training samples and with what pixel budget. Each
 request asks the server's Hugging Face processor to sample exactly that many frames from the whole decoded clip
 (`num_frames`, `do_sample_frames`) with that budget (`size`): vLLM through `mm_processor_kwargs` (with
-`media_io_kwargs` decoding every frame), `transformers serve` through `chat_template_kwargs`. Before any request,
-the frame indices that processor's own `sample_frames` picks are compared with training's
+`media_io_kwargs` decoding every frame with OpenCV: vLLM's own `qwen3_vl` loader pre-samples at 2 fps and
+ignores `num_frames: -1`, then the processor re-samples the sampled frames and fails with HTTP 400; OpenCV's frames
+were byte-identical to our PyAV ones), `transformers serve` through `chat_template_kwargs`.
+
+**Same template as training.** The family's chat-template variables (Qwen3.5: `enable_thinking: false`) go into
+every request's `chat_template_kwargs`, whatever the engine: without them a Qwen3.5 4B or larger starts thinking.
+
+Before any request, the frame indices that processor's own `sample_frames` picks are compared with training's
 (`pipeline.model.video_input.sample_indices`); a family whose sampler picks other frames is refused.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError, first_line
+
+VLLM_VIDEO_BACKEND = "opencv"
+"""vLLM's video decoder that hands the processor every frame (its `qwen3_vl` loader pre-samples)."""
 
 
 def probe_frames(path: str | Path) -> tuple[int, float]:
@@ -42,6 +52,7 @@ class FramePlan:
     video_processor: Any  # the training run's saved video processor (config only, no weights)
     settings: VideoSettings
     frame_multiple: int  # the family's frames per temporal patch (`Family.frame_multiple`), as in training
+    template_kwargs: dict[str, Any] = field(default_factory=dict)  # the family's chat-template variables
 
     def request_fields(self, engine: str, path: str | Path) -> dict[str, Any]:
         """Extra request fields that make the server sample training's frames of `path` with its pixel budget.
@@ -49,8 +60,9 @@ class FramePlan:
         Raises:
             PipelineError: the server's sampler would pick other frames than training does.
         """
+        template = {"chat_template_kwargs": dict(self.template_kwargs)} if self.template_kwargs else {}
         if engine == "plain":
-            return {}
+            return template
         from transformers.video_utils import VideoMetadata
 
         from pipeline.model.video_input import processor_kwargs, sample_indices
@@ -67,8 +79,26 @@ class FramePlan:
         kwargs = processor_kwargs(self.settings, self.video_processor, len(train))
         kwargs |= {"do_sample_frames": True, "num_frames": len(train), "fps": None}
         if engine == "transformers":
-            return {"chat_template_kwargs": kwargs}
-        return {"mm_processor_kwargs": kwargs, "media_io_kwargs": {"video": {"num_frames": -1}}}
+            return {"chat_template_kwargs": self.template_kwargs | kwargs}
+        media = {"video": {"num_frames": -1, "video_backend": VLLM_VIDEO_BACKEND}}
+        return {"mm_processor_kwargs": kwargs, "media_io_kwargs": media, **template}
+
+
+def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
+    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
+
+    A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
+    that servers apply by default even to greedy requests (`pipeline.model.inference`): vLLM gets 1.0 as a
+    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
+    replaces the checkpoint's).
+    """
+    if engine == "vllm":
+        return {"repetition_penalty": 1.0}
+    if engine == "transformers":
+        from pipeline.model.inference import generation_record, greedy_generation_config
+
+        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
+    return {}
 
 
 def load_run_processor(run_dir: Path) -> Any:
@@ -88,4 +118,4 @@ def load_run_processor(run_dir: Path) -> Any:
     return processor
 
 
-__all__ = ["FramePlan", "first_line", "load_run_processor", "probe_frames"]
+__all__ = ["VLLM_VIDEO_BACKEND", "FramePlan", "decoding_fields", "first_line", "load_run_processor", "probe_frames"]

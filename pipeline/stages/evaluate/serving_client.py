@@ -17,28 +17,23 @@ import base64
 import dataclasses
 import json
 import logging
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError, first_line
-from pipeline.core.options import setting
 from pipeline.core.progress import NullProgress, ProgressSink
-from pipeline.core.secrets import redacted_line, without_credentials
+from pipeline.core.secrets import redact, redacted_line
 from pipeline.model.families import family_of_processor
-from pipeline.stages.evaluate.served_frames import FramePlan, load_run_processor
+from pipeline.stages.evaluate.config import ServerSettings
+from pipeline.stages.evaluate.served_errors import is_client_error, server_message
+from pipeline.stages.evaluate.served_frames import FramePlan, decoding_fields, load_run_processor
 from pipeline.stages.evaluate.server_responses import BadResponse, chat_answer, model_ids, read_capped
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("vllm", "transformers", "plain")
-"""Server kinds: which request fields carry the frame settings (`plain`: none, the server's own sampling)."""
-
-MEDIA = ("file", "base64")
-"""How the video travels: a path on a shared file system, or the file's bytes as a base64 data URL."""
 
 TOKENS_PER_PAIR = 16
 """Answer budget per (velocity, curvature) line: the widest readable line, `100.00,-1000.00` + newline, is 15."""
@@ -53,54 +48,6 @@ RUN_FILE = "server_run.json"
 def answer_max_tokens(n_pairs: int) -> int:
     """`max_tokens` for an answer of `n_pairs` lines: `TOKENS_PER_PAIR` per line plus 16 for stray text."""
     return TOKENS_PER_PAIR * n_pairs + 16
-
-
-@dataclass
-class ServerSettings:
-    """How `pipeline evaluate --server` talks to the server (the API key itself is never stored)."""
-
-    # Base URL as OpenAI clients take it; giving it turns the server path on.
-    url: str = setting(
-        help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1.", flags=("--server",)
-    )
-    # None = the only model the server lists.
-    served_model: str | None = setting(None, help="Model name in each request [the only one served].")
-    # vllm (mm_processor_kwargs, media_io_kwargs), transformers (chat_template_kwargs), plain (none: the server's own
-    # frame sampling, e.g. for SGLang).
-    engine: str = setting("vllm", help="vllm (mm_processor_kwargs), transformers (chat_template_kwargs), plain.")
-    # file: the server reads the segment path (shared file system); base64: the bytes go in the request.
-    media: str = setting("file", help="file (server shares the file system) or base64 (bytes in the request).")
-    concurrency: int = setting(8, help="Requests in flight at once.", flags=("--concurrency",))
-    # Exponential backoff, then a failure.
-    max_retries: int = setting(
-        4, help="Retries on 429/5xx/timeouts/dropped connections, with backoff.", flags=("--max-retries",)
-    )
-    # Then the request is retried.
-    timeout_s: float = setting(600.0, help="Seconds per request.", flags=("--request-timeout",))
-    # Unset: "EMPTY", what vLLM accepts without --api-key.
-    api_key_env: str = setting(
-        "OPENAI_API_KEY", help="Environment variable holding the server's API key.", flags=("--api-key-env",)
-    )
-
-    def __post_init__(self) -> None:
-        self.url, had_credentials = without_credentials(self.url)
-        if had_credentials:  # never sent (it would be Basic auth instead of the key) and never written
-            log.warning(
-                "--server: dropped the user name and password in the URL; give the key in $%s", self.api_key_env
-            )
-        if not self.url.startswith(("http://", "https://")):
-            raise PipelineError(f"--server {self.url}: expected a base URL such as http://host:8000/v1")
-        if self.engine not in ENGINES:
-            raise PipelineError(f"--engine {self.engine}: expected one of {', '.join(ENGINES)}")
-        if self.media not in MEDIA:
-            raise PipelineError(f"--media {self.media}: expected one of {', '.join(MEDIA)}")
-        if self.engine == "transformers" and self.media == "base64":
-            raise PipelineError("--media base64: transformers serve reads videos from paths or http(s) URLs only")
-        if self.concurrency < 1 or self.max_retries < 0 or not self.timeout_s > 0:
-            raise PipelineError("--concurrency must be >= 1, --max-retries >= 0 and the timeout > 0")
-
-    def api_key(self) -> str:
-        return os.environ.get(self.api_key_env) or "EMPTY"
 
 
 @dataclass
@@ -253,7 +200,7 @@ def ask_server(
     pending = [i for i, sample_id in enumerate(ids) if sample_id not in store.done]
     result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=plan.served_model)
     if pending:  # a frame mismatch is refused before any request
-        plan.frames.request_fields(settings.engine, _first_video(rows[pending[0]]["messages"]))
+        plan.frames.request_fields(settings.engine, first_video(rows[pending[0]]["messages"]))
         started = time.monotonic()
         progress.start("asking the server", len(ids))
         progress.advance(result.resumed)
@@ -264,7 +211,7 @@ def ask_server(
     return result
 
 
-def _first_video(messages: list[dict[str, Any]]) -> str:
+def first_video(messages: list[dict[str, Any]]) -> str:
     from pipeline.model.collator import video_paths
 
     paths = video_paths(messages)
@@ -301,6 +248,11 @@ async def _ask_all(
             except (openai.APIError, PipelineError, OSError) as err:
                 if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
                     raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
+                if is_client_error(err):  # the same request would fail for every sample: stop now
+                    message = redact(server_message(err), settings.api_key())
+                    raise PipelineError(
+                        f"--server {settings.url}: HTTP {err.status_code} for {sample_id}: {message}"
+                    ) from None
                 result.failures[sample_id] = reason = redacted_line(err, settings.api_key())
                 log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, reason)
             else:
@@ -317,7 +269,7 @@ async def _ask_all(
 
 
 async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
-    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, _first_video(messages))
+    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, first_video(messages))
     chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
     async with client.chat.completions.with_streaming_response.create(
         model=plan.served_model,
@@ -352,23 +304,6 @@ def check_resume(output_dir: Path, identity: dict[str, Any]) -> None:
     write_json(record, identity)
 
 
-def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
-    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
-
-    A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
-    that servers apply by default even to greedy requests (`pipeline.model.inference`): vLLM gets 1.0 as a
-    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
-    replaces the checkpoint's).
-    """
-    if engine == "vllm":
-        return {"repetition_penalty": 1.0}
-    if engine == "transformers":
-        from pipeline.model.inference import generation_record, greedy_generation_config
-
-        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
-    return {}
-
-
 def whole_clip_rows(clip_ids: list[str], max_samples: int) -> list[int]:
     """Row indices of about `max_samples` rows made of whole clips spread evenly over the split (at least one clip).
 
@@ -394,11 +329,15 @@ def server_answers(
     max_tokens: int,
     served_model: str,
     progress: ProgressSink | None = None,
+    preflight: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
-    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json."""
+    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json.
+
+    `preflight` (`parity.check_parity`) asks the first samples before the run and returns its record.
+    """
     processor = load_run_processor(run_dir)
     family = family_of_processor(processor)
-    frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple)
+    frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple, family.template_kwargs)
     plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
     check_resume(
         output_dir,
@@ -410,7 +349,15 @@ def server_answers(
             "decoding": plan.decoding,
         },
     )
+    store = PredictionLog(output_dir / PREDICTIONS_FILE)
+    before = len(store.done)
+    parity = (
+        preflight(settings, rows, processor, plan, store)
+        if settings.parity_check and preflight
+        else {"checked": False}
+    )
     result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
+    result.resumed -= len(store.done) - before  # the pre-flight's answers are this run's
     texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
     info = {
         "url": settings.url,
@@ -420,6 +367,9 @@ def server_answers(
         "max_retries": settings.max_retries,
         "max_tokens": max_tokens,
         "api_key_env": settings.api_key_env,
+        "max_failed_share": settings.max_failed_share,
+        "parity": parity,
+        "asked_in_parity_check": len(store.done) - before,
         **result.to_json(),
     }
     log.info(
@@ -433,8 +383,6 @@ def server_answers(
 
 
 __all__ = [
-    "ENGINES",
-    "MEDIA",
     "PREDICTIONS_FILE",
     "PredictionLog",
     "RequestPlan",
@@ -445,7 +393,6 @@ __all__ = [
     "ask_server",
     "check_resume",
     "check_server",
-    "decoding_fields",
     "request_messages",
     "server_answers",
     "whole_clip_rows",

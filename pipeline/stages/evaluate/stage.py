@@ -195,6 +195,12 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         result.scores["all"][MODEL_NAME].ade,
     )
     _write_report(config, result, answers)
+    if answers.server is not None:
+        from pipeline.stages.evaluate.served_errors import failed_share_verdict
+
+        verdict = failed_share_verdict(answers.server)
+        if verdict is not None:  # the report is written, and says so
+            raise PipelineError(f"{verdict}: see {config.output_dir / 'metrics.json'}")
     return result
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.core.atomic import atomic_dir, write_json
 from pipeline.model.modeling import load_model_and_processor
+from pipeline.model.serving_template import write_serving_template
 from pipeline.stages.train.config import CONFIG_FILE, MergeConfig
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def run(config: MergeConfig) -> Path:
     with atomic_dir(out, overwrite=True) as tmp:
         merged.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
+        write_serving_template(processor, tmp)
         write_json(tmp / "merge_config.json", config.to_json())
         settings = Path(config.adapter) / CONFIG_FILE
         if settings.is_file():

@@ -34,6 +34,7 @@ from pipeline.model.modeling import (
     numel,
     set_trainable_parts,
 )
+from pipeline.model.serving_template import write_serving_template
 from pipeline.model.video_input import probe_video
 from pipeline.stages.train.config import CONFIG_FILE, TrainConfig
 from pipeline.stages.train.run_dir import check_output_dir
@@ -345,6 +346,7 @@ def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainRes
     if trainer.is_world_process_zero():
         out = Path(config.output_dir)
         prepared.processor.save_pretrained(str(out))
+        write_serving_template(prepared.processor, out, prepared.encoder.family)
         write_json(out / CONFIG_FILE, config.to_json())
         write_json(out / SUMMARY_FILE, asdict(result))
         log.info("saved %s to %s", "adapter" if config.lora.enable else "weights", out)
