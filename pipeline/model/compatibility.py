@@ -116,18 +116,16 @@ def check_adapter(adapter: str | Path, base: str, flag: str = "--adapter", base_
     except (OSError, ValueError) as err:
         raise PipelineError(f"{flag} {adapter}: unreadable adapter_config.json ({first_line(err)})") from None
     base_config = _config(base, base_flag)
-    problems: list[str] = []
+    problem = None
     recorded_base = _local_config_dir(recorded.get("base_model_name_or_path") if isinstance(recorded, dict) else None)
     if recorded_base is not None:
         diff = differences(signature(_config(recorded_base, flag).to_dict()), signature(base_config.to_dict()))
-        if diff:
-            problems.append(f"made for {recorded_base} ({'; '.join(diff)})")
+        problem = f"made for {recorded_base} ({'; '.join(diff)})" if diff else None
     weights = adapter_dir / ADAPTER_WEIGHTS
-    if not problems and weights.is_file():
+    if problem is None and weights.is_file():
         problem = _shape_problem(base_config, _safetensors_shapes(weights))
-        problems = [problem] if problem else []
-    if problems:
-        raise PipelineError(f"{flag} {adapter} does not match {base_flag} {base}: {problems[0]}")
+    if problem is not None:
+        raise PipelineError(f"{flag} {adapter} does not match {base_flag} {base}: {problem}")
 
 
 def check_checkpoint(checkpoint: str | Path, base: str, flag: str = "--resume-from-checkpoint") -> None:
