@@ -37,12 +37,11 @@ def current_umask() -> int:
 
 
 def follow_umask(root: Path, since: float | None = None) -> None:
-    """Widen the modes of the files and folders under `root` (and `root`) to what the umask allows for a new file
-    (0o666) or folder (0o777), never narrowing them; with `since` (a `time.time()`), only those modified since."""
+    """Widen the modes of the files and folders under `root` (not `root` itself: made by mkdir, or the user's) to what
+    the umask allows for a new file (0o666) or folder (0o777), never narrowing them; with `since` (a `time.time()`),
+    only those modified since."""
     mask = current_umask()
-    root = Path(root)
-    paths = [root, *root.rglob("*")]
-    for path in paths:
+    for path in Path(root).rglob("*"):
         if path.is_symlink() or not (path.is_file() or path.is_dir()):
             continue
         status = path.stat()
