@@ -8,6 +8,7 @@ through `load_model_and_processor` and gives the trained model's logits.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -370,3 +371,24 @@ def test_full_fine_tuning_of_a_bf16_checkpoint_trains_fp32_weights_unless_bf16(
 
     mixed = prepare(overfit_config(bf16_dir, train_dataset_dir, tmp_path / "bf16run", "full", max_steps=1, bf16=True))
     assert set(parameter_dtypes(mixed.trainer.model)["trainable"]) == {"bfloat16"}
+
+
+def assert_modes_follow_umask(root, mask: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o777 if path.is_dir() else 0o666) & ~mask, path
+
+
+@pytest.mark.slow
+def test_every_file_a_run_writes_follows_the_umask(tiny_qwen3_vl, train_dataset_dir, tmp_path):
+    out = tmp_path / "run"
+    config = overfit_config(tiny_qwen3_vl, train_dataset_dir, out, "lora", max_steps=1, save_steps=1)
+    old = os.umask(0o027)
+    try:
+        prepared = prepare(config)
+        output = prepared.trainer.train()
+        assert_modes_follow_umask(out / "checkpoint-1", 0o027)  # as soon as it is saved (a run may be killed)
+        finish(prepared, output, 0.0)
+    finally:
+        os.umask(old)
+    assert (out / "adapter_model.safetensors").is_file()  # safetensors alone writes 0600
+    assert_modes_follow_umask(out, 0o027)

@@ -39,14 +39,18 @@ def resolve_device(device: str) -> str:
 def load_checked(model_id: str, adapter: Path | None, dtype: str | None = None) -> tuple[Any, Any]:
     """`load_model_and_processor` for inference, with an adapter that does not fit the model made a `PipelineError`.
 
-    PEFT raises on shape mismatches but only warns when adapter weights have no place in the model (another
+    The adapter's base is compared with the model first (`pipeline.model.compatibility`). PEFT raises on shape
+    mismatches but only warns when adapter weights have no place in the model (another
     architecture or depth); both are refused here.
 
     Raises:
         PipelineError: the model, processor or adapter cannot be loaded, or the adapter does not match (one line).
     """
+    from pipeline.model.compatibility import check_adapter
     from pipeline.model.modeling import load_model_and_processor
 
+    if adapter is not None and (Path(adapter) / "adapter_config.json").is_file():
+        check_adapter(adapter, model_id)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,13 @@ from typing import Any
 from pipeline.contracts.run_config import CONFIG_FILE, DEFAULT_MODEL, LoraSettings, VideoSettings
 from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.options import build, group, merge, nest, overwrite_setting, setting, to_json
+from pipeline.core.typed import typed_values
 
 DEFAULT_DATASET = "qwen_video_dataset"
 REPORT_TO = ("tensorboard", "none", "wandb", "all")
+# Float settings of `TrainConfig`, refused unless finite (`inf` would train to NaN weights).
+FLOAT_SETTINGS = ("learning_rate", "num_train_epochs", "warmup_ratio", "weight_decay", "max_grad_norm")
+FLOAT_SETTINGS += ("first_line_weight",)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class TrainConfig:
     max_train_samples: int | None = setting(None, help="Use only the first n train rows (smoke runs).")
 
     def __post_init__(self) -> None:
+        for name in FLOAT_SETTINGS:
+            if not math.isfinite(getattr(self, name)):
+                raise PipelineError(f"--{name.replace('_', '-')}: must be a finite number, got {getattr(self, name)}")
         if self.bf16 and self.fp16:
             raise PipelineError("--bf16 and --fp16: choose one")
         if self.learning_rate <= 0:
@@ -98,6 +106,12 @@ class TrainConfig:
             raise PipelineError(f"--max-steps: must be > 0 or -1, got {self.max_steps}")
         if self.max_steps == -1 and self.num_train_epochs <= 0:
             raise PipelineError(f"--num-train-epochs: must be > 0, got {self.num_train_epochs}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise PipelineError("--weight-decay and --max-grad-norm: must be >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise PipelineError(f"--seed: must be in 0..2**32-1, got {self.seed}")
+        if self.dataloader_num_workers < 0:
+            raise PipelineError(f"--dataloader-num-workers: must be >= 0, got {self.dataloader_num_workers}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise PipelineError(f"--warmup-ratio: must be in [0, 1), got {self.warmup_ratio}")
         if self.logging_steps < 1 or self.save_steps < 1:
@@ -118,12 +132,15 @@ class TrainConfig:
     ) -> TrainConfig:
         """Defaults, then the YAML file's keys, then `overrides` (flat names or nested groups; None: not given).
 
+        Numbers the YAML holds as text (`1e-4`) are read as numbers.
+
         Raises:
-            PipelineError: unreadable file, unknown key, or an invalid value.
+            PipelineError: unreadable file, unknown key, a value of the wrong kind, or an invalid value.
         """
         values: dict[str, Any] = {}
         if config_file is not None:
-            values = nest(cls, read_config_file(Path(config_file)), source=f"--config {config_file}")
+            source = f"--config {config_file}"
+            values = typed_values(cls, nest(cls, read_config_file(Path(config_file)), source=source), source)
         values = merge(values, nest(cls, overrides or {}, source="training options"))
         return build(cls, values)
 
@@ -172,6 +189,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PipelineError(f"--config {path}: file not found") from None
+    except IsADirectoryError:
+        raise PipelineError(f"--config {path}: is a directory, not a YAML file") from None
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"--config {path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise PipelineError(f"--config {path}: cannot read it ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise PipelineError(f"--config {path}: not valid YAML ({first_line(err)})") from None
     if data is None:

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_dir, write_json
+from pipeline.core.permissions import check_writable, follow_umask
+from pipeline.model.compatibility import check_adapter
 from pipeline.model.modeling import load_model_and_processor
 from pipeline.model.serving_template import write_serving_template
 from pipeline.stages.train.config import CONFIG_FILE, MergeConfig
@@ -18,8 +20,14 @@ def run(config: MergeConfig) -> Path:
     """Write base + adapter merged (`merge_and_unload`) to `config.output_dir`; returns it.
 
     The adapter's training settings (`train_config.json`, which holds the video sampling) are copied along, so the
-    merged model is evaluated with the frames it was trained on.
+    merged model is evaluated with the frames it was trained on. An adapter made for another base, or an output dir
+    that cannot be written, is refused before the model is loaded.
+
+    Raises:
+        PipelineError: the adapter does not match the base, the output dir is not writable (one line).
     """
+    check_adapter(config.adapter, config.base, base_flag="--base")
+    check_writable(Path(config.output_dir))
     model, processor = load_model_and_processor(config.base, adapter=config.adapter, dtype=config.dtype)
     merged = model.merge_and_unload()
     out = Path(config.output_dir)
@@ -33,6 +41,7 @@ def run(config: MergeConfig) -> Path:
             shutil.copyfile(settings, tmp / CONFIG_FILE)
         else:
             log.warning("%s: no %s; the merged model carries no training settings", config.adapter, CONFIG_FILE)
+        follow_umask(tmp)
     log.info("merged %s + %s into %s", config.base, config.adapter, out)
     return out
 

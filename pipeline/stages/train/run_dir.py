@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.permissions import check_writable
 from pipeline.stages.train.config import CONFIG_FILE, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,13 @@ def check_output_dir(config: TrainConfig) -> str | None:
     """Refuse an output dir holding another run unless resuming or overwriting; return the checkpoint to resume.
 
     Raises:
-        PipelineError: the directory holds a run and neither flag is given, or the checkpoint is missing.
+        PipelineError: the directory cannot be written, holds a run and neither flag is given, or the checkpoint is
+            missing.
     """
     out = Path(config.output_dir)
     if out.exists() and not out.is_dir():
         raise PipelineError(f"--output-dir {out}: exists and is not a directory")
+    check_writable(out)
     resume = config.resume_from_checkpoint
     if resume is not None:
         if str(resume).lower() in ("last", "true", "latest"):

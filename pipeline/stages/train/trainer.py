@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import PipelineError
+from pipeline.core.permissions import follow_umask
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.model.collator import (
     SampleEncoder,
@@ -25,6 +26,7 @@ from pipeline.model.collator import (
     video_paths,
     video_token_count,
 )
+from pipeline.model.compatibility import check_checkpoint
 from pipeline.model.families import family_of
 from pipeline.model.modeling import (
     apply_lora,
@@ -171,7 +173,7 @@ def _progress_callback(progress: ProgressSink, losses: list[float]) -> Any:
 
 def _settings_callback(config: TrainConfig) -> Any:
     """Writes the run's `train_config.json` into every checkpoint directory, so that a checkpoint evaluated or
-    merged on its own carries the video settings it was trained with."""
+    merged on its own carries the video settings it was trained with, and gives its files the umask's modes."""
     from transformers import TrainerCallback
 
     class _Settings(TrainerCallback):
@@ -179,6 +181,7 @@ def _settings_callback(config: TrainConfig) -> Any:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and checkpoint.is_dir():
                 write_json(checkpoint / CONFIG_FILE, config.to_json())
+                follow_umask(checkpoint)
 
     return _Settings()
 
@@ -248,6 +251,7 @@ class TrainingRun:
     skipped: list[dict[str, str]]  # rows left out, with reasons
     video_tokens: int  # video tokens of the first sample
     losses: list[float]  # filled by the logging callback
+    started: float  # time.time() when the run began: files modified since are the run's (`follow_umask`)
 
 
 def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> TrainingRun:
@@ -261,7 +265,10 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
     from pipeline.model.loss import answer_only_trainer_class, line_break_token_id
 
     progress = progress or NullProgress()
+    started = time.time()
     resume = check_output_dir(config)
+    if resume is not None:
+        check_checkpoint(resume, config.model)  # another model's checkpoint is refused before anything is written
     check_family(config.model)  # an unsupported model is refused before any video is read
     rows = load_rows(config.dataset, "train", config.video_root)
     if config.max_train_samples is not None:
@@ -313,7 +320,9 @@ def prepare(config: TrainConfig, progress: ProgressSink | None = None) -> Traini
         callbacks=[_progress_callback(progress, losses), _settings_callback(config)],
     )
     trainer.remove_callback(PrinterCallback)
-    return TrainingRun(config, trainer, processor, encoder, collator, resume, len(rows), skipped, video_tokens, losses)
+    return TrainingRun(
+        config, trainer, processor, encoder, collator, resume, len(rows), skipped, video_tokens, losses, started
+    )
 
 
 def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainResult:
@@ -349,6 +358,7 @@ def finish(prepared: TrainingRun, train_output: Any, seconds: float) -> TrainRes
         write_serving_template(prepared.processor, out, prepared.encoder.family)
         write_json(out / CONFIG_FILE, config.to_json())
         write_json(out / SUMMARY_FILE, asdict(result))
+        follow_umask(out, since=prepared.started)
         log.info("saved %s to %s", "adapter" if config.lora.enable else "weights", out)
     return result
 
