@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.prepare_fixtures",
     "tests.fixtures.dataset_fixtures",
     "tests.fixtures.model_fixtures",
+    "tests.fixtures.filesystem_fixtures",
 ]

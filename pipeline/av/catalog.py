@@ -314,7 +314,7 @@ class ClipIndex:
         return str(self.table.at[clip_id, "split"])
 
 
-def _read_clip_table(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_clip_table(path: Path, what: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A parquet table indexed by `clip_id` (stored as the index or as a column), checked for `columns`."""
     import pandas as pd
 
@@ -338,9 +338,9 @@ def read_clip_index(path: Path, splits_path: Path | None = None) -> ClipIndex:
     import pandas as pd
 
     path = Path(path)
-    df = _read_clip_table(path, "clip index", ("chunk", "split", "clip_is_valid"))
+    df = read_clip_table(path, "clip index", ("chunk", "split", "clip_is_valid"))
     if splits_path is not None and Path(splits_path).is_file():
-        splits = _read_clip_table(Path(splits_path), "split file", ("split",))
+        splits = read_clip_table(Path(splits_path), "split file", ("split",))
         df = df.assign(split=splits["split"].reindex(df.index).fillna(df["split"]))
     table = pd.DataFrame(
         {

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.av.catalog import read_clip_table
 from pipeline.core.errors import PipelineError
 
 DATA_COLLECTION_PARQUET = "metadata/data_collection.parquet"
@@ -48,12 +49,7 @@ def read_drive_keys(path: Path) -> dict[str, DriveKey]:
     path = Path(path)
     if not path.is_file():
         return {}
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise PipelineError(f"{path}: cannot read the data collection table ({err})") from None
-    if df.index.name != "clip_id" and "clip_id" in df.columns:
-        df = df.set_index("clip_id")
+    df = read_clip_table(path, "the data collection table")
     finer = [c for c in DRIVE_ID_COLUMNS if c in df.columns]
     columns = finer[:1] or [c for c in GROUPING_COLUMNS if c in df.columns]
     if not finer and len(columns) < len(GROUPING_COLUMNS):

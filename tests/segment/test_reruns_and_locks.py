@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -227,22 +226,6 @@ def test_one_unreadable_chunk_among_good_ones_is_not_a_failure(tmp_path):
     result = run_pipeline(*_segment_args(repo.root, tmp_path / "out"))
     assert result.code == 0, result.err
     assert "2 segments from 1 clips (0 already complete), 1 clips skipped" in result.out
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """An existing output directory nobody can write into (root too: the immutable attribute where needed)."""
-    path = tmp_path / "read_only_out"
-    path.mkdir()
-    if os.geteuid() == 0:
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
-            pytest.skip("running as root on a filesystem without chattr +i: cannot make a read-only directory")
-        yield path
-        subprocess.run(["chattr", "-i", str(path)], check=True)
-    else:
-        path.chmod(0o555)
-        yield path
-        path.chmod(0o755)
 
 
 def test_read_only_output_dir_exits_2_with_one_line(small_repo, read_only_dir):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,22 +82,6 @@ def test_resume_from_another_models_checkpoint_is_refused_and_leaves_no_output_d
     line = assert_one_line_error(result, f"--resume-from-checkpoint {checkpoint} does not match --model")
     assert "family qwen3_vl vs qwen2_5_vl" in line
     assert not out.exists()
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """An existing output directory nobody can write into (root too: the immutable attribute where needed)."""
-    path = tmp_path / "read_only_out"
-    path.mkdir()
-    if os.geteuid() == 0:
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
-            pytest.skip("running as root on a filesystem without chattr +i: cannot make a read-only directory")
-        yield path
-        subprocess.run(["chattr", "-i", str(path)], check=True)
-    else:
-        path.chmod(0o555)
-        yield path
-        path.chmod(0o755)
 
 
 def test_train_into_a_read_only_output_dir_is_one_line(tiny_qwen3_vl, train_dataset_dir, read_only_dir):
