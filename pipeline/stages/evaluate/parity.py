@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.core.errors import PipelineError, first_line
+from pipeline.core.errors import PipelineError
+from pipeline.core.secrets import redact, redacted_line
 from pipeline.model.collator import SampleEncoder, video_token_id
 from pipeline.model.families import family_of_processor
 from pipeline.stages.evaluate.served_errors import is_client_error, server_message
+from pipeline.stages.evaluate.server_responses import BadResponse, chat_answer, prompt_tokens
 from pipeline.stages.evaluate.serving_client import PredictionLog, RequestPlan, ServerSettings, request_messages
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def _served_prompt(
     client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan
 ) -> tuple[str, list[int] | None, int | None] | None:
     """(answer, prompt token ids or None, prompt token count or None) of one request as the run sends it; None
-    when it failed after the retries.
+    when it failed after the retries or its response holds no answer (the run asks it again and records why).
 
     Raises:
         PipelineError: a client error (`served_errors.is_client_error`) or a refused key (one line).
@@ -90,25 +92,28 @@ def _served_prompt(
     if settings.engine == "vllm":
         extra["return_token_ids"] = True
     try:
-        response = client.chat.completions.create(
+        raw = client.chat.completions.with_raw_response.create(
             model=plan.served_model,
             messages=request_messages(messages, settings.media, settings.engine),
             temperature=0.0,
             max_tokens=plan.max_tokens,
             extra_body=extra,
         )
+        body, content_type = raw.http_response.content, raw.http_response.headers.get("content-type", "")
+        answer = chat_answer(body, content_type)
     except openai.APIError as err:
         if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
             raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
         if is_client_error(err):
-            raise PipelineError(f"--server {settings.url}: HTTP {err.status_code}: {server_message(err)}") from None
-        log.warning("parity check: a request failed after the retries (%s)", first_line(err))
+            message = redact(server_message(err), settings.api_key())
+            raise PipelineError(f"--server {settings.url}: HTTP {err.status_code}: {message}") from None
+        log.warning("parity check: a request failed after the retries (%s)", redacted_line(err, settings.api_key()))
         return None
-    ids = (response.model_extra or {}).get("prompt_token_ids")
-    usage = response.usage.prompt_tokens if response.usage is not None else None
-    count = len(ids) if ids else usage
-    answer = (response.choices[0].message.content or "").strip()
-    return answer, (list(map(int, ids)) if ids else None), count
+    except BadResponse as err:
+        log.warning("parity check: no answer in the server's response (%s)", redacted_line(err, settings.api_key()))
+        return None
+    ids, count = prompt_tokens(body, content_type)
+    return answer, ids, count
 
 
 def _mismatch(

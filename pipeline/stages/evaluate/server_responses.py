@@ -65,6 +65,19 @@ def chat_answer(body: bytes, content_type: str) -> str:
     return valid_text(content).strip()
 
 
+def prompt_tokens(body: bytes, content_type: str) -> tuple[list[int] | None, int | None]:
+    """The prompt's token ids (vLLM's `prompt_token_ids`, asked with `return_token_ids`) and its token count (their
+    number, else `usage.prompt_tokens`) of a chat-completion body that `chat_answer` read; None where absent."""
+    data = _json(body, content_type)
+    ids = data.get("prompt_token_ids") if isinstance(data, dict) else None
+    if not (isinstance(ids, list) and ids and all(isinstance(i, int) for i in ids)):
+        ids = None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    count = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    count = count if isinstance(count, int) else None
+    return ids, (len(ids) if ids else count)
+
+
 def model_ids(body: bytes, content_type: str) -> list[str]:
     """The model names of a `GET /models` body (`{"data": [{"id": ...}, ...]}`).
 
