@@ -71,7 +71,7 @@ def test_cli_clips_from_a_text_file_and_none_found_is_one_line(dataset_dir, tmp_
     assert metrics["n_samples"] == len(test["id"])
 
     listed.write_text("not-a-clip\n", encoding="utf-8")
-    failed = run_in_process(capsys, *args, "--clips", listed)
+    failed = run_in_process(capsys, *args, "--clips", listed, "--overwrite")
     assert assert_one_line_error(failed) == (
         f"error: --clips {listed}: none of the 1 listed clips is in split 'test' (e.g. not-a-clip: {NOT_IN_DATASET})"
     )
