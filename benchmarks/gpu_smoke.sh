@@ -83,12 +83,14 @@ fi
 
 echo "== data (pipeline synth -> segment -> build-dataset)"
 DATA="$WORK_DIR/data"
+# Split by clip, as the demo does: a few synthetic clips make one or two drives, whose clips share only their
+# data-collection row, not their motion; a drive split would leave a side empty.
 timed data bash -c "
   set -e
   ${PIPELINE[*]} synth --output-dir $DATA/repo ${SYNTH[*]} --no-frame-code --force
   ${PIPELINE[*]} segment --input-dir $DATA/repo --output-dir $DATA/segments ${SEGMENT[*]}
   ${PIPELINE[*]} build-dataset --segments-path $DATA/segments/metadata/segments.parquet --output-dir $DATA/dataset \
-    --test-ratio 0.34 --overwrite
+    --split-by clip --test-ratio 0.34 --overwrite
 "
 
 for model in $MODELS; do
