@@ -59,8 +59,9 @@ PIPELINE=(uv run --no-sync pipeline)
   --no-frame-code --force
 "${PIPELINE[@]}" segment --input-dir "$WORK/repo" --output-dir "$WORK/segments" --size 448x252
 rm -rf "$DIR/segments" "$DIR/dataset"
+# Split by clip: two synthetic clips are one drive, and a drive split would leave a side empty.
 "${PIPELINE[@]}" build-dataset --segments-path "$WORK/segments/metadata/segments.parquet" --output-dir "$DIR/dataset" \
-  --test-ratio 0.5 --overwrite
+  --split-by clip --test-ratio 0.5 --overwrite
 mkdir -p "$DIR/segments"
 mv "$WORK/segments/video_segments" "$DIR/segments/"
 
