@@ -15,7 +15,9 @@ driver.
 A new Ray worker process pays seconds of imports (pandas, PyAV, huggingface_hub) on its first task, where a forked
 local worker pays none. So the engine warms its workers when it starts or joins a cluster: one task per CPU of every
 node, plus one CPU-less task per node (the worker that downloads while all CPUs cut), imports the modules of the
-work (`WORK_MODULES`); a local cluster started here keeps idle workers alive, so they stay warm between chunks.
+work (`WORK_MODULES`); a local cluster started here keeps idle workers alive, so they stay warm between chunks. Every
+worker process of the session, warmed or started later, imports those modules before its first task (Ray's
+`worker_process_setup_hook`), so a cancelled task never interrupts a first import.
 
 Ray is imported only here, and only when this engine is used.
 """
@@ -159,6 +161,16 @@ def _fetch(work: ChunkWork, retries: int, previous: list[Any], *_after: object) 
     return True
 
 
+def import_work_modules() -> None:
+    """Import `WORK_MODULES`: every worker process of a run's session does so when it starts, before its first task.
+
+    Ray cancels a running task with a KeyboardInterrupt; one that landed in the middle of a task's first import of
+    pandas would leave the module half-initialised in that worker for good, and every later task there would fail.
+    """
+    for name in WORK_MODULES:
+        importlib.import_module(name)
+
+
 def _warm(modules: Sequence[str], hold_s: float) -> int:
     """Import `modules` in this worker process, then hold its CPU until `hold_s` after the start; its pid."""
     start = time.monotonic()
@@ -206,7 +218,12 @@ class RayEngine:
         if self.address and self.address not in ("auto", "local"):
             probe_address(self.address)
         _quiet_ray_logs()
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "runtime_env": {"worker_process_setup_hook": f"{__name__}.{import_work_modules.__name__}"},
+        }
         if not self.address:
             kwargs["num_cpus"] = self.num_cpus
             # The raylet gives up when its metrics agent takes long to register: it does on a busy machine.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
 import tracemalloc
 from functools import partial
 from itertools import pairwise
@@ -78,6 +80,21 @@ def test_worker_warm_up_imports_the_work_and_only_logs_a_failure(ray_cluster, ca
     with caplog.at_level(logging.WARNING, logger="pipeline.engines.ray_engine"):
         assert ray_cluster.warm_up(("pipeline.no_such_module",)) == set()
     assert "could not import pipeline.no_such_module" in caplog.text
+
+
+def test_every_worker_has_imported_the_work_before_its_first_task(ray_cluster):
+    import ray
+
+    # More CPU-less tasks at once than workers were warmed: Ray starts new worker processes for the rest.
+    @ray.remote(num_cpus=0)
+    def imported_at_start() -> tuple[int, bool]:
+        ready = all(name in sys.modules for name in ("pandas", *WORK_MODULES))
+        time.sleep(1.0)
+        return os.getpid(), ready
+
+    results = ray.get([imported_at_start.remote() for _ in range(6)])
+    assert len({pid for pid, _ in results}) > 3  # more workers than the warm-up started (2 CPUs + 1)
+    assert all(ready for _, ready in results)
 
 
 def test_workers_of_a_local_cluster_run_the_drivers_interpreter_at_its_priority(ray_cluster):
