@@ -253,13 +253,14 @@ def read_rows(bundle: Path, split: str) -> list[dict[str, Any]]:
     """Rows (`id`, `messages`) of the bundle's dataset split, video paths made absolute under `bundle/segments`.
 
     Read with pyarrow through `split_batches` (the device has no `datasets`); the dataset's recorded video root is
-    the machine it was built on, so the bundle's own segment folder replaces it.
+    the machine it was built on, so the bundle's own segment folder replaces it (and the paths are checked to stay
+    inside it).
     """
     from pipeline.contracts.dataset_reader import clean_messages, split_batches
 
     video_root = (bundle / "segments").resolve()
     rows = []
-    for batch in split_batches(bundle / "dataset", split, ["id", "messages"]):
+    for batch in split_batches(bundle / "dataset", split, ["id", "messages"], video_root):
         for row in batch.to_pylist():
             messages = clean_messages(row["messages"])
             for message in messages:

@@ -1,5 +1,10 @@
 """Reading a dataset built by `pipeline build-dataset`: its declared columns, `dataset_meta.json`, and splits with
 absolute video paths and clean messages. Export, train and evaluate read the dataset only through this module.
+
+What it reads is checked again, with the build's own checks (`record_checks`): every `video` path (the column and
+the message items) is relative, without a NUL byte or '..', and does not leave the video root through a symlink;
+every label is finite and physically possible. A bad row is one `PipelineError` line naming the shard file, the
+row and the problem, so a crafted shard can never make a reader copy, embed or send a file outside the root.
 """
 
 from __future__ import annotations
@@ -10,14 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.contracts.segment_record import UNITS
 from pipeline.core.errors import PipelineError, first_line
 
 if TYPE_CHECKING:
     import datasets
+    import numpy as np
     import pyarrow as pa
+
+    from pipeline.contracts.video_files import VideoFiles
 
 SPLITS = ("train", "test")
 META_FILE = "dataset_meta.json"
+# Label columns and their units (m/s or 1/m), checked on every read.
+LABEL_COLUMNS = {name: UNITS[name] for name in ("velocity", "curvature", "history_velocity", "history_curvature")}
 
 
 @contextmanager
@@ -85,9 +96,7 @@ def read_meta(dataset_dir: Path) -> dict[str, Any]:
 
 
 def _absolute(root: Path, video: str | None) -> str | None:
-    if video is None:
-        return None
-    return str(Path(video) if Path(video).is_absolute() else root / video)
+    return None if video is None else str(root / video)
 
 
 def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | None = None) -> datasets.Dataset:
@@ -97,8 +106,11 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     rows come out with the None keys that datasets adds to content dicts removed (a format transform, so it
     applies to `ds[i]`, slices and iteration; use `clean_messages` on data read another way).
 
+    Every row is checked first (module docstring), in one pass over the split's shards.
+
     Raises:
-        PipelineError: the dataset or the split does not exist, or its files are unreadable (truncated, corrupt).
+        PipelineError: the dataset or the split does not exist, its files are unreadable (truncated, corrupt), or a
+            row is bad (a video path outside the root, a label that is not finite or physically impossible).
     """
     import datasets
 
@@ -117,8 +129,12 @@ def load_split(dataset_dir: Path | str, split: str, video_root: Path | str | Non
     except (OSError, ValueError) as err:  # pyarrow: ArrowInvalid is a ValueError, a truncated file an OSError
         first = first_line(err)
         raise PipelineError(f"{split_dir}: unreadable dataset split ({first}); build the dataset again") from None
+    # The checking pass streams the shards (one batch in memory); the rows it passed are the ones the transform sees.
+    checked = [c for c in ("id", "video", "messages", *LABEL_COLUMNS) if c in ds.column_names]
+    for _ in split_batches(dataset_dir, split, checked, root):
+        pass
 
-    # Applied per accessed batch (no pass over the split at load time, nothing held in memory).
+    # Applied per accessed batch (nothing held in memory).
     return ds.with_transform(lambda batch: _absolute_and_clean(root, batch))
 
 
@@ -130,17 +146,33 @@ def _absolute_and_clean(root: Path, batch: dict[str, list[Any]]) -> dict[str, li
     return batch
 
 
-def split_batches(dataset_dir: Path | str, split: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def split_batches(
+    dataset_dir: Path | str, split: str, columns: list[str], video_root: Path | str | None = None
+) -> Iterator[pa.RecordBatch]:
     """One split's rows as Arrow record batches of `columns`, in order, streamed from its shard files (listed in its
     `state.json`). The files are read, not memory-mapped, so a pass over a split of any size holds one batch. Values
     are as stored: video paths relative to `video_root`, messages with the None keys datasets adds.
 
+    Each batch is checked (module docstring) in the columns it holds: labels, and video paths (`video` and the
+    message items), which with `video_root` given must also stay inside it through symlinks.
+
     Raises:
-        PipelineError: the split does not exist, its state.json is bad, a shard is unreadable or lacks a column.
+        PipelineError: the split does not exist, its state.json is bad, a shard is unreadable or lacks a column, or
+            a row is bad.
     """
+    from pipeline.contracts.video_files import VideoFiles
+
+    root = None if video_root is None else Path(video_root).resolve()
+    files = VideoFiles()
+    for path, start, batch in _shard_batches(Path(dataset_dir) / split, columns):
+        _check_batch(path, start, batch, root, files)
+        yield batch
+
+
+def _shard_batches(split_dir: Path, columns: list[str]) -> Iterator[tuple[Path, int, pa.RecordBatch]]:
+    """(shard file, index in it of the batch's first row, batch of `columns`) for every batch of the split."""
     import pyarrow as pa
 
-    split_dir = Path(dataset_dir) / split
     state = split_dir / "state.json"
     try:
         names = [f["filename"] for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
@@ -152,21 +184,67 @@ def split_batches(dataset_dir: Path | str, split: str, columns: list[str]) -> It
         if not isinstance(name, str) or Path(name).name != name:
             raise PipelineError(f"{state}: shard name {name!r} is not a file name in the split directory")
         path = split_dir / name
+        start = 0
         try:
             with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
                 missing = [c for c in columns if c not in reader.schema.names]
                 if missing:
                     raise PipelineError(f"{path}: dataset split has no column(s) {', '.join(missing)}")
                 for batch in reader:
-                    yield batch.select(columns)
+                    yield path, start, batch.select(columns)
+                    start += batch.num_rows
         except (OSError, pa.ArrowException) as err:
             first = first_line(err)
             raise PipelineError(f"{path}: unreadable dataset shard ({first}); build the dataset again") from None
 
 
+def _check_batch(path: Path, start: int, batch: pa.RecordBatch, root: Path | None, files: VideoFiles) -> None:
+    """Refuse the batch's first bad row (`start`: its index in the shard at `path`); see the module docstring."""
+    import pyarrow.compute as pc
+
+    from pipeline.contracts.record_checks import first_bad_path, first_bad_target, first_bad_video
+
+    def bad_video(videos: pa.Array) -> tuple[int, str] | None:
+        return first_bad_path(videos) if root is None else first_bad_video(videos, root, files)
+
+    problems = []
+    names = batch.schema.names
+    if "video" in names and (bad := bad_video(batch.column("video"))):
+        problems.append((bad[0], f"video {bad[1]}"))
+    if "messages" in names:
+        videos, rows = _message_videos(batch.column("messages"))
+        if bad := bad_video(videos):
+            problems.append((int(rows[bad[0]]), f"message video {bad[1]}"))
+    for name in (n for n in LABEL_COLUMNS if n in names):
+        column = batch.column(name)
+        values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(float)
+        if bad := first_bad_target(values, pc.list_parent_indices(column).to_numpy(), LABEL_COLUMNS[name]):
+            problems.append((bad[0], f"field {name!r} {bad[1]}"))
+    if problems:
+        row, problem = min(problems)
+        rid = batch.column("id")[row].as_py() if "id" in names else None
+        where = f"row {start + row}" + (f" (id {rid!r})" if isinstance(rid, str) else "")
+        raise PipelineError(f"{path}: {where}: {problem}")
+
+
+def _message_videos(messages: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The video paths of a messages column's content items, and the row of each."""
+    import pyarrow.compute as pc
+
+    turns = pc.list_flatten(messages)
+    content = pc.struct_field(turns, "content")
+    items = pc.list_flatten(content)
+    if "video" not in [f.name for f in items.type]:
+        return items.slice(0, 0), np.zeros(0, dtype=np.int64)
+    videos = pc.struct_field(items, "video")
+    item_rows = pc.list_parent_indices(messages).to_numpy()[pc.list_parent_indices(content).to_numpy()]
+    valid = pc.is_valid(videos)
+    return videos.filter(valid), item_rows[valid.to_numpy(zero_copy_only=False)]
+
+
 def split_rows(dataset_dir: Path | str, split: str, columns: list[str]) -> Iterator[dict[str, list[Any]]]:
     """`split_batches` as Python columns with what `load_split` gives a row: absolute video paths (under the
-    dataset's `video_root`) and clean messages.
+    dataset's `video_root`, which they are checked to stay inside) and clean messages.
 
     Raises:
         PipelineError: as `split_batches`, or dataset_meta.json lacks `video_root`.
@@ -175,7 +253,7 @@ def split_rows(dataset_dir: Path | str, split: str, columns: list[str]) -> Itera
     if not isinstance(meta.get("video_root"), str):
         raise PipelineError(f"{Path(dataset_dir) / META_FILE}: missing field 'video_root'")
     root = Path(meta["video_root"]).resolve()
-    for batch in split_batches(dataset_dir, split, columns):
+    for batch in split_batches(dataset_dir, split, columns, root):
         yield _absolute_and_clean(root, batch.to_pydict())
 
 
@@ -196,4 +274,5 @@ __all__ = [
     "quiet_datasets",
     "read_meta",
     "split_batches",
+    "split_rows",
 ]

@@ -4,14 +4,15 @@ Arrow batches, so that memory holds one batch whatever the file's size.
 Each batch is checked before it is returned, and a bad record is one `PipelineError` line naming the file, the
 record and the field: every field the dataset needs is present with its type; target lists have n values, are
 finite and physically possible (speeds in [0, `MAX_SPEED_MPS`] m/s, curvatures within +-`MAX_CURVATURE_PER_M`
-1/m, the answer parser's limits); `video` is a relative path that stays inside the video root; every window ends
-after it starts, and consecutive segments of a clip are in time order.
+1/m, the answer parser's limits); `video` is a relative path without a NUL byte that stays inside the video root
+(those two checks are `record_checks`', which the dataset reader applies too); every window ends after it starts,
+and consecutive segments of a clip are in time order. Symlinks out of the video root are the build's check (it
+knows the root).
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.contracts.answer import MAX_CURVATURE_PER_M, MAX_SPEED_MPS
+from pipeline.contracts.record_checks import first_bad_path, first_bad_target
 from pipeline.contracts.segment_record import COLUMN_TYPES, OPTIONAL_COLUMNS, READ_COLUMNS, UNITS, arrow_schema
 from pipeline.core.errors import PipelineError, first_line
 
@@ -277,7 +278,7 @@ class _Buffer:
         raise PipelineError(f"{self.path}: not valid JSON ({message} at character {at})")
 
 
-def _record_error(path: Path, index: int, rid: Any, message: str) -> PipelineError:
+def record_error(path: Path, index: int, rid: Any, message: str) -> PipelineError:
     where = f"record {index}" + (f" (id {rid!r})" if isinstance(rid, str) else "")
     return PipelineError(f"{path}: {where}: {message}")
 
@@ -289,26 +290,26 @@ def _is_number(x: Any) -> bool:
 def _check_json_record(path: Path, index: int, rec: Any, n: int) -> dict[str, Any]:
     """The types of one JSON record (what Arrow conversion cannot name); the values are checked per batch."""
     if not isinstance(rec, dict):
-        raise _record_error(path, index, None, f"expected an object, got {type(rec).__name__}")
+        raise record_error(path, index, None, f"expected an object, got {type(rec).__name__}")
     rid = rec.get("id")
     for key in (*STR_FIELDS, *INT_FIELDS, *TARGET_FIELDS):
         if key not in rec:
-            raise _record_error(path, index, rid, f"missing field {key!r}")
+            raise record_error(path, index, rid, f"missing field {key!r}")
     for key in STR_FIELDS:
         if not isinstance(rec[key], str) or not rec[key]:
-            raise _record_error(path, index, rid, f"field {key!r} must be a non-empty string")
+            raise record_error(path, index, rid, f"field {key!r} must be a non-empty string")
     for key in INT_FIELDS:
         if isinstance(rec[key], bool) or not isinstance(rec[key], int):
-            raise _record_error(path, index, rid, f"field {key!r} must be an integer, got {rec[key]!r}")
+            raise record_error(path, index, rid, f"field {key!r} must be an integer, got {rec[key]!r}")
     for key in TARGET_FIELDS:
         values = rec[key]
         if not isinstance(values, list) or not all(map(_is_number, values)):
-            raise _record_error(path, index, rid, f"field {key!r} must be a list of numbers")
+            raise record_error(path, index, rid, f"field {key!r} must be a list of numbers")
     for key in OPTIONAL_FIELDS:
         value, kind = rec.get(key), COLUMN_TYPES[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
             what = "an integer" if kind is int else "a string"
-            raise _record_error(path, index, rid, f"field {key!r} must be {what}, got {value!r}")
+            raise record_error(path, index, rid, f"field {key!r} must be {what}, got {value!r}")
     return rec
 
 
@@ -324,7 +325,7 @@ class _Checker:
 
     def fail(self, batch: SegmentBatch, row: int, message: str) -> PipelineError:
         rid = batch.table.column("id")[row].as_py()
-        return _record_error(self.path, batch.start + row, rid, message)
+        return record_error(self.path, batch.start + row, rid, message)
 
     def check(self, batch: SegmentBatch) -> None:
         table = batch.table
@@ -357,18 +358,9 @@ class _Checker:
             message = f"field {name!r} has {lengths[row]} values, expected {self.n} (--target-hz {self.n})"
             raise self.fail(batch, row, message)
         values = batch.targets(name, self.n)
-        finite = np.isfinite(values).all(axis=1)
-        if not finite.all():
-            raise self.fail(batch, int(np.argmin(finite)), f"field {name!r} holds a non-finite value")
-        if name in SPEED_FIELDS:
-            low, high, unit = 0.0, MAX_SPEED_MPS, "m/s"
-        else:
-            low, high, unit = -MAX_CURVATURE_PER_M, MAX_CURVATURE_PER_M, "1/m"
-        bad = ((values < low) | (values > high)).any(axis=1)
-        if bad.any():
-            row = int(np.argmax(bad))
-            value = values[row][(values[row] < low) | (values[row] > high)][0]
-            raise self.fail(batch, row, f"field {name!r} holds {value:g} {unit}, outside [{low:g}, {high:g}]")
+        bad = first_bad_target(values.ravel(), np.repeat(np.arange(len(values)), self.n), UNITS[name])
+        if bad is not None:
+            raise self.fail(batch, bad[0], f"field {name!r} {bad[1]}")
 
     def _check_times(self, batch: SegmentBatch) -> None:
         table = batch.table
@@ -400,24 +392,9 @@ class _Checker:
         self._last = (str(clip[-1]), int(index[-1]), int(start[-1]))
 
     def _check_videos(self, batch: SegmentBatch) -> None:
-        video = batch.table.column("video")
-        suspicious = pc.or_(pc.starts_with(video, "/"), pc.match_substring(video, ".."))
-        if not pc.any(suspicious).as_py():
-            return
-        for row in np.flatnonzero(suspicious.to_numpy(zero_copy_only=False)):
-            problem = video_path_problem(video[int(row)].as_py())
-            if problem:
-                raise self.fail(batch, int(row), f"field 'video' {problem}")
-
-
-def video_path_problem(video: str) -> str | None:
-    """Why `video` cannot be a path inside the video root (None if it can): absolute, or climbing out with '..'."""
-    if posixpath.isabs(video):
-        return f"is an absolute path ({video!r}); it must be relative to the video root"
-    normal = posixpath.normpath(video)
-    if normal == ".." or normal.startswith("../"):
-        return f"escapes the video root ({video!r})"
-    return None
+        bad = first_bad_path(batch.table.column("video").combine_chunks())
+        if bad is not None:
+            raise self.fail(batch, bad[0], f"field 'video' {bad[1]}")
 
 
 def _first(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -433,4 +410,4 @@ def _has_null_item(column: pa.ChunkedArray) -> pa.Array:
     return pa.array(rows)
 
 
-__all__ = ["BATCH_ROWS", "SCHEMA", "TARGET_FIELDS", "SegmentBatch", "SegmentsFile", "video_path_problem"]
+__all__ = ["BATCH_ROWS", "SCHEMA", "TARGET_FIELDS", "SegmentBatch", "SegmentsFile", "record_error"]

@@ -37,6 +37,10 @@ def inner_escape(recs):
     recs[0]["video"] = "video_segments/../../outside.mp4"
 
 
+def nul_in_video(recs):
+    recs[1]["video"] = "video_segments/clip\x00.mp4"
+
+
 def empty_window(recs):
     recs[1]["end_us"] = recs[1]["start_us"]
 
@@ -57,6 +61,7 @@ CASES = [
     (escaping_video, "record 1", "'video' escapes the video root"),
     (absolute_video, "record 2", "'video' is an absolute path"),
     (inner_escape, "record 0", "'video' escapes the video root"),
+    (nul_in_video, "record 1", "'video' holds a NUL byte"),
     (empty_window, "record 1", "'end_us'"),
     (backwards_in_clip, "record 1", "'start_us'"),
     (repeated_index, "record 1", "'segment_index' repeats"),
@@ -75,6 +80,54 @@ def test_untrustworthy_records_exit_2_with_one_line(tmp_path, capsys, name, muta
     result = run_in_process(capsys, "build-dataset", "--segments-path", path, "--output-dir", out)
     line = assert_one_line_error(result, str(path), record, message)
     assert f"(id '{recs[int(record.split()[1])]['id']}')" in line
+    assert not out.exists()
+
+
+def _link_file(segs, outside, video):
+    """The segment's mp4 becomes a link to a file outside the segments root."""
+    secret = outside / "secret.mp4"
+    secret.write_bytes(b"not the user's to share")
+    (segs / video).unlink()
+    (segs / video).symlink_to(secret)
+
+
+def _link_folder(segs, outside, video):
+    """The clip's folder becomes a link to a folder outside the segments root, holding the same file names."""
+    folder = segs / video.rsplit("/", 1)[0]
+    for mp4 in folder.iterdir():
+        (outside / mp4.name).write_bytes(b"not the user's to share")
+    for mp4 in folder.iterdir():
+        mp4.unlink()
+    folder.rmdir()
+    folder.symlink_to(outside, target_is_directory=True)
+
+
+def _link_inside(segs, outside, video):
+    """A link to another file inside the root: allowed."""
+    (segs / video).unlink()
+    (segs / video).symlink_to(segs / "metadata" / "segments.json")
+
+
+@pytest.mark.parametrize("link", [_link_file, _link_folder, _link_inside])
+def test_video_linked_outside_the_segments_root_exits_2(tmp_path, capsys, link):
+    segs, outside = tmp_path / "segs", tmp_path / "outside"
+    outside.mkdir()
+    recs = make_segment_records(n_clips=2, n_segments=3)
+    for rec in recs:
+        (segs / rec["video"]).parent.mkdir(parents=True, exist_ok=True)
+        (segs / rec["video"]).write_bytes(b"mp4")
+    write_segment_files(segs, recs)
+    link(segs, outside, recs[4]["video"])
+    path, out = segs / "metadata" / "segments.parquet", tmp_path / "ds"
+    result = run_in_process(
+        capsys, "build-dataset", "--segments-path", path, "--output-dir", out, "--allow-empty-split"
+    )
+    if link is _link_inside:
+        assert result.code == 0, result.err
+        return
+    row = 3 if link is _link_folder else 4  # the folder holds the clip's first segment too
+    line = assert_one_line_error(result, str(path), f"record {row}", "resolves outside the video root")
+    assert f"(id '{recs[row]['id']}')" in line
     assert not out.exists()
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.contracts.segments_reader import SegmentBatch, SegmentsFile
+from pipeline.contracts.record_checks import first_bad_video
+from pipeline.contracts.segments_reader import SegmentBatch, SegmentsFile, record_error
 from pipeline.contracts.video_files import VideoFiles
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import ProgressSink
@@ -45,8 +46,8 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
     """Check every record of `source` and summarise its clips (see `ScanResult`).
 
     Raises:
-        PipelineError: a bad record, a duplicate id, a clip on both sides (official split), or with `strict` a
-            missing video.
+        PipelineError: a bad record (one whose video leaves the root through a symlink too), a duplicate id, a
+            clip on both sides (official split), or with `strict` a missing video.
     """
     videos = VideoFiles()
     root_text = str(root)
@@ -59,6 +60,7 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
         clips = batch_clips(batch, rule.seed)
         ids.add(batch, clips)
         is_test = row_is_test(batch, clips, rule, source.path)
+        _check_links(source, batch, root, videos)
         exists = videos.exist(root_text, table.column("video"))
         if not exists.all():
             row = int(np.argmin(exists))
@@ -84,6 +86,15 @@ def scan(source: SegmentsFile, rule: SplitRule, root: Path, strict: bool, progre
     if mixed.any():
         _raise_mixed_clip(source, rule.seed, int(all_keys[np.argmax(mixed)]))
     return ScanResult(records, frozenset(missing), all_keys, total, test_votes > 0)
+
+
+def _check_links(source: SegmentsFile, batch: SegmentBatch, root: Path, videos: VideoFiles) -> None:
+    """Refuse a record whose video leaves the video root through a symlink (a bad record, like a '..' path)."""
+    bad = first_bad_video(batch.table.column("video"), root, videos)
+    if bad is not None:
+        row, problem = bad
+        rid = batch.table.column("id")[row].as_py()
+        raise record_error(source.path, batch.start + row, rid, f"field 'video' {problem}")
 
 
 def _check_unique_ids(source: SegmentsFile) -> None:

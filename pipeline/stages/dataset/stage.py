@@ -28,6 +28,7 @@ from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, answer_format_des
 from pipeline.contracts.segments_reader import SegmentsFile
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
+from pipeline.core.permissions import check_writable
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.dataset.config import DatasetConfig
 from pipeline.stages.dataset.leakage import leakage_report, leakage_text
@@ -138,6 +139,7 @@ def _check_output(config: DatasetConfig) -> None:
         raise PipelineError(f"--output-dir is a file, not a directory: {out}")
     if out.resolve() == config.video_root or config.video_root.is_relative_to(out.resolve()):
         raise PipelineError(f"--output-dir {out} would replace the segments directory it reads")
+    check_writable(out)
 
 
 def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildResult:

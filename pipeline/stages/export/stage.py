@@ -28,6 +28,7 @@ from pipeline.contracts.dataset_reader import SPLITS, load_split, read_meta, spl
 from pipeline.contracts.video_files import VideoFiles
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
+from pipeline.core.permissions import check_writable
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.export.config import FORMATS, ExportConfig
 from pipeline.stages.export.video import readme_section, run_file
@@ -235,7 +236,8 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
     each split so that memory does not grow with its size.
 
     Raises:
-        PipelineError: the dataset is missing or malformed, or the output exists without `overwrite`.
+        PipelineError: the dataset is missing or malformed (or holds a bad row, `dataset_reader`), the output exists
+            without `overwrite`, or it cannot be written.
     """
     progress = progress or NullProgress()
     meta = read_meta(config.dataset)
@@ -243,6 +245,7 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
     out = config.output_dir
     if out.exists() and not config.overwrite:
         raise PipelineError(f"output directory exists: {out} (pass --overwrite to replace it)")
+    check_writable(out)
     final = out.resolve()
 
     result = ExportResult(final)
