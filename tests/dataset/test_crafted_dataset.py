@@ -134,3 +134,19 @@ def test_untouched_copy_is_read(dataset_dir, tmp_path, capsys):
     assert len(videos) == len(load_rows(dataset_dir)) and all(
         v.startswith(str(tmp_path / "segments") + "/") for v in videos
     )
+
+
+@pytest.mark.parametrize("case", ["absolute", "file-symlink"])
+def test_crafted_shard_sends_nothing_to_a_server(dataset_dir, tiny_qwen3_vl, tmp_path, capsys, case):
+    """`evaluate --server --media base64` would send the video's bytes: the crafted row stops it before any request."""
+    from tests.evaluate.fake_chat_server import FakeChatServer
+
+    mutate, message = CASES[case]
+    crafted, shard, rows = _crafted(dataset_dir, tmp_path, mutate)
+    out = tmp_path / "served"
+    with FakeChatServer({}) as server:
+        args = ["--server", server.url, "--media", "base64", "--run-dir", tiny_qwen3_vl, "--output-dir", out]
+        result = run_in_process(capsys, "evaluate", "--dataset", crafted, *args)
+        assert server.bodies == []
+    assert_one_line_error(result, str(shard), f"row 1 (id '{rows[1]['id']}')", message)
+    assert not out.exists()
