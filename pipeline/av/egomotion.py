@@ -312,6 +312,15 @@ def frames_in_windows(frame_timestamps_us: np.ndarray, start_us: np.ndarray, end
     return np.stack([lo, hi], axis=1).astype(np.int64)
 
 
+def nearest_frames(frame_timestamps_us: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """(K,) int64 index of the frame nearest each time `t_us` (K,) µs (ties: the earlier frame)."""
+    ts = np.asarray(frame_timestamps_us, dtype=np.int64)
+    t = np.asarray(t_us, dtype=np.int64)
+    after = np.clip(np.searchsorted(ts, t, side="left"), 0, len(ts) - 1)
+    before = np.clip(after - 1, 0, len(ts) - 1)
+    return np.where(np.abs(ts[before] - t) <= np.abs(ts[after] - t), before, after).astype(np.int64)
+
+
 __all__ = [
     "MAX_GAP_US",
     "POSE_COLUMNS",
@@ -326,6 +335,7 @@ __all__ = [
     "interpolate_curvature",
     "interpolate_speed",
     "interpolate_velocity",
+    "nearest_frames",
     "segment_targets",
     "segment_windows",
     "span_reasons",

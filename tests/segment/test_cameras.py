@@ -87,3 +87,22 @@ def test_every_camera_must_be_downloaded(three_cameras, tmp_path):
 def test_camera_and_cameras_must_agree(tmp_path):
     with pytest.raises(PipelineError, match="^--camera camera_rear_tele_30fov and --cameras"):
         SegmentConfig(input_dir=tmp_path, output_dir=tmp_path, camera="camera_rear_tele_30fov", cameras=CAMERAS)
+
+
+def test_frames_per_camera_are_the_frames_nearest_the_alpamayo_times(three_cameras, tmp_path):
+    repo, _ = three_cameras
+    out = tmp_path / "four_frames"
+    make_segments(repo.root, out, cameras=CAMERAS, size=None, frames_per_camera=4, frame_spacing_s=0.1)
+    segments = json.loads((out / "metadata" / "segments.json").read_text())
+    assert len(segments) == 3
+    clocks = {c: frame_timestamps(repo, c, segments[0]["clip_id"]) for c in CAMERAS}
+    for rec in segments:
+        assert rec["frame_count"] == 4
+        for camera, video in zip(CAMERAS, rec["videos"], strict=True):
+            ts = clocks[camera]
+            half = int(np.median(np.diff(ts))) // 2
+            before_end = ts[ts < rec["end_us"] - half]
+            times = rec["end_us"] - np.array([300_000, 200_000, 100_000, 0])
+            nearest = [int(np.argmin(np.abs(before_end - t))) for t in times]
+            assert frame_codes(out / video) == nearest, (camera, rec["id"])
+            assert nearest[-1] == len(before_end) - 1  # the last frame is the window's last

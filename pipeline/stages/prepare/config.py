@@ -27,6 +27,8 @@ _SEGMENT_OPTIONS = {
     "target_kind": {},
     "history_steps": {},
     "history_hz": {},
+    "frames_per_camera": {},
+    "frame_spacing_s": {},
     "window_s": {},
     "stride_s": {},
     "size": {},

@@ -38,6 +38,7 @@ from pipeline.stages.segment.config import (
     clip_record_path,
     segment_video_relpath,
 )
+from pipeline.stages.segment.frames import ClipFrames, window_requests
 
 log = logging.getLogger(__name__)
 
@@ -226,16 +227,6 @@ class CutSegment:
 
 
 @dataclass(frozen=True)
-class _ClipFrames:
-    """The clip's frame clock: (F,) int64 µs frame timestamps and the timing derived from them."""
-
-    timestamps_us: np.ndarray
-    start_us: int
-    frame_dt_us: int
-    end_us: int
-
-
-@dataclass(frozen=True)
 class _Plan:
     """The segments of a clip to cut: S windows, their targets, and which of them get an mp4."""
 
@@ -274,16 +265,16 @@ def _cut_clip(job: ClipJob, config: SegmentConfig, warnings: list[str]) -> tuple
     return [_cut_segment(job, config, frames, plan, w, more_files.get(w.index, {})) for w in written], plan.skipped
 
 
-def _camera_frames(camera_zip: Path, member: str) -> _ClipFrames:
+def _camera_frames(camera_zip: Path, member: str) -> ClipFrames:
     """A camera's frame clock from its timestamps member."""
     ts = _frame_timestamps(camera_zip, member)
     try:
-        return _ClipFrames(ts, *ego.clip_timing(ts))
+        return ClipFrames(ts, *ego.clip_timing(ts))
     except ValueError as err:
         raise _Skip(f"{member}: {err}") from None
 
 
-def _clip_frames(job: ClipJob, config: SegmentConfig) -> _ClipFrames:
+def _clip_frames(job: ClipJob, config: SegmentConfig) -> ClipFrames:
     """The frame clock, once the clip is known to be long enough for one window and its horizon."""
     clock = _camera_frames(job.camera_zip, job.timestamps_member)
     clip_start, frame_dt, clip_end = clock.start_us, clock.frame_dt_us, clock.end_us
@@ -313,7 +304,7 @@ def _egomotion(job: ClipJob, warnings: list[str]) -> ego.EgomotionTable:
 
 
 def _plan_segments(
-    job: ClipJob, config: SegmentConfig, frames: _ClipFrames, table: ego.EgomotionTable, more: list[_ClipFrames]
+    job: ClipJob, config: SegmentConfig, frames: ClipFrames, table: ego.EgomotionTable, more: list[ClipFrames]
 ) -> _Plan:
     """The clip's windows and targets; a window without targets or without frames of a camera is skipped (each
     camera's frames are those of its own clock in the window, with its own half frame). Raises `_Skip` if all are."""
@@ -322,10 +313,10 @@ def _plan_segments(
     start_us, end_us = ego.segment_windows(
         frames.start_us, frames.end_us, config.window_s, config.stride_s, config.horizon_s, tolerance_us=half_frame
     )
-    ranges = ego.frames_in_windows(frames.timestamps_us, start_us - half_frame, end_us - half_frame)
-    more_ranges = [
-        ego.frames_in_windows(m.timestamps_us, start_us - m.frame_dt_us // 2, end_us - m.frame_dt_us // 2)
-        for m in more
+    clocks = [frames, *more]
+    ranges = [
+        ego.frames_in_windows(c.timestamps_us, start_us - c.frame_dt_us // 2, end_us - c.frame_dt_us // 2)
+        for c in clocks
     ]
     window_us, horizon_us = int(round(config.window_s * 1e6)), int(round(config.horizon_s * 1e6))
     targets = ego.segment_targets(table, end_us, window_us, horizon_us, config.n_targets)
@@ -340,19 +331,13 @@ def _plan_segments(
     more_requests: list[list[SegmentRequest]] = [[] for _ in more]
     for i in range(len(end_us)):
         reason = targets.reasons[i] or (trajectory.reasons[i] if trajectory is not None else None)
-        if reason is None and ranges[i, 1] <= ranges[i, 0]:
-            reason = "no video frame in the window"
-        empty = [c.camera for c, r in zip(job.more_cameras, more_ranges, strict=True) if r[i, 1] <= r[i, 0]]
-        if reason is None and empty:
-            reason = f"no {empty[0]} frame in the window"
-        if reason is not None:
-            skipped.append({"segment_index": i, "reason": reason})
+        window = window_requests(job, config, i, int(end_us[i]), clocks, ranges) if reason is None else reason
+        if isinstance(window, str):
+            skipped.append({"segment_index": i, "reason": window})
             continue
-        rel = segment_video_relpath(job.chunk, job.clip_id, i)
-        requests.append(SegmentRequest(i, int(ranges[i, 0]), int(ranges[i, 1]), config.output_dir / rel))
-        for c, r, out in zip(job.more_cameras, more_ranges, more_requests, strict=True):
-            rel = segment_video_relpath(job.chunk, job.clip_id, i, c.camera)
-            out.append(SegmentRequest(i, int(r[i, 0]), int(r[i, 1]), config.output_dir / rel))
+        requests.append(window[0])
+        for out, request in zip(more_requests, window[1:], strict=True):
+            out.append(request)
     if not requests:
         first = skipped[0]["reason"] if skipped else "no segment window fits"
         raise _Skip(f"no usable segment ({len(skipped)} skipped; first: {first})")
@@ -362,7 +347,7 @@ def _plan_segments(
 def _cut_segment(
     job: ClipJob,
     config: SegmentConfig,
-    frames: _ClipFrames,
+    frames: ClipFrames,
     plan: _Plan,
     written: WrittenSegment,
     more_files: dict[str, int],

@@ -155,6 +155,18 @@ class SegmentConfig:
     )
     # Trajectory history rate, Hz.
     history_hz: float = setting(_TARGETS.history_hz, help="Trajectory history steps per second.")
+    # Frames per camera, the last nearest the window's end (None: the whole window as a clip).
+    frames_per_camera: int | None = setting(
+        None,
+        help="Frames per camera nearest end - (N-1-j) * --frame-spacing (Alpamayo: 4); 0 = the whole window.",
+        cli_type=int,
+        cli_default=0,
+        parse=_zero_is_all,
+    )
+    # Spacing of those frames, s.
+    frame_spacing_s: float = setting(
+        _TARGETS.frame_spacing_s, help="Spacing of --frames-per-camera frames, s.", flags=("--frame-spacing",)
+    )
     workers: int = setting(1, help="Processes over clips.")
     # (i, n) of deterministic, disjoint shards of the clip list; the command line gives "i/n".
     shard: tuple[int, int] = setting(
@@ -212,6 +224,8 @@ class SegmentConfig:
             history_steps=self.history_steps,
             history_hz=self.history_hz,
             cameras=self.camera_names,
+            frames_per_camera=self.frames_per_camera,
+            frame_spacing_s=self.frame_spacing_s,
         )
 
     @property
@@ -251,6 +265,7 @@ class SegmentConfig:
             "target_hz": self.target_hz,
             "targets": self.target_kind,
             "history": [self.history_steps, self.history_hz],
+            "frames": [self.frames_per_camera, self.frame_spacing_s],
             "encode": {k: v for k, v in asdict(self.encode_settings()).items() if k != "decode_threads"},
         }
         return json.loads(json.dumps(signature))
