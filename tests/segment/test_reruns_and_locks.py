@@ -113,6 +113,7 @@ def test_the_signature_holds_every_setting_the_outputs_depend_on(tmp_path):
     assert list(signature) == [
         "version",
         "camera",
+        "cameras",
         "window_s",
         "stride_s",
         "horizon_s",
@@ -120,6 +121,7 @@ def test_the_signature_holds_every_setting_the_outputs_depend_on(tmp_path):
         "target_hz",
         "targets",
         "history",
+        "frames",
         "encode",
     ]
     assert (signature["version"], signature["target_hz"], signature["size"]) == (5, 10.0, [64, 36])
