@@ -14,6 +14,7 @@ from pipeline.av.catalog import read_features
 from pipeline.core.errors import PipelineError
 from pipeline.stages.segment.config import SegmentConfig, list_jobs
 from pipeline.standins.frame_code import decode_frame_index
+from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.segment_fixtures import make_segments
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
 
@@ -106,3 +107,9 @@ def test_frames_per_camera_are_the_frames_nearest_the_alpamayo_times(three_camer
             nearest = [int(np.argmin(np.abs(before_end - t))) for t in times]
             assert frame_codes(out / video) == nearest, (camera, rec["id"])
             assert nearest[-1] == len(before_end) - 1  # the last frame is the window's last
+
+
+def test_the_cli_names_a_bad_camera(three_cameras, capsys, tmp_path):
+    repo, _ = three_cameras
+    args = ("--input-dir", repo.root, "--output-dir", tmp_path / "o", "--cameras", "camera_front_wide_120fov,nope")
+    assert_one_line_error(run_in_process(capsys, "segment", *args), "--cameras", "'nope'", "features.csv")
