@@ -20,6 +20,8 @@ import pandas as pd
 MAX_GAP_US = 200_000
 # Columns every egomotion table must have (velocity is in the anchor frame).
 REQUIRED_COLUMNS = ("timestamp", "vx", "vy", "vz", "curvature")
+# Pose columns (position in the anchor frame, m; orientation quaternion, scalar last), read where present.
+POSE_COLUMNS = ("x", "y", "z", "qx", "qy", "qz", "qw")
 
 
 class EgomotionError(ValueError):
@@ -42,6 +44,8 @@ class EgomotionTable:
     n_conflicting: int = 0
     # Timestamp of the first such conflict, µs; None when there is none.
     first_conflict_us: int | None = None
+    # (N, 7) float64 x, y, z (m, anchor frame), qx, qy, qz, qw (scalar last); None when the table has no pose.
+    pose: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.timestamp_us)
@@ -88,6 +92,7 @@ def clean_egomotion(df: pd.DataFrame) -> EgomotionTable:
         n_duplicates=int(len(ts) - len(rows)),
         n_conflicting=int(conflicting.sum()),
         first_conflict_us=int(ts_sorted[np.argmax(conflicting)]) if conflicting.any() else None,
+        pose=df[list(POSE_COLUMNS)].to_numpy(dtype=np.float64)[rows] if set(POSE_COLUMNS) <= set(df.columns) else None,
     )
 
 
@@ -191,11 +196,39 @@ def segment_targets(
     span_lo = hist_t[:, 0] if n else end_us
     span_hi = fut_t[:, -1] if n else end_us
 
-    ts = table.timestamp_us
-    reasons: list[str | None] = [None] * len(end_us)
+    reasons = span_reasons(table.timestamp_us, table.finite, _infinite(table), span_lo, span_hi, max_gap_us)
+    valid = np.array([r is None for r in reasons], dtype=bool)
+
+    both = np.concatenate([hist_t, fut_t], axis=1)
+    speed = interpolate_speed(table, both)
+    curv = interpolate_curvature(table, both)
+    speed[~valid] = np.nan
+    curv[~valid] = np.nan
+    return SegmentTargets(
+        velocity=speed[:, n:],
+        curvature=curv[:, n:],
+        history_velocity=speed[:, :n],
+        history_curvature=curv[:, :n],
+        valid=valid,
+        reasons=reasons,
+    )
+
+
+def _infinite(table: EgomotionTable) -> np.ndarray:
+    return np.isinf(table.velocity).any(axis=1) | np.isinf(table.curvature)
+
+
+def span_reasons(
+    ts: np.ndarray, finite: np.ndarray, infinite: np.ndarray, span_lo: np.ndarray, span_hi: np.ndarray, max_gap_us: int
+) -> list[str | None]:
+    """Why each sample span [lo, hi] (µs) cannot be interpolated, or None where it can.
+
+    ts: (N,) µs sample times; finite / infinite: (N,) bool rows whose values are all finite / any infinite;
+    span_lo, span_hi: (S,) µs. A span is bad when it is not inside [ts[0], ts[-1]] (no extrapolation), when a
+    NaN or infinite row touches it, or when two consecutive samples in it are more than `max_gap_us` apart.
+    """
+    reasons: list[str | None] = [None] * len(span_lo)
     # Intervals between consecutive samples: bad if too long or touching a NaN row. Interval i is [ts[i], ts[i+1]].
-    finite = table.finite
-    infinite = np.isinf(table.velocity).any(axis=1) | np.isinf(table.curvature)
     gaps = np.diff(ts)
     too_long = gaps > max_gap_us
     has_nan = ~(finite[:-1] & finite[1:])
@@ -225,21 +258,7 @@ def segment_targets(
                 f"egomotion gap of {gaps[idx] / 1e6:.3f} s > {max_gap_us / 1e6:.1f} s at {ts[idx]} us "
                 f"within [{lo}, {hi}] us"
             )
-    valid = np.array([r is None for r in reasons], dtype=bool)
-
-    both = np.concatenate([hist_t, fut_t], axis=1)
-    speed = interpolate_speed(table, both)
-    curv = interpolate_curvature(table, both)
-    speed[~valid] = np.nan
-    curv[~valid] = np.nan
-    return SegmentTargets(
-        velocity=speed[:, n:],
-        curvature=curv[:, n:],
-        history_velocity=speed[:, :n],
-        history_curvature=curv[:, :n],
-        valid=valid,
-        reasons=reasons,
-    )
+    return reasons
 
 
 def clip_timing(frame_timestamps_us: np.ndarray) -> tuple[int, int, int]:
@@ -293,8 +312,18 @@ def frames_in_windows(frame_timestamps_us: np.ndarray, start_us: np.ndarray, end
     return np.stack([lo, hi], axis=1).astype(np.int64)
 
 
+def nearest_frames(frame_timestamps_us: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """(K,) int64 index of the frame nearest each time `t_us` (K,) µs (ties: the earlier frame)."""
+    ts = np.asarray(frame_timestamps_us, dtype=np.int64)
+    t = np.asarray(t_us, dtype=np.int64)
+    after = np.clip(np.searchsorted(ts, t, side="left"), 0, len(ts) - 1)
+    before = np.clip(after - 1, 0, len(ts) - 1)
+    return np.where(np.abs(ts[before] - t) <= np.abs(ts[after] - t), before, after).astype(np.int64)
+
+
 __all__ = [
     "MAX_GAP_US",
+    "POSE_COLUMNS",
     "EgomotionError",
     "EgomotionTable",
     "SegmentTargets",
@@ -306,6 +335,8 @@ __all__ = [
     "interpolate_curvature",
     "interpolate_speed",
     "interpolate_velocity",
+    "nearest_frames",
     "segment_targets",
     "segment_windows",
+    "span_reasons",
 ]

@@ -158,6 +158,8 @@ class SegmentRequest:
     stop_frame: int
     # Final mp4 path (written under a temp name, renamed when complete).
     path: Path
+    # Only these source frames of the range (ascending, the first is first_frame, the last stop_frame - 1); () = all.
+    frames: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,8 @@ def cut_segments(
             while pending and pending[0].first_frame == index:
                 opened.append(_open_segment(pending.pop(0), frame, rate, int(ts[index]), settings))
             for seg in opened:
+                if seg.request.frames and index not in seg.request.frames:
+                    continue
                 frame.pts = int(ts[index]) - seg.first_us
                 frame.time_base = MICROSECONDS
                 _encode(seg, frame)

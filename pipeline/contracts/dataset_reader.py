@@ -45,12 +45,18 @@ def quiet_datasets() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def features(n: int) -> datasets.Features:
-    """The declared columns of the dataset (docs/ARCHITECTURE.md) for n targets per second."""
+def features(n: int, extended: bool = False) -> datasets.Features:
+    """The declared columns of the dataset (docs/ARCHITECTURE.md) for n targets per second; `extended` adds the
+    columns of trajectory or several-camera builds (`cameras`, `videos`, `future_xyh`, `history_xyh`)."""
     from datasets import Features, List, Value
 
     content = {"type": Value("string"), "text": Value("string"), "video": Value("string")}
     seq = List(Value("float32"), length=n)
+    extra = {}
+    if extended:
+        xyh = List(List(Value("float32"), length=3))
+        extra = {"cameras": List(Value("string")), "videos": List(Value("string")), "future_xyh": xyh}
+        extra["history_xyh"] = xyh
     return Features(
         {
             "id": Value("string"),
@@ -65,6 +71,7 @@ def features(n: int) -> datasets.Features:
             "curvature": seq,
             "history_velocity": seq,
             "history_curvature": seq,
+            **extra,
         }
     )
 

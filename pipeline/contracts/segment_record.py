@@ -81,6 +81,15 @@ class SegmentRecord:
     curvature_mean: float = _column(unit="1/m")
     # Last of history_curvature, 1/m.
     curvature_last: float = _column(unit="1/m")
+    # (N, 3) rows [x m, y m, heading rad] at (k + 1) / target_hz after end_us, in the ego frame at end_us (x forward,
+    # y left, heading counter-clockwise from x); empty when the targets are "motion" only.
+    future_xyh: list[list[float]] = _column(read=True, unit="m, m, rad", optional=True)
+    # (H, 3) rows of the same kind at end_us - (H - 1 - k) / history_hz, oldest first (the last is end_us itself).
+    history_xyh: list[list[float]] = _column(read=True, unit="m, m, rad", optional=True)
+    # Camera feature names, in the order given; the first is `camera`.
+    cameras: list[str] = _column(read=True, optional=True)
+    # mp4 paths relative to the stage's output_dir, one per camera in `cameras` order; the first is `video`.
+    videos: list[str] = _column(read=True, optional=True)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object, keys in field order."""
@@ -105,10 +114,18 @@ UNITS: dict[str, str] = {f.name: f.metadata[_UNIT] for f in fields(SegmentRecord
 
 
 def arrow_schema(columns: tuple[str, ...] = COLUMNS) -> pa.Schema:
-    """The Arrow schema of `columns` (default all, in field order): string, int64, float64, list<float64>."""
+    """The Arrow schema of `columns` (default all, in field order): string, int64, float64, list<float64>,
+    list<list<float64>>, list<string>."""
     import pyarrow as pa  # loaded only where a schema is needed: the clip workers build records without it
 
-    types = {str: pa.string(), int: pa.int64(), float: pa.float64(), list[float]: pa.list_(pa.float64())}
+    types = {
+        str: pa.string(),
+        int: pa.int64(),
+        float: pa.float64(),
+        list[float]: pa.list_(pa.float64()),
+        list[list[float]]: pa.list_(pa.list_(pa.float64())),
+        list[str]: pa.list_(pa.string()),
+    }
     return pa.schema([pa.field(name, types[COLUMN_TYPES[name]]) for name in columns])
 
 

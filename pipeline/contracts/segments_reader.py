@@ -6,8 +6,8 @@ record and the field: every field the dataset needs is present with its type; ta
 finite and physically possible (speeds in [0, `MAX_SPEED_MPS`] m/s, curvatures within +-`MAX_CURVATURE_PER_M`
 1/m, the answer parser's limits); `video` is a relative path without a NUL byte that stays inside the video root
 (those two checks are `record_checks`', which the dataset reader applies too); every window ends after it starts,
-and consecutive segments of a clip are in time order. Symlinks out of the video root are the build's check (it
-knows the root).
+and consecutive segments of a clip are in time order; where a record has trajectories and cameras (record version
+5), they pass `segment_extras`'s checks. Symlinks out of the video root are the build's check (it knows the root).
 """
 
 from __future__ import annotations
@@ -23,11 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contracts.record_checks import first_bad_path, first_bad_target
+from pipeline.contracts.segment_extras import CAMERA_FIELDS, TRAJECTORY_FIELDS, batch_problem, json_problem
 from pipeline.contracts.segment_record import COLUMN_TYPES, OPTIONAL_COLUMNS, READ_COLUMNS, UNITS, arrow_schema
 from pipeline.core.errors import PipelineError, first_line
 
 # Columns a file may lack (files from before they were added): the official split and the drive key; null there.
-OPTIONAL_FIELDS = OPTIONAL_COLUMNS
+OPTIONAL_FIELDS = tuple(n for n in OPTIONAL_COLUMNS if COLUMN_TYPES[n] in (str, int))
+# List columns of record version 5 (segment_extras), null in older files.
+EXTRA_FIELDS = (*TRAJECTORY_FIELDS, *CAMERA_FIELDS)
+_MAY_LACK = (*OPTIONAL_FIELDS, *EXTRA_FIELDS)
 # The required `SegmentRecord` columns the build reads, by type, in field order.
 STR_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is str and n not in OPTIONAL_FIELDS)
 INT_FIELDS = tuple(n for n in READ_COLUMNS if COLUMN_TYPES[n] is int and n not in OPTIONAL_FIELDS)
@@ -38,10 +42,11 @@ SPEED_FIELDS = tuple(n for n in TARGET_FIELDS if UNITS[n] == "m/s")
 BATCH_ROWS = 20_000
 # Characters read from a JSON file at a time.
 _JSON_READ_CHARS = 1 << 20
+_SCALAR = {int: "int", str: "string"}
 # chunk and segment_index are stored as int32.
 _INT32_MAX = 2**31 - 1
 
-SCHEMA = arrow_schema((*STR_FIELDS, *INT_FIELDS, *OPTIONAL_FIELDS, *TARGET_FIELDS))
+SCHEMA = arrow_schema((*STR_FIELDS, *INT_FIELDS, *OPTIONAL_FIELDS, *TARGET_FIELDS, *EXTRA_FIELDS))
 """Columns of a batch. All but OPTIONAL_FIELDS (needed only by some split methods and the leakage report) are
 required."""
 
@@ -124,7 +129,7 @@ class SegmentsFile:
         try:
             with pq.ParquetFile(self.path) as file:
                 names = file.schema_arrow.names
-                columns = [f.name for f in SCHEMA if f.name not in OPTIONAL_FIELDS or f.name in names]
+                columns = [f.name for f in SCHEMA if f.name not in _MAY_LACK or f.name in names]
                 for group in parts:
                     for record_batch in file.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
                         table = _conform(pa.Table.from_batches([record_batch]))
@@ -166,7 +171,7 @@ def _parquet_row_groups(path: Path) -> list[int]:
         raise PipelineError(f"{path}: not a readable parquet file ({first_line(err)})") from None
     for field in SCHEMA:
         if field.name not in schema.names:
-            if field.name in OPTIONAL_FIELDS:
+            if field.name in _MAY_LACK:
                 continue
             raise PipelineError(f"{path}: no column {field.name!r}")
         kind = schema.field(field.name).type
@@ -174,13 +179,18 @@ def _parquet_row_groups(path: Path) -> list[int]:
             "string": pa.types.is_string(kind) or pa.types.is_large_string(kind),
             "int": pa.types.is_integer(kind),
             "list": _is_number_list(kind),
-        }["list" if field.name in TARGET_FIELDS else "int" if COLUMN_TYPES[field.name] is int else "string"]
+            "lists": pa.types.is_list(kind) or pa.types.is_large_list(kind),
+        }[_kind(field.name)]
         if not ok:
             expected = "a list of numbers" if field.name in TARGET_FIELDS else field.type
             raise PipelineError(f"{path}: column {field.name!r} has type {kind}, expected {expected}")
     if sum(groups) == 0:
         raise PipelineError(f"{path}: contains no segments")
     return groups
+
+
+def _kind(name: str) -> str:
+    return "lists" if name in EXTRA_FIELDS else "list" if name in TARGET_FIELDS else _SCALAR[COLUMN_TYPES[name]]
 
 
 def _is_number_list(kind: pa.DataType) -> bool:
@@ -310,6 +320,9 @@ def _check_json_record(path: Path, index: int, rec: Any, n: int) -> dict[str, An
         if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
             what = "an integer" if kind is int else "a string"
             raise record_error(path, index, rid, f"field {key!r} must be {what}, got {value!r}")
+    problem = json_problem(rec)
+    if problem is not None:
+        raise record_error(path, index, rid, problem)
     return rec
 
 
@@ -347,6 +360,9 @@ class _Checker:
             self._check_targets(batch, name)
         self._check_times(batch)
         self._check_videos(batch)
+        problem = batch_problem(table)
+        if problem is not None:
+            raise self.fail(batch, *problem)
 
     def _check_targets(self, batch: SegmentBatch, name: str) -> None:
         column = batch.table.column(name)

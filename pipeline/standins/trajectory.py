@@ -329,3 +329,28 @@ def scenario_for(clip_number: int, seed: int, duration_s: float = 20.0, margin_s
         t_min_us=-round(margin_s * 1e6),
         t_max_us=round((T + margin_s) * 1e6),
     )
+
+
+def arc_pose(t_s: np.ndarray, speed_mps: float, accel_mps2: float, curvature_per_m: float) -> np.ndarray:
+    """Closed-form pose of a drive on a circle (or a line) with constant acceleration, from the anchor pose at t = 0.
+
+    Arc length s = v0 t + a t^2 / 2 (the caller keeps the speed v0 + a t >= 0), heading = kappa s (rad,
+    counter-clockwise), x = sin(kappa s) / kappa, y = (1 - cos(kappa s)) / kappa (kappa = 0: x = s, y = 0), m.
+    Returns (*t_s.shape, 3) float64 [x, y, heading]. The pose relative to the one at any other time has the same
+    form in the arc length between them, which makes these drives exact references for ego-frame trajectories.
+    """
+    t = np.asarray(t_s, dtype=np.float64)
+    s = speed_mps * t + 0.5 * accel_mps2 * t * t
+    heading = curvature_per_m * s
+    if curvature_per_m == 0:
+        x, y = s, np.zeros_like(s)
+    else:
+        x, y = np.sin(heading) / curvature_per_m, (1.0 - np.cos(heading)) / curvature_per_m
+    return np.stack([x, y, heading], axis=-1)
+
+
+def relative_arc_pose(arc_length_m: np.ndarray, curvature_per_m: float) -> np.ndarray:
+    """Closed-form [x m, y m, heading rad] of the pose `arc_length_m` further along a circle of `curvature_per_m`
+    (line for 0), in the frame of the starting pose. (*shape, 3) float64."""
+    s = np.asarray(arc_length_m, dtype=np.float64)
+    return arc_pose(s, 1.0, 0.0, curvature_per_m)

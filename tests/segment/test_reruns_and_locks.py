@@ -113,14 +113,18 @@ def test_the_signature_holds_every_setting_the_outputs_depend_on(tmp_path):
     assert list(signature) == [
         "version",
         "camera",
+        "cameras",
         "window_s",
         "stride_s",
         "horizon_s",
         "size",
         "target_hz",
+        "targets",
+        "history",
+        "frames",
         "encode",
     ]
-    assert (signature["version"], signature["target_hz"], signature["size"]) == (4, 10.0, [64, 36])
+    assert (signature["version"], signature["target_hz"], signature["size"]) == (5, 10.0, [64, 36])
 
 
 def test_records_of_the_old_signature_are_recut_once(small_repo, clean_run, tmp_path):
@@ -129,14 +133,14 @@ def test_records_of_the_old_signature_are_recut_once(small_repo, clean_run, tmp_
     for path in paths:
         record = json.loads(path.read_text())
         signature = record["signature"]
-        assert (signature["version"], signature["target_hz"]) == (4, 30.0) and "fps" not in signature
+        assert (signature["version"], signature["target_hz"]) == (5, 30.0) and "fps" not in signature
         # Version 2 stored target_hz under "fps".
         signature.update(version=2, fps=signature.pop("target_hz"))
         path.write_text(json.dumps(record))
 
     recut = make_segments(small_repo.root, out, size=SIZE)
     assert (recut.done, recut.reused) == (3, 0)
-    assert all(json.loads(path.read_text())["signature"]["version"] == 4 for path in paths)
+    assert all(json.loads(path.read_text())["signature"]["version"] == 5 for path in paths)
     _assert_same_as_clean(out, clean_run)
     again = make_segments(small_repo.root, out, size=SIZE)
     assert (again.done, again.reused) == (3, 3)

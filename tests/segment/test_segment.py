@@ -47,6 +47,10 @@ SEGMENT_KEYS = {
     "curvature_last",
     "drive",
     "drive_offset_us",
+    "future_xyh",
+    "history_xyh",
+    "cameras",
+    "videos",
 }
 
 
@@ -93,6 +97,8 @@ def test_contract_and_counts(segments_dir, synthetic_repo):
         assert (rec["frame_count"], rec["width"], rec["height"]) == (30, 224, 128)
         assert rec["fps"] == pytest.approx(30.0, rel=1e-3)
         assert all(len(rec[k]) == 30 for k in ("velocity", "curvature", "history_velocity", "history_curvature"))
+        assert (rec["future_xyh"], rec["history_xyh"]) == ([], [])  # motion targets only
+        assert (rec["cameras"], rec["videos"]) == ([DEFAULT_CAMERA], [rec["video"]])
     # The drive key: the clip's data_collection row, read here with pandas (no drive id, so no offset).
     rows = pd.read_parquet(synthetic_repo.root / "metadata" / "data_collection.parquet")
     columns = ("platform_class", "country", "month", "hour_of_day")

@@ -41,6 +41,10 @@ PARQUET_COLUMNS = [
     ("speed_last_mps", "double"),
     ("curvature_mean", "double"),
     ("curvature_last", "double"),
+    ("future_xyh", "list<item: list<item: double>>"),
+    ("history_xyh", "list<item: list<item: double>>"),
+    ("cameras", "list<item: string>"),
+    ("videos", "list<item: string>"),
 ]
 
 

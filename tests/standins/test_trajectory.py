@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import PipelineError
-from pipeline.standins.trajectory import SCENARIO_KINDS, Profile, Step, Trajectory, Wave, scenario_for
+from pipeline.standins.trajectory import (
+    SCENARIO_KINDS,
+    Profile,
+    Step,
+    Trajectory,
+    Wave,
+    arc_pose,
+    relative_arc_pose,
+    scenario_for,
+)
 
 DT_US = 1_000  # 1 kHz for the independent numerical integration
 T_US = np.arange(-1_000_000, 21_000_001, DT_US, dtype=np.int64)
@@ -112,3 +121,32 @@ def test_profile_derivatives_and_validation():
         Step(0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="outside"):
         scenario_for(0, seed=0, duration_s=2.0).at(np.array([5_000_000]))
+
+
+@pytest.mark.parametrize(("speed", "curvature"), [(12.0, 0.0), (9.0, 0.06), (7.0, -0.1)])
+def test_arc_pose_matches_the_integrated_trajectory(speed, curvature):
+    kind = "cruise" if curvature == 0 else "left_turn"
+    traj = Trajectory(kind, Profile(speed), Profile(curvature), t_min_us=-1_000_000, t_max_us=6_000_000)
+    t_us = np.arange(0, 6_000_000, 250_000)
+    state = traj.at(t_us)
+    np.testing.assert_allclose(
+        arc_pose(t_us / 1e6, speed, 0.0, curvature), np.stack([state.x, state.y, state.yaw], 1), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(("speed", "accel", "curvature"), [(4.0, 2.0, 0.0), (3.0, 1.5, 0.03), (10.0, -1.0, -0.05)])
+def test_arc_pose_moves_along_its_heading_at_its_speed(speed, accel, curvature):
+    t, dt = np.linspace(0.5, 4.0, 8), 1e-5
+    xyh = arc_pose(t, speed, accel, curvature)
+    rate = (arc_pose(t + dt, speed, accel, curvature) - arc_pose(t - dt, speed, accel, curvature)) / (2 * dt)
+    v = speed + accel * t
+    np.testing.assert_allclose(rate[:, 0], v * np.cos(xyh[:, 2]), atol=1e-6)
+    np.testing.assert_allclose(rate[:, 1], v * np.sin(xyh[:, 2]), atol=1e-6)
+    np.testing.assert_allclose(rate[:, 2], v * curvature, atol=1e-6)
+    # The pose a further arc length along, seen from any pose, is the same closed form.
+    ahead = arc_pose(t + 0.5, speed, accel, curvature)
+    c, s = np.cos(xyh[:, 2]), np.sin(xyh[:, 2])
+    dx, dy = ahead[:, 0] - xyh[:, 0], ahead[:, 1] - xyh[:, 1]
+    local = np.stack([c * dx + s * dy, -s * dx + c * dy, ahead[:, 2] - xyh[:, 2]], 1)
+    arc = (speed * (t + 0.5) + 0.5 * accel * (t + 0.5) ** 2) - (speed * t + 0.5 * accel * t**2)
+    np.testing.assert_allclose(local, relative_arc_pose(arc, curvature), atol=1e-9)

@@ -108,7 +108,8 @@ def _official_is_test(batch: SegmentBatch, clips: BatchClips, path: Path) -> np.
 def rows_table(
     table: pa.Table, n: int, system_prompt: str, prompt: str, with_history: bool, schema: pa.Schema
 ) -> pa.Table:
-    """The dataset rows of checked segment records (a SCHEMA table), in `schema` (= features(n).arrow_schema)."""
+    """The dataset rows of checked segment records (a SCHEMA table), in `schema` (= features(n, extended)
+    .arrow_schema: with the extended columns, the records' `cameras`, `videos` and trajectories as float32)."""
     videos = table.column("video").to_pylist()
 
     def targets(name: str) -> np.ndarray:
@@ -134,6 +135,13 @@ def rows_table(
     for name in ("velocity", "curvature", "history_velocity", "history_curvature"):
         values = pa.array(targets(name).astype(np.float32).ravel())
         columns[name] = pa.FixedSizeListArray.from_arrays(values, n)
+    for name in ("cameras", "videos", "future_xyh", "history_xyh"):
+        if name in schema.names:
+            column = table.column(name)
+            if column.null_count:
+                rid = table.column("id")[int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))].as_py()
+                raise PipelineError(f"segment {rid!r} has no field {name!r} (segments cut before record version 5)")
+            columns[name] = column.cast(schema.field(name).type)
     return pa.Table.from_pydict(columns, schema=schema)
 
 
@@ -155,12 +163,14 @@ class RowsJob:
     history: bool
     # Largest shard, bytes of Arrow data.
     max_shard_bytes: int
+    # The rows carry cameras, videos and trajectories (features(n, extended=True)).
+    extended: bool = False
 
 
 def write_rows(job: RowsJob, advance: Callable[[int], None] | None = None) -> dict[str, list[Shard]]:
     """Write the job's rows, one `ShardWriter` per side, calling `advance(records)` after each batch; return the
     shards written per side, in order."""
-    feats = features(job.n)
+    feats = features(job.n, job.extended)
     schema = feats.arrow_schema
     source = SegmentsFile(job.path, job.n)
     missing = pa.array(sorted(job.missing), type=pa.string())

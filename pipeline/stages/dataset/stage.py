@@ -26,8 +26,9 @@ from pipeline.contracts.answer import DECIMALS
 from pipeline.contracts.dataset_reader import META_FILE, SPLITS, clean_messages, features, quiet_datasets
 from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, default_prompt
 from pipeline.contracts.segments_reader import SegmentsFile
+from pipeline.contracts.targets import SEGMENT_CONFIG_JSON, TARGETS_KEY, TargetSettings
 from pipeline.core.atomic import atomic_dir
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, first_line
 from pipeline.core.permissions import check_writable
 from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.dataset.config import DatasetConfig
@@ -284,7 +285,27 @@ def _meta(config: DatasetConfig, selection: _Selection, skipped: int, plan: Spli
         "system_prompt": config.system_prompt or DEFAULT_SYSTEM_PROMPT,
         "prompt": config.prompt or default_prompt(n),
         "config": config.to_json(),
+        **_targets_meta(config),
     }
+
+
+def _targets_meta(config: DatasetConfig) -> dict[str, Any]:
+    """{"targets": the segments' target settings} when they carry trajectories or several cameras (the rows then
+    have the extended columns), else {} (a one-camera motion build keeps its columns and bytes)."""
+    path = config.segments_path.parent / SEGMENT_CONFIG_JSON
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get(TARGETS_KEY)
+    except (OSError, ValueError):
+        return {}
+    if recorded is None:
+        return {}
+    try:
+        settings = TargetSettings.from_json(recorded)
+    except (KeyError, TypeError) as err:
+        raise PipelineError(f"{path}: bad {TARGETS_KEY!r} object ({first_line(err)})") from None
+    if settings.targets == "motion" and len(settings.cameras) <= 1:
+        return {}
+    return {TARGETS_KEY: settings.to_json()}
 
 
 def _rows_jobs(
@@ -304,6 +325,7 @@ def _rows_jobs(
             prompt=meta["prompt"],
             history=config.history,
             max_shard_bytes=int(config.max_shard_mb * 10**6),
+            extended=TARGETS_KEY in meta,
         )
         for i, parts in enumerate(job_ranges(source.part_rows(), config.num_proc))
     ]
@@ -313,7 +335,7 @@ def _finish_splits(tmp: Path, shards: JobShards, meta: dict[str, Any]) -> str:
     """Name each split's shards and write its state files and `{split}_examples.json`; the first example answer
     ("" when both splits are empty)."""
     answer = None
-    feats = features(meta["target_hz"])
+    feats = features(meta["target_hz"], TARGETS_KEY in meta)
     identity = json.dumps(meta, sort_keys=True)
     for split in SPLITS:
         names = finish_split(tmp / split, split, shards[split], feats, identity)

@@ -118,7 +118,8 @@ def _chunk_works(
     """One `ChunkWork` per chunk, made when the engine asks for it (so completeness is checked just in time)."""
     for chunk in chunk_ids:
         jobs = tuple(clip_jobs(ds, seg, [chunk]))
-        paths = tuple(catalog.chunk_file(ds.feature(name), chunk) for name in (seg.camera, EGOMOTION_FEATURE))
+        names = (*seg.camera_names, EGOMOTION_FEATURE)
+        paths = tuple(catalog.chunk_file(ds.feature(name), chunk) for name in names)
         # also frees what an interrupted run left of a chunk that is complete now
         free = None if keep_source else partial(delete_files, dl.output_dir, paths)
         fetch = partial(download.run, replace(dl, chunks=(str(chunk),), all_chunks=False))

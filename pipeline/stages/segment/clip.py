@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.av import egomotion as ego
+from pipeline.av import poses
 from pipeline.av.video import (
     SegmentRequest,
     UnreadableZipError,
@@ -37,6 +38,7 @@ from pipeline.stages.segment.config import (
     clip_record_path,
     segment_video_relpath,
 )
+from pipeline.stages.segment.frames import ClipFrames, window_requests
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,13 @@ def _read_parquet_member(zip_path: Path, member: str) -> pd.DataFrame:
         raise _Skip(f"{member}: unreadable parquet ({type(err).__name__})") from None
 
 
-def _frame_timestamps(job: ClipJob) -> np.ndarray:
-    df = _read_parquet_member(job.camera_zip, job.timestamps_member)
+def _frame_timestamps(camera_zip: Path, member: str) -> np.ndarray:
+    df = _read_parquet_member(camera_zip, member)
     if "timestamp" not in df.columns:
-        raise _Skip(f"{job.timestamps_member}: no 'timestamp' column")
+        raise _Skip(f"{member}: no 'timestamp' column")
     ts = df["timestamp"].to_numpy()
     if not np.issubdtype(ts.dtype, np.integer):
-        raise _Skip(f"{job.timestamps_member}: timestamp column is {ts.dtype}, expected integer microseconds")
+        raise _Skip(f"{member}: timestamp column is {ts.dtype}, expected integer microseconds")
     return ts.astype(np.int64)
 
 
@@ -84,12 +86,17 @@ def load_clip_record(path: Path) -> dict | None:
 
 def input_fingerprint(job: ClipJob) -> dict:
     """What the clip's outputs are made from: its zip members' CRC-32 and size, and its clip_is_valid flag."""
-    return {
+    fingerprint = {
         "clip_is_valid": job.is_valid,
         "drive": [job.drive, job.drive_offset_us],
         "camera": zip_fingerprint(job.camera_zip, [job.video_member, job.timestamps_member]),
         "egomotion": zip_fingerprint(job.egomotion_zip, [job.egomotion_member]),
     }
+    if job.more_cameras:
+        fingerprint["more_cameras"] = {
+            c.camera: zip_fingerprint(c.camera_zip, [c.video_member, c.timestamps_member]) for c in job.more_cameras
+        }
+    return fingerprint
 
 
 def _is_complete(record: dict | None, config: SegmentConfig, inputs: dict | None) -> bool:
@@ -197,7 +204,7 @@ def _cut_and_record(job: ClipJob, config: SegmentConfig, inputs: dict) -> dict:
         cut, skipped_segments = _cut_clip(job, config, warnings)
         segments = [c.record.to_json() for c in cut]
         record = {**base, "status": "done", "reason": None, "segments": segments, "skipped_segments": skipped_segments}
-        record["files"] = {c.record.video: c.size_bytes for c in cut}
+        record["files"] = {path: size for c in cut for path, size in c.files.items()}
     except _Skip as err:
         record = {**base, "status": "skipped", "reason": str(err), "segments": [], "skipped_segments": []}
         record["files"] = {}
@@ -212,21 +219,11 @@ def _cut_and_record(job: ClipJob, config: SegmentConfig, inputs: dict) -> dict:
 
 @dataclass(frozen=True)
 class CutSegment:
-    """One segment written to disk: its record and the size of its mp4 (bytes), which the clip record keeps apart
-    (`"files"`) to find a damaged output on a re-run."""
+    """One segment written to disk: its record and the size of each of its mp4s (bytes, by path), which the clip
+    record keeps apart (`"files"`) to find a damaged output on a re-run."""
 
     record: SegmentRecord
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class _ClipFrames:
-    """The clip's frame clock: (F,) int64 µs frame timestamps and the timing derived from them."""
-
-    timestamps_us: np.ndarray
-    start_us: int
-    frame_dt_us: int
-    end_us: int
+    files: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -237,8 +234,12 @@ class _Plan:
     start_us: np.ndarray
     end_us: np.ndarray
     targets: ego.SegmentTargets
+    # Ego-frame trajectories; None when the targets are "motion" only.
+    trajectory: poses.TrajectoryTargets | None
     # The windows with targets and frames, to encode.
     requests: list[SegmentRequest]
+    # The same windows of each camera after the first (its own frames), in `job.more_cameras` order.
+    more_requests: list[list[SegmentRequest]]
     # {"segment_index", "reason"} of the others.
     skipped: list[dict]
 
@@ -248,29 +249,42 @@ def _cut_clip(job: ClipJob, config: SegmentConfig, warnings: list[str]) -> tuple
     if not job.is_valid:
         raise _Skip("clip_is_valid is false in clip_index.parquet")
     frames = _clip_frames(job, config)
-    plan = _plan_segments(job, config, frames, _egomotion(job, warnings))
+    more = [_camera_frames(c.camera_zip, c.timestamps_member) for c in job.more_cameras]
+    plan = _plan_segments(job, config, frames, _egomotion(job, warnings), more)
+    more_files: dict[int, dict[str, int]] = {}
     try:
         member = locate_member(job.camera_zip, job.video_member)
         written = cut_segments(member, frames.timestamps_us, plan.requests, config.encode_settings())
+        for source, clock, requests in zip(job.more_cameras, more, plan.more_requests, strict=True):
+            member = locate_member(source.camera_zip, source.video_member)
+            for w in cut_segments(member, clock.timestamps_us, requests, config.encode_settings()):
+                rel = segment_video_relpath(job.chunk, job.clip_id, w.index, source.camera)
+                more_files.setdefault(w.index, {})[rel] = w.size_bytes
     except VideoError as err:
         raise _skip_from(err) from None
-    return [_cut_segment(job, config, frames, plan, w) for w in written], plan.skipped
+    return [_cut_segment(job, config, frames, plan, w, more_files.get(w.index, {})) for w in written], plan.skipped
 
 
-def _clip_frames(job: ClipJob, config: SegmentConfig) -> _ClipFrames:
-    """The frame clock, once the clip is known to be long enough for one window and its horizon."""
-    ts = _frame_timestamps(job)
+def _camera_frames(camera_zip: Path, member: str) -> ClipFrames:
+    """A camera's frame clock from its timestamps member."""
+    ts = _frame_timestamps(camera_zip, member)
     try:
-        clip_start, frame_dt, clip_end = ego.clip_timing(ts)
+        return ClipFrames(ts, *ego.clip_timing(ts))
     except ValueError as err:
-        raise _Skip(f"{job.timestamps_member}: {err}") from None
+        raise _Skip(f"{member}: {err}") from None
+
+
+def _clip_frames(job: ClipJob, config: SegmentConfig) -> ClipFrames:
+    """The frame clock, once the clip is known to be long enough for one window and its horizon."""
+    clock = _camera_frames(job.camera_zip, job.timestamps_member)
+    clip_start, frame_dt, clip_end = clock.start_us, clock.frame_dt_us, clock.end_us
     duration = (clip_end - clip_start) / 1e6
     if duration + frame_dt / 2e6 < config.window_s + config.horizon_s:  # the same slack as segment_windows
         raise _Skip(
             f"clip is {duration:.2f} s long, shorter than window + horizon "
             f"({config.window_s + config.horizon_s:.2f} s)"
         )
-    return _ClipFrames(ts, clip_start, frame_dt, clip_end)
+    return clock
 
 
 def _egomotion(job: ClipJob, warnings: list[str]) -> ego.EgomotionTable:
@@ -289,38 +303,58 @@ def _egomotion(job: ClipJob, warnings: list[str]) -> ego.EgomotionTable:
     return table
 
 
-def _plan_segments(job: ClipJob, config: SegmentConfig, frames: _ClipFrames, table: ego.EgomotionTable) -> _Plan:
-    """The clip's windows and targets; a window without targets or frames is skipped. Raises `_Skip` if all are."""
+def _plan_segments(
+    job: ClipJob, config: SegmentConfig, frames: ClipFrames, table: ego.EgomotionTable, more: list[ClipFrames]
+) -> _Plan:
+    """The clip's windows and targets; a window without targets or without frames of a camera is skipped (each
+    camera's frames are those of its own clock in the window, with its own half frame). Raises `_Skip` if all are."""
     # Half a frame of slack (docs/ARCHITECTURE.md): clock jitter must not move a frame across a window edge.
     half_frame = frames.frame_dt_us // 2
     start_us, end_us = ego.segment_windows(
         frames.start_us, frames.end_us, config.window_s, config.stride_s, config.horizon_s, tolerance_us=half_frame
     )
-    ranges = ego.frames_in_windows(frames.timestamps_us, start_us - half_frame, end_us - half_frame)
+    clocks = [frames, *more]
+    ranges = [
+        ego.frames_in_windows(c.timestamps_us, start_us - c.frame_dt_us // 2, end_us - c.frame_dt_us // 2)
+        for c in clocks
+    ]
     window_us, horizon_us = int(round(config.window_s * 1e6)), int(round(config.horizon_s * 1e6))
     targets = ego.segment_targets(table, end_us, window_us, horizon_us, config.n_targets)
+    settings = config.target_settings()
+    trajectory = None
+    if settings.trajectory:
+        trajectory = poses.trajectory_targets(
+            table, end_us, settings.n_future, settings.target_hz, settings.history_steps, settings.history_hz
+        )
     skipped: list[dict] = []
     requests: list[SegmentRequest] = []
+    more_requests: list[list[SegmentRequest]] = [[] for _ in more]
     for i in range(len(end_us)):
-        reason = targets.reasons[i]
-        if reason is None and ranges[i, 1] <= ranges[i, 0]:
-            reason = "no video frame in the window"
-        if reason is not None:
-            skipped.append({"segment_index": i, "reason": reason})
+        reason = targets.reasons[i] or (trajectory.reasons[i] if trajectory is not None else None)
+        window = window_requests(job, config, i, int(end_us[i]), clocks, ranges) if reason is None else reason
+        if isinstance(window, str):
+            skipped.append({"segment_index": i, "reason": window})
             continue
-        rel = segment_video_relpath(job.chunk, job.clip_id, i)
-        requests.append(SegmentRequest(i, int(ranges[i, 0]), int(ranges[i, 1]), config.output_dir / rel))
+        requests.append(window[0])
+        for out, request in zip(more_requests, window[1:], strict=True):
+            out.append(request)
     if not requests:
         first = skipped[0]["reason"] if skipped else "no segment window fits"
         raise _Skip(f"no usable segment ({len(skipped)} skipped; first: {first})")
-    return _Plan(start_us, end_us, targets, requests, skipped)
+    return _Plan(start_us, end_us, targets, trajectory, requests, more_requests, skipped)
 
 
 def _cut_segment(
-    job: ClipJob, config: SegmentConfig, frames: _ClipFrames, plan: _Plan, written: WrittenSegment
+    job: ClipJob,
+    config: SegmentConfig,
+    frames: ClipFrames,
+    plan: _Plan,
+    written: WrittenSegment,
+    more_files: dict[str, int],
 ) -> CutSegment:
     """The record of one written segment (fps measured from its frames; one frame: the clip's frame rate)."""
     i, targets = written.index, plan.targets
+    trajectory = plan.trajectory
     span = written.last_frame_us - written.first_frame_us
     fps = (written.frame_count - 1) * 1e6 / span if span > 0 else 1e6 / frames.frame_dt_us
     record = SegmentRecord(
@@ -349,8 +383,12 @@ def _cut_segment(
         speed_last_mps=float(targets.speed_last[i]),
         curvature_mean=float(targets.curvature_mean[i]),
         curvature_last=float(targets.curvature_last[i]),
+        future_xyh=trajectory.future_xyh[i].tolist() if trajectory is not None else [],
+        history_xyh=trajectory.history_xyh[i].tolist() if trajectory is not None else [],
+        cameras=list(config.camera_names),
+        videos=[segment_video_relpath(job.chunk, job.clip_id, i), *more_files],
     )
-    return CutSegment(record, written.size_bytes)
+    return CutSegment(record, {record.video: written.size_bytes, **more_files})
 
 
 def process_clip_safe(job: ClipJob, config: SegmentConfig) -> dict:

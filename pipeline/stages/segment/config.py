@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.av import catalog, drives
 from pipeline.av.catalog import DEFAULT_CAMERA
+from pipeline.contracts.targets import SEGMENT_CONFIG_JSON, TARGET_KINDS, TargetSettings
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import parse_fields, setting, to_json
+from pipeline.core.options import derive, parse_fields, setting, to_json
 
 if TYPE_CHECKING:
     from pipeline.av.video import EncodeSettings
@@ -24,11 +25,13 @@ EGOMOTION_FEATURE = "egomotion"
 SEGMENTS_JSON = "segments.json"
 SEGMENTS_PARQUET = "segments.parquet"
 MANIFEST_JSON = "manifest.json"
-CONFIG_JSON = "segment_config.json"
+CONFIG_JSON = SEGMENT_CONFIG_JSON
 # Version of the per-clip record layout; a change makes a re-run redo clips (2: input fingerprints; 3: the signature
 # names target_hz "target_hz", no longer "fps"; 4: every segment carries its clip's drive key, so clips cut before
-# are cut again).
-_RECORD_VERSION = 4
+# are cut again; 5: records carry future_xyh, history_xyh, cameras and videos).
+_RECORD_VERSION = 5
+# The target settings' defaults (one definition: pipeline.contracts.targets).
+_TARGETS = TargetSettings()
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -74,6 +77,12 @@ def _chunk_ids(value: Sequence[int | str]) -> tuple[int, ...]:
     return tuple(int(c) for c in value)
 
 
+def _camera_list(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The `cameras` field from "a,b" (comma-separated feature names) or names."""
+    items = value.split(",") if isinstance(value, str) else [n for v in value for n in str(v).split(",")]
+    return tuple(n.strip() for n in items if n.strip())
+
+
 def _zero_is_all(value: int | None) -> int | None:
     return None if value == 0 else value
 
@@ -104,10 +113,20 @@ class SegmentConfig:
     split: str | None = None
     # From features.csv.
     camera: str = setting(DEFAULT_CAMERA, help="Camera feature name.")
+    # Several camera features, in order (the first gives `camera` and `video`); () = just `camera`.
+    cameras: tuple[str, ...] = setting(
+        (),
+        help="Comma-separated camera feature names, cut on the same windows (the first is --camera).",
+        cli_type=str,
+        cli_default="",
+        show_default=False,
+        parse=_camera_list,
+        dump=list,
+    )
     window_s: float = setting(1.0, help="Segment length, s.", flags=("--window",))
     stride_s: float = setting(1.0, help="Segment start step, s (< window: overlap).", flags=("--stride",))
     # Future horizon of the targets, s; a segment exists only if this much video follows it.
-    horizon_s: float = 1.0
+    horizon_s: float = setting(_TARGETS.horizon_s, help="Future horizon of the targets, s.", flags=("--horizon",))
     # Width x height, px (even); None keeps the source size. The command line gives "448x252" or "native".
     size: tuple[int, int] | None = setting(
         (448, 252),
@@ -123,6 +142,30 @@ class SegmentConfig:
         30.0,
         help="Target samples per second (30 pairs for 1 s); --fps is the original scripts' name.",
         flags=("--target-hz", "--target_hz", "--fps"),
+    )
+    # Which targets the segments carry (pipeline.contracts.targets.TARGET_KINDS).
+    target_kind: str = setting(
+        _TARGETS.targets,
+        help=f"Targets: {', '.join(TARGET_KINDS)} (trajectory: future x, y, heading in the ego frame).",
+        flags=("--targets",),
+    )
+    # Trajectory history rows (the last at the window's end).
+    history_steps: int = setting(
+        _TARGETS.history_steps, help="Trajectory history steps (the last is the window's end).", flags=("--history",)
+    )
+    # Trajectory history rate, Hz.
+    history_hz: float = setting(_TARGETS.history_hz, help="Trajectory history steps per second.")
+    # Frames per camera, the last nearest the window's end (None: the whole window as a clip).
+    frames_per_camera: int | None = setting(
+        None,
+        help="Frames per camera nearest end - (N-1-j) * --frame-spacing (Alpamayo: 4); 0 = the whole window.",
+        cli_type=int,
+        cli_default=0,
+        parse=_zero_is_all,
+    )
+    # Spacing of those frames, s.
+    frame_spacing_s: float = setting(
+        _TARGETS.frame_spacing_s, help="Spacing of --frames-per-camera frames, s.", flags=("--frame-spacing",)
     )
     workers: int = setting(1, help="Processes over clips.")
     # (i, n) of deterministic, disjoint shards of the clip list; the command line gives "i/n".
@@ -147,16 +190,17 @@ class SegmentConfig:
 
     def __post_init__(self) -> None:
         parse_fields(self)
+        if self.cameras and self.camera != self.cameras[0]:
+            if self.camera != DEFAULT_CAMERA:
+                raise PipelineError(f"--camera {self.camera} and --cameras {','.join(self.cameras)}: give one")
+            derive(self, camera=self.cameras[0])
         if self.max_clips is not None and self.max_clips < 0:
             raise PipelineError(f"--max-clips {self.max_clips}: must be >= 0 (0 = all)")
         if not 0 < self.window_s <= 60:
             raise PipelineError(f"--window {self.window_s}: must be in (0, 60] seconds")
         if not 0 < self.stride_s <= 60:
             raise PipelineError(f"--stride {self.stride_s}: must be in (0, 60] seconds")
-        if not 0 < self.horizon_s <= 60:
-            raise PipelineError(f"horizon {self.horizon_s}: must be in (0, 60] seconds")
-        if not 1 <= self.target_hz <= 1000 or round(self.target_hz * self.horizon_s) < 1:
-            raise PipelineError(f"--target-hz {self.target_hz}: must be in [1, 1000] target samples per second")
+        self.target_settings()  # validates the target settings
         if self.size is not None:
             w, h = self.size
             if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
@@ -170,6 +214,24 @@ class SegmentConfig:
             raise PipelineError(f"--shard {i}/{n}: need n >= 1 and 0 <= i < n")
         if not 0 <= self.crf <= 51:
             raise PipelineError(f"crf {self.crf}: must be in 0..51")
+
+    def target_settings(self) -> TargetSettings:
+        """The segments' target settings (recorded beside them under "targets"). Raises PipelineError."""
+        return TargetSettings(
+            targets=self.target_kind,
+            horizon_s=self.horizon_s,
+            target_hz=self.target_hz,
+            history_steps=self.history_steps,
+            history_hz=self.history_hz,
+            cameras=self.camera_names,
+            frames_per_camera=self.frames_per_camera,
+            frame_spacing_s=self.frame_spacing_s,
+        )
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """Every camera cut, in order (the first is `camera`)."""
+        return self.cameras or (self.camera,)
 
     @property
     def n_targets(self) -> int:
@@ -195,11 +257,15 @@ class SegmentConfig:
         signature = {
             "version": _RECORD_VERSION,
             "camera": self.camera,
+            "cameras": list(self.camera_names),
             "window_s": self.window_s,
             "stride_s": self.stride_s,
             "horizon_s": self.horizon_s,
             "size": list(self.size) if self.size else "native",
             "target_hz": self.target_hz,
+            "targets": self.target_kind,
+            "history": [self.history_steps, self.history_hz],
+            "frames": [self.frames_per_camera, self.frame_spacing_s],
             "encode": {k: v for k, v in asdict(self.encode_settings()).items() if k != "decode_threads"},
         }
         return json.loads(json.dumps(signature))
@@ -228,6 +294,18 @@ class ClipJob:
     # Drive key from metadata/data_collection.parquet ("" = none) and the clip's start in the drive (-1 = unknown).
     drive: str = ""
     drive_offset_us: int = drives.NO_OFFSET
+    # The cameras after the first, in order.
+    more_cameras: tuple[CameraSource, ...] = ()
+
+
+@dataclass(frozen=True)
+class CameraSource:
+    """One more camera of a clip: its feature name, zip and member names (picklable)."""
+
+    camera: str
+    camera_zip: Path
+    video_member: str
+    timestamps_member: str
 
 
 @dataclass
@@ -259,30 +337,33 @@ def clip_lock_path(output_dir: Path, chunk: int, clip_id: str) -> Path:
     return clip_record_path(output_dir, chunk, clip_id).with_suffix(".lock")
 
 
-def segment_video_relpath(chunk: int, clip_id: str, index: int) -> str:
-    return f"video_segments/chunk_{chunk:04d}/{clip_id}/{clip_id}_{index:02d}.mp4"
+def segment_video_relpath(chunk: int, clip_id: str, index: int, camera: str | None = None) -> str:
+    """The segment's mp4, relative to output_dir; a camera after the first adds its name (`..._00.<camera>.mp4`)."""
+    suffix = f".{camera}" if camera else ""
+    return f"video_segments/chunk_{chunk:04d}/{clip_id}/{clip_id}_{index:02d}{suffix}.mp4"
 
 
 def list_jobs(config: SegmentConfig) -> list[ClipJob]:
     """The clips of this run: clip_index ∩ downloaded chunks (∩ --chunk), sorted, sharded, capped by max_clips."""
     ds = catalog.open_dataset_dir(config.input_dir)
     _clip_features(ds, config)
-    downloaded = sorted(set(ds.downloaded_chunks(config.camera)) & set(ds.downloaded_chunks(EGOMOTION_FEATURE)))
+    names = " and ".join(config.camera_names)
+    downloaded = sorted(
+        set.intersection(*(set(ds.downloaded_chunks(f)) for f in (*config.camera_names, EGOMOTION_FEATURE)))
+    )
     if config.chunks:
         catalog.validate_chunk_ids(list(config.chunks), ds.clip_index.chunks, flag="--chunk")
         missing = [c for c in config.chunks if c not in downloaded]
         if missing:
             raise PipelineError(
-                f"--chunk: chunk(s) {catalog.format_ranges(missing)} have no {config.camera} and egomotion zips in "
+                f"--chunk: chunk(s) {catalog.format_ranges(missing)} have no {names} and egomotion zips in "
                 f"{config.input_dir} (downloaded: {catalog.format_ranges(downloaded) or 'none'})"
             )
         chunks = list(config.chunks)
     else:
         chunks = downloaded
         if not chunks:
-            raise PipelineError(
-                f"--input-dir {config.input_dir}: no chunk has both {config.camera} and egomotion zips"
-            )
+            raise PipelineError(f"--input-dir {config.input_dir}: no chunk has both {names} and egomotion zips")
     jobs = clip_jobs(ds, config, chunks)
     i, n = config.shard
     jobs = jobs[i::n]
@@ -290,16 +371,30 @@ def list_jobs(config: SegmentConfig) -> list[ClipJob]:
 
 
 def _clip_features(ds: catalog.DatasetDir, config: SegmentConfig) -> tuple[catalog.Feature, catalog.Feature]:
-    """The camera and egomotion features of `features.csv`; PipelineError if either is not there."""
-    camera = ds.features.get(config.camera)
-    if camera is None or not {"video", "frame_timestamps"} <= set(camera.clip_files_in_zip):
-        cams = [f.name for f in ds.features.values() if "video" in f.clip_files_in_zip]
-        raise PipelineError(
-            f"--camera {config.camera!r}: not a camera feature of features.csv (valid: {', '.join(cams)})"
-        )
+    """The first camera's and the egomotion features of `features.csv`; PipelineError if one (or one of
+    `cameras`) is not there."""
+    flag = "--cameras" if config.cameras else "--camera"
+    for name in config.camera_names:
+        camera = ds.features.get(name)
+        if camera is None or not {"video", "frame_timestamps"} <= set(camera.clip_files_in_zip):
+            cams = [f.name for f in ds.features.values() if "video" in f.clip_files_in_zip]
+            raise PipelineError(f"{flag} {name!r}: not a camera feature of features.csv (valid: {', '.join(cams)})")
     if EGOMOTION_FEATURE not in ds.features:
         raise PipelineError(f"{config.input_dir / catalog.FEATURES_CSV}: no {EGOMOTION_FEATURE!r} feature")
-    return camera, ds.features[EGOMOTION_FEATURE]
+    return ds.features[config.camera], ds.features[EGOMOTION_FEATURE]
+
+
+def _more_cameras(ds: catalog.DatasetDir, config: SegmentConfig, chunk: int, clip_id: str) -> tuple[CameraSource, ...]:
+    """The clip's cameras after the first."""
+    return tuple(
+        CameraSource(
+            camera=name,
+            camera_zip=ds.chunk_path(name, chunk),
+            video_member=catalog.member_name(ds.features[name], "video", clip_id),
+            timestamps_member=catalog.member_name(ds.features[name], "frame_timestamps", clip_id),
+        )
+        for name in config.camera_names[1:]
+    )
 
 
 def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[int]) -> list[ClipJob]:
@@ -328,6 +423,7 @@ def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[in
             egomotion_member=catalog.member_name(egomotion, EGOMOTION_FEATURE, clip_id),
             drive=keys.get(clip_id, no_key).key,
             drive_offset_us=keys.get(clip_id, no_key).offset_us,
+            more_cameras=_more_cameras(ds, config, chunk, clip_id),
         )
         for chunk, clip_id in rows
     ]
@@ -335,6 +431,7 @@ def clip_jobs(ds: catalog.DatasetDir, config: SegmentConfig, chunks: Sequence[in
 
 __all__ = [
     "CONFIG_JSON",
+    "CameraSource",
     "DEFAULT_CAMERA",
     "EGOMOTION_FEATURE",
     "MANIFEST_JSON",

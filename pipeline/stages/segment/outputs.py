@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.contracts.segment_record import SegmentRecord, arrow_schema
+from pipeline.contracts.targets import TARGETS_KEY
 from pipeline.core.atomic import atomic_path, temp_sibling
 from pipeline.stages.segment.clip import load_clip_record
 from pipeline.stages.segment.config import (
@@ -47,7 +48,7 @@ def write_outputs(config: SegmentConfig, results: Iterable[tuple[ClipJob, dict]]
     names = (SEGMENTS_JSON, SEGMENTS_PARQUET, MANIFEST_JSON)
     tmps = [temp_sibling(meta / name) for name in names]
     json_tmp, parquet_tmp, manifest_tmp = tmps
-    config_json = config.to_json()
+    config_json = {**config.to_json(), TARGETS_KEY: config.target_settings().to_json()}
     try:
         with (
             open(json_tmp, "w", encoding="utf-8") as fj,
