@@ -5,7 +5,6 @@ dataset's camera geometry and the real `features.csv` shipped as package data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from pipeline.av.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
@@ -44,6 +43,8 @@ CAMERA_GEOMETRY = {
 
 def packaged_features_csv() -> str:
     """Text of the real `features.csv`, shipped as package data (`pipeline/standins/data/features.csv`)."""
+    from importlib import resources  # only a synthetic repository reads it, not the command line
+
     return resources.files("pipeline.standins").joinpath("data/features.csv").read_text(encoding="utf-8")
 
 
