@@ -36,8 +36,8 @@ from pipeline.av import egomotion as ego
 from pipeline.av import video
 from pipeline.stages.segment.config import SegmentConfig
 from pipeline.stages.segment.stage import run
-from pipeline.standins.repo import plan_clips, write_repo
-from pipeline.standins.synth_config import DEFAULT_CAMERA, SynthConfig, SynthResult
+from pipeline.standins.repo import SynthResult, plan_clips, write_repo
+from pipeline.standins.synth_config import DEFAULT_CAMERA, SynthConfig
 
 
 def synthetic_repo(config: SynthConfig) -> SynthResult:

@@ -27,7 +27,7 @@ from pipeline.stages.prepare.config import PrepareConfig
 from pipeline.stages.segment.config import SegmentConfig
 from pipeline.stages.serve.config import ServeModelConfig
 from pipeline.stages.train.config import MergeConfig, TrainConfig
-from pipeline.standins.hub_server import ServeConfig
+from pipeline.standins.serve_config import ServeConfig
 from pipeline.standins.synth_config import SynthConfig
 from pipeline.standins.tiny_model import MakeTinyModelConfig
 

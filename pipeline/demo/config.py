@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.options import parse_fields, setting
-from pipeline.demo.profiles import (
-    PROFILES,
-    DemoProfile,
-)
-from pipeline.model.families import family_named
+
+if TYPE_CHECKING:
+    from pipeline.demo.profiles import DemoProfile
 
 
 @dataclass(frozen=True)
@@ -27,11 +26,15 @@ class DemoConfig:
     )
 
     def __post_init__(self) -> None:
+        from pipeline.model.families import family_named  # the command line's help needs neither it nor profiles
+
         parse_fields(self)
         family_named(self.family)
 
     @property
     def profile(self) -> DemoProfile:
+        from pipeline.demo.profiles import PROFILES
+
         return PROFILES["quick" if self.quick else "default"]
 
     def path(self, name: str) -> Path:

@@ -21,9 +21,6 @@ from pipeline.core.errors import PipelineError, first_line
 
 log = logging.getLogger(__name__)
 
-# Extra attempts of a failed chunk download, or of a job whose worker died (`--retries`' default).
-DEFAULT_RETRIES = 2
-
 # How the skip reason of a clip whose chunk could not be downloaded begins (after the error's type name).
 DOWNLOAD_FAILED = "download of chunk"
 
@@ -171,7 +168,6 @@ class Engine(Protocol):
 
 
 __all__ = [
-    "DEFAULT_RETRIES",
     "DOWNLOAD_FAILED",
     "ChunkResults",
     "ChunkSlot",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import setting
-from pipeline.engines.base import DEFAULT_RETRIES
+from pipeline.engines import DEFAULT_RETRIES
 
 if TYPE_CHECKING:
     from pipeline.engines.base import Engine

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from pipeline.engines import DEFAULT_RETRIES
 from pipeline.engines.base import (
-    DEFAULT_RETRIES,
     ChunkResults,
     ChunkSlot,
     ChunkState,

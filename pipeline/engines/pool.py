@@ -18,7 +18,8 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from pipeline.engines.base import DEFAULT_RETRIES, after_retries
+from pipeline.engines import DEFAULT_RETRIES
+from pipeline.engines.base import after_retries
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline.core.errors import PipelineError
+from pipeline.engines import DEFAULT_RETRIES
 from pipeline.engines.base import (
-    DEFAULT_RETRIES,
     ChunkResults,
     ChunkSlot,
     ChunkState,

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import socket
 import threading
 import time
@@ -43,7 +42,6 @@ from urllib.parse import parse_qs
 
 from pipeline.av.catalog import REPO_ID
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import setting
 from pipeline.standins.hub_faults import FaultInjection
 from pipeline.standins.hub_http import DropInjectedCut, now_iso, parse_range, stream_file
 from pipeline.standins.hub_snapshot import LFS_MIN_SIZE, LFS_SUFFIXES, RepoEntry, RepoSnapshot
@@ -63,32 +61,6 @@ class RequestRecord:
     # the Range header, if any
     range: str | None
     status: int
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Options of `pipeline serve` (the repository directory is its argument)."""
-
-    port: int = setting(0, help="TCP port on 127.0.0.1 (0: any free port).")
-    token: str | None = setting(None, help="Gated mode: require `Authorization: Bearer TOKEN`.", repr=False)
-    gated: bool = setting(False, help="Gated mode with the token in $HF_TOKEN (kept off the command line).")
-    fail_every: int = setting(
-        0, help="Fault injection: answer every N-th file request with HTTP 500.", flags=("--fail-every",)
-    )
-    cut_after: int | None = setting(
-        None, help="Fault injection: drop the connection after BYTES of each file's first GET.", flags=("--cut-after",)
-    )
-    repo_id: str = setting(REPO_ID, help="Dataset repo id to answer as.")
-    revision: str = setting("main", help="Branch name to answer as.")
-
-    def required_token(self) -> str | None:
-        """The token clients must send: `token`, else with `gated` $HF_TOKEN; None: not gated."""
-        if not self.gated or self.token is not None:
-            return self.token
-        token = os.environ.get("HF_TOKEN")
-        if not token:
-            raise PipelineError("--gated: set HF_TOKEN to the token the server should require (or pass --token)")
-        return token
 
 
 class HubServer(FaultInjection):
@@ -417,4 +389,4 @@ def serve_repo(root: Path, **options: Any) -> Iterator[HubServer]:
         server.stop()
 
 
-__all__ = ["LFS_MIN_SIZE", "LFS_SUFFIXES", "HubServer", "RepoEntry", "RequestRecord", "ServeConfig", "serve_repo"]
+__all__ = ["LFS_MIN_SIZE", "LFS_SUFFIXES", "HubServer", "RepoEntry", "RequestRecord", "serve_repo"]

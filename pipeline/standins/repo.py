@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 import zipfile
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,15 +39,61 @@ from pipeline.standins.synth_config import (
     DEFAULT_CAMERA,
     EGOMOTION_COLUMNS,
     EGOMOTION_FEATURE,
-    SynthClip,
     SynthConfig,
-    SynthResult,
     packaged_features_csv,
     repo_features,
 )
 from pipeline.standins.trajectory import Trajectory, scenario_for, scenario_kind
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SynthClip:
+    """One generated clip."""
+
+    clip_id: str  # UUID string
+    chunk: int  # chunk id
+    index_in_chunk: int  # 0-based position in the chunk
+    clip_number: int  # chunk * clips_per_chunk + index_in_chunk: selects the scenario (see scenario_for)
+    split: str  # train / val / test
+    scenario: str  # scenario kind (trajectory.SCENARIO_KINDS)
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """What `write_repo` wrote."""
+
+    root: Path  # repository root
+    config: SynthConfig  # the resolved config
+    clips: tuple[SynthClip, ...]  # in chunk order
+    files: tuple[str, ...] = field(default=())  # repo-relative paths of every file written, sorted
+
+    @property
+    def chunks(self) -> list[int]:
+        return self.config.chunk_ids
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return [c.clip_id for c in self.clips]
+
+    def clip(self, clip_id: str) -> SynthClip:
+        for c in self.clips:
+            if c.clip_id == clip_id:
+                return c
+        raise KeyError(f"clip {clip_id} is not in the synthetic repository {self.root}")
+
+    def clips_of(self, chunk: int | None = None, split: str | None = None) -> list[SynthClip]:
+        return [c for c in self.clips if (chunk is None or c.chunk == chunk) and (split is None or c.split == split)]
+
+    def chunk_path(self, feature: str, chunk: int) -> Path:
+        """Absolute path of `feature`'s file for `chunk` (from features.csv)."""
+        return self.root / chunk_file(repo_features()[feature], chunk)
+
+    def member(self, feature: str, alias: str, clip_id: str) -> str:
+        """Zip member name of `clip_id` for `alias` of `feature` (from features.csv)."""
+        return member_name(repo_features()[feature], alias, clip_id)
+
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _EGO_MARGIN_US = 500_000  # egomotion rows start this much before 0 and end this much after the last frame

@@ -1,14 +1,13 @@
-"""What a synthetic repository is made of: `SynthConfig` (checked when made), the clip and repository records, the
-dataset's camera geometry and the real `features.csv` shipped as package data.
-"""
+"""What a synthetic repository is made of: `SynthConfig` (checked when made; light to import: the CLI reads it), the
+dataset's camera geometry and the real `features.csv` shipped as package data. The clip and repository records
+(`SynthClip`, `SynthResult`) are `pipeline.standins.repo`'s, beside `write_repo`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.av.catalog import DEFAULT_CAMERA, Feature, chunk_file, member_name, parse_features_csv
+from pipeline.av.catalog import DEFAULT_CAMERA, Feature, parse_features_csv
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import derive, parse_fields, setting, to_json
 
@@ -44,6 +43,8 @@ CAMERA_GEOMETRY = {
 
 def packaged_features_csv() -> str:
     """Text of the real `features.csv`, shipped as package data (`pipeline/standins/data/features.csv`)."""
+    from importlib import resources  # only a synthetic repository reads it, not the command line
+
     return resources.files("pipeline.standins").joinpath("data/features.csv").read_text(encoding="utf-8")
 
 
@@ -151,53 +152,6 @@ class SynthConfig:
         return to_json(self)
 
 
-@dataclass(frozen=True)
-class SynthClip:
-    """One generated clip."""
-
-    clip_id: str  # UUID string
-    chunk: int  # chunk id
-    index_in_chunk: int  # 0-based position in the chunk
-    clip_number: int  # chunk * clips_per_chunk + index_in_chunk: selects the scenario (see scenario_for)
-    split: str  # train / val / test
-    scenario: str  # scenario kind (trajectory.SCENARIO_KINDS)
-
-
-@dataclass(frozen=True)
-class SynthResult:
-    """What `write_repo` wrote."""
-
-    root: Path  # repository root
-    config: SynthConfig  # the resolved config
-    clips: tuple[SynthClip, ...]  # in chunk order
-    files: tuple[str, ...] = field(default=())  # repo-relative paths of every file written, sorted
-
-    @property
-    def chunks(self) -> list[int]:
-        return self.config.chunk_ids
-
-    @property
-    def clip_ids(self) -> list[str]:
-        return [c.clip_id for c in self.clips]
-
-    def clip(self, clip_id: str) -> SynthClip:
-        for c in self.clips:
-            if c.clip_id == clip_id:
-                return c
-        raise KeyError(f"clip {clip_id} is not in the synthetic repository {self.root}")
-
-    def clips_of(self, chunk: int | None = None, split: str | None = None) -> list[SynthClip]:
-        return [c for c in self.clips if (chunk is None or c.chunk == chunk) and (split is None or c.split == split)]
-
-    def chunk_path(self, feature: str, chunk: int) -> Path:
-        """Absolute path of `feature`'s file for `chunk` (from features.csv)."""
-        return self.root / chunk_file(repo_features()[feature], chunk)
-
-    def member(self, feature: str, alias: str, clip_id: str) -> str:
-        """Zip member name of `clip_id` for `alias` of `feature` (from features.csv)."""
-        return member_name(repo_features()[feature], alias, clip_id)
-
-
 def repo_features() -> dict[str, Feature]:
     return parse_features_csv(packaged_features_csv(), source="pipeline/standins/data/features.csv")
 
@@ -207,8 +161,6 @@ __all__ = [
     "DEFAULT_CAMERA",
     "EGOMOTION_COLUMNS",
     "EGOMOTION_FEATURE",
-    "SynthResult",
-    "SynthClip",
     "SynthConfig",
     "packaged_features_csv",
     "repo_features",

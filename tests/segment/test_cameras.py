@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.av.catalog import read_features
 from pipeline.core.errors import PipelineError
-from pipeline.stages.segment.config import SegmentConfig, list_jobs
+from pipeline.stages.segment.config import SegmentConfig
+from pipeline.stages.segment.jobs import list_jobs
 from pipeline.standins.frame_code import decode_frame_index
 from tests.cli_contract import assert_one_line_error, run_in_process
 from tests.fixtures.segment_fixtures import make_segments

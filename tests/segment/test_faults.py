@@ -244,7 +244,8 @@ def test_unknown_chunk_is_a_usage_error(fault_repo, tmp_path, capsys):
 
 
 def test_shards_are_disjoint_and_cover_the_clips(fault_repo, tmp_path):
-    from pipeline.stages.segment.config import SegmentConfig, list_jobs
+    from pipeline.stages.segment.config import SegmentConfig
+    from pipeline.stages.segment.jobs import list_jobs
 
     repo, _ = fault_repo
 

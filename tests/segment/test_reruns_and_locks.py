@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stages.segment.config import SegmentConfig, clip_lock_path, clip_record_path
+from pipeline.stages.segment.config import SegmentConfig
+from pipeline.stages.segment.jobs import clip_lock_path, clip_record_path
 from tests.cli_contract import assert_one_line_error, run_pipeline
 from tests.fixtures.segment_fixtures import make_segments
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo

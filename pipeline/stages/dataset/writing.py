@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.contracts.dataset_reader import SPLITS
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import ProgressSink
-from pipeline.engines.base import DEFAULT_RETRIES
+from pipeline.engines import DEFAULT_RETRIES
 from pipeline.engines.pool import WorkerLost, WorkerPool, pool_context
 from pipeline.stages.dataset.rows import RowsJob, write_rows
 from pipeline.stages.dataset.shards import Shard

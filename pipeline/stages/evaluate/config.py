@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import group, overwrite_setting, setting, to_json
+from pipeline.core.options import group, overwrite_setting, parse_fields, setting, to_json
 from pipeline.core.secrets import without_credentials
 from pipeline.model.inference import GenerationSettings
 
@@ -23,13 +23,23 @@ MEDIA = ("file", "base64")
 """How the video travels: a path on a shared file system, or the file's bytes as a base64 data URL."""
 
 
-@dataclass
+def _optional_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _url_without_credentials(url: str) -> str:
+    return without_credentials(url)[0]
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """How `pipeline evaluate --server` talks to the server (the API key itself is never stored)."""
 
     # Base URL as OpenAI clients take it; giving it turns the server path on.
     url: str = setting(
-        help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1.", flags=("--server",)
+        help="Ask this OpenAI-compatible server instead, e.g. http://host:8000/v1.",
+        flags=("--server",),
+        parse=_url_without_credentials,
     )
     # None = the only model the server lists.
     served_model: str | None = setting(None, help="Model name in each request [the only one served].")
@@ -60,7 +70,8 @@ class ServerSettings:
     )
 
     def __post_init__(self) -> None:
-        self.url, had_credentials = without_credentials(self.url)
+        had_credentials = without_credentials(self.url)[1]
+        parse_fields(self)
         if had_credentials:  # never sent (it would be Basic auth instead of the key) and never written
             log.warning(
                 "--server: dropped the user name and password in the URL; give the key in $%s", self.api_key_env
@@ -82,43 +93,50 @@ class ServerSettings:
         return os.environ.get(self.api_key_env) or "EMPTY"
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Settings of one evaluation run (written to `metrics.json` with the results)."""
 
     # Stage-3 dataset directory (holds `{train,test}/` in the `save_to_disk` layout and `dataset_meta.json`).
     dataset: Path = setting(
-        Path("qwen_video_dataset"), help="Dataset directory from `pipeline build-dataset`.", flags=("--dataset",)
+        Path("qwen_video_dataset"),
+        help="Dataset directory from `pipeline build-dataset`.",
+        flags=("--dataset",),
+        parse=Path,
     )
     # Created if missing: report.md, metrics.json, predictions.csv and the PNG plots.
-    output_dir: Path = setting(Path("eval_report"), help="Directory for the report files.")
+    output_dir: Path = setting(Path("eval_report"), help="Directory for the report files.", parse=Path)
     # The train split must also exist (it defines the train-mean baseline and fallback).
     split: str = setting("test", help="Split to score.")
     # Exactly one of `model`, `predictions` and `server` is given.
     model: str | None = setting(None, help="Model directory or Hub id to generate answers with.")
-    adapter: Path | None = setting(None, help="LoRA adapter directory applied on top of --model.")
+    adapter: Path | None = setting(
+        None, help="LoRA adapter directory applied on top of --model.", parse=_optional_path
+    )
     predictions: Path | None = setting(
-        None, help='Score this JSONL of {"id", "text"} answers instead (no model loaded).'
+        None, help='Score this JSONL of {"id", "text"} answers instead (no model loaded).', parse=_optional_path
     )
     # Ask an OpenAI-compatible server instead (`serving_client`); answers go to output_dir/predictions.jsonl.
     server: ServerSettings | None = group(ServerSettings, prefix="", optional=True)
     # Its train_config.json and processor set the server's frames; None = the served model's name when it is a
     # local directory (as with transformers serve: `training_run_dir`).
     run_dir: Path | None = setting(
-        None, help="Training output dir whose settings set the served frames [--served-model]."
+        None, help="Training output dir whose settings set the served frames [--served-model].", parse=_optional_path
     )
     # Same format `predictions` reads.
     save_predictions: bool = setting(False, help="Write the answers to predictions.jsonl.")
     batch_size: int = setting(4, help="Samples per generation batch.")
     # `evaluate --clips` (`clip_selection`): a parquet with a clip_id column, or one id per line; None = every clip.
-    clips: Path | None = setting(None, help="Score only these clips: parquet with clip_id, or one id per line.")
+    clips: Path | None = setting(
+        None, help="Score only these clips: parquet with clip_id, or one id per line.", parse=_optional_path
+    )
     # In split order; with `server`, about this many in whole clips spread over the split. None = all.
     max_samples: int | None = setting(None, help="Score only the first N samples.")
     generation: GenerationSettings = group(GenerationSettings, prefix="")
     # Overrides of the training run's video settings (train_config.json in --adapter, --run-dir, else in --model;
     # else the training defaults); laid over them by `resolved_run.resolve_run`.
     video: dict[str, Any] = group(VideoSettings, partial_default="the training run's, else {}")
-    video_root: Path | None = setting(None, help="Segments moved since build-dataset.")
+    video_root: Path | None = setting(None, help="Segments moved since build-dataset.", parse=_optional_path)
     # "auto" is the first CUDA GPU if there is one, else the CPU.
     device: str = setting("auto", help="auto (GPU if any), cpu, cuda or cuda:N.")
     dtype: str | None = setting(None, help="float32, bfloat16, float16 or auto.", show_default="the checkpoint's")
@@ -135,12 +153,7 @@ class EvaluateConfig:
     )
 
     def __post_init__(self) -> None:
-        self.dataset = Path(self.dataset)
-        self.output_dir = Path(self.output_dir)
-        self.adapter = Path(self.adapter) if self.adapter is not None else None
-        self.predictions = Path(self.predictions) if self.predictions is not None else None
-        self.run_dir = Path(self.run_dir) if self.run_dir is not None else None
-        self.clips = Path(self.clips) if self.clips is not None else None
+        parse_fields(self)
         self._check_answer_source()
         if not self.split:
             raise PipelineError("--split must not be empty")
@@ -148,13 +161,10 @@ class EvaluateConfig:
             raise PipelineError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be >= 1, got {self.max_samples}")
-        if isinstance(self.generation, dict):
-            self.generation = GenerationSettings(**self.generation)
         if self.window_s <= 0 or self.horizon_s <= 0:
             raise PipelineError(f"window_s and horizon_s must be > 0, got {self.window_s} and {self.horizon_s}")
         if self.n_examples < 0:
             raise PipelineError(f"n_examples must be >= 0, got {self.n_examples}")
-        self.video_root = Path(self.video_root) if self.video_root is not None else None
         if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise PipelineError(f"--device: {self.device!r} is not auto, cpu or cuda[:N]")
         unknown = sorted(set(self.video) - {f.name for f in fields(VideoSettings)})

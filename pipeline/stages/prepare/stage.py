@@ -26,7 +26,8 @@ from pipeline.stages.download.files import delete_files
 from pipeline.stages.download.transfer import stop_transfers
 from pipeline.stages.prepare.config import PrepareConfig
 from pipeline.stages.segment.clip import completed_record
-from pipeline.stages.segment.config import EGOMOTION_FEATURE, SegmentConfig, SegmentResult, clip_jobs
+from pipeline.stages.segment.config import EGOMOTION_FEATURE, SegmentConfig
+from pipeline.stages.segment.jobs import SegmentResult, clip_jobs
 from pipeline.stages.segment.stage import aggregate, clip_ops
 
 log = logging.getLogger(__name__)

@@ -31,14 +31,9 @@ from pipeline.core.atomic import write_json
 from pipeline.core.environment_errors import environment_fault, is_environment_fault
 from pipeline.core.errors import VideoError
 from pipeline.stages.segment import cliplock
-from pipeline.stages.segment.config import (
-    ClipJob,
-    SegmentConfig,
-    clip_lock_path,
-    clip_record_path,
-    segment_video_relpath,
-)
+from pipeline.stages.segment.config import SegmentConfig
 from pipeline.stages.segment.frames import ClipFrames, window_requests
+from pipeline.stages.segment.jobs import ClipJob, clip_lock_path, clip_record_path, segment_video_relpath
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from pipeline.av import egomotion as ego
 from pipeline.av.video import SegmentRequest
-from pipeline.stages.segment.config import ClipJob, SegmentConfig, segment_video_relpath
+from pipeline.stages.segment.config import SegmentConfig
+from pipeline.stages.segment.jobs import ClipJob, segment_video_relpath
 
 
 @dataclass(frozen=True)

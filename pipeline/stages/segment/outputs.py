@@ -15,16 +15,8 @@ from pipeline.contracts.segment_record import SegmentRecord, arrow_schema
 from pipeline.contracts.targets import TARGETS_KEY
 from pipeline.core.atomic import atomic_path, temp_sibling
 from pipeline.stages.segment.clip import load_clip_record
-from pipeline.stages.segment.config import (
-    CONFIG_JSON,
-    MANIFEST_JSON,
-    SEGMENTS_JSON,
-    SEGMENTS_PARQUET,
-    ClipJob,
-    SegmentConfig,
-    SegmentResult,
-    clip_record_path,
-)
+from pipeline.stages.segment.config import CONFIG_JSON, MANIFEST_JSON, SEGMENTS_JSON, SEGMENTS_PARQUET, SegmentConfig
+from pipeline.stages.segment.jobs import ClipJob, SegmentResult, clip_record_path
 
 log = logging.getLogger(__name__)
 

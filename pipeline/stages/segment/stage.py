@@ -31,7 +31,8 @@ from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.engines.base import ClipOps, Engine
 from pipeline.engines.local import LocalEngine
 from pipeline.stages.segment.clip import completed_record, process_clip_safe, skipped_record
-from pipeline.stages.segment.config import MANIFEST_JSON, ClipJob, SegmentConfig, SegmentResult, list_jobs
+from pipeline.stages.segment.config import MANIFEST_JSON, SegmentConfig
+from pipeline.stages.segment.jobs import ClipJob, SegmentResult, list_jobs
 from pipeline.stages.segment.outputs import metadata_dir, write_outputs
 
 log = logging.getLogger(__name__)
