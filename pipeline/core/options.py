@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -195,7 +196,6 @@ def _collect(
     out: list[Option],
 ) -> None:
     """Append the options of `cls` to `out`; `layered`: "" or the default text ("{}": the field's default)."""
-    hints = typing.get_type_hints(cls)
     for f, meta in _exposed(cls, expose):
         if _GROUP in meta:
             sub = _group_prefix(f)
@@ -205,7 +205,7 @@ def _collect(
             continue
         if _HELP not in meta or not f.init:
             continue
-        annotation = _cli_annotation(meta[_CLI_TYPE] or hints[f.name])
+        annotation = _cli_annotation(meta[_CLI_TYPE] or _field_type(cls, f))
         default = meta[_CLI_DEFAULT] if meta[_CLI_DEFAULT] is not MISSING else _field_default(f)
         default = _cli_value(default)
         if optional and default is MISSING:
@@ -223,6 +223,15 @@ def _collect(
         decls = _decls(name, meta, annotation, default)
         option = Option(name, (*path, f.name), annotation, default, decls, meta[_HELP], show_default, meta[_ENVVAR])
         out.append(option)
+
+
+def _field_type(cls: type, f: dataclasses.Field) -> Any:
+    """The field's annotation evaluated in its class's module: only the option fields', not every field's as
+    `typing.get_type_hints` would (the CLI builds every command's options at start-up)."""
+    if not isinstance(f.type, str):
+        return f.type
+    owner = next(c for c in cls.__mro__ if f.name in vars(c).get("__annotations__", {}))
+    return eval(f.type, vars(sys.modules[owner.__module__]))  # noqa: S307 - the class's own annotation text
 
 
 def _is_optional(annotation: Any) -> bool:
