@@ -36,13 +36,14 @@ SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "
 
 
 def video_paths(messages: list[dict[str, Any]]) -> list[str]:
-    """Paths of the video items, in order."""
+    """Paths of the video items, in order (one per camera); the `video: None` keys of other items (datasets adds
+    them) are not videos."""
     return [
         item["video"]
         for message in messages
         if isinstance(message.get("content"), list)
         for item in message["content"]
-        if item.get("type") == "video" or "video" in item
+        if item.get("video") is not None
     ]
 
 
