@@ -71,17 +71,17 @@ def build_messages(
     each video follows a text part naming its camera (module docstring).
 
     Raises:
-        ValueError: several videos whose count differs from `cameras`'.
+        ValueError: a video count that differs from `cameras`' (when `cameras` is given, or for several videos).
     """
     videos = [video] if isinstance(video, str) else list(video)
     return _conversation(videos, answer, system_prompt, user_text(prompt, history), cameras)
 
 
 def _video_parts(videos: Sequence[str], cameras: Sequence[str], user: str) -> list[dict[str, Any]]:
+    if len(videos) != len(cameras) and (cameras or len(videos) != 1):
+        raise ValueError(f"{len(videos)} videos for {len(cameras)} cameras ({', '.join(cameras) or 'none'})")
     if len(videos) == 1:
         return [{"type": "video", "text": None, "video": videos[0]}, {"type": "text", "text": user, "video": None}]
-    if len(videos) != len(cameras):
-        raise ValueError(f"{len(videos)} videos for {len(cameras)} cameras ({', '.join(cameras) or 'none'})")
     parts: list[dict[str, Any]] = []
     for k, (path, camera) in enumerate(zip(videos, cameras, strict=True)):
         name = f"{camera_label(camera)}:" if k == 0 else f"\n{camera_label(camera)}:"

@@ -49,6 +49,10 @@ def test_one_camera_is_todays_conversation():
 def test_video_count_must_match_the_cameras():
     with pytest.raises(ValueError, match="2 videos for 3 cameras"):
         build_messages(["a.mp4", "b.mp4"], "a", "sys", "p", cameras=CAMERAS)
+    with pytest.raises(ValueError, match="1 videos for 3 cameras"):
+        build_messages("a.mp4", "a", "sys", "p", cameras=CAMERAS)
+    with pytest.raises(ValueError, match="2 videos for 0 cameras"):
+        build_messages(["a.mp4", "b.mp4"], "a", "sys", "p")
 
 
 def test_several_camera_column_equals_build_messages():
