@@ -36,13 +36,14 @@ SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "
 
 
 def video_paths(messages: list[dict[str, Any]]) -> list[str]:
-    """Paths of the video items, in order."""
+    """Paths of the video items, in order (one per camera); the `video: None` keys of other items (datasets adds
+    them) are not videos."""
     return [
         item["video"]
         for message in messages
         if isinstance(message.get("content"), list)
         for item in message["content"]
-        if item.get("type") == "video" or "video" in item
+        if item.get("video") is not None
     ]
 
 
@@ -134,10 +135,11 @@ class SampleEncoder:
         """Model inputs for one row (batch dimension 1, torch tensors).
 
         Training (`for_generation=False`): the whole conversation, with `labels`. Generation: the conversation up to
-        the last user turn plus the generation prompt, without labels.
+        the last user turn plus the generation prompt, without labels. Several videos (one per camera) go to the
+        processor in the conversation's order, each sampled from its own decoded clip.
 
         Raises:
-            VideoError: a video is missing or unreadable.
+            VideoError: a video is missing or unreadable, or the videos sample different frame counts.
             PipelineError: no assistant answer to learn from (training).
         """
         messages = clean_messages(messages)
@@ -153,7 +155,10 @@ class SampleEncoder:
         text = self.render(messages, for_generation)
         kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
         if videos:
-            # One clip per row in our data; with several, the budget follows the first clip's frame count.
+            # One budget for every video of the call: Qwen3-VL's scales with the frame count, which must agree.
+            if len({len(v) for v in videos}) > 1:
+                counts = ", ".join(f"{p}: {len(v)}" for p, v in zip(video_paths(messages), videos, strict=True))
+                raise VideoError(f"the videos of one sample give different frame counts ({counts})")
             video_kwargs = processor_kwargs(self.video_settings, self.processor.video_processor, len(videos[0]))
             kwargs |= {"videos": videos, "video_metadata": metadata, **video_kwargs}
         inputs = dict(self.processor(**kwargs))

@@ -10,6 +10,9 @@ from):
   tokens can differ at the same count;
 - elsewhere `usage.prompt_tokens` is compared with training's count;
 - a server that reports neither is noted (a warning and `metrics.json`), and the run goes on.
+
+A several-camera sample is asked as the run asks it: one `video_url` part per camera, in order, under one frame
+plan; its prompt holds every camera's frames, so the comparison covers them all.
 """
 
 from __future__ import annotations
@@ -86,9 +89,9 @@ def _served_prompt(
     """
     import openai
 
-    from pipeline.stages.evaluate.serving_client import first_video
+    from pipeline.stages.evaluate.serving_client import sample_videos
 
-    extra = {**plan.decoding, **plan.frames.request_fields(settings.engine, first_video(messages))}
+    extra = {**plan.decoding, **plan.frames.request_fields(settings.engine, sample_videos(messages))}
     if settings.engine == "vllm":
         extra["return_token_ids"] = True
     try:

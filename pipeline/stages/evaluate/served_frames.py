@@ -18,6 +18,7 @@ Before any request, the frame indices that processor's own `sample_frames` picks
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,18 +55,35 @@ class FramePlan:
     frame_multiple: int  # the family's frames per temporal patch (`Family.frame_multiple`), as in training
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # the family's chat-template variables
 
-    def request_fields(self, engine: str, path: str | Path) -> dict[str, Any]:
-        """Extra request fields that make the server sample training's frames of `path` with its pixel budget.
+    def request_fields(self, engine: str, paths: str | Path | Sequence[str | Path]) -> dict[str, Any]:
+        """Extra request fields that make the server sample training's frames of a sample's video(s) (one path, or
+        one per camera) with its pixel budget. A request carries one frame count for all its videos.
 
         Raises:
-            PipelineError: the server's sampler would pick other frames than training does.
+            PipelineError: the server's sampler would pick other frames than training does, or the videos of one
+                sample sample different frame counts (training refuses them too).
         """
         template = {"chat_template_kwargs": dict(self.template_kwargs)} if self.template_kwargs else {}
         if engine == "plain":
             return template
+        from pipeline.model.video_input import processor_kwargs
+
+        paths = [paths] if isinstance(paths, str | Path) else list(paths)
+        counts = [self._checked_frame_count(path) for path in paths]
+        if len(set(counts)) > 1:
+            raise PipelineError(f"{paths[0]}: the videos of one sample sample different frame counts ({counts})")
+        kwargs = processor_kwargs(self.settings, self.video_processor, counts[0])
+        kwargs |= {"do_sample_frames": True, "num_frames": counts[0], "fps": None}
+        if engine == "transformers":
+            return {"chat_template_kwargs": self.template_kwargs | kwargs}
+        media = {"video": {"num_frames": -1, "video_backend": VLLM_VIDEO_BACKEND}}
+        return {"mm_processor_kwargs": kwargs, "media_io_kwargs": media, **template}
+
+    def _checked_frame_count(self, path: str | Path) -> int:
+        """Training's frame count for `path`, after checking that the server's sampler picks the same frames."""
         from transformers.video_utils import VideoMetadata
 
-        from pipeline.model.video_input import processor_kwargs, sample_indices
+        from pipeline.model.video_input import sample_indices
 
         total, fps = probe_frames(path)
         train = sample_indices(total, fps, self.settings, self.frame_multiple)
@@ -76,12 +94,7 @@ class FramePlan:
                 f"{path}: {type(self.video_processor).__name__} samples frames {list(map(int, served))} where "
                 f"training sampled {train.tolist()}: a server would not see the training frames"
             )
-        kwargs = processor_kwargs(self.settings, self.video_processor, len(train))
-        kwargs |= {"do_sample_frames": True, "num_frames": len(train), "fps": None}
-        if engine == "transformers":
-            return {"chat_template_kwargs": self.template_kwargs | kwargs}
-        media = {"video": {"num_frames": -1, "video_backend": VLLM_VIDEO_BACKEND}}
-        return {"mm_processor_kwargs": kwargs, "media_io_kwargs": media, **template}
+        return len(train)
 
 
 def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:

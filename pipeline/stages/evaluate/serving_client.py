@@ -1,11 +1,11 @@
 """Ask an OpenAI-compatible chat-completions server (vLLM, SGLang, `transformers serve`) for the evaluation's answers.
 
-Each request carries the dataset's own messages (system prompt, then the user turn with the segment video as a
-`video_url` part and the prompt), greedy decoding (temperature 0) and `max_tokens` sized to the answer. Requests
-run with bounded concurrency through `openai.AsyncOpenAI`, whose own retries (exponential backoff, `Retry-After`
-honoured) cover 408/409/429/5xx, timeouts and dropped connections; a sample still failing after them is recorded
-as a failure, not a crash. Every answer is appended to `predictions.jsonl` as it arrives (one flushed line), so an
-interrupted run resumes asking only for the ids not in the file.
+Each request carries the dataset's own messages (system prompt, then the user turn with each camera's segment video as
+a `video_url` part, in the conversation's order, and the prompt), greedy decoding (temperature 0) and `max_tokens`
+sized to the answer. Requests run with bounded concurrency through `openai.AsyncOpenAI`, whose own retries (exponential
+backoff, `Retry-After` honoured) cover 408/409/429/5xx, timeouts and dropped connections; a sample still failing after
+them is recorded as a failure, not a crash. Every answer is appended to `predictions.jsonl` as it arrives (one flushed
+line), so an interrupted run resumes asking only for the ids not in the file.
 
 Frame settings per request: `pipeline.stages.evaluate.served_frames`.
 """
@@ -200,7 +200,7 @@ def ask_server(
     pending = [i for i, sample_id in enumerate(ids) if sample_id not in store.done]
     result = ServerRunResult({}, resumed=len(ids) - len(pending), asked=len(pending), served_model=plan.served_model)
     if pending:  # a frame mismatch is refused before any request
-        plan.frames.request_fields(settings.engine, first_video(rows[pending[0]]["messages"]))
+        plan.frames.request_fields(settings.engine, sample_videos(rows[pending[0]]["messages"]))
         started = time.monotonic()
         progress.start("asking the server", len(ids))
         progress.advance(result.resumed)
@@ -211,13 +211,14 @@ def ask_server(
     return result
 
 
-def first_video(messages: list[dict[str, Any]]) -> str:
+def sample_videos(messages: list[dict[str, Any]]) -> list[str]:
+    """The video paths of a sample's messages, in order (one per camera)."""
     from pipeline.model.collator import video_paths
 
     paths = video_paths(messages)
     if not paths:
         raise PipelineError("a sample has no video in its messages")
-    return paths[0]
+    return paths
 
 
 async def _ask_all(
@@ -269,7 +270,7 @@ async def _ask_all(
 
 
 async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
-    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, first_video(messages))
+    frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, sample_videos(messages))
     chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
     async with client.chat.completions.with_streaming_response.create(
         model=plan.served_model,

@@ -13,7 +13,10 @@ Layout under `output_dir` (one folder per framework, `{train,test}.jsonl` in eac
 - `ms-swift/` (modelscope/ms-swift standard format): ``{"messages": [...], "videos": [<absolute path>]}``, used
   with `swift sft --dataset train.jsonl --val_dataset test.jsonl`.
 
-Exactly one `<video>` tag per video, in the user turn; none in assistant turns.
+Exactly one `<video>` tag per video, in the user turn; none in assistant turns. Several cameras: the record's videos
+are a list in the conversation's camera order (qwen-vl-finetune's `video` becomes a list, the others' `videos` hold
+them all) and the user turn keeps the dataset's layout with a tag where each video stands,
+`front wide camera:<video>\ncross left camera:<video>\n<prompt>` (qwen-vl-finetune: after the system prompt).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class ExportResult:
     files: dict[str, list[Path]] = field(default_factory=dict)
     # split -> records per framework file.
     counts: dict[str, int] = field(default_factory=dict)
-    # Records whose video file does not exist (they are still written).
+    # Video files of the records (one per camera) that do not exist (the records are still written).
     missing_videos: int = 0
 
 
@@ -63,20 +66,22 @@ class Conversation:
     id: str
     # System prompt text.
     system: str
-    # User text (the prompt, with the history block if the dataset has one).
+    # User text (the prompt, with the history block if the dataset has one; with several cameras, their names too).
     user: str
     # Assistant answer text.
     answer: str
-    # Absolute video path.
-    video: str
+    # Absolute video paths, one per camera in the conversation's order.
+    videos: list[str]
+    # The user turn in order with a `<video>` tag where each video stands.
+    tagged_user: str
 
 
 def conversation(row: dict[str, Any]) -> Conversation:
     """Extract system/user/assistant texts and the video from a `load_split` row (absolute paths, clean messages).
 
     Raises:
-        PipelineError: the row does not have the system, user (one video + text), assistant layout, or a text
-            holds a literal media tag.
+        PipelineError: the row does not have the system, user (videos + text), assistant layout, or a text holds a
+            literal media tag.
     """
     roles = [m["role"] for m in row["messages"]]
     if roles != ["system", "user", "assistant"]:
@@ -88,36 +93,50 @@ def conversation(row: dict[str, Any]) -> Conversation:
         items = message["content"]
         videos[role] = [item["video"] for item in items if item.get("type") == "video"]
         texts[role] = "\n".join(item["text"] for item in items if item.get("type") == "text")
-    if len(videos["user"]) != 1 or videos["system"] or videos["assistant"]:
-        raise PipelineError(f"row {row['id']}: expected exactly one video, in the user turn")
+    if not videos["user"] or videos["system"] or videos["assistant"]:
+        raise PipelineError(f"row {row['id']}: expected its videos in the user turn, and only there")
+    user_items = row["messages"][1]["content"]
+    tagged = "".join(VIDEO_TAG if item.get("type") == "video" else item.get("text") or "" for item in user_items)
     for role, text in texts.items():
         for tag in MEDIA_TAGS:
             if tag in text:
                 raise PipelineError(f"row {row['id']}: the {role} text contains a literal {tag} tag")
-    return Conversation(row["id"], texts["system"], texts["user"], texts["assistant"], videos["user"][0])
+    return Conversation(row["id"], texts["system"], texts["user"], texts["assistant"], videos["user"], tagged)
 
 
 def qwen_vl_finetune_record(conv: Conversation, video_root: Path) -> dict[str, Any]:
-    """qwen-vl-finetune record; the video path is relative to `video_root` (the registration's `data_path`)."""
+    """qwen-vl-finetune record; video paths are relative to `video_root` (the registration's `data_path`): one
+    path, or a list of them (several cameras)."""
+    paths = [Path(video).relative_to(video_root).as_posix() for video in conv.videos]
+    if len(paths) == 1:
+        return {
+            "id": conv.id,
+            "video": paths[0],
+            "conversations": [
+                {"from": "human", "value": f"{VIDEO_TAG}\n{conv.system}\n\n{conv.user}"},
+                {"from": "gpt", "value": conv.answer},
+            ],
+        }
     return {
         "id": conv.id,
-        "video": Path(conv.video).relative_to(video_root).as_posix(),
+        "video": paths,
         "conversations": [
-            {"from": "human", "value": f"{VIDEO_TAG}\n{conv.system}\n\n{conv.user}"},
+            {"from": "human", "value": f"{conv.system}\n\n{conv.tagged_user}"},
             {"from": "gpt", "value": conv.answer},
         ],
     }
 
 
 def messages_record(conv: Conversation) -> dict[str, Any]:
-    """LLaMA-Factory (sharegpt + OpenAI tags) and ms-swift record: messages with a system turn, absolute video."""
+    """LLaMA-Factory (sharegpt + OpenAI tags) and ms-swift record: messages with a system turn, absolute videos
+    in the order of their tags."""
     return {
         "messages": [
             {"role": "system", "content": conv.system},
-            {"role": "user", "content": f"{VIDEO_TAG}{conv.user}"},
+            {"role": "user", "content": conv.tagged_user},
             {"role": "assistant", "content": conv.answer},
         ],
-        "videos": [conv.video],
+        "videos": list(conv.videos),
     }
 
 
@@ -203,7 +222,7 @@ def _write_split(
     """Stream one split, a batch at a time, into `{split}.jsonl` of every framework folder.
 
     Returns:
-        (records written, records whose video file is missing), videos checked one directory listing per clip.
+        (records written, their video files that are missing), videos checked one directory listing per clip.
     """
     import pyarrow as pa
 
@@ -219,7 +238,8 @@ def _write_split(
             convs = [
                 conversation({"id": i, "messages": m}) for i, m in zip(batch["id"], batch["messages"], strict=True)
             ]
-            missing += int((~videos.exist("", pa.array([c.video for c in convs], type=pa.string()))).sum())
+            paths = pa.array([v for c in convs for v in c.videos], type=pa.string())
+            missing += int((~videos.exist("", paths)).sum())
             for framework, f in files.items():
                 f.writelines(json.dumps(_record(framework, c, video_root), ensure_ascii=False) + "\n" for c in convs)
             count += len(convs)
@@ -257,9 +277,7 @@ def run(config: ExportConfig, progress: ProgressSink | None = None) -> ExportRes
             result.counts[split], missing = _write_split(config.dataset, split, folders, video_root, progress)
             result.missing_videos += missing
         if result.missing_videos:
-            log.warning(
-                "%d record(s) point to a video that does not exist (under %s)", result.missing_videos, video_root
-            )
+            log.warning("%d video file(s) of the records do not exist (under %s)", result.missing_videos, video_root)
         for framework in config.formats:
             folder, final_folder = folders[framework], final / framework
             names = [f"{split}.jsonl" for split in SPLITS]
