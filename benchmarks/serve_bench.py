@@ -1,24 +1,41 @@
-"""Samples/s of `pipeline evaluate --server` against a real `transformers serve` on CPU, at two concurrencies.
+"""vLLM against `transformers serve`, both started with `pipeline serve-model`'s command, on the same run and the
+same requests at the same concurrency, measured in one run: served samples/s, server start-up (s) and server peak
+memory (RSS of the server's process tree, MiB), and their ratios.
 
-Run: `uv run python benchmarks/serve_bench.py --run-dir RUN --dataset DATASET [--samples 16] [--concurrency 1 8]`
+Run: `PIPELINE_VLLM_PYTHON=.venv-vllm/bin/python uv run python benchmarks/serve_bench.py --run-dir RUN
+--dataset DATASET [--samples 8] [--concurrency 2]`
 
-RUN is a training output directory (weights, processor, train_config.json), e.g. a tiny model trained by the
-demo (`pipeline demo --keep`) or by the test suite; DATASET its stage-3 dataset. The script starts
-`python -m pipeline.standins.transformers_serve RUN` on 127.0.0.1, waits until it serves, then scores about `--samples`
-test samples (whole clips) once per concurrency, each into a fresh output directory (nothing is resumed). It
-prints samples/s of the asking loop, the ratio between the concurrencies, and the time 580 k samples (the full
-test split) would take at each measured rate and at `--server-rate` samples/s (a stated GPU server throughput).
-One run, one machine: the ratio is the figure to read, not the absolute rate.
+RUN is a training output directory whose attention heads vLLM's CPU attention takes (32 wide or more, e.g. the
+demo's tiny model or `pipeline make-tiny-model --heads 2` trained briefly); DATASET its stage-3 dataset.
+`PIPELINE_VLLM_PYTHON` (or `--vllm-python`) is the vLLM environment's Python (`.ci/vllm_env.sh` makes one). Each
+server is started, timed until `/v1/models` lists the run, asked for `--samples` test samples by
+`pipeline evaluate --server` (parity pre-flight included), then stopped; the RSS of its process tree is sampled
+every 0.2 s from start to stop. One run, one machine: read the ratios, not the absolute figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import socket
+import subprocess
 import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-TEST_SPLIT_SAMPLES = 580_000
+
+@dataclass
+class Served:
+    """What one engine measured."""
+
+    startup_s: float  # Popen until /v1/models lists the model, s
+    samples_per_s: float  # evaluate's asking loop, samples/s
+    peak_rss_mib: float  # the server's process tree, MiB
 
 
 def _free_port() -> int:
@@ -27,51 +44,99 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _hours(samples: int, per_s: float) -> str:
-    return f"{samples / per_s / 3600:,.1f} h"
+def _tree_rss_mib(pid: int) -> float:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+def _wait_ready(server: subprocess.Popen, port: int, timeout_s: float = 1800.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode})")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
+                if json.load(response)["data"]:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the server did not serve within {timeout_s:g} s")
+
+
+def measure(engine: str, args: argparse.Namespace, workdir: Path) -> Served:
+    """Start `engine` on the run, time start-up, evaluate `args.samples` samples, stop it; its figures."""
+    from pipeline.stages.evaluate.serving_client import ServerSettings
+    from pipeline.stages.evaluate.stage import EvaluateConfig, run
+    from pipeline.stages.serve.config import ServeModelConfig
+    from pipeline.stages.serve.stage import engine_command
+
+    port = _free_port()
+    config = ServeModelConfig(args.run_dir, engine=engine, port=port, engine_python=args.vllm_python, cpu=True)
+    command = engine_command(config) + (["--device", "cpu"] if engine == "transformers" else [])
+    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(workdir / "vllm_cache")}
+    env |= {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor"), "HF_HUB_OFFLINE": "1"}
+    if engine == "vllm":
+        env.pop("VIRTUAL_ENV", None)
+    peak = [0.0]
+    done = threading.Event()
+    started = time.monotonic()
+    with open(workdir / f"{engine}.log", "wb") as log_file:
+        server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], _tree_rss_mib(server.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        _wait_ready(server, port)
+        startup_s = time.monotonic() - started
+        settings = ServerSettings(url=f"http://127.0.0.1:{port}/v1", engine=engine, concurrency=args.concurrency)
+        evaluate = EvaluateConfig(
+            args.dataset, workdir / engine, server=settings, run_dir=args.run_dir, max_samples=args.samples
+        )
+        rate = run(evaluate).info["server"]["samples_per_s"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=120)
+        done.set()
+        sampler.join()
+    return Served(startup_s, rate, peak[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--dataset", type=Path, required=True)
-    parser.add_argument("--samples", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--server-rate", type=float, default=20.0, help="stated server throughput, samples/s")
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--vllm-python", default=os.environ.get("PIPELINE_VLLM_PYTHON"))
     args = parser.parse_args()
-
-    from pipeline.stages.evaluate.serving_client import ServerSettings
-    from pipeline.stages.evaluate.stage import EvaluateConfig, run
-    from pipeline.standins.transformers_serve import launch, stop, wait_ready
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    server = launch(args.run_dir, port)
-    rates: dict[int, float] = {}
-    try:
-        wait_ready(server, port)
-        with tempfile.TemporaryDirectory() as tmp:
-            for concurrency in args.concurrency:
-                settings = ServerSettings(
-                    url=url, served_model=str(args.run_dir), engine="transformers", concurrency=concurrency
-                )
-                config = EvaluateConfig(
-                    dataset=args.dataset,
-                    output_dir=Path(tmp) / f"c{concurrency}",
-                    server=settings,
-                    run_dir=args.run_dir,
-                    max_samples=args.samples,
-                )
-                rates[concurrency] = run(config).info["server"]["samples_per_s"]  # the asking loop only
-    finally:
-        stop(server)
-    print(f"{'concurrency':>11}  {'samples/s':>9}  {'580 k samples':>13}")
-    for concurrency, rate in rates.items():
-        print(f"{concurrency:>11}  {rate:>9.2f}  {_hours(TEST_SPLIT_SAMPLES, rate):>13}")
-    first, last = args.concurrency[0], args.concurrency[-1]
-    print(f"concurrency {last} / {first}: {rates[last] / rates[first]:.2f}x")
-    stated = _hours(TEST_SPLIT_SAMPLES, args.server_rate)
-    print(f"at a stated {args.server_rate:g} samples/s: 580 k samples in {stated}")
+    if not args.vllm_python:
+        parser.error("--vllm-python or PIPELINE_VLLM_PYTHON: the vLLM environment's Python (.ci/vllm_env.sh)")
+    args.run_dir = args.run_dir.resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {engine: measure(engine, args, Path(tmp)) for engine in ("vllm", "transformers")}
+    print(f"{args.samples} samples at concurrency {args.concurrency}, run {args.run_dir.name}")
+    print(f"{'engine':>12}  {'samples/s':>9}  {'start-up s':>10}  {'peak RSS MiB':>12}")
+    for engine, served in figures.items():
+        print(f"{engine:>12}  {served.samples_per_s:>9.2f}  {served.startup_s:>10.1f}  {served.peak_rss_mib:>12.0f}")
+    vllm, hf = figures["vllm"], figures["transformers"]
+    print(
+        f"vllm / transformers: samples/s {vllm.samples_per_s / hf.samples_per_s:.2f}x, "
+        f"start-up {vllm.startup_s / hf.startup_s:.2f}x, peak RSS {vllm.peak_rss_mib / hf.peak_rss_mib:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ def test_quick_demo_runs_every_stage(tmp_path, family):
     assert all((workdir / "demo_segments" / s["video"]).is_file() for s in segments)
     assert (workdir / "demo_dataset" / "dataset_meta.json").is_file()
     assert (workdir / "demo_model" / "train_config.json").is_file()
-    model_type = json.loads((workdir / "demo_model" / "config.json").read_text())["model_type"]
-    assert model_type == family
+    model_config = json.loads((workdir / "demo_model" / "config.json").read_text())
+    assert model_config["model_type"] == family
+    text = model_config["text_config"]
+    # 32: the smallest head size vLLM's CPU attention takes, so the quick demo's run can be served with vLLM
+    assert text["head_dim"] == text["hidden_size"] // text["num_attention_heads"] == 32
 
     report = workdir / "demo_report"
     metrics = json.loads((report / "metrics.json").read_text())

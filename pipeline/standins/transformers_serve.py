@@ -32,6 +32,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import PipelineError
+from pipeline.model.ffmpeg_libraries import ffmpeg_problem
+
 
 def collapse_video_wrapper(processor: Any) -> None:
     """Give a Qwen3-VL processor's chat template the bare video placeholder (in place; others are left alone)."""
@@ -74,7 +77,15 @@ def patch_transformers_serve() -> None:
 
 def launch(run_dir: Path, port: int, log_file: Any = None) -> subprocess.Popen:
     """Start this launcher on 127.0.0.1:`port` for `run_dir` (CPU, offline) in its own process group; output goes to
-    `log_file` (default: discarded). Wait for it with `wait_ready`, stop it with `stop`."""
+    `log_file` (default: discarded). Wait for it with `wait_ready`, stop it with `stop`.
+
+    Raises:
+        PipelineError: this Python's torchcodec cannot load FFmpeg's shared libraries (one line with the apt-get
+            command that installs them): the server would answer HTTP 500 to every video request.
+    """
+    problem = ffmpeg_problem(sys.executable)
+    if problem:
+        raise PipelineError(problem)
     command = [sys.executable, "-m", "pipeline.standins.transformers_serve", str(run_dir), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--device", "cpu", "--log-level", "warning"]
     out = log_file if log_file is not None else subprocess.DEVNULL

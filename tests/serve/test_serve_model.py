@@ -65,3 +65,11 @@ def test_bad_input_is_one_line_and_exit_2(args, tmp_path, capsys):
         main(["serve-model", *args, "--dry-run"])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and err.startswith("error:") and "\n" not in err
+
+
+def test_qwen3_5_is_served_in_bfloat16_on_vllms_cpu_build(tiny_qwen3_5, capsys):
+    # vLLM CPU's Gated DeltaNet kernel refuses float32 at the first request ("CPU GDN attention requires BF16")
+    command = dry_run(capsys, str(tiny_qwen3_5), "--cpu")
+    assert command[command.index("--dtype") + 1] == "bfloat16"
+    command = dry_run(capsys, str(tiny_qwen3_5))
+    assert command[command.index("--dtype") + 1] == "float32"

