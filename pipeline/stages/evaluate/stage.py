@@ -168,6 +168,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         horizon_s=config.horizon_s,
         history_model=history_model,
     )
+    result.trajectory = _trajectory_scores(config, dataset_meta, answers)
     result.info = {
         "model": config.model,
         "adapter": str(config.adapter) if config.adapter else None,
@@ -202,6 +203,29 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         if verdict is not None:  # the report is written, and says so
             raise PipelineError(f"{verdict}: see {config.output_dir / 'metrics.json'}")
     return result
+
+
+def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], answers: Answers) -> Any:
+    """`trajectory_scoring.TrajectoryResult` when dataset_meta.json "targets" asks for trajectories, else None.
+
+    Raises:
+        PipelineError: the trajectory columns are missing or malformed, or the history has fewer than 2 rows.
+    """
+    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS, score_trajectory_answers, xyh_column
+
+    settings = dataset_meta.get("targets")
+    if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
+        return None
+    from pipeline.stages.evaluate.trajectory_baselines import fit_trajectory_ridge
+
+    history = xyh_column(answers.rows, "history_xyh")
+    if history.shape[1] < 2:
+        raise PipelineError(f"--dataset {config.dataset}: history_xyh has {history.shape[1]} row(s), need >= 2")
+    train = _load(config.dataset, "train")
+    ridge = fit_trajectory_ridge(xyh_column(train, "history_xyh"), xyh_column(train, "future_xyh")[..., :2])
+    texts = answers.samples or [[text] for text in answers.texts]
+    ids = [str(x) for x in answers.rows["id"]]
+    return score_trajectory_answers(ids, texts, xyh_column(answers.rows, "future_xyh"), history, settings, ridge)
 
 
 def _write_report(config: EvaluateConfig, result: EvaluationResult, answers: Answers) -> None:
