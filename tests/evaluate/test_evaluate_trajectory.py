@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.contracts.trajectory_answer import format_trajectory
 from pipeline.core.errors import PipelineError
-from pipeline.stages.evaluate.stage import EvaluateConfig, run
+from pipeline.stages.evaluate.stage import EvaluateConfig, answer_lines, run
 from pipeline.stages.evaluate.trajectory_metrics import L2_AT, L2_AVERAGED
 from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT
 from pipeline.stages.evaluate.trajectory_scoring import score_trajectory_answers
@@ -169,3 +169,10 @@ def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
         EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=2)
     with pytest.raises(PipelineError, match="--num-samples must be >= 1"):
         EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=0)
+
+
+def test_answers_are_sized_on_the_trajectory_points():
+    targets = {"targets": "trajectory", "horizon_s": 6.4, "target_hz": 30}
+    assert answer_lines({"targets": targets}, 30) == 192
+    assert answer_lines({"targets": {**targets, "targets": "motion"}}, 30) == 30
+    assert answer_lines({}, 30) == 30

@@ -157,7 +157,9 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     mean_v, mean_k = moments.mean_profile()
     history_model = moments.fit_ridge()
 
-    answers = source.answers(scored, len(mean_v), progress)
+    lines = answer_lines(dataset_meta, len(mean_v))
+    _warn_if_too_short(config, lines)
+    answers = source.answers(scored, lines, progress)
     targets = _targets(config, answers.rows, len(mean_v))
     result = score_answers(
         answers.texts,
@@ -205,6 +207,30 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     return result
 
 
+def answer_lines(dataset_meta: dict[str, Any], n_steps: int) -> int:
+    """Lines of a full answer: the n motion steps, or the trajectory's points (horizon_s * target_hz) when
+    dataset_meta.json "targets" asks for trajectories and they are more (a server's `max_tokens` is sized on it)."""
+    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS
+
+    settings = dataset_meta.get("targets")
+    if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
+        return n_steps
+    return max(n_steps, round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0))))
+
+
+def _warn_if_too_short(config: EvaluateConfig, lines: int) -> None:
+    """Log a warning when in-process generation may stop before an answer of `lines` lines ends."""
+    from pipeline.stages.evaluate.serving_client import answer_max_tokens
+
+    if config.model is not None and config.generation.max_new_tokens < answer_max_tokens(lines):
+        log.warning(
+            "--max-new-tokens %d may cut answers of %d lines short (about %d tokens)",
+            config.generation.max_new_tokens,
+            lines,
+            answer_max_tokens(lines),
+        )
+
+
 def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], answers: Answers) -> Any:
     """`trajectory_scoring.TrajectoryResult` when dataset_meta.json "targets" asks for trajectories, else None.
 
@@ -242,4 +268,4 @@ def _write_report(config: EvaluateConfig, result: EvaluationResult, answers: Ans
         write_text(config.output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
 
 
-__all__ = ["EvaluateConfig", "answer_source", "run"]
+__all__ = ["EvaluateConfig", "answer_lines", "answer_source", "run"]
