@@ -26,6 +26,8 @@ class Answers:
     generation: dict[str, Any] | None = None
     # A server's summary (`serving_client.server_answers`).
     server: dict[str, Any] | None = None
+    # With --num-samples k > 1: k answers per row (`texts` holds the first of each).
+    samples: list[list[str]] | None = None
 
 
 def valid_text(text: str) -> str:

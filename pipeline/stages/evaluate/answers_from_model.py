@@ -79,7 +79,8 @@ class InProcessModel:
     video_settings_source: str | None
 
     def answers(self, split: datasets.Dataset, n_pairs: int, progress: ProgressSink) -> Answers:
-        """Greedy answers and the generation settings used (`pipeline.model.inference.generation_record`).
+        """Greedy answers (k sampled ones with --num-samples k > 1) and the generation settings used
+        (`pipeline.model.inference.generation_record`).
 
         A row whose video cannot be read gets "" (logged by the generator) and so counts as a parse failure.
 
@@ -96,16 +97,25 @@ class InProcessModel:
         log.info("generating on %s", device)
         log.info("video settings %s, read from %s", asdict(self.video_settings), self.video_settings_source)
         generation = greedy_generation_config(processor, config.generation.max_new_tokens, model.generation_config)
-        texts = generate_answers(
-            model,
-            processor,
-            rows,
-            video_settings=self.video_settings,
-            batch_size=config.batch_size,
-            progress=progress,
-            generation_config=generation,
-        )
-        return Answers(rows, texts, generation=generation_record(generation))
+        if config.num_samples > 1:
+            generation.do_sample = True  # the run's other settings kept: temperature, top_p, top_k
+
+        def generate() -> list[str]:
+            return generate_answers(
+                model,
+                processor,
+                rows,
+                video_settings=self.video_settings,
+                batch_size=config.batch_size,
+                progress=progress,
+                generation_config=generation,
+            )
+
+        if config.num_samples == 1:
+            return Answers(rows, generate(), generation=generation_record(generation))
+        samples = [list(answers) for answers in zip(*(generate() for _ in range(config.num_samples)), strict=True)]
+        texts = [answers[0] for answers in samples]
+        return Answers(rows, texts, generation=generation_record(generation), samples=samples)
 
 
 __all__ = ["InProcessModel", "load_checked", "resolve_device"]

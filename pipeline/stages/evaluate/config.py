@@ -126,6 +126,9 @@ class EvaluateConfig:
     # Same format `predictions` reads.
     save_predictions: bool = setting(False, help="Write the answers to predictions.jsonl.")
     batch_size: int = setting(4, help="Samples per generation batch.")
+    # k answers per sample: 1 = greedy (today's); k > 1 samples each (do_sample with the run's other generation
+    # settings), scores the first and reports minADE/minFDE over the k for trajectory targets. In-process only.
+    num_samples: int = setting(1, help="Answers per sample (k > 1: sampled; minADE over k for trajectories).")
     # `evaluate --clips` (`clip_selection`): a parquet with a clip_id column, or one id per line; None = every clip.
     clips: Path | None = setting(
         None, help="Score only these clips: parquet with clip_id, or one id per line.", parse=_optional_path
@@ -159,6 +162,10 @@ class EvaluateConfig:
             raise PipelineError("--split must not be empty")
         if self.batch_size < 1:
             raise PipelineError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.num_samples < 1:
+            raise PipelineError(f"--num-samples must be >= 1, got {self.num_samples}")
+        if self.num_samples > 1 and self.model is None:
+            raise PipelineError("--num-samples > 1 needs --model (a predictions file or a server gives one answer)")
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be >= 1, got {self.max_samples}")
         if self.window_s <= 0 or self.horizon_s <= 0:

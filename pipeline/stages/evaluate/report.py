@@ -104,6 +104,7 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
         "scores": {
             subset: {name: s.to_dict() for name, s in by_name.items()} for subset, by_name in result.scores.items()
         },
+        **({"trajectory": result.trajectory.to_json()} if result.trajectory is not None else {}),
     }
 
 
@@ -357,7 +358,8 @@ def plot_trajectories(result: EvaluationResult, path: Path, n_examples: int = 6)
 
 
 def write_report(result: EvaluationResult, output_dir: Path, n_examples: int = 6) -> dict[str, Path]:
-    """Write every file of `REPORT_FILES` into `output_dir` (created if missing); returns name -> path."""
+    """Write every file of `REPORT_FILES` into `output_dir` (created if missing), and with trajectory scores their
+    report.md section and top-down plot; returns name -> path."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in REPORT_FILES}
@@ -367,7 +369,14 @@ def write_report(result: EvaluationResult, output_dir: Path, n_examples: int = 6
     plot_scatter(result, paths["scatter_velocity.png"], "velocity")
     plot_scatter(result, paths["scatter_curvature.png"], "curvature")
     plot_trajectories(result, paths["example_trajectories.png"], n_examples=n_examples)
-    write_text(paths["report.md"], report_markdown(result))
+    markdown = report_markdown(result)
+    if result.trajectory is not None:
+        from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT, plot_top_down, trajectory_markdown
+
+        paths[TOP_DOWN_PLOT] = output_dir / TOP_DOWN_PLOT
+        plot_top_down(result.trajectory, paths[TOP_DOWN_PLOT], n_examples=n_examples)
+        markdown += "\n" + trajectory_markdown(result.trajectory)
+    write_text(paths["report.md"], markdown)
     return paths
 
 

@@ -52,6 +52,8 @@ class EvaluationResult:
     horizon_s: float
     # Provenance: model, adapter, predictions file, dataset dir/split/fingerprint, settings.
     info: dict[str, Any] = field(default_factory=dict)
+    # Trajectory scores (`trajectory_scoring.TrajectoryResult`) when the dataset's targets include trajectories.
+    trajectory: Any = None
 
     @property
     def n_samples(self) -> int:

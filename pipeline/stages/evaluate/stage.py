@@ -157,7 +157,9 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     mean_v, mean_k = moments.mean_profile()
     history_model = moments.fit_ridge()
 
-    answers = source.answers(scored, len(mean_v), progress)
+    lines = answer_lines(dataset_meta, len(mean_v))
+    _warn_if_too_short(config, lines)
+    answers = source.answers(scored, lines, progress)
     targets = _targets(config, answers.rows, len(mean_v))
     result = score_answers(
         answers.texts,
@@ -168,6 +170,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         horizon_s=config.horizon_s,
         history_model=history_model,
     )
+    result.trajectory = _trajectory_scores(config, dataset_meta, answers)
     result.info = {
         "model": config.model,
         "adapter": str(config.adapter) if config.adapter else None,
@@ -204,6 +207,53 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     return result
 
 
+def answer_lines(dataset_meta: dict[str, Any], n_steps: int) -> int:
+    """Lines of a full answer: the n motion steps, or the trajectory's points (horizon_s * target_hz) when
+    dataset_meta.json "targets" asks for trajectories and they are more (a server's `max_tokens` is sized on it)."""
+    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS
+
+    settings = dataset_meta.get("targets")
+    if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
+        return n_steps
+    return max(n_steps, round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0))))
+
+
+def _warn_if_too_short(config: EvaluateConfig, lines: int) -> None:
+    """Log a warning when in-process generation may stop before an answer of `lines` lines ends."""
+    from pipeline.stages.evaluate.serving_client import answer_max_tokens
+
+    if config.model is not None and config.generation.max_new_tokens < answer_max_tokens(lines):
+        log.warning(
+            "--max-new-tokens %d may cut answers of %d lines short (about %d tokens)",
+            config.generation.max_new_tokens,
+            lines,
+            answer_max_tokens(lines),
+        )
+
+
+def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], answers: Answers) -> Any:
+    """`trajectory_scoring.TrajectoryResult` when dataset_meta.json "targets" asks for trajectories, else None.
+
+    Raises:
+        PipelineError: the trajectory columns are missing or malformed, or the history has fewer than 2 rows.
+    """
+    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS, score_trajectory_answers, xyh_column
+
+    settings = dataset_meta.get("targets")
+    if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
+        return None
+    from pipeline.stages.evaluate.trajectory_baselines import fit_trajectory_ridge
+
+    history = xyh_column(answers.rows, "history_xyh")
+    if history.shape[1] < 2:
+        raise PipelineError(f"--dataset {config.dataset}: history_xyh has {history.shape[1]} row(s), need >= 2")
+    train = _load(config.dataset, "train")
+    ridge = fit_trajectory_ridge(xyh_column(train, "history_xyh"), xyh_column(train, "future_xyh")[..., :2])
+    texts = answers.samples or [[text] for text in answers.texts]
+    ids = [str(x) for x in answers.rows["id"]]
+    return score_trajectory_answers(ids, texts, xyh_column(answers.rows, "future_xyh"), history, settings, ridge)
+
+
 def _write_report(config: EvaluateConfig, result: EvaluationResult, answers: Answers) -> None:
     """report.md, metrics.json, the plots, report.html and (with `save_predictions`) predictions.jsonl."""
     from pipeline.core.atomic import write_text
@@ -218,4 +268,4 @@ def _write_report(config: EvaluateConfig, result: EvaluationResult, answers: Ans
         write_text(config.output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
 
 
-__all__ = ["EvaluateConfig", "answer_source", "run"]
+__all__ = ["EvaluateConfig", "answer_lines", "answer_source", "run"]

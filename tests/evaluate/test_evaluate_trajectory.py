@@ -1,0 +1,178 @@
+"""Evaluate on a dataset whose targets include trajectories: the shared contract's `future_xyh`/`history_xyh`
+columns and dataset_meta.json "targets", added by hand to the synthetic dataset (constant-turn motions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.contracts.trajectory_answer import format_trajectory
+from pipeline.core.errors import PipelineError
+from pipeline.stages.evaluate.stage import EvaluateConfig, answer_lines, run
+from pipeline.stages.evaluate.trajectory_metrics import L2_AT, L2_AVERAGED
+from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT
+from pipeline.stages.evaluate.trajectory_scoring import score_trajectory_answers
+
+TARGET_HZ, HORIZON_S, HISTORY_HZ, HISTORY_STEPS = 10.0, 3.2, 10.0, 11
+N = round(HORIZON_S * TARGET_HZ)
+
+
+def _turn(t: np.ndarray, speed: float, yaw_rate: float) -> np.ndarray:
+    """[x, y, heading] at times t (s) on a circle through the origin, heading 0 at t = 0."""
+    radius = speed / yaw_rate
+    return np.stack([radius * np.sin(yaw_rate * t), radius * (1 - np.cos(yaw_rate * t)), yaw_rate * t], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def trajectory_dataset(dataset_dir: Path, tmp_path_factory) -> Path:
+    """The synthetic dataset with each row on its own constant turn, targets "trajectory" (seeded)."""
+    import datasets
+
+    out = tmp_path_factory.mktemp("trajectory") / "dataset"
+    shutil.copytree(dataset_dir, out)
+    rng = np.random.default_rng(7)
+    past = -(HISTORY_STEPS - 1 - np.arange(HISTORY_STEPS)) / HISTORY_HZ
+    future = (np.arange(N) + 1) / TARGET_HZ
+    feature = datasets.List(datasets.List(datasets.Value("float32")))
+    for split in ("train", "test"):
+        ds = datasets.load_from_disk(str(dataset_dir / split))
+        motions = list(zip(rng.uniform(2.0, 20.0, len(ds)), rng.uniform(-0.3, 0.3, len(ds)), strict=True))
+        ds = ds.add_column("history_xyh", [_turn(past, v, w).tolist() for v, w in motions], feature=feature)
+        ds = ds.add_column("future_xyh", [_turn(future, v, w).tolist() for v, w in motions], feature=feature)
+        shutil.rmtree(out / split)
+        ds.save_to_disk(str(out / split))
+    meta = json.loads((out / "dataset_meta.json").read_text())
+    meta["targets"] = {
+        "targets": "trajectory",
+        "horizon_s": HORIZON_S,
+        "target_hz": TARGET_HZ,
+        "history_steps": HISTORY_STEPS,
+        "history_hz": HISTORY_HZ,
+        "cameras": ["camera_front_wide_120fov"],
+        "frames_per_camera": None,
+        "frame_spacing_s": None,
+    }
+    (out / "dataset_meta.json").write_text(json.dumps(meta))
+    return out
+
+
+def _truth(dataset: Path) -> dict[str, np.ndarray]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(dataset / "test"))
+    return {i: np.array(f, dtype=np.float64)[:, :2] for i, f in zip(ds["id"], ds["future_xyh"], strict=True)}
+
+
+def _predictions(path: Path, answers: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in answers.items()))
+    return path
+
+
+def test_true_trajectories_score_the_rounding_error_and_ctrv_is_exact(trajectory_dataset, tmp_path):
+    truth = _truth(trajectory_dataset)
+    preds = _predictions(tmp_path / "p.jsonl", {i: format_trajectory(xy) for i, xy in truth.items()})
+    out = tmp_path / "out"
+    result = run(EvaluateConfig(dataset=trajectory_dataset, output_dir=out, predictions=preds))
+    traj = result.trajectory
+    assert traj is not None and traj.complete.all() and len(traj.ids) == len(truth)
+    model, ctrv = traj.scores["all"]["model"], traj.scores["all"]["ctrv"]
+    assert 0 < model["ade_m"]["all"] <= 0.005 * np.sqrt(2) and model["coverage"] == 1.0
+    # float32 storage is the only error left for CTRV on constant turns
+    assert ctrv["fde_m"]["all"] < 1e-3 < traj.scores["all"]["constant_velocity"]["fde_m"]["all"]
+    assert set(model["l2_m"][L2_AT]) == {"1s", "2s", "3s"} and set(model["ade_m"]) == {"1s", "3s", "all"}
+    metrics = json.loads((out / "metrics.json").read_text())["trajectory"]
+    assert metrics["units"]["distance"] == "m" and set(metrics["l2_conventions"]) == {L2_AVERAGED, L2_AT}
+    assert metrics["scores"]["all"]["model"]["l2_m"][L2_AVERAGED]["3s"] == pytest.approx(
+        model["l2_m"][L2_AVERAGED]["3s"]
+    )
+    assert (out / TOP_DOWN_PLOT).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "## Trajectory" in report and f"L2 1s, {L2_AVERAGED} (m)" in report
+
+
+def test_partial_answers_are_scored_on_the_points_they_give(trajectory_dataset, tmp_path):
+    truth = _truth(trajectory_dataset)
+    preds = _predictions(tmp_path / "p.jsonl", {i: format_trajectory(xy[:5] + 1.0) for i, xy in truth.items()})
+    traj = run(EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds)).trajectory
+    model = traj.scores["all"]["model"]
+    assert not traj.complete.any() and (traj.n_points == 5).all()
+    assert model["coverage"] == pytest.approx(5 / N)
+    # every given point is off by (1, 1) m, up to the answer's rounding; no point at 1 s or later was given
+    assert model["ade_m"]["all"] == pytest.approx(np.sqrt(2), abs=0.01)
+    assert np.isnan(model["fde_m"]["1s"])
+    assert traj.scores["complete"]["model"]["samples"] == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(), parse_constant=_refuse)["trajectory"]
+    assert metrics["scores"]["all"]["model"]["fde_m"]["1s"] is None
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(f"metrics.json holds {name}, which is not JSON")
+
+
+def test_min_ade_over_k_answers_picks_the_best_one():
+    future = np.zeros((2, 4, 3))
+    future[:, :, 0] = [1.0, 2.0, 3.0, 4.0]
+    history = np.zeros((2, 3, 3))
+    history[:, :, 0] = [-2.0, -1.0, 0.0]
+    off, exact = format_trajectory(future[0, :, :2] + [0.0, 1.0]), format_trajectory(future[0, :, :2])
+    settings = {"target_hz": 4.0, "history_hz": 1.0}
+    traj = score_trajectory_answers(["a", "b"], [[off, exact], [off, "no"]], future, history, settings)
+    assert traj.scores["all"]["model"]["ade_m"]["all"] == pytest.approx(1.0)
+    # sample a: the exact answer (0); sample b: the only readable one (1)
+    assert traj.min_over_k == pytest.approx({"min_ade_m": 0.5, "min_fde_m": 0.5})
+    # constant velocity holds the history's 1 m/s (1 Hz rows): 0.25 m per 4 Hz point, against 1 m per point
+    assert traj.scores["all"]["constant_velocity"]["ade_m"]["all"] == pytest.approx(
+        np.mean(np.abs([1.0, 2.0, 3.0, 4.0] - np.arange(1, 5) * 0.25))
+    )
+    assert score_trajectory_answers(["a"], [[exact]], future[:1], history[:1], settings).min_over_k is None
+
+
+def test_num_samples_generates_k_sampled_answers_in_process(trajectory_dataset, tiny_qwen3_vl, tmp_path):
+    from pipeline.model.inference import GenerationSettings
+
+    config = EvaluateConfig(
+        dataset=trajectory_dataset,
+        output_dir=tmp_path / "out",
+        model=str(tiny_qwen3_vl),
+        max_samples=2,
+        num_samples=2,
+        generation=GenerationSettings(max_new_tokens=8),
+        device="cpu",
+        dtype="float32",
+    )
+    result = run(config)
+    traj = result.trajectory
+    assert traj.samples_xy.shape[:2] == (2, 2) and [t[0] for t in traj.texts] == result.texts
+    assert result.info["generation"]["do_sample"] is True
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["trajectory"]
+    assert metrics["answers_per_sample"] == 2 and set(metrics["min_over_answers"]) == {"min_ade_m", "min_fde_m"}
+
+
+def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
+    import datasets
+
+    ids = datasets.load_from_disk(str(dataset_dir / "test"))["id"]
+    preds = _predictions(tmp_path / "p.jsonl", dict.fromkeys(ids, ""))
+    out = tmp_path / "out"
+    assert run(EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds)).trajectory is None
+    assert "trajectory" not in json.loads((out / "metrics.json").read_text())
+    assert not (out / TOP_DOWN_PLOT).exists()
+
+
+def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
+    preds = _predictions(tmp_path / "p.jsonl", {})
+    with pytest.raises(PipelineError, match="--num-samples > 1 needs --model"):
+        EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=2)
+    with pytest.raises(PipelineError, match="--num-samples must be >= 1"):
+        EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=0)
+
+
+def test_answers_are_sized_on_the_trajectory_points():
+    targets = {"targets": "trajectory", "horizon_s": 6.4, "target_hz": 30}
+    assert answer_lines({"targets": targets}, 30) == 192
+    assert answer_lines({"targets": {**targets, "targets": "motion"}}, 30) == 30
+    assert answer_lines({}, 30) == 30
