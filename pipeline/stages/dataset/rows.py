@@ -20,6 +20,7 @@ from pipeline.contracts.answer import format_answers
 from pipeline.contracts.dataset_reader import SPLITS, features
 from pipeline.contracts.messages import history_text, messages_column, user_text
 from pipeline.contracts.segments_reader import SegmentBatch, SegmentsFile
+from pipeline.contracts.target_text import trajectory_answers, trajectory_history_text
 from pipeline.core.errors import PipelineError
 from pipeline.stages.dataset.shards import Shard, ShardWriter
 from pipeline.stages.dataset.split import OFFICIAL_SPLIT_MAP, clip_is_test, drive_is_test, held_out, selection_keys
@@ -105,9 +106,21 @@ def _official_is_test(batch: SegmentBatch, clips: BatchClips, path: Path) -> np.
     return is_test
 
 
-def rows_table(
-    table: pa.Table, n: int, system_prompt: str, prompt: str, with_history: bool, schema: pa.Schema
-) -> pa.Table:
+@dataclass(frozen=True)
+class RowText:
+    """What the rows' conversations say: prompts, the history block, and what the answer holds."""
+
+    system_prompt: str
+    prompt: str
+    # The user turn starts with the input window's measured motion (or path, with trajectory answers).
+    history: bool
+    # The answer is the future trajectory (`x,y` lines), else the (speed, curvature) lines.
+    trajectory: bool = False
+    # History rows per second, Hz (the trajectory history block).
+    history_hz: float = 10.0
+
+
+def rows_table(table: pa.Table, n: int, text: RowText, schema: pa.Schema) -> pa.Table:
     """The dataset rows of checked segment records (a SCHEMA table), in `schema` (= features(n, extended)
     .arrow_schema: with the extended columns, the records' `cameras`, `videos` and trajectories as float32)."""
     videos = table.column("video").to_pylist()
@@ -115,13 +128,10 @@ def rows_table(
     def targets(name: str) -> np.ndarray:
         return pc.list_flatten(table.column(name)).to_numpy(zero_copy_only=False).reshape(-1, n)
 
-    answers = format_answers(targets("velocity"), targets("curvature"))
-    if with_history:
-        hv, hc = targets("history_velocity"), targets("history_curvature")
-        users = [user_text(prompt, history_text(hv[i], hc[i])) for i in range(len(videos))]
-    else:
-        users = [prompt] * len(videos)
-    messages = messages_column(videos, answers, system_prompt, users, schema.field("messages").type)
+    answers, histories = _answers_and_histories(table, targets, text)
+    users = [user_text(text.prompt, h) for h in histories] if text.history else [text.prompt] * len(videos)
+    cameras, inputs = _camera_inputs(table, videos)
+    messages = messages_column(inputs, answers, text.system_prompt, users, schema.field("messages").type, cameras)
     columns = {
         "id": table.column("id"),
         "clip_id": table.column("clip_id"),
@@ -145,6 +155,41 @@ def rows_table(
     return pa.Table.from_pydict(columns, schema=schema)
 
 
+def _xyh(table: pa.Table, name: str) -> np.ndarray:
+    """(rows, k, 3) float64 of a trajectory column."""
+    flat = pc.list_flatten(pc.list_flatten(table.column(name))).to_numpy(zero_copy_only=False)
+    return flat.reshape(len(table), -1, 3)
+
+
+def _answers_and_histories(
+    table: pa.Table, targets: Callable[[str], np.ndarray], text: RowText
+) -> tuple[list[str], list[str | None]]:
+    """Each row's answer text and its history block (None entries without --history)."""
+    rows = len(table)
+    if text.trajectory:
+        answers = trajectory_answers(_xyh(table, "future_xyh"))
+        if not text.history:
+            return answers, [None] * rows
+        return answers, [trajectory_history_text(h, text.history_hz) for h in _xyh(table, "history_xyh")]
+    answers = format_answers(targets("velocity"), targets("curvature"))
+    if not text.history:
+        return answers, [None] * rows
+    hv, hc = targets("history_velocity"), targets("history_curvature")
+    return answers, [history_text(hv[i], hc[i]) for i in range(rows)]
+
+
+def _camera_inputs(table: pa.Table, videos: list[str]) -> tuple[tuple[str, ...], list[str] | list[list[str]]]:
+    """The cameras of the rows (one set for all) and each row's video paths: one path for one camera."""
+    if "cameras" not in table.column_names or len(table) == 0:
+        return (), videos
+    cameras = tuple(table.column("cameras")[0].as_py() or ())
+    if len(cameras) <= 1:
+        return (), videos
+    if not pc.all(pc.equal(pc.list_value_length(table.column("cameras")), len(cameras))).as_py():
+        raise PipelineError(f"segments with different camera sets in one build (first: {', '.join(cameras)})")
+    return cameras, table.column("videos").to_pylist()
+
+
 @dataclass(frozen=True)
 class RowsJob:
     """Write the rows of some consecutive parts of a segments file into shards `{out_dir}/{side}/job{index}-*.arrow`
@@ -158,9 +203,7 @@ class RowsJob:
     rule: SplitRule
     # Video paths (as in the records) whose file is missing: their rows are left out.
     missing: frozenset[str]
-    system_prompt: str
-    prompt: str
-    history: bool
+    text: RowText
     # Largest shard, bytes of Arrow data.
     max_shard_bytes: int
     # The rows carry cameras, videos and trajectories (features(n, extended=True)).
@@ -187,7 +230,7 @@ def write_rows(job: RowsJob, advance: Callable[[int], None] | None = None) -> di
             for side, mask in (("train", keep & ~is_test), ("test", keep & is_test)):
                 if mask.any():
                     rows = batch.table.filter(pa.array(mask))
-                    writers[side].write(rows_table(rows, job.n, job.system_prompt, job.prompt, job.history, schema))
+                    writers[side].write(rows_table(rows, job.n, job.text, schema))
             if advance is not None:
                 advance(len(batch.table))
     finally:
@@ -195,4 +238,4 @@ def write_rows(job: RowsJob, advance: Callable[[int], None] | None = None) -> di
     return shards
 
 
-__all__ = ["BatchClips", "RowsJob", "SplitRule", "batch_clips", "row_is_test", "rows_table", "write_rows"]
+__all__ = ["BatchClips", "RowText", "RowsJob", "SplitRule", "batch_clips", "row_is_test", "rows_table", "write_rows"]

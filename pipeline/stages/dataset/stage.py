@@ -26,6 +26,7 @@ from pipeline.contracts.answer import DECIMALS
 from pipeline.contracts.dataset_reader import META_FILE, SPLITS, clean_messages, features, quiet_datasets
 from pipeline.contracts.messages import DEFAULT_SYSTEM_PROMPT, answer_format_description, default_prompt
 from pipeline.contracts.segments_reader import SegmentsFile
+from pipeline.contracts.target_text import targets_prompt, trajectory_format_description
 from pipeline.contracts.targets import SEGMENT_CONFIG_JSON, TARGETS_KEY, TargetSettings
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError, first_line
@@ -34,7 +35,7 @@ from pipeline.core.progress import NullProgress, ProgressSink
 from pipeline.stages.dataset.config import DatasetConfig
 from pipeline.stages.dataset.leakage import leakage_report, leakage_text
 from pipeline.stages.dataset.planning import SplitPlan, plan_split, survey_sides
-from pipeline.stages.dataset.rows import RowsJob, SplitRule
+from pipeline.stages.dataset.rows import RowsJob, RowText, SplitRule
 from pipeline.stages.dataset.scan import ScanResult, scan
 from pipeline.stages.dataset.shards import finish_split, first_rows
 from pipeline.stages.dataset.split import DRIVE_SPLIT_METHOD, SPLIT_METHOD, selection_cutoff, selection_keys
@@ -156,18 +157,19 @@ def run(config: DatasetConfig, progress: ProgressSink | None = None) -> BuildRes
     progress = progress or NullProgress()
     t0 = time.perf_counter()
     _check_output(config)
-    source = SegmentsFile(config.segments_path, config.target_hz)
+    settings = segment_settings(config)
+    source = SegmentsFile(config.segments_path, list_length(config, settings))
     plan = plan_split(config, source)
     found = _scan(config, source, plan.rule, progress)
     skipped = found.records - int(found.counts.sum())
     selection = _select(config, found, plan)
-    meta = _meta(config, selection, skipped, plan)
+    meta = _meta(config, selection, skipped, plan, settings)
     with quiet_datasets(), atomic_dir(config.output_dir, overwrite=config.overwrite) as tmp:
-        jobs = _rows_jobs(config, source, found, selection.rule, meta, tmp)
+        jobs = _rows_jobs(config, source, found, selection.rule, meta, tmp, settings)
         shards = write_jobs(jobs, config.num_proc, progress, found.records)
         if {s: sum(shard.rows for shard in shards[s]) for s in SPLITS} != selection.counts:
             raise PipelineError(f"{config.segments_path}: changed while the dataset was being built; run again")
-        answer = _finish_splits(tmp, shards, meta)
+        answer = _finish_splits(tmp, shards, meta, source.n)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_dataset_card(meta, answer), encoding="utf-8")
     seconds = time.perf_counter() - t0
@@ -261,9 +263,12 @@ def _check_sides(config: DatasetConfig, split_by: str, clip_counts: dict[str, in
     log.warning(notes[-1])
 
 
-def _meta(config: DatasetConfig, selection: _Selection, skipped: int, plan: SplitPlan) -> dict[str, Any]:
+def _meta(
+    config: DatasetConfig, selection: _Selection, skipped: int, plan: SplitPlan, settings: TargetSettings | None
+) -> dict[str, Any]:
     """dataset_meta.json: what the build read, its settings, counts, leakage and prompts."""
     n = config.target_hz
+    extended = _extended(settings)
     split_by = selection.rule.split_by
     return {
         "video_root": str(config.video_root),
@@ -281,61 +286,88 @@ def _meta(config: DatasetConfig, selection: _Selection, skipped: int, plan: Spli
         "counts": selection.counts,
         "clip_counts": selection.clip_counts,
         "skipped_missing_video": skipped,
-        "answer_format": answer_format_description(n),
+        "answer_format": trajectory_format_description(settings.n_future)
+        if extended and settings.trajectory
+        else answer_format_description(list_length(config, settings)),
         "system_prompt": config.system_prompt or DEFAULT_SYSTEM_PROMPT,
-        "prompt": config.prompt or default_prompt(n),
+        "prompt": config.prompt or (targets_prompt(settings) if extended else default_prompt(n)),
         "config": config.to_json(),
-        **_targets_meta(config),
+        **({TARGETS_KEY: settings.to_json()} if extended else {}),
     }
 
 
-def _targets_meta(config: DatasetConfig) -> dict[str, Any]:
-    """{"targets": the segments' target settings} when they carry trajectories or several cameras (the rows then
-    have the extended columns), else {} (a one-camera motion build keeps its columns and bytes)."""
+def segment_settings(config: DatasetConfig) -> TargetSettings | None:
+    """The target settings the segments were cut with (`segment_config.json` beside the segments file), or None
+    where that file or its "targets" object is absent (segments of an older version)."""
     path = config.segments_path.parent / SEGMENT_CONFIG_JSON
     try:
         recorded = json.loads(path.read_text(encoding="utf-8")).get(TARGETS_KEY)
     except (OSError, ValueError):
-        return {}
+        return None
     if recorded is None:
-        return {}
+        return None
     try:
-        settings = TargetSettings.from_json(recorded)
+        return TargetSettings.from_json(recorded)
     except (KeyError, TypeError) as err:
         raise PipelineError(f"{path}: bad {TARGETS_KEY!r} object ({first_line(err)})") from None
-    if settings.targets == "motion" and len(settings.cameras) <= 1:
-        return {}
-    return {TARGETS_KEY: settings.to_json()}
+
+
+def list_length(config: DatasetConfig, settings: TargetSettings | None) -> int:
+    """Values per target list: --target-hz, times the segments' horizon where they record one (s)."""
+    if settings is None:
+        return config.target_hz
+    if settings.target_hz != config.target_hz:
+        raise PipelineError(
+            f"--target-hz {config.target_hz}: the segments in {config.segments_path.parent} were cut at "
+            f"{settings.target_hz:g} targets per second (pass --target-hz {settings.target_hz:g})"
+        )
+    return settings.n_future
+
+
+def _extended(settings: TargetSettings | None) -> bool:
+    """The rows carry cameras, videos and trajectories: the segments have trajectories or several cameras (a
+    one-camera motion build keeps its columns and bytes)."""
+    return settings is not None and (settings.trajectory or len(settings.cameras) > 1)
 
 
 def _rows_jobs(
-    config: DatasetConfig, source: SegmentsFile, found: ScanResult, rule: SplitRule, meta: dict[str, Any], tmp: Path
+    config: DatasetConfig,
+    source: SegmentsFile,
+    found: ScanResult,
+    rule: SplitRule,
+    meta: dict[str, Any],
+    tmp: Path,
+    settings: TargetSettings | None,
 ) -> list[RowsJob]:
     """One row-writing job per range of parts (`job_ranges`), writing under `tmp` with the prompts of `meta`."""
     return [
         RowsJob(
             path=source.path,
-            n=config.target_hz,
+            n=source.n,
             parts=parts,
             index=i,
             out_dir=tmp,
             rule=rule,
             missing=found.missing,
-            system_prompt=meta["system_prompt"],
-            prompt=meta["prompt"],
-            history=config.history,
+            text=RowText(
+                system_prompt=meta["system_prompt"],
+                prompt=meta["prompt"],
+                history=config.history,
+                trajectory=_extended(settings) and settings.trajectory,
+                history_hz=settings.history_hz if settings else RowText.history_hz,
+            ),
             max_shard_bytes=int(config.max_shard_mb * 10**6),
-            extended=TARGETS_KEY in meta,
+            extended=_extended(settings),
         )
         for i, parts in enumerate(job_ranges(source.part_rows(), config.num_proc))
     ]
 
 
-def _finish_splits(tmp: Path, shards: JobShards, meta: dict[str, Any]) -> str:
+def _finish_splits(tmp: Path, shards: JobShards, meta: dict[str, Any], n: int) -> str:
     """Name each split's shards and write its state files and `{split}_examples.json`; the first example answer
     ("" when both splits are empty)."""
     answer = None
-    feats = features(meta["target_hz"], TARGETS_KEY in meta)
+    feats = features(n, TARGETS_KEY in meta)
     identity = json.dumps(meta, sort_keys=True)
     for split in SPLITS:
         names = finish_split(tmp / split, split, shards[split], feats, identity)
