@@ -95,3 +95,58 @@ def test_demo_refuses_a_folder_of_its_own_names_it_did_not_make(tmp_path, capsys
     result = run_in_process(capsys, "demo", "--quick", "--workdir", tmp_path)
     assert_one_line_error(result, str(tmp_path / "demo_model"), "not made by `pipeline demo`")
     assert (tmp_path / "demo_model" / "mine.txt").is_file()
+
+
+@pytest.mark.slow
+def test_quick_alpamayo_demo_runs_every_stage_with_four_cameras_and_trajectories(tmp_path):
+    import av
+    import numpy as np
+
+    from pipeline.contracts.dataset_reader import load_split
+    from pipeline.contracts.trajectory_answer import parse_trajectory
+
+    workdir = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "demo", "--quick", "--profile", "alpamayo", "--keep"]
+        + ["--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trajectories, all samples" in result.stdout and "constant_velocity" in result.stdout
+
+    # Four cameras, each a 4-frame clip; 64 future rows at 10 Hz and 16 history rows per segment.
+    segments = json.loads((workdir / "demo_segments" / "metadata" / "segments.json").read_text())
+    assert segments
+    for record in segments[:3]:
+        assert [c.split("_")[1] for c in record["cameras"]] == ["front", "cross", "cross", "front"]
+        for video in record["videos"]:
+            with av.open(str(workdir / "demo_segments" / video)) as container:
+                assert sum(1 for _ in container.decode(video=0)) == 4
+        assert np.asarray(record["future_xyh"]).shape == (64, 3)
+        assert np.asarray(record["history_xyh"]).shape == (16, 3)
+        assert np.allclose(record["history_xyh"][-1], 0.0, atol=1e-9)  # the last history row is the window's end
+
+    # Each row: one named video per camera, and the answer is the path within the 2-decimal rounding.
+    rows = load_split(workdir / "demo_dataset", "train")
+    row = rows[0]
+    user = next(m for m in row["messages"] if m["role"] == "user")
+    assert [part["type"] for part in user["content"]].count("video") == 4
+    assert "cross left camera:" in "".join(part.get("text") or "" for part in user["content"])
+    answer = next(m for m in row["messages"] if m["role"] == "assistant")["content"][0]["text"]
+    parsed = parse_trajectory(answer, 64)
+    assert parsed.n_points == 64
+    assert np.abs(parsed.xy - np.asarray(row["future_xyh"])[:, :2]).max() <= 0.005 + 1e-4
+
+    metrics = json.loads((workdir / "demo_report" / "metrics.json").read_text())["trajectory"]
+    assert metrics["n_points"] == 64 and metrics["target_hz"] == 10
+    scores = metrics["scores"]["all"]
+    # A 4-step model may give no point at all (its ADE is then null); its share of points given is always known.
+    assert 0.0 <= scores["model"]["coverage"] <= 1.0
+    for baseline in ("constant_velocity", "ctrv", "history_ridge"):
+        assert math.isfinite(scores[baseline]["ade_m"]["6.4s"]), baseline
+    with Image.open(workdir / "demo_report" / "trajectories_top_down.png") as image:
+        assert image.size[0] > 100

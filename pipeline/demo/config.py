@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.core.errors import PipelineError
 from pipeline.core.options import parse_fields, setting
 
 if TYPE_CHECKING:
@@ -24,17 +25,27 @@ class DemoConfig:
     history: bool = setting(
         False, help="Put the input second's measured motion in the prompt.", flags=("--history/--no-history",)
     )
+    profile_name: str = setting(
+        "default",
+        help="default: one front camera, next second's speed and curvature; alpamayo: Alpamayo 1's 4 cameras x 4 "
+        "frames, 1.6 s of history, 6.4 s of positions at 10 Hz.",
+        flags=("--profile",),
+    )
 
     def __post_init__(self) -> None:
         from pipeline.model.families import family_named  # the command line's help needs neither it nor profiles
 
         parse_fields(self)
         family_named(self.family)
+        if self.profile_name not in ("default", "alpamayo"):
+            raise PipelineError(f"--profile {self.profile_name!r}: expected default or alpamayo")
 
     @property
     def profile(self) -> DemoProfile:
         from pipeline.demo.profiles import PROFILES
 
+        if self.profile_name == "alpamayo":
+            return PROFILES["alpamayo-quick" if self.quick else "alpamayo"]
         return PROFILES["quick" if self.quick else "default"]
 
     def path(self, name: str) -> Path:

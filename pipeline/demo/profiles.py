@@ -36,6 +36,16 @@ class DemoProfile:
     first_line_weight: float  # loss weight of the answer's first line (pipeline.model.loss)
     eval_samples: int | None  # held-out samples scored (None: all)
     max_new_tokens: int  # generation budget per answer (a full 30-pair answer is ~300-360 tokens)
+    # What the segments carry and show (pipeline.contracts.targets.TargetSettings): the default is one front camera
+    # and the next second's (speed, curvature) at 30 Hz; the alpamayo profiles follow NVIDIA's Alpamayo 1.
+    target_kind: str = "motion"  # "motion" or "trajectory"
+    cameras: tuple[str, ...] = ()  # camera features, in order (empty: the front wide camera only)
+    horizon_s: float = 1.0  # future horizon, s
+    target_hz: int = 30  # future steps per second, Hz
+    history_steps: int = 16  # trajectory history rows (the last at the window's end)
+    history_hz: float = 10.0  # trajectory history rows per second, Hz
+    frames_per_camera: int | None = None  # frames per camera (None: the whole 1-s window)
+    frame_spacing_s: float = 0.1  # spacing of those frames, s
 
 
 # The README's demo (its measured run, and why 8 chunks rather than 4: docs/RESULTS.md).
@@ -83,6 +93,26 @@ PROFILES = {
     ),
     "default": _DEFAULT,
 }
+# Alpamayo 1's inputs and targets (NVlabs/alpamayo): 4 cameras x 4 frames 0.1 s apart, 1.6 s of history at 10 Hz,
+# 6.4 s of future positions at 10 Hz. Clips must hold the window, the history and the horizon.
+_ALPAMAYO = {
+    "target_kind": "trajectory",
+    "cameras": (
+        "camera_front_wide_120fov",
+        "camera_cross_left_120fov",
+        "camera_cross_right_120fov",
+        "camera_front_tele_30fov",
+    ),
+    "horizon_s": 6.4,
+    "target_hz": 10,
+    "history_steps": 16,
+    "history_hz": 10.0,
+    "frames_per_camera": 4,
+    "frame_spacing_s": 0.1,
+}
+# A 64-point answer of `x,y` lines is up to ~16 tokens a line with Qwen's digit-by-digit tokens (evaluate's estimate).
+PROFILES["alpamayo"] = replace(_DEFAULT, **_ALPAMAYO, max_new_tokens=1100)
+PROFILES["alpamayo-quick"] = replace(PROFILES["quick"], **_ALPAMAYO, duration_s=10.0, max_new_tokens=1100)
 
 
 def tiny_model_config(profile: DemoProfile, family: str, seed: int) -> Any:
@@ -122,9 +152,18 @@ def tiny_dataset_config(profile: DemoProfile, segments_dir: Path, output_dir: Pa
         seed=seed,
         history=history,
         system_prompt="You plan the ego car's motion.",
-        prompt=f"Next second: {DatasetConfig.target_hz} lines `velocity,curvature` (m/s, 1/km).",
+        target_hz=profile.target_hz,
+        prompt=_short_prompt(profile),
         overwrite=True,
     )
+
+
+def _short_prompt(profile: DemoProfile) -> str:
+    """The demo dataset's short prompt: the answer's lines, format and units."""
+    if profile.target_kind == "trajectory":
+        n = round(profile.horizon_s * profile.target_hz)
+        return f"Next {profile.horizon_s:g} s: {n} lines `x,y` (m, x forward, y left)."
+    return f"Next second: {profile.target_hz} lines `velocity,curvature` (m/s, 1/km)."
 
 
 def tiny_train_config(profile: DemoProfile, model_dir: Path, dataset_dir: Path, output_dir: Path, seed: int) -> Any:
@@ -169,6 +208,7 @@ def tiny_synth_config(profile: DemoProfile, output_dir: Path, seed: int) -> Any:
         duration_s=profile.duration_s,
         seed=seed,
         frame_code=False,
+        **({"cameras": profile.cameras} if profile.cameras else {}),
     )
 
 
@@ -176,7 +216,20 @@ def tiny_segment_config(profile: DemoProfile, input_dir: Path, output_dir: Path)
     """The `SegmentConfig` of a profile: every clip, at the profile's segment size."""
     from pipeline.stages.segment.config import SegmentConfig
 
-    return SegmentConfig(input_dir=input_dir, output_dir=output_dir, max_clips=None, size=profile.segment_size)
+    targets = {
+        "target_kind": profile.target_kind,
+        "horizon_s": profile.horizon_s,
+        "target_hz": profile.target_hz,
+        "history_steps": profile.history_steps,
+        "history_hz": profile.history_hz,
+        "frames_per_camera": profile.frames_per_camera,
+        "frame_spacing_s": profile.frame_spacing_s,
+    }
+    if profile.cameras:
+        targets["cameras"] = profile.cameras
+    return SegmentConfig(
+        input_dir=input_dir, output_dir=output_dir, max_clips=None, size=profile.segment_size, **targets
+    )
 
 
 def tiny_evaluate_config(profile: DemoProfile, dataset_dir: Path, model_dir: Path, output_dir: Path) -> Any:

@@ -76,6 +76,7 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
     from pipeline.stages.evaluate import stage as evaluate
     from pipeline.stages.evaluate.report import headline_table
     from pipeline.stages.segment import stage as segment
+    from pipeline.stages.segment.config import EGOMOTION_FEATURE
     from pipeline.stages.train import trainer
     from pipeline.standins.hub_server import serve_repo
     from pipeline.standins.repo import write_repo
@@ -91,7 +92,13 @@ def run(config: DemoConfig, progress: ProgressSink | None = None) -> DemoResult:
         repo = write_repo(tiny_synth_config(p, config.path("demo_hub_repo"), config.seed), progress)
     with timer.stage("serve + download"), serve_repo(repo.root) as server, _hub_environment(server.endpoint):
         download.run(
-            DownloadConfig(output_dir=config.path("demo_source"), all_chunks=True, endpoint=server.endpoint, yes=True),
+            DownloadConfig(
+                output_dir=config.path("demo_source"),
+                all_chunks=True,
+                endpoint=server.endpoint,
+                yes=True,
+                **({"features": (EGOMOTION_FEATURE, *p.cameras)} if p.cameras else {}),
+            ),
             progress,
         )
     with timer.stage("segment"):

@@ -71,7 +71,12 @@ def table(result: EvaluationResult, subset: str = "all") -> tuple[list[str], lis
 
 
 def headline_table(result: EvaluationResult, subset: str = "all") -> str:
-    """The model-vs-baselines table over `subset` ("all" or "parsed") as aligned plain text, for a terminal."""
+    """The model-vs-baselines table over `subset` ("all" or "parsed") as aligned plain text, for a terminal; with
+    trajectory targets, the trajectory table over all samples (their answers are paths, not motion)."""
+    if result.trajectory is not None:
+        from pipeline.stages.evaluate.trajectory_report import trajectory_headline
+
+        return trajectory_headline(result.trajectory)
     header = _header()
     rows = _rows(result, subset)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

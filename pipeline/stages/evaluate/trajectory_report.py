@@ -40,6 +40,31 @@ def _tables(result: TrajectoryResult, subset: str) -> list[str]:
     return [*_markdown(["predictor", *ade_header], ade_rows), "", *_markdown(["predictor", *l2_header], l2_rows)]
 
 
+def trajectory_headline(result: TrajectoryResult) -> str:
+    """The terminal's table of a trajectory evaluation: ADE by horizon and the final FDE per predictor, over all
+    samples, as aligned plain text (m)."""
+    scores = result.scores["all"]
+    first = next(iter(scores.values()))
+    horizons = list(first["ade_m"])
+    header = ["predictor", *(f"ADE {h} (m)" for h in horizons), f"FDE {horizons[-1]} (m)", "points given"]
+    rows = [
+        [
+            name,
+            *(_fmt(s["ade_m"][h]) for h in horizons),
+            _fmt(s["fde_m"][horizons[-1]]),
+            f"{100 * s['coverage']:.1f} %" if math.isfinite(s["coverage"]) else "n/a",
+        ]
+        for name, s in scores.items()
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [header, *rows]
+    ]
+    title = f"trajectories, all samples (N = {len(result.ids)})"
+    return "\n".join([title, lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
 def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
