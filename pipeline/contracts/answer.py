@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,9 +155,22 @@ class ParsedAnswer:
         )
 
 
-def _excerpt(text: str) -> str:
+def excerpt(text: str) -> str:
+    """`text` stripped and cut to `_EXCERPT` characters, for a problem message."""
     text = text.strip()
     return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
+
+
+def line_pairs(text: str, problems: list[str]) -> Iterator[tuple[int, re.Match[str]]]:
+    """(1-based line number, match) of every ``number , number`` pair of `text`, in order, in linear time; a line's
+    text outside its pairs is reported in `problems` before that line's pairs are yielded."""
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        matches = _pairs(line)
+        edges = [0, *(edge for match in matches for edge in match.span()), len(line)]
+        rest = " ".join(line[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)).strip(" \t;,")
+        if rest:
+            problems.append(f"line {line_no}: unreadable text {excerpt(rest)!r}")
+        yield from ((line_no, match) for match in matches)
 
 
 def _pairs(line: str) -> list[re.Match[str]]:
@@ -192,24 +206,18 @@ def parse_answer(text: str, n: int = 30) -> ParsedAnswer:
 
     found = 0
     extra = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        matches = _pairs(line)
-        edges = [0, *(edge for match in matches for edge in match.span()), len(line)]
-        rest = " ".join(line[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)).strip(" \t;,")
-        if rest:
-            problems.append(f"line {line_no}: unreadable text {_excerpt(rest)!r}")
-        for match in matches:
-            if found >= n:
-                extra += 1
-                continue
-            v = float(match.group(1))
-            c = float(match.group(2)) / CURVATURE_SCALE
-            if abs(v) <= MAX_SPEED_MPS and abs(c) <= MAX_CURVATURE_PER_M:
-                velocity[found] = v
-                curvature[found] = c
-            else:
-                problems.append(f"line {line_no}: implausible value {_excerpt(match.group(0))!r}")
-            found += 1
+    for line_no, match in line_pairs(text, problems):
+        if found >= n:
+            extra += 1
+            continue
+        v = float(match.group(1))
+        c = float(match.group(2)) / CURVATURE_SCALE
+        if abs(v) <= MAX_SPEED_MPS and abs(c) <= MAX_CURVATURE_PER_M:
+            velocity[found] = v
+            curvature[found] = c
+        else:
+            problems.append(f"line {line_no}: implausible value {excerpt(match.group(0))!r}")
+        found += 1
     if found < n:
         problems.append(f"missing pairs: read {found} of {n}")
     if extra:
@@ -223,6 +231,8 @@ __all__ = [
     "MAX_CURVATURE_PER_M",
     "MAX_SPEED_MPS",
     "ParsedAnswer",
+    "excerpt",
     "format_answer",
+    "line_pairs",
     "parse_answer",
 ]

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.contracts.answer import DECIMALS
-from pipeline.contracts.answer import _pairs as find_pairs  # the linear-time pair search of `parse_answer`
+from pipeline.contracts.answer import DECIMALS, excerpt, line_pairs
 
 # A point farther than this from the start is a decoding runaway (e.g. `3555555555.00`), not a prediction: 100 m/s
 # (360 km/h) for 10 s.
@@ -26,8 +25,6 @@ MAX_DISTANCE_M = 1000.0
 # so this leaves room for stray text while a runaway answer is cut short.
 CHARS_PER_POINT = 64
 CHARS_ALLOWANCE = 1024
-# Longest excerpt of unreadable text quoted in a problem message.
-_EXCERPT = 40
 _NEGATIVE_ZERO = "-0." + "0" * DECIMALS
 
 
@@ -90,11 +87,6 @@ class ParsedTrajectory:
         return self.n_points == len(self.xy) and bool(np.all(np.isfinite(self.xy)))
 
 
-def _excerpt(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
-
-
 def parse_trajectory(text: str, n: int) -> ParsedTrajectory:
     """Read up to n (x, y) points from a model's answer. Never raises on any `text`.
 
@@ -119,22 +111,16 @@ def parse_trajectory(text: str, n: int) -> ParsedTrajectory:
         problems.append(f"answer cut at {limit} of {len(text)} characters")
         text = text[:limit]
     found = extra = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        matches = find_pairs(line)
-        edges = [0, *(edge for match in matches for edge in match.span()), len(line)]
-        rest = " ".join(line[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)).strip(" \t;,")
-        if rest:
-            problems.append(f"line {line_no}: unreadable text {_excerpt(rest)!r}")
-        for match in matches:
-            if found >= n:
-                extra += 1
-                continue
-            x, y = float(match.group(1)), float(match.group(2))
-            if np.hypot(x, y) <= MAX_DISTANCE_M:
-                xy[found] = (x, y)
-            else:
-                problems.append(f"line {line_no}: implausible point {_excerpt(match.group(0))!r}")
-            found += 1
+    for line_no, match in line_pairs(text, problems):
+        if found >= n:
+            extra += 1
+            continue
+        x, y = float(match.group(1)), float(match.group(2))
+        if np.hypot(x, y) <= MAX_DISTANCE_M:
+            xy[found] = (x, y)
+        else:
+            problems.append(f"line {line_no}: implausible point {excerpt(match.group(0))!r}")
+        found += 1
     if found < n:
         problems.append(f"missing points: read {found} of {n}")
     if extra:

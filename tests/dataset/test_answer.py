@@ -139,13 +139,13 @@ def test_pairs_are_those_of_the_backtracking_pattern(line):
     """Signs, dots, several dots in one run, a pair that ends inside a run: the same pairs and the same rest."""
     import re
 
-    from pipeline.contracts.answer import _excerpt, _pairs
+    from pipeline.contracts.answer import _pairs, excerpt
 
     reference = re.compile(_REFERENCE_PAIR)
     assert [(m.span(), m.groups()) for m in _pairs(line)] == [(m.span(), m.groups()) for m in reference.finditer(line)]
     rest = reference.sub(" ", line).strip(" \t;,")
     unreadable = [p for p in parse_answer(line, n=3).problems if "unreadable" in p]
-    assert unreadable == ([f"line 1: unreadable text {_excerpt(rest)!r}"] if rest else [])
+    assert unreadable == ([f"line 1: unreadable text {excerpt(rest)!r}"] if rest else [])
 
 
 @pytest.mark.parametrize("unit", ["9", "9.", ".9", "-9", "9 ", "9.9."])
