@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.standins.server_process import free_port, stop, wait_ready
 
 
 @dataclass
@@ -36,12 +35,6 @@ class Served:
     startup_s: float  # Popen until /v1/models lists the model, s
     samples_per_s: float  # evaluate's asking loop, samples/s
     peak_rss_mib: float  # the server's process tree, MiB
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tree_rss_mib(pid: int) -> float:
@@ -59,20 +52,6 @@ def _tree_rss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def _wait_ready(server: subprocess.Popen, port: int, timeout_s: float = 1800.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited ({server.returncode})")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
-                if json.load(response)["data"]:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the server did not serve within {timeout_s:g} s")
-
-
 def measure(engine: str, args: argparse.Namespace, workdir: Path) -> Served:
     """Start `engine` on the run, time start-up, evaluate `args.samples` samples, stop it; its figures."""
     from pipeline.stages.evaluate.serving_client import ServerSettings
@@ -80,7 +59,7 @@ def measure(engine: str, args: argparse.Namespace, workdir: Path) -> Served:
     from pipeline.stages.serve.config import ServeModelConfig
     from pipeline.stages.serve.stage import engine_command
 
-    port = _free_port()
+    port = free_port()
     config = ServeModelConfig(args.run_dir, engine=engine, port=port, engine_python=args.vllm_python, cpu=True)
     command = engine_command(config) + (["--device", "cpu"] if engine == "transformers" else [])
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(workdir / "vllm_cache")}
@@ -100,7 +79,7 @@ def measure(engine: str, args: argparse.Namespace, workdir: Path) -> Served:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        _wait_ready(server, port)
+        wait_ready(server, port, timeout_s=1800.0, log_path=workdir / f"{engine}.log")
         startup_s = time.monotonic() - started
         settings = ServerSettings(url=f"http://127.0.0.1:{port}/v1", engine=engine, concurrency=args.concurrency)
         evaluate = EvaluateConfig(
@@ -108,8 +87,7 @@ def measure(engine: str, args: argparse.Namespace, workdir: Path) -> Served:
         )
         rate = run(evaluate).info["server"]["samples_per_s"]
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=120)
+        stop(server)
         done.set()
         sampler.join()
     return Served(startup_s, rate, peak[0])

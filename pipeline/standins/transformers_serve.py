@@ -22,13 +22,9 @@ Frame sampling and the pixel budget come with each request (`chat_template_kwarg
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +73,7 @@ def patch_transformers_serve() -> None:
 
 def launch(run_dir: Path, port: int, log_file: Any = None) -> subprocess.Popen:
     """Start this launcher on 127.0.0.1:`port` for `run_dir` (CPU, offline) in its own process group; output goes to
-    `log_file` (default: discarded). Wait for it with `wait_ready`, stop it with `stop`.
+    `log_file` (default: discarded). Wait for it and stop it with `pipeline.standins.server_process`.
 
     Raises:
         PipelineError: this Python's torchcodec cannot load FFmpeg's shared libraries (one line with the apt-get
@@ -91,38 +87,6 @@ def launch(run_dir: Path, port: int, log_file: Any = None) -> subprocess.Popen:
     out = log_file if log_file is not None else subprocess.DEVNULL
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_ready(proc: subprocess.Popen, port: int, timeout_s: float = 600.0) -> None:
-    """Wait until the server started by `launch` lists its model.
-
-    Raises:
-        RuntimeError: the server exited, or did not serve within `timeout_s` (it is then stopped).
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"transformers serve exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
-                if json.loads(response.read())["data"]:
-                    return
-        except OSError:
-            time.sleep(1.0)
-    stop(proc)
-    raise RuntimeError(f"transformers serve did not serve within {timeout_s:g} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server started by `launch` (its whole process group): SIGTERM, then SIGKILL after 30 s."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> None:

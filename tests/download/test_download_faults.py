@@ -21,6 +21,7 @@ from pipeline.stages.download import stage as download
 from pipeline.stages.download import transfer as download_transfer
 from pipeline.stages.download.config import DownloadConfig
 from pipeline.standins.hub_server import serve_repo
+from pipeline.standins.server_process import free_port
 from tests.cli_contract import assert_one_line_error, run_in_process, run_pipeline
 from tests.download.test_download import CAM, EGO, INDEX, assert_identical
 from tests.fixtures.synthetic_fixtures import make_synthetic_repo
@@ -189,12 +190,6 @@ def test_verify_rehashes_a_file_changed_behind_its_size_and_mtime(
     assert_identical(out, synthetic_repo.root, INDEX + [EGO.format(0), CAM.format(0)])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -216,7 +211,7 @@ def _hub_env(endpoint: str, hf_home: Path, token: str | None) -> dict[str, str]:
 def test_serve_fault_flags_from_the_cli(synthetic_repo, tmp_path):
     """`pipeline serve --gated --fail-every 3 --cut-after 5000`: a download with the token still ends identical."""
     token = "hf_serve_fault_test_token"
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "pipeline", "serve", str(synthetic_repo.root), "--port", str(port), "--gated"]
     cmd += ["--fail-every", "3", "--cut-after", "5000"]
     server = subprocess.Popen(

@@ -83,7 +83,8 @@ def test_a_sample_whose_cameras_sample_different_frame_counts_is_refused(tiny_qw
 
 @pytest.mark.slow
 def test_served_prompt_of_two_cameras_has_the_in_process_token_count(camera_rows, tiny_qwen3_vl, tmp_path):
-    from pipeline.standins.transformers_serve import launch, stop, wait_ready
+    from pipeline.standins.server_process import stop, wait_ready
+    from pipeline.standins.transformers_serve import launch
 
     rows, _ = camera_rows
     processor = load_run_processor(tiny_qwen3_vl)

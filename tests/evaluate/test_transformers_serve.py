@@ -8,7 +8,6 @@ asks for, so agreement shows that the served model sees the training frames, pix
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import pytest
 from pipeline.model.inference import GenerationSettings
 from pipeline.stages.evaluate.serving_client import ServerSettings, answer_max_tokens
 from pipeline.stages.evaluate.stage import EvaluateConfig, run
-from pipeline.standins.transformers_serve import launch, stop, wait_ready
+from pipeline.standins.server_process import free_port, stop, wait_ready
+from pipeline.standins.transformers_serve import launch
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
 
 N_TEST = 8  # held-out samples: each is one CPU generation in-process and one through the server
@@ -53,12 +53,6 @@ def trained_run(tiny_qwen3_vl, tmp_path_factory) -> tuple[Path, Path]:
     train(config)
     assert (out / "train_config.json").is_file()
     return dataset_dir, out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from pipeline.standins.server_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LORA = ROOT / "train_physical_ai_lora.sh"
@@ -32,12 +33,6 @@ SCRIPT_VARS = (
     "CUDA_VISIBLE_DEVICES",
     "ACCELERATE_USE_CPU",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def script_env(**values: str) -> dict[str, str]:
