@@ -27,14 +27,6 @@ VIDEO_START, VIDEO_END, VIDEO_PAD, IM_START, IM_END = 151652, 151653, 151656, 15
 
 
 @pytest.fixture(scope="module")
-def processors(tiny_qwen3_vl, tiny_qwen2_5_vl):
-    return {
-        "qwen3_vl": AutoProcessor.from_pretrained(tiny_qwen3_vl),
-        "qwen2_5_vl": AutoProcessor.from_pretrained(tiny_qwen2_5_vl),
-    }
-
-
-@pytest.fixture(scope="module")
 def rows(train_dataset_dir):
     return load_rows(train_dataset_dir, "train")
 
@@ -60,8 +52,8 @@ def prompt_text(row, family: str) -> str:
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-def test_expanded_ids_match_the_reference_layout(processors, rows, family):
-    processor = processors[family]
+def test_expanded_ids_match_the_reference_layout(qwen_processors, rows, family):
+    processor = qwen_processors[family]
     row = rows[0]
     answer = row["messages"][2]["content"][0]["text"]
     inputs = SampleEncoder(processor).encode(row["messages"])
@@ -78,8 +70,8 @@ def test_expanded_ids_match_the_reference_layout(processors, rows, family):
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-def test_label_mask_token_by_token(processors, rows, family):
-    processor = processors[family]
+def test_label_mask_token_by_token(qwen_processors, rows, family):
+    processor = qwen_processors[family]
     row = rows[1]
     answer = row["messages"][2]["content"][0]["text"]
     inputs = SampleEncoder(processor).encode(row["messages"])
@@ -99,16 +91,16 @@ def test_label_mask_token_by_token(processors, rows, family):
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-def test_generation_input_stops_at_the_assistant_header(processors, rows, family):
-    processor = processors[family]
+def test_generation_input_stops_at_the_assistant_header(qwen_processors, rows, family):
+    processor = qwen_processors[family]
     inputs = SampleEncoder(processor).encode(rows[0]["messages"], for_generation=True)
     assert "labels" not in inputs
     expected = processor.tokenizer.encode(prompt_text(rows[0], family), add_special_tokens=False)
     assert inputs["input_ids"][0].tolist() == expected
 
 
-def test_answer_labels_refuse_unlabelable_sequences(processors):
-    tokenizer = processors["qwen3_vl"].tokenizer
+def test_answer_labels_refuse_unlabelable_sequences(qwen_processors):
+    tokenizer = qwen_processors["qwen3_vl"].tokenizer
     text = "<|im_start|>user\n<|video_pad|>go<|im_end|>\n<|im_start|>assistant\n12.5,0.01<|im_end|>\n"
     ids = tokenizer.encode(text, add_special_tokens=False)
     expanded = ids[:2] + [VIDEO_PAD] * 3 + ids[3:]  # the processor's expansion of the pad
@@ -142,7 +134,7 @@ def test_pad_batch(side):
     assert batch["pixel_values_videos"].shape == (6, 2)
 
 
-def test_missing_video_is_skipped_and_counted(processors, rows, tmp_path):
+def test_missing_video_is_skipped_and_counted(qwen_processors, rows, tmp_path):
     broken = dict(rows[0])
     messages = [dict(m) for m in broken["messages"]]
     messages[1] = {
@@ -150,7 +142,7 @@ def test_missing_video_is_skipped_and_counted(processors, rows, tmp_path):
         "content": [{"type": "video", "video": str(tmp_path / "gone.mp4")}, messages[1]["content"][1]],
     }
     broken["messages"] = messages
-    dataset = VideoChatDataset([rows[0], broken], SampleEncoder(processors["qwen3_vl"]))
+    dataset = VideoChatDataset([rows[0], broken], SampleEncoder(qwen_processors["qwen3_vl"]))
     items = [dataset[0], dataset[1]]
     assert items[1] is None
     collator = VideoChatCollator(pad_token_id=151643)
@@ -183,7 +175,7 @@ def test_thinking_template_labels_exactly_the_answer(tiny_qwen3_vl_thinking, row
     ("family", "visual", "total", "stamps"),
     [("qwen3_vl", 224, 749, "<0.2 seconds> <0.8 seconds>"), ("qwen2_5_vl", 288, 799, "none")],
 )
-def test_layout_of_a_real_segment_with_thirty_targets(processors, tmp_path, family, visual, total, stamps):
+def test_layout_of_a_real_segment_with_thirty_targets(qwen_processors, tmp_path, family, visual, total, stamps):
     """What a real run gets per 1-s 448x252 30-fps segment (the size `pipeline segment` writes), 30 targets."""
     import numpy as np
 
@@ -195,7 +187,7 @@ def test_layout_of_a_real_segment_with_thirty_targets(processors, tmp_path, fami
     clip = write_test_clip(tmp_path / "segment.mp4", seed=0, width=448, height=252)
     answer = format_answer(np.linspace(12.0, 13.5, 30), np.linspace(-0.004, 0.004, 30))  # 43-49 km/h, gentle curves
     messages = build_messages(str(clip), answer, DEFAULT_SYSTEM_PROMPT, default_prompt(30))
-    line = layout_summary(processors[family], SampleEncoder(processors[family]).encode(messages))
+    line = layout_summary(qwen_processors[family], SampleEncoder(qwen_processors[family]).encode(messages))
     print(family, line)
     assert line.startswith(f"{visual} visual of {total} tokens, ")
     assert line.endswith(f", timestamps {stamps}, 330 answer tokens carry loss")

@@ -20,14 +20,6 @@ ANSWER = "5.00,0.00\n5.10,-1.00"
 
 
 @pytest.fixture(scope="module")
-def processors(tiny_qwen3_vl, tiny_qwen2_5_vl):
-    return {
-        "qwen3_vl": AutoProcessor.from_pretrained(tiny_qwen3_vl),
-        "qwen2_5_vl": AutoProcessor.from_pretrained(tiny_qwen2_5_vl),
-    }
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """Two cameras' 1-s 30 fps clips (different content), and two cameras' 4-frame clips at 0.1 s spacing."""
     root = tmp_path_factory.mktemp("cameras")
@@ -51,8 +43,8 @@ def video_text(family: str) -> str:
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-def test_each_camera_is_named_and_its_video_expanded_in_order(processors, clips, family):
-    processor = processors[family]
+def test_each_camera_is_named_and_its_video_expanded_in_order(qwen_processors, clips, family):
+    processor = qwen_processors[family]
     encoder = SampleEncoder(processor)
     inputs = encoder.encode(two_camera_messages(clips["second"]))
     v = video_text(family)
@@ -74,9 +66,9 @@ def test_each_camera_is_named_and_its_video_expanded_in_order(processors, clips,
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
 def test_training_and_evaluation_see_the_same_sample_and_a_step_trains(
-    request, processors, clips, monkeypatch, family
+    request, qwen_processors, clips, monkeypatch, family
 ):
-    processor = processors[family]
+    processor = qwen_processors[family]
     model = AutoModelForImageTextToText.from_pretrained(request.getfixturevalue(f"tiny_{family}"))
     rows = [{"id": "s0", "messages": two_camera_messages(clips["second"])}]
     pad_id = processor.tokenizer.pad_token_id
@@ -108,13 +100,13 @@ def test_training_and_evaluation_see_the_same_sample_and_a_step_trains(
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-def test_four_frames_per_camera_make_two_temporal_patches(processors, clips, family):
-    inputs = SampleEncoder(processors[family]).encode(two_camera_messages(clips["four"]))
+def test_four_frames_per_camera_make_two_temporal_patches(qwen_processors, clips, family):
+    inputs = SampleEncoder(qwen_processors[family]).encode(two_camera_messages(clips["four"]))
     grid = [2, 6, 8] if family == "qwen3_vl" else [2, 6, 10]
     assert inputs["video_grid_thw"].tolist() == [grid, grid]
     ids = inputs["input_ids"][0].tolist()
     assert ids.count(151656) == 2 * grid[0] * grid[1] * grid[2] // 4
-    text = processors[family].tokenizer.decode(ids)
+    text = qwen_processors[family].tokenizer.decode(ids)
     if family == "qwen3_vl":
         # Frame pairs (0, 1) and (2, 3) at 10 fps: mean times 0.05 s and 0.25 s, written with one decimal.
         assert text.count(f"<{0.05:.1f} seconds>") == 2 and text.count(f"<{0.25:.1f} seconds>") == 2
@@ -130,7 +122,7 @@ def test_four_frames_per_camera_with_internvl(tiny_internvl, clips):
     assert inputs["input_ids"][0].tolist().count(processor.tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")) == 128
 
 
-def test_cameras_with_different_frame_counts_are_refused(processors, clips, tmp_path):
+def test_cameras_with_different_frame_counts_are_refused(qwen_processors, clips, tmp_path):
     two_seconds = str(write_test_clip(tmp_path / "long.mp4", seed=3, frames=60))  # sampled at 8 frames, not 4
     with pytest.raises(VideoError, match="different frame counts"):
-        SampleEncoder(processors["qwen3_vl"]).encode(two_camera_messages([clips["second"][0], two_seconds]))
+        SampleEncoder(qwen_processors["qwen3_vl"]).encode(two_camera_messages([clips["second"][0], two_seconds]))
