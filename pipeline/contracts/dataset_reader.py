@@ -154,14 +154,19 @@ def _absolute_and_clean(root: Path, batch: dict[str, list[Any]]) -> dict[str, li
 
 
 def split_batches(
-    dataset_dir: Path | str, split: str, columns: list[str], video_root: Path | str | None = None
+    dataset_dir: Path | str,
+    split: str,
+    columns: list[str],
+    video_root: Path | str | None = None,
+    also_check: tuple[str, ...] = (),
 ) -> Iterator[pa.RecordBatch]:
     """One split's rows as Arrow record batches of `columns`, in order, streamed from its shard files (listed in its
     `state.json`). The files are read, not memory-mapped, so a pass over a split of any size holds one batch. Values
     are as stored: video paths relative to `video_root`, messages with the None keys datasets adds.
 
     Each batch is checked (module docstring) in the columns it holds: labels, and video paths (`video` and the
-    message items), which with `video_root` given must also stay inside it through symlinks.
+    message items), which with `video_root` given must also stay inside it through symlinks. The columns of
+    `also_check` that a shard has are read and checked too, but not yielded.
 
     Raises:
         PipelineError: the split does not exist, its state.json is bad, a shard is unreadable or lacks a column, or
@@ -171,13 +176,16 @@ def split_batches(
 
     root = None if video_root is None else Path(video_root).resolve()
     files = VideoFiles()
-    for path, start, batch in _shard_batches(Path(dataset_dir) / split, columns):
+    for path, start, batch in _shard_batches(Path(dataset_dir) / split, columns, also_check):
         _check_batch(path, start, batch, root, files)
-        yield batch
+        yield batch.select(columns)
 
 
-def _shard_batches(split_dir: Path, columns: list[str]) -> Iterator[tuple[Path, int, pa.RecordBatch]]:
-    """(shard file, index in it of the batch's first row, batch of `columns`) for every batch of the split."""
+def _shard_batches(
+    split_dir: Path, columns: list[str], optional: tuple[str, ...] = (), memory_map: bool = False
+) -> Iterator[tuple[Path, int, pa.RecordBatch]]:
+    """(shard file, index in it of the batch's first row, batch of `columns` and of the `optional` columns the shard
+    has) for every batch of the split; read, or memory-mapped with `memory_map` (for a pass that reads no values)."""
     import pyarrow as pa
 
     state = split_dir / "state.json"
@@ -193,16 +201,27 @@ def _shard_batches(split_dir: Path, columns: list[str]) -> Iterator[tuple[Path, 
         path = split_dir / name
         start = 0
         try:
-            with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
+            source = pa.memory_map(str(path)) if memory_map else pa.OSFile(str(path))
+            with source, pa.ipc.open_stream(source) as reader:
                 missing = [c for c in columns if c not in reader.schema.names]
                 if missing:
                     raise PipelineError(f"{path}: dataset split has no column(s) {', '.join(missing)}")
+                selected = columns + [c for c in optional if c in reader.schema.names and c not in columns]
                 for batch in reader:
-                    yield path, start, batch.select(columns)
+                    yield path, start, batch.select(selected)
                     start += batch.num_rows
         except (OSError, pa.ArrowException) as err:
             first = first_line(err)
             raise PipelineError(f"{path}: unreadable dataset shard ({first}); build the dataset again") from None
+
+
+def split_num_rows(dataset_dir: Path | str, split: str) -> int:
+    """Rows of one split, counted from its shards' batch headers (memory-mapped: no value is read or checked).
+
+    Raises:
+        PipelineError: as `split_batches` for a missing split or an unreadable shard.
+    """
+    return sum(batch.num_rows for _, _, batch in _shard_batches(Path(dataset_dir) / split, [], memory_map=True))
 
 
 def _check_batch(path: Path, start: int, batch: pa.RecordBatch, root: Path | None, files: VideoFiles) -> None:
@@ -251,7 +270,8 @@ def _message_videos(messages: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 def split_rows(dataset_dir: Path | str, split: str, columns: list[str]) -> Iterator[dict[str, list[Any]]]:
     """`split_batches` as Python columns with what `load_split` gives a row: absolute video paths (under the
-    dataset's `video_root`, which they are checked to stay inside) and clean messages.
+    dataset's `video_root`, which they are checked to stay inside) and clean messages. The split's labels are
+    checked too, as `load_split` checks them.
 
     Raises:
         PipelineError: as `split_batches`, or dataset_meta.json lacks `video_root`.
@@ -260,7 +280,7 @@ def split_rows(dataset_dir: Path | str, split: str, columns: list[str]) -> Itera
     if not isinstance(meta.get("video_root"), str):
         raise PipelineError(f"{Path(dataset_dir) / META_FILE}: missing field 'video_root'")
     root = Path(meta["video_root"]).resolve()
-    for batch in split_batches(dataset_dir, split, columns, root):
+    for batch in split_batches(dataset_dir, split, columns, root, also_check=tuple(LABEL_COLUMNS)):
         yield _absolute_and_clean(root, batch.to_pydict())
 
 
@@ -281,5 +301,6 @@ __all__ = [
     "quiet_datasets",
     "read_meta",
     "split_batches",
+    "split_num_rows",
     "split_rows",
 ]

@@ -131,5 +131,5 @@ def test_truncated_arrow_file_is_one_line(dataset_dir, tmp_path):
     data = arrow.read_bytes()
     arrow.write_bytes(data[: len(data) // 2])
     result = run_pipeline("export", "--dataset", copy, "--output-dir", tmp_path / "exports")
-    assert_one_line_error(result, str(copy / "train"), "unreadable dataset split")
+    assert_one_line_error(result, str(arrow), "unreadable dataset shard")
     assert not (tmp_path / "exports").exists()

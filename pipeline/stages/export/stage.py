@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.contracts.dataset_reader import SPLITS, load_split, read_meta, split_rows
+from pipeline.contracts.dataset_reader import SPLITS, read_meta, split_num_rows, split_rows
 from pipeline.contracts.video_files import VideoFiles
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import PipelineError
@@ -223,10 +223,13 @@ def _write_split(
 
     Returns:
         (records written, their video files that are missing), videos checked one directory listing per clip.
+
+    Raises:
+        PipelineError: a bad row (`dataset_reader`): the caller's atomic directory then leaves nothing behind.
     """
     import pyarrow as pa
 
-    rows = len(load_split(dataset, split))  # checks the split's files before anything is written
+    rows = split_num_rows(dataset, split)
     videos = VideoFiles()
     count = missing = 0
     files = {
