@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pipeline.cli.lazy import LazyCommands, LazyGroup
+from pipeline.cli.lazy import LazyGroup
 from pipeline.core.errors import PipelineError
 from pipeline.core.options import build
 from pipeline.core.progress import DEFAULT_INTERVAL_S
@@ -35,10 +35,8 @@ if TYPE_CHECKING:  # each command's configs are imported when it is built (pipel
 class Commands(LazyGroup):
     """`pipeline`'s commands, registered below with `command`."""
 
-    table = LazyCommands()
 
-
-command = Commands.table.command
+command = Commands.command
 
 app = typer.Typer(
     name="pipeline",

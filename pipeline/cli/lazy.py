@@ -1,9 +1,9 @@
-"""Commands built when they are looked up, so that `pipeline --help` and a command's start import one config.
+"""Commands built when they are looked up: `pipeline --help` imports no config module, a command only its own.
 
-A command is registered with its config classes named as `"module:Class"` (`LazyCommands.command`); the group
-(`LazyGroup`) lists the names and takes the top-level help's one-line summaries from the command functions'
-docstrings, as typer would, and builds a command (imports its configs, makes its options with `config_command`) only
-when click asks for it by name: to run it, print its help, suggest or complete it.
+A group (`LazyGroup`, subclassed once per app) registers each command function with its configs named as
+`"module:Class"` (`LazyGroup.command`). It lists the commands, with the one-line summaries typer takes from the
+functions' docstrings, without building any, and builds one (imports its configs, makes its options with
+`config_command`) only when click looks it up by name: to run it, print its help or complete its options.
 """
 
 from __future__ import annotations
@@ -52,31 +52,11 @@ def _load(reference: str) -> type:
 
 
 class LazyCommands(Mapping[str, TyperCommand]):
-    """Commands by name, in the order they were registered, each built when first looked up."""
+    """One group's commands by name, in the order they were registered, each built when first looked up."""
 
-    def __init__(self) -> None:
-        self.specs: dict[str, CommandSpec] = {}
+    def __init__(self, specs: Mapping[str, CommandSpec]) -> None:
+        self.specs = specs
         self._built: dict[str, TyperCommand] = {}
-
-    def command(
-        self,
-        name: str | None = None,
-        *,
-        config: str,
-        layered: bool = False,
-        build_config: bool = True,
-        context_settings: dict[str, Any] | None = None,
-        **extra: str,
-    ) -> Callable[[Function], Function]:
-        """Register a command function under `name` (default: its name with dashes); the arguments are
-        `config_command`'s, with `"module:Class"` references for the classes, and typer's `context_settings`."""
-
-        def register(function: Function) -> Function:
-            spec = CommandSpec(function, config, extra, layered, build_config, context_settings or {})
-            self.specs[name or function.__name__.replace("_", "-")] = spec
-            return function
-
-        return register
 
     def __getitem__(self, name: str) -> TyperCommand:
         if name not in self._built:
@@ -91,17 +71,42 @@ class LazyCommands(Mapping[str, TyperCommand]):
 
 
 class LazyGroup(TyperGroup):
-    """A typer group whose commands are `table`'s (a subclass sets it; typer makes the group with `cls=`)."""
+    """A typer group (typer makes it with `cls=`) whose commands are those its subclass registers with `command`."""
 
-    table: ClassVar[LazyCommands]
+    specs: ClassVar[dict[str, CommandSpec]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.specs = {}
+
+    @classmethod
+    def command(
+        cls,
+        name: str | None = None,
+        *,
+        config: str,
+        layered: bool = False,
+        build_config: bool = True,
+        context_settings: dict[str, Any] | None = None,
+        **extra: str,
+    ) -> Callable[[Function], Function]:
+        """Register a command function under `name` (default: its name with dashes); the arguments are
+        `config_command`'s, with `"module:Class"` references for the classes, and typer's `context_settings`."""
+
+        def register(function: Function) -> Function:
+            spec = CommandSpec(function, config, extra, layered, build_config, context_settings or {})
+            cls.specs[name or function.__name__.replace("_", "-")] = spec
+            return function
+
+        return register
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
-        self.commands = self.table
+        self.commands = LazyCommands(self.specs)
 
     def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
         """Typer's list of commands, made from each command's name and docstring without building any."""
-        summaries = [spec.summary(name) for name, spec in self.table.specs.items()]
+        summaries = [spec.summary(name) for name, spec in self.specs.items()]
         TyperGroup(commands=summaries).format_commands(ctx, formatter)
 
 
