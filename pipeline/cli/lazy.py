@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import MarkupMode, TyperCommand, TyperGroup
 
 from pipeline.core.options import config_command
 
@@ -31,13 +31,14 @@ class CommandSpec:
     extra: Mapping[str, str]
     layered: bool
     build_config: bool
-    context_settings: dict[str, Any] = field(default_factory=dict)
+    context_settings: dict[str, Any]
 
-    def build(self, name: str) -> TyperCommand:
-        """The typer command, its config classes imported and its options made from them."""
+    def build(self, name: str, rich_markup_mode: MarkupMode) -> TyperCommand:
+        """The typer command, its config classes imported and its options made from them (help in the group's
+        `rich_markup_mode`)."""
         extra = {key: _load(ref) for key, ref in self.extra.items()}
         options = config_command(_load(self.config), layered=self.layered, build_config=self.build_config, **extra)
-        single = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+        single = typer.Typer(add_completion=False, rich_markup_mode=rich_markup_mode)
         single.command(name, context_settings=self.context_settings)(options(self.function))
         return typer.main.get_command(single)
 
@@ -54,13 +55,14 @@ def _load(reference: str) -> type:
 class LazyCommands(Mapping[str, TyperCommand]):
     """One group's commands by name, in the order they were registered, each built when first looked up."""
 
-    def __init__(self, specs: Mapping[str, CommandSpec]) -> None:
+    def __init__(self, specs: Mapping[str, CommandSpec], rich_markup_mode: MarkupMode) -> None:
         self.specs = specs
+        self.rich_markup_mode = rich_markup_mode
         self._built: dict[str, TyperCommand] = {}
 
     def __getitem__(self, name: str) -> TyperCommand:
         if name not in self._built:
-            self._built[name] = self.specs[name].build(name)
+            self._built[name] = self.specs[name].build(name, self.rich_markup_mode)
         return self._built[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -102,7 +104,7 @@ class LazyGroup(TyperGroup):
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
-        self.commands = LazyCommands(self.specs)
+        self.commands = LazyCommands(self.specs, self.rich_markup_mode)
 
     def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
         """Typer's list of commands, made from each command's name and docstring without building any."""
