@@ -1,8 +1,9 @@
 """The `pipeline` command: one typer subcommand per stage. Commands build a config and call the stage's `run`.
 
-This module loads typer and rich only. A command is built, its config module imported, when it is invoked or its
-help is printed (`pipeline.cli.lazy`), and it imports its stage when it runs. So `pipeline --help` and option parsing
-load no numpy, pandas, torch, transformers, datasets, PyAV, Ray or huggingface_hub (tests/test_cli.py checks it).
+This module loads typer, rich and `pipeline.core` only. A command is built, its config module imported, when it is
+invoked or its help is printed (`pipeline.cli.lazy`), and it imports its stage when it runs. So `pipeline --help` and
+option parsing load no numpy, pandas, torch, transformers, datasets, PyAV, Ray or huggingface_hub (tests/test_cli.py
+checks it).
 """
 
 from __future__ import annotations
