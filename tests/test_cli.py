@@ -5,10 +5,11 @@ import subprocess
 import sys
 
 import pytest
+import typer.main
 
 from pipeline.cli.app import app
 
-COMMANDS = sorted(cmd.name or cmd.callback.__name__.replace("_", "-") for cmd in app.registered_commands)
+COMMANDS = sorted(typer.main.get_command(app).commands)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -71,3 +72,36 @@ def test_help_pages_load_no_heavy_module():
         "    assert result.exit_code == 0 and 'Usage' in result.output, (args, result.output)\n"
     )
     assert heavy_modules_after(code) == []
+
+
+def command_modules_after(args: list[str]) -> list[str]:
+    """The modules of stages, stand-ins, demo and engines a fresh interpreter holds after `pipeline ARGS`."""
+    code = (
+        "import sys\n"
+        "from pipeline.cli.app import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "layers = ('pipeline.stages', 'pipeline.standins', 'pipeline.demo', 'pipeline.engines')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith(layers))), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return [name for name in result.stderr.strip().split(",") if name]
+
+
+def test_top_level_help_builds_no_command():
+    assert command_modules_after(["--help"]) == []
+
+
+def test_a_command_imports_its_configs_only():
+    assert command_modules_after(["synth", "--help"]) == ["pipeline.standins", "pipeline.standins.synth_config"]
+    segment = command_modules_after(["segment", "--help"])
+    assert "pipeline.engines.config" in segment and not [m for m in segment if m.startswith("pipeline.standins")]
+
+
+def test_command_list_shows_each_built_commands_short_help():
+    group = typer.main.get_command(app)
+    for name, spec in group.commands.specs.items():
+        for limit in (45, 80, 200):
+            assert spec.summary(name).get_short_help_str(limit) == group.commands[name].get_short_help_str(limit)

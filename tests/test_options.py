@@ -157,6 +157,8 @@ def test_settings_groups_parse_their_text_too():
 def test_configs_are_frozen():
     import dataclasses
 
+    import typer.main
+
     from pipeline.cli.app import app
     from pipeline.core.options import _GROUP
 
@@ -164,7 +166,7 @@ def test_configs_are_frozen():
         groups = [f.metadata[_GROUP] for f in dataclasses.fields(cls) if _GROUP in f.metadata]
         return [cls, *(c for g in groups for c in config_classes(g))]
 
-    commands = [c.callback for c in app.registered_commands]
+    commands = [c.callback for c in typer.main.get_command(app).commands.values()]
     roots = [cmd.config_class for cmd in commands] + [c for cmd in commands for c in cmd.extra_classes.values()]
     classes = {c for root in roots for c in config_classes(root)}
     mutable = {c.__name__ for c in classes if not c.__dataclass_params__.frozen}

@@ -1,38 +1,47 @@
 """The `pipeline` command: one typer subcommand per stage. Commands build a config and call the stage's `run`.
 
-This module loads typer, rich and the stages' light config modules only; each command imports its stage when it
-runs. So `pipeline --help` and option parsing load no numpy, pandas, torch, transformers, datasets, PyAV, Ray or
-huggingface_hub (tests/test_cli.py checks it).
+This module loads typer, rich and `pipeline.core` only. A command is built, its config module imported, when it is
+invoked or its help is printed (`pipeline.cli.lazy`), and it imports its stage when it runs. So `pipeline --help` and
+option parsing load no numpy, pandas, torch, transformers, datasets, PyAV, Ray or huggingface_hub (tests/test_cli.py
+checks it).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pipeline.cli.lazy import LazyGroup
 from pipeline.core.errors import PipelineError
-from pipeline.core.options import build, config_command
+from pipeline.core.options import build
 from pipeline.core.progress import DEFAULT_INTERVAL_S
-from pipeline.demo.config import DemoConfig
-from pipeline.engines.config import EngineConfig, make_engine
-from pipeline.stages.dataset.compare_config import CompareConfig
-from pipeline.stages.dataset.config import DatasetConfig
-from pipeline.stages.download.config import DownloadConfig
-from pipeline.stages.evaluate.config import EvaluateConfig
-from pipeline.stages.export.config import ExportConfig
-from pipeline.stages.prepare.config import PrepareConfig
-from pipeline.stages.segment.config import SegmentConfig
-from pipeline.stages.serve.config import ServeModelConfig
-from pipeline.stages.train.config import MergeConfig, TrainConfig
-from pipeline.standins.serve_config import ServeConfig
-from pipeline.standins.synth_config import SynthConfig
-from pipeline.standins.tiny_model import MakeTinyModelConfig
+
+if TYPE_CHECKING:  # each command's configs are imported when it is built (pipeline.cli.lazy)
+    from pipeline.demo.config import DemoConfig
+    from pipeline.engines.config import EngineConfig
+    from pipeline.stages.dataset.compare_config import CompareConfig
+    from pipeline.stages.dataset.config import DatasetConfig
+    from pipeline.stages.evaluate.config import EvaluateConfig
+    from pipeline.stages.export.config import ExportConfig
+    from pipeline.stages.segment.config import SegmentConfig
+    from pipeline.stages.train.config import MergeConfig
+    from pipeline.standins.serve_config import ServeConfig
+    from pipeline.standins.synth_config import SynthConfig
+    from pipeline.standins.tiny_model import MakeTinyModelConfig
+
+
+class Commands(LazyGroup):
+    """`pipeline`'s commands, registered below with `command`."""
+
+
+command = Commands.command
 
 app = typer.Typer(
     name="pipeline",
+    cls=Commands,
     help="PhysicalAI-AV → Qwen-VL motion prediction: download, segment, build-dataset, export, train, evaluate, demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -62,8 +71,7 @@ def _configure(
     ctx.call_on_close(setup(verbose=verbose, progress_interval_s=progress_interval))
 
 
-@app.command()
-@config_command(SynthConfig)
+@command(config="pipeline.standins.synth_config:SynthConfig")
 def synth(config: SynthConfig) -> None:
     """Write a synthetic PhysicalAI-AV-shaped repository (rendered-road videos + egomotion)."""
     from pipeline.cli.console import progress_sink
@@ -78,8 +86,7 @@ def synth(config: SynthConfig) -> None:
     )
 
 
-@app.command()
-@config_command(ServeConfig)
+@command(config="pipeline.standins.serve_config:ServeConfig")
 def serve(
     directory: Annotated[Path, typer.Argument(help="Repository directory to serve (e.g. from `pipeline synth`).")],
     config: ServeConfig,
@@ -113,12 +120,16 @@ def serve(
         server.stop()
 
 
-@app.command(context_settings={"allow_extra_args": True})
-@config_command(DownloadConfig, build_config=False)
+@command(
+    config="pipeline.stages.download.config:DownloadConfig",
+    build_config=False,
+    context_settings={"allow_extra_args": True},
+)
 def download(ctx: typer.Context, values: dict[str, Any]) -> None:
     """Download dataset chunks from the Hub (driven by features.csv and clip_index.parquet)."""
     from pipeline.cli.console import progress_sink
     from pipeline.stages.download import stage
+    from pipeline.stages.download.config import DownloadConfig
 
     config = build(DownloadConfig, _with_extra_chunk_ids(ctx, values))
     confirm = (lambda q: typer.confirm(q, default=False)) if sys.stdin.isatty() else None
@@ -138,11 +149,11 @@ def _with_extra_chunk_ids(ctx: typer.Context, values: dict[str, Any]) -> dict[st
     return values
 
 
-@app.command()
-@config_command(SegmentConfig, engine=EngineConfig)
+@command(config="pipeline.stages.segment.config:SegmentConfig", engine="pipeline.engines.config:EngineConfig")
 def segment(config: SegmentConfig, engine: EngineConfig) -> None:
     """Cut overlapping 1-second clips from each front-camera video and compute next-second targets."""
     from pipeline.cli.console import progress_sink
+    from pipeline.engines.config import make_engine
     from pipeline.stages.segment import stage
 
     result = stage.run(config, progress=progress_sink(), engine=make_engine(engine, config.workers))
@@ -157,12 +168,18 @@ def _print_segments(result) -> None:
     )
 
 
-@app.command(context_settings={"allow_extra_args": True})
-@config_command(PrepareConfig, build_config=False, engine=EngineConfig)
+@command(
+    config="pipeline.stages.prepare.config:PrepareConfig",
+    build_config=False,
+    context_settings={"allow_extra_args": True},
+    engine="pipeline.engines.config:EngineConfig",
+)
 def prepare(ctx: typer.Context, values: dict[str, Any], engine: EngineConfig) -> None:
     """Stream chunks from the Hub through the cutter: download, cut, delete the zips; resumable."""
     from pipeline.cli.console import progress_sink
+    from pipeline.engines.config import make_engine
     from pipeline.stages.prepare import stage
+    from pipeline.stages.prepare.config import PrepareConfig
 
     config = build(PrepareConfig, _with_extra_chunk_ids(ctx, values))
     result = stage.run(config, progress=progress_sink(), engine=make_engine(engine, config.segment.workers))
@@ -173,8 +190,7 @@ def prepare(ctx: typer.Context, values: dict[str, Any], engine: EngineConfig) ->
     _print_segments(result.segments)
 
 
-@app.command("build-dataset")
-@config_command(DatasetConfig)
+@command("build-dataset", config="pipeline.stages.dataset.config:DatasetConfig")
 def build_dataset(config: DatasetConfig) -> None:
     """Build the train/test Hugging Face dataset in Qwen-VL conversation format."""
     from pipeline.cli.console import progress_sink
@@ -191,8 +207,7 @@ def build_dataset(config: DatasetConfig) -> None:
     print(f"wrote {result.output_dir}")
 
 
-@app.command("compare-builds")
-@config_command(CompareConfig)
+@command("compare-builds", config="pipeline.stages.dataset.compare_config:CompareConfig")
 def compare_builds(
     build_a: Annotated[Path, typer.Argument(help="A dataset directory from `pipeline build-dataset` (the older).")],
     build_b: Annotated[Path, typer.Argument(help="Another one (the newer).")],
@@ -208,8 +223,7 @@ def compare_builds(
         print(f"wrote {config.json_path}")
 
 
-@app.command()
-@config_command(ExportConfig)
+@command(config="pipeline.stages.export.config:ExportConfig")
 def export(config: ExportConfig) -> None:
     """Export the dataset as JSONL for qwen-vl-finetune, LLaMA-Factory and ms-swift, with a ready-to-run training
     file per framework that sets our video sampling (the --video-* values, `pipeline train`'s by default)."""
@@ -221,8 +235,7 @@ def export(config: ExportConfig) -> None:
         print(f"{name}: " + ", ".join(str(f) for f in files))
 
 
-@app.command("make-tiny-model")
-@config_command(MakeTinyModelConfig)
+@command("make-tiny-model", config="pipeline.standins.tiny_model:MakeTinyModelConfig")
 def make_tiny_model(
     output_dir: Annotated[Path, typer.Argument(help="Directory to write the model + processor to.")],
     config: MakeTinyModelConfig,
@@ -233,14 +246,14 @@ def make_tiny_model(
     print(make_tiny_model(output_dir, config.model, overwrite=config.overwrite))
 
 
-@app.command()
-@config_command(TrainConfig, layered=True, build_config=False)
+@command(config="pipeline.stages.train.config:TrainConfig", layered=True, build_config=False)
 def train(
     values: dict[str, Any],
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of options (CLI wins).")] = None,
 ) -> None:
     """Fine-tune a video VLM (Qwen3-VL, Qwen2.5-VL, Qwen3.5, InternVL3.5; LoRA or full) with Trainer (+ DeepSpeed)."""
     from pipeline.cli.console import progress_sink
+    from pipeline.stages.train.config import TrainConfig
     from pipeline.stages.train.trainer import run
 
     config = TrainConfig.from_sources(config_file, values)
@@ -249,8 +262,7 @@ def train(
     print(f"{result.output_dir}: {result.global_step} steps, train loss {loss}, {len(result.skipped_samples)} skipped")
 
 
-@app.command("merge-lora")
-@config_command(MergeConfig)
+@command("merge-lora", config="pipeline.stages.train.config:MergeConfig")
 def merge_lora(config: MergeConfig) -> None:
     """Merge a LoRA adapter into its base model and save full weights with the processor."""
     from pipeline.stages.train.merge import run
@@ -258,8 +270,7 @@ def merge_lora(config: MergeConfig) -> None:
     print(run(config))
 
 
-@app.command()
-@config_command(EvaluateConfig)
+@command(config="pipeline.stages.evaluate.config:EvaluateConfig")
 def evaluate(config: EvaluateConfig) -> None:
     """Score a model, a predictions file or a server's answers on held-out clips against baselines; write a report.
 
@@ -275,8 +286,7 @@ def evaluate(config: EvaluateConfig) -> None:
     print(f"wrote {config.output_dir}")
 
 
-@app.command("serve-model")
-@config_command(ServeModelConfig, build_config=False)
+@command("serve-model", config="pipeline.stages.serve.config:ServeModelConfig", build_config=False)
 def serve_model(
     run_dir: Annotated[Path, typer.Argument(help="Training run directory (from train or merge-lora).")],
     values: dict[str, Any],
@@ -285,6 +295,7 @@ def serve_model(
     --dry-run prints the command line (TRAINING.md: vLLM versions checked)."""
     import shlex
 
+    from pipeline.stages.serve.config import ServeModelConfig
     from pipeline.stages.serve.stage import engine_command, run
 
     config = build(ServeModelConfig, {**values, "run_dir": run_dir})
@@ -294,8 +305,7 @@ def serve_model(
     raise typer.Exit(run(config))
 
 
-@app.command()
-@config_command(DemoConfig)
+@command(config="pipeline.demo.config:DemoConfig")
 def demo(config: DemoConfig) -> None:
     """Run the whole chain offline on a synthetic dataset: synth → serve → download → segment → build-dataset →
     train a tiny Qwen-VL → evaluate; print the model-vs-baselines table."""

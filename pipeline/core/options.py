@@ -227,7 +227,7 @@ def _collect(
 
 def _field_type(cls: type, f: dataclasses.Field) -> Any:
     """The field's annotation evaluated in its class's module: only the option fields', not every field's as
-    `typing.get_type_hints` would (the CLI builds every command's options at start-up)."""
+    `typing.get_type_hints` would (the CLI builds the command it runs at start-up)."""
     if not isinstance(f.type, str):
         return f.type
     owner = next(c for c in cls.__mro__ if f.name in vars(c).get("__annotations__", {}))
@@ -375,12 +375,14 @@ def config_command(cls: type, *, layered: bool = False, build_config: bool = Tru
     config as `config` (built with `build`), or with `build_config=False` the nested values as `values` (for
     commands that layer them over a file or another run first). Each `extra` config (e.g. `engine=EngineConfig`:
     settings that go beside the stage's config, not into it) adds its options after `cls`'s and is passed built,
-    under its keyword.
+    under its keyword. The function's annotations may name these classes without its module importing them.
     """
 
     def decorate(func: Callable) -> Callable:
         taken = ("config", "values", *extra)
-        own = [p for n, p in inspect.signature(func, eval_str=True).parameters.items() if n not in taken]
+        classes = {c.__name__: c for c in (cls, *extra.values())}  # the annotations may name them unimported
+        signature = inspect.signature(func, locals=classes, eval_str=True)
+        own = [p for n, p in signature.parameters.items() if n not in taken]
         options = options_of(cls, layered=layered)
         extra_options = {name: options_of(extra_cls) for name, extra_cls in extra.items()}
         all_options = [*options, *(o for opts in extra_options.values() for o in opts)]
