@@ -157,7 +157,9 @@ def test_train_moments_in_batches_match_the_in_memory_closed_form():
     ys = (y - y.mean(axis=0)) / y.std(axis=0)
     weights = np.linalg.solve(xs.T @ xs + np.eye(2 * N_H), xs.T @ ys)
     ridge = moments.fit_ridge()
-    np.testing.assert_allclose(ridge.weights, weights, rtol=1e-6, atol=1e-9)
+    # Rounding (~1e-16) times the standardised Gram matrix's condition number (~2e4 here) is ~1e-12 of the largest
+    # weight; single small weights differ more relative to themselves.
+    assert np.abs(ridge.weights - weights).max() <= 1e-9 * np.abs(weights).max()
     pv, pk = ridge.predict(hv[:5], hk[:5])
     expected = (xs[:5] @ weights) * y.std(axis=0) + y.mean(axis=0)
     np.testing.assert_allclose(pv, np.maximum(expected[:, :N], 0), rtol=1e-9)

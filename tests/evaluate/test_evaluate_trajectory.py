@@ -109,6 +109,55 @@ def test_partial_answers_are_scored_on_the_points_they_give(trajectory_dataset, 
     assert metrics["scores"]["all"]["model"]["fde_m"]["1s"] is None
 
 
+def test_the_trajectory_ridge_streams_the_train_split_in_batches(trajectory_dataset, tmp_path, monkeypatch):
+    """Train re-saved as 3 shards: the ridge is fit from `split_batches` a batch at a time, without loading the
+    whole split, and predicts as the ridge fit on all train rows at once."""
+    import datasets
+
+    from pipeline.contracts import dataset_reader
+    from pipeline.stages.evaluate.trajectory_baselines import fit_trajectory_ridge
+    from pipeline.stages.evaluate.trajectory_scoring import train_trajectory_ridge, xyh_column
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(trajectory_dataset, dataset)
+    train = datasets.load_from_disk(str(trajectory_dataset / "train"))
+    shutil.rmtree(dataset / "train")
+    train.save_to_disk(str(dataset / "train"), num_shards=3)
+    batch_rows: list[int] = []
+    real_split_batches = dataset_reader.split_batches
+
+    def spy(dataset_dir, split, columns, *args, **kwargs):
+        for batch in real_split_batches(dataset_dir, split, columns, *args, **kwargs):
+            if split == "train" and "history_xyh" in columns:
+                batch_rows.append(batch.num_rows)
+            yield batch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the whole split was loaded")
+
+    monkeypatch.setattr(dataset_reader, "split_batches", spy)
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset_reader, "load_split", refuse)
+        ridge = train_trajectory_ridge(dataset)
+    assert len(batch_rows) >= 3 and sum(batch_rows) == len(train)
+    in_memory = fit_trajectory_ridge([(xyh_column(train, "history_xyh"), xyh_column(train, "future_xyh")[..., :2])])
+    test = datasets.load_from_disk(str(dataset / "test"))
+    history = xyh_column(test, "history_xyh")
+    np.testing.assert_allclose(ridge.predict(history), in_memory.predict(history), rtol=0, atol=1e-9)
+    empty = tmp_path / "empty"
+    shutil.copytree(dataset, empty)
+    shutil.rmtree(empty / "train")
+    train.select([]).save_to_disk(str(empty / "train"))
+    with pytest.raises(PipelineError, match="no trajectory ridge from the train split .no training samples"):
+        train_trajectory_ridge(empty)
+
+    batch_rows.clear()
+    preds = _predictions(tmp_path / "p.jsonl", {i: format_trajectory(xy) for i, xy in _truth(dataset).items()})
+    traj = run(EvaluateConfig(dataset=dataset, output_dir=tmp_path / "out", predictions=preds)).trajectory
+    assert len(batch_rows) >= 3 and sum(batch_rows) == len(train)
+    np.testing.assert_allclose(traj.baselines["history_ridge"], in_memory.predict(history), rtol=0, atol=1e-9)
+
+
 def _refuse(name: str) -> None:
     raise AssertionError(f"metrics.json holds {name}, which is not JSON")
 

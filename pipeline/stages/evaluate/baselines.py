@@ -9,6 +9,7 @@ m/s and 1/m.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -94,44 +95,117 @@ def linear_extrapolation(
 
 
 @dataclass(frozen=True)
-class HistoryRidge:
+class StandardisedRidge:
+    """Linear map fit by ridge regression on standardised columns: features and targets are centred and scaled by
+    their train mean and std, so the penalty weighs every unit alike. `RidgeMoments.fit` makes one."""
+
+    x_mean: np.ndarray  # (d,) feature means
+    x_std: np.ndarray  # (d,) feature stds (1 where a feature is constant)
+    y_mean: np.ndarray  # (t,) target means
+    y_std: np.ndarray  # (t,) target stds (1 where a target is constant)
+    weights: np.ndarray  # (d, t) on standardised values
+    alpha: float
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        """(N, d) features -> (N, t) targets, in the units they were fit in."""
+        return (((features - self.x_mean) / self.x_std) @ self.weights) * self.y_std + self.y_mean
+
+
+R = TypeVar("R", bound=StandardisedRidge)
+
+
+class RidgeMoments:
+    """Running count, mean and co-moment matrix of samples' [features, targets] columns, fed a batch at a time: a
+    `StandardisedRidge` comes out in closed form with memory independent of the number of samples (batches merged
+    with the pairwise update of Chan, Golub and LeVeque, stable in float64)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.n_features = 0
+        self.mean = np.zeros(0)  # (d + t,)
+        self.comoment = np.zeros((0, 0))  # (d + t, d + t): sum of outer products of deviations from the mean
+
+    def add(self, features: np.ndarray, targets: np.ndarray) -> None:
+        """Add M samples: (M, d) features and (M, t) targets.
+
+        Raises:
+            ValueError: not two 2-D arrays of M rows, or widths that differ from earlier batches.
+        """
+        x = np.asarray(features, dtype=np.float64)
+        y = np.asarray(targets, dtype=np.float64)
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"need (M, d) features and (M, t) targets, got {x.shape} and {y.shape}")
+        if self.count and (x.shape[1], x.shape[1] + y.shape[1]) != (self.n_features, len(self.mean)):
+            earlier = f"{self.n_features} + {len(self.mean) - self.n_features}"
+            raise ValueError(f"batch has {x.shape[1]} + {y.shape[1]} columns, earlier ones {earlier}")
+        m = x.shape[0]
+        if m == 0:
+            return
+        z = np.concatenate([x, y], axis=1)
+        mean = z.mean(axis=0)
+        deviation = z - mean
+        comoment = deviation.T @ deviation
+        if not self.count:
+            self.n_features = x.shape[1]
+            self.count, self.mean, self.comoment = m, mean, comoment
+            return
+        delta = mean - self.mean
+        total = self.count + m
+        self.comoment = self.comoment + comoment + np.outer(delta, delta) * (self.count * m / total)
+        self.mean = self.mean + delta * (m / total)
+        self.count = total
+
+    def fit(self, kind: type[R], alpha: float) -> R:
+        """The ridge of penalty `alpha` on standardised columns, in closed form (one d-square solve), as a `kind`.
+
+        Raises:
+            ValueError: no samples were added, or alpha <= 0.
+        """
+        if not self.count:
+            raise ValueError("no training samples to fit the ridge on")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        d = self.n_features
+        std = np.sqrt(np.maximum(np.diag(self.comoment), 0.0) / self.count)
+        # A constant column (std at rounding level of its mean) is left unscaled, as np.std's exact 0 would be.
+        std = np.where(std > 1e-12 * np.maximum(np.abs(self.mean), 1e-300), std, 1.0)
+        gram = self.comoment[:d, :d] / np.outer(std[:d], std[:d]) + alpha * np.eye(d)
+        cross = self.comoment[:d, d:] / np.outer(std[:d], std[d:])
+        weights = np.linalg.solve(gram, cross)
+        return kind(self.mean[:d], std[:d], self.mean[d:], std[d:], weights, float(alpha))
+
+
+@dataclass(frozen=True)
+class HistoryRidge(StandardisedRidge):
     """Ridge regression from the input second's (speed, curvature) to the next second's, fit on the train split.
 
-    Features are the n_h history speeds then the n_h history curvatures, standardised with the train split's
-    per-feature mean and std; targets likewise (n speeds then n curvatures), so the penalty weighs m/s and 1/m
-    alike. It is the history-only learned floor a video model must beat.
+    Features (d = 2 n_h) are the n_h history speeds then the n_h history curvatures; targets (t = 2 n) the n speeds
+    then the n curvatures (m/s, 1/m). It is the history-only learned floor a video model must beat.
     """
-
-    x_mean: np.ndarray  # (2 n_h,) feature means (m/s then 1/m)
-    x_std: np.ndarray  # (2 n_h,) feature stds (1 where a feature is constant)
-    y_mean: np.ndarray  # (2 n,) target means
-    y_std: np.ndarray  # (2 n,) target stds
-    weights: np.ndarray  # (2 n_h, 2 n) on standardised values
-    alpha: float
 
     def predict(self, history_velocity: np.ndarray, history_curvature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, n_h) m/s and 1/m -> (N, n) m/s (clamped at >= 0) and (N, n) 1/m."""
         hv, hk = _history(history_velocity, history_curvature)
         if 2 * hv.shape[1] != len(self.x_mean):
             raise ValueError(f"history has {hv.shape[1]} steps, the ridge was fit on {len(self.x_mean) // 2}")
-        x = (np.concatenate([hv, hk], axis=1) - self.x_mean) / self.x_std
-        y = (x @ self.weights) * self.y_std + self.y_mean
+        y = self.apply(np.concatenate([hv, hk], axis=1))
         n = y.shape[1] // 2
         return np.maximum(y[:, :n], 0.0), y[:, n:]
 
 
 class TrainMoments:
-    """Running count, mean and co-moment matrix of the train samples' [history speeds, history curvatures, target
-    speeds, target curvatures], fed a batch at a time: the train mean and the history ridge come out of it with
-    memory independent of the number of samples (batches merged with the pairwise update of Chan, Golub and
-    LeVeque, stable in float64)."""
+    """`RidgeMoments` of the train samples' [history speeds, history curvatures] -> [target speeds, target
+    curvatures], fed a batch at a time: the train mean and the history ridge come out of it."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.moments = RidgeMoments()
         self.n_h = 0
         self.n = 0
-        self.mean = np.zeros(0)  # (2 n_h + 2 n,)
-        self.comoment = np.zeros((0, 0))  # (2 n_h + 2 n, 2 n_h + 2 n): sum of outer products of deviations
+
+    @property
+    def count(self) -> int:
+        """Samples added."""
+        return self.moments.count
 
     def add(
         self,
@@ -150,24 +224,9 @@ class TrainMoments:
         tk = np.atleast_2d(np.asarray(curvature, dtype=np.float64))
         if tv.shape != tk.shape or tv.shape[0] != hv.shape[0]:
             raise ValueError(f"need matching samples, got history {hv.shape} and targets {tv.shape}, {tk.shape}")
-        if self.count and (hv.shape[1], tv.shape[1]) != (self.n_h, self.n):
-            raise ValueError(f"batch has {hv.shape[1]} + {tv.shape[1]} steps, earlier ones {self.n_h} + {self.n}")
-        m = hv.shape[0]
-        if m == 0:
-            return
-        z = np.concatenate([hv, hk, tv, tk], axis=1)
-        mean = z.mean(axis=0)
-        deviation = z - mean
-        comoment = deviation.T @ deviation
-        if not self.count:
+        self.moments.add(np.concatenate([hv, hk], axis=1), np.concatenate([tv, tk], axis=1))
+        if self.count:
             self.n_h, self.n = hv.shape[1], tv.shape[1]
-            self.count, self.mean, self.comoment = m, mean, comoment
-            return
-        delta = mean - self.mean
-        total = self.count + m
-        self.comoment = self.comoment + comoment + np.outer(delta, delta) * (self.count * m / total)
-        self.mean = self.mean + delta * (m / total)
-        self.count = total
 
     def mean_profile(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-step mean of the targets: (n,) m/s and (n,) 1/m (the `train_mean` baseline's profile).
@@ -177,7 +236,7 @@ class TrainMoments:
         """
         if not self.count:
             raise ValueError("no training samples")
-        future = self.mean[2 * self.n_h :]
+        future = self.moments.mean[2 * self.n_h :]
         return future[: self.n].copy(), future[self.n :].copy()
 
     def fit_ridge(self, alpha: float = RIDGE_ALPHA) -> HistoryRidge:
@@ -186,18 +245,7 @@ class TrainMoments:
         Raises:
             ValueError: no samples were added, or alpha <= 0.
         """
-        if not self.count:
-            raise ValueError("no training samples to fit the history ridge on")
-        if not alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
-        d = 2 * self.n_h
-        std = np.sqrt(np.maximum(np.diag(self.comoment), 0.0) / self.count)
-        # A constant column (std at rounding level of its mean) is left unscaled, as np.std's exact 0 would be.
-        std = np.where(std > 1e-12 * np.maximum(np.abs(self.mean), 1e-300), std, 1.0)
-        gram = self.comoment[:d, :d] / np.outer(std[:d], std[:d]) + alpha * np.eye(d)
-        cross = self.comoment[:d, d:] / np.outer(std[:d], std[d:])
-        weights = np.linalg.solve(gram, cross)
-        return HistoryRidge(self.mean[:d], std[:d], self.mean[d:], std[d:], weights, float(alpha))
+        return self.moments.fit(HistoryRidge, alpha)
 
 
 def fit_history_ridge(
@@ -254,6 +302,8 @@ __all__ = [
     "BASELINE_NAMES",
     "RIDGE_ALPHA",
     "HistoryRidge",
+    "RidgeMoments",
+    "StandardisedRidge",
     "TrainMoments",
     "all_baselines",
     "constant",

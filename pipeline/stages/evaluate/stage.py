@@ -242,13 +242,12 @@ def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], ans
     settings = dataset_meta.get("targets")
     if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
         return None
-    from pipeline.stages.evaluate.trajectory_baselines import fit_trajectory_ridge
+    from pipeline.stages.evaluate.trajectory_scoring import train_trajectory_ridge
 
     history = xyh_column(answers.rows, "history_xyh")
     if history.shape[1] < 2:
         raise PipelineError(f"--dataset {config.dataset}: history_xyh has {history.shape[1]} row(s), need >= 2")
-    train = _load(config.dataset, "train")
-    ridge = fit_trajectory_ridge(xyh_column(train, "history_xyh"), xyh_column(train, "future_xyh")[..., :2])
+    ridge = train_trajectory_ridge(config.dataset)
     texts = answers.samples or [[text] for text in answers.texts]
     ids = [str(x) for x in answers.rows["id"]]
     return score_trajectory_answers(ids, texts, xyh_column(answers.rows, "future_xyh"), history, settings, ridge)

@@ -8,9 +8,12 @@ itself), future point k of n at `(k + 1) / target_hz` s. Every predictor returns
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.stages.evaluate.baselines import RidgeMoments, StandardisedRidge
 
 TRAJECTORY_BASELINE_NAMES: tuple[str, ...] = ("constant_velocity", "ctrv", "history_ridge")
 """Trajectory baselines reported beside the model, in table order (`history_ridge` needs a fitted ridge)."""
@@ -85,17 +88,9 @@ def ctrv(history_xyh: np.ndarray, n: int, target_hz: float, history_hz: float, l
 
 
 @dataclass(frozen=True)
-class TrajectoryRidge:
-    """Ridge regression from the flattened history rows (H x [x, y, heading]) to the flattened future points
-    (n x [x, y]), fit on the train split; features and targets standardised with the train split's per-column mean
-    and std, so the penalty weighs metres and radians alike."""
-
-    x_mean: np.ndarray  # (3 H,) feature means
-    x_std: np.ndarray  # (3 H,) feature stds (1 where a feature is constant)
-    y_mean: np.ndarray  # (2 n,) target means, m
-    y_std: np.ndarray  # (2 n,) target stds, m
-    weights: np.ndarray  # (3 H, 2 n) on standardised values
-    alpha: float
+class TrajectoryRidge(StandardisedRidge):
+    """Ridge regression from the flattened history rows (d = 3 H: H x [x m, y m, heading rad]) to the flattened
+    future points (t = 2 n: n x [x m, y m]), fit on the train split."""
 
     def predict(self, history_xyh: np.ndarray) -> np.ndarray:
         """(N, H, 3) past rows -> (N, n, 2) positions, m.
@@ -106,42 +101,31 @@ class TrajectoryRidge:
         h = _history(history_xyh, min_rows=1)
         if 3 * h.shape[1] != len(self.x_mean):
             raise ValueError(f"history has {h.shape[1]} rows, the ridge was fit on {len(self.x_mean) // 3}")
-        x = (h.reshape(len(h), -1) - self.x_mean) / self.x_std
-        y = (x @ self.weights) * self.y_std + self.y_mean
-        return y.reshape(len(h), -1, 2)
-
-
-def _std(columns: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    std = columns.std(axis=0)
-    # A constant column (std at rounding level of its mean) is left unscaled.
-    return np.where(std > 1e-12 * np.maximum(np.abs(mean), 1e-300), std, 1.0)
+        return self.apply(h.reshape(len(h), -1)).reshape(len(h), -1, 2)
 
 
 def fit_trajectory_ridge(
-    history_xyh: np.ndarray, future_xy: np.ndarray, alpha: float = RIDGE_ALPHA
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], alpha: float = RIDGE_ALPHA
 ) -> TrajectoryRidge:
-    """Fit `TrajectoryRidge` in closed form on M train samples.
+    """Fit `TrajectoryRidge` in closed form on train samples fed a batch at a time (`RidgeMoments`: memory
+    independent of their number; samples held in memory are one batch).
 
     Args:
-        history_xyh: (M, H, 3) past rows [m, m, rad].
-        future_xy: (M, n, 2) future positions, m.
+        batches: (history_xyh, future_xy) pairs of M_i samples each: (M_i, H, 3) past rows [m, m, rad] and
+            (M_i, n, 2) future positions, m; H and n the same in every batch.
         alpha: L2 penalty on standardised weights (> 0 keeps the solve well posed for any M).
 
     Raises:
         ValueError: no samples, mismatched shapes, or alpha <= 0.
     """
-    h = _history(history_xyh, min_rows=1)
-    f = np.asarray(future_xy, dtype=np.float64)
-    if f.ndim != 3 or f.shape[2] != 2 or f.shape[0] != h.shape[0] or h.shape[0] == 0:
-        raise ValueError(f"need M >= 1 matching samples, got history {h.shape} and future {f.shape}")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    x, y = h.reshape(len(h), -1), f.reshape(len(f), -1)
-    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-    x_std, y_std = _std(x, x_mean), _std(y, y_mean)
-    xs, ys = (x - x_mean) / x_std, (y - y_mean) / y_std
-    weights = np.linalg.solve(xs.T @ xs + alpha * np.eye(xs.shape[1]), xs.T @ ys)
-    return TrajectoryRidge(x_mean, x_std, y_mean, y_std, weights, float(alpha))
+    moments = RidgeMoments()
+    for history_xyh, future_xy in batches:
+        h = _history(history_xyh, min_rows=1)
+        f = np.asarray(future_xy, dtype=np.float64)
+        if f.ndim != 3 or f.shape[2] != 2 or f.shape[0] != h.shape[0]:
+            raise ValueError(f"need matching samples, got history {h.shape} and future {f.shape}")
+        moments.add(h.reshape(len(h), 3 * h.shape[1]), f.reshape(len(f), 2 * f.shape[1]))
+    return moments.fit(TrajectoryRidge, alpha)
 
 
 def all_trajectory_baselines(

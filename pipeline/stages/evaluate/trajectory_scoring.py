@@ -16,7 +16,10 @@ from pipeline.stages.evaluate import trajectory_baselines as tb
 from pipeline.stages.evaluate.trajectory_metrics import L2_CONVENTIONS, min_over_samples, score_trajectories
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import datasets
+    import pyarrow as pa
 
 MODEL_NAME = "model"
 TRAJECTORY_SUBSETS = ("all", "complete")
@@ -87,17 +90,22 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def xyh_column(rows: datasets.Dataset, key: str) -> np.ndarray:
-    """(N, m, 3) float64 rows [x m, y m, heading rad] of a trajectory column of equal-length lists.
+def xyh_column(rows: datasets.Dataset | pa.RecordBatch, key: str) -> np.ndarray:
+    """(N, m, 3) float64 rows [x m, y m, heading rad] of a trajectory column of equal-length lists, from a split's
+    rows or one Arrow batch of them (`split_batches`).
 
     Raises:
         PipelineError: the column is missing or its rows differ in length.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if key not in rows.column_names:
         raise PipelineError(f'dataset has no column {key} (its dataset_meta.json "targets" asks for trajectories)')
-    column = rows.select_columns([key]).with_format("arrow")[:].column(key)
+    if isinstance(rows, pa.RecordBatch):
+        column = rows.column(key)
+    else:
+        column = rows.select_columns([key]).with_format("arrow")[:].column(key)
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
     if len(column) and (lengths.min() != lengths.max()):
         raise PipelineError(f"dataset column {key}: rows of different lengths ({lengths.min()} to {lengths.max()})")
@@ -105,6 +113,27 @@ def xyh_column(rows: datasets.Dataset, key: str) -> np.ndarray:
     if values.size != 3 * (int(lengths[0]) if len(column) else 0) * len(column):
         raise PipelineError(f"dataset column {key}: expected [x, y, heading] rows")
     return values.reshape(len(column), -1, 3)
+
+
+def train_trajectory_ridge(dataset: Path) -> tb.TrajectoryRidge:
+    """`trajectory_baselines.TrajectoryRidge` fit on the dataset's train split, read a batch at a time
+    (`split_batches`), so memory stays independent of the split's size.
+
+    Raises:
+        PipelineError: the train split is missing, lacks `history_xyh` or `future_xyh`, is empty, or its rows differ
+            in length.
+    """
+    from pipeline.contracts.dataset_reader import split_batches
+
+    batches = (
+        (xyh_column(batch, "history_xyh"), xyh_column(batch, "future_xyh")[..., :2])
+        for batch in split_batches(dataset, "train", ["history_xyh", "future_xyh"])
+        if batch.num_rows
+    )
+    try:
+        return tb.fit_trajectory_ridge(batches)
+    except ValueError as err:
+        raise PipelineError(f"--dataset {dataset}: no trajectory ridge from the train split ({err})") from None
 
 
 def _parse(texts: list[list[str]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
@@ -173,5 +202,6 @@ __all__ = [
     "TRAJECTORY_TARGETS",
     "TrajectoryResult",
     "score_trajectory_answers",
+    "train_trajectory_ridge",
     "xyh_column",
 ]
