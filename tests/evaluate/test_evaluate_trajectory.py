@@ -109,6 +109,53 @@ def test_partial_answers_are_scored_on_the_points_they_give(trajectory_dataset, 
     assert metrics["scores"]["all"]["model"]["fde_m"]["1s"] is None
 
 
+@pytest.fixture(scope="module", params=["trajectory", "both"])
+def path_dataset(request, trajectory_dataset: Path, tmp_path_factory) -> Path:
+    """The trajectory dataset as built with --targets trajectory, and as with both (whose answers are paths too)."""
+    if request.param == "trajectory":
+        return trajectory_dataset
+    out = tmp_path_factory.mktemp("both") / "dataset"
+    shutil.copytree(trajectory_dataset, out)
+    meta = json.loads((out / "dataset_meta.json").read_text())
+    meta["targets"]["targets"] = "both"
+    (out / "dataset_meta.json").write_text(json.dumps(meta))
+    return out
+
+
+def test_path_answers_get_no_motion_section_and_the_same_trajectory_scores(path_dataset, tmp_path):
+    import datasets
+
+    truth = _truth(path_dataset)
+    answers = {i: format_trajectory(xy + [0.5, 0.0]) for i, xy in truth.items()}
+    answers[next(iter(answers))] = "I cannot tell."
+    out = tmp_path / "out"
+    result = run(
+        EvaluateConfig(dataset=path_dataset, output_dir=out, predictions=_predictions(tmp_path / "p", answers))
+    )
+    assert not result.motion and result.scores == {} and result.true_velocity.shape == (len(truth), 0)
+    # the failures counted are the incomplete path answers, not unreadable (speed, curvature) lines
+    assert result.n_failures == 1 and result.parsed.tolist() == result.trajectory.complete.tolist()
+    test = datasets.load_from_disk(str(path_dataset / "test"))
+    history = np.array(test["history_xyh"], dtype=np.float64)
+    future = np.array(test["future_xyh"], dtype=np.float64)
+    meta = json.loads((path_dataset / "dataset_meta.json").read_text())["targets"]
+    alone = score_trajectory_answers(list(truth), [[t] for t in answers.values()], future, history, meta)
+    # the trajectory figures are those of the scorer alone (the ridge baseline is fit on train, so left out here)
+    for name in ("model", "constant_velocity", "ctrv"):
+        assert result.trajectory.scores["all"][name]["ade_m"] == pytest.approx(alone.scores["all"][name]["ade_m"])
+    assert result.trajectory.scores["all"]["model"]["ade_m"]["all"] == pytest.approx(0.5, abs=0.01)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["answers"] == "trajectory" and metrics["failure_policy"] == "points_given"
+    assert not {"scores", "parse_failures", "parse_failure_rate", "n_steps"} & set(metrics)
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Trajectory prediction") and "## Trajectory" in report
+    motion_words = ("velocity mae", "curvature", "zero_motion", "train_mean", "parse failure")
+    assert not [word for word in motion_words if word in report.lower()]
+    assert sorted(p.name for p in out.glob("*.png")) == [TOP_DOWN_PLOT] and not (out / "predictions.csv").exists()
+    page = (out / "report.html").read_text()
+    assert not [word for word in motion_words if word in page.lower()]
+
+
 def _refuse(name: str) -> None:
     raise AssertionError(f"metrics.json holds {name}, which is not JSON")
 
@@ -159,8 +206,9 @@ def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
     preds = _predictions(tmp_path / "p.jsonl", dict.fromkeys(ids, ""))
     out = tmp_path / "out"
     assert run(EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds)).trajectory is None
-    assert "trajectory" not in json.loads((out / "metrics.json").read_text())
-    assert not (out / TOP_DOWN_PLOT).exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "trajectory" not in metrics and metrics["answers"] == "motion" and metrics["parse_failures"] == len(ids)
+    assert not (out / TOP_DOWN_PLOT).exists() and "Trajectories" not in (out / "report.html").read_text()
 
 
 def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
