@@ -221,6 +221,7 @@ def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
 
 def test_answers_are_sized_on_the_trajectory_points():
     targets = {"targets": "trajectory", "horizon_s": 6.4, "target_hz": 30}
-    assert answer_lines({"targets": targets}, 30) == 192
+    assert answer_lines({"targets": targets}, 30) == 192  # a build without n_targets: horizon_s * target_hz
+    assert answer_lines({"targets": targets, "n_targets": 64}, 30) == 64
     assert answer_lines({"targets": {**targets, "targets": "motion"}}, 30) == 30
     assert answer_lines({}, 30) == 30

@@ -257,12 +257,16 @@ def _log_scores(config: EvaluateConfig, result: EvaluationResult) -> None:
 
 
 def answer_lines(dataset_meta: dict[str, Any], n_steps: int) -> int:
-    """Lines of a full answer: the n motion steps, or the trajectory's points (horizon_s * target_hz) when
-    dataset_meta.json "targets" asks for trajectories and they are more (a server's `max_tokens` is sized on it)."""
+    """Lines of a full answer: the n motion steps, or the trajectory's points when dataset_meta.json "targets" asks
+    for trajectories and they are more (a server's `max_tokens` is sized on it): its `n_targets`, or horizon_s *
+    target_hz of a build written before that key."""
     if not path_answers(dataset_meta):
         return n_steps
     settings = dataset_meta["targets"]
-    return max(n_steps, round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0))))
+    points = dataset_meta.get("n_targets")
+    if not isinstance(points, int):
+        points = round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0)))
+    return max(n_steps, points)
 
 
 def _warn_if_too_short(config: EvaluateConfig, lines: int) -> None:
