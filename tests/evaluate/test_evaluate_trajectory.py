@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,60 @@ def test_num_samples_generates_k_sampled_answers_in_process(trajectory_dataset, 
     assert metrics["answers_per_sample"] == 2 and set(metrics["min_over_answers"]) == {"min_ade_m", "min_fde_m"}
 
 
+def test_a_server_gives_k_sampled_choices_scored_resumed_and_checked(trajectory_dataset, tiny_qwen3_vl, tmp_path):
+    import datasets
+
+    from pipeline.stages.evaluate.serving_client import PREDICTIONS_FILE, ServerSettings
+    from tests.evaluate.fake_chat_server import FakeChatServer
+
+    truth = _truth(trajectory_dataset)
+    test = datasets.load_from_disk(str(trajectory_dataset / "test"))
+    video = {i: Path(v).name for i, v in zip(test["id"], test["video"], strict=True)}
+    # every sample: a first answer 1 m to the left, then the exact one; one sample's server gives a single choice
+    answers = {video[i]: [format_trajectory(xy + [0.0, 1.0]), format_trajectory(xy)] for i, xy in truth.items()}
+    short = sorted(truth)[0]
+    answers[video[short]] = answers[video[short]][:1]
+    out = tmp_path / "out"
+    settings = ServerSettings(url="http://127.0.0.1:1/v1", max_failed_share=1.0, max_retries=0)
+    with FakeChatServer(answers) as server:
+        config = EvaluateConfig(
+            dataset=trajectory_dataset,
+            output_dir=out,
+            server=replace(settings, url=server.url),
+            run_dir=tiny_qwen3_vl,
+            num_samples=2,
+        )
+        traj = run(config).trajectory
+        body = server.bodies[0]
+        assert len(server.bodies) == len(truth)  # no parity pre-flight request
+        # sampled as in-process --num-samples samples: transformers' defaults once do_sample is on
+        assert (body["n"], body["temperature"], body["top_p"], body["top_k"]) == (2, 1.0, 1.0, 50)
+        assert body["repetition_penalty"] == 1.0
+        metrics = json.loads((out / "metrics.json").read_text())
+        server_info = metrics["server"]
+        assert server_info["parity"] == {
+            "checked": False,
+            "reason": "--num-samples 2: the check compares greedy answers' prompts",
+        }
+        assert server_info["failures"] == 1
+        assert "1 choice(s) where n=2" in server_info["failure_examples"][short]
+        rows = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
+        assert sorted(r["id"] for r in rows) == sorted(set(truth) - {short})
+        assert all(len(r["samples"]) == 2 and r["samples"][0] == r["text"] for r in rows)
+        # the first answers (1 m off) are scored, the exact second ones give the minimum; the failure has neither
+        others = [traj.ids.index(i) for i in truth if i != short]
+        assert traj.samples_xy.shape[:2] == (len(truth), 2) and np.isnan(traj.samples_xy[traj.ids.index(short)]).all()
+        assert traj.scores["complete"]["model"]["ade_m"]["all"] == pytest.approx(1.0, abs=0.01)
+        assert np.nanmax(np.abs(traj.samples_xy[others, 1] - traj.true_xy[others])) <= 0.005 + 1e-6
+        server.answers[video[short]] = [format_trajectory(truth[short])] * 2
+        server.reset()
+        again = run(config).trajectory
+        assert dict(server.counts) == {video[short]: 1}  # only the failed sample is asked again
+    # the k answers of the earlier run come back from predictions.jsonl
+    np.testing.assert_array_equal(again.samples_xy[others], traj.samples_xy[others])
+    assert again.min_over_k["min_ade_m"] <= 0.005 * np.sqrt(2)
+
+
 def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
     import datasets
 
@@ -211,9 +266,9 @@ def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
     assert not (out / TOP_DOWN_PLOT).exists() and "Trajectories" not in (out / "report.html").read_text()
 
 
-def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
+def test_num_samples_needs_a_model_or_a_server(trajectory_dataset, tmp_path):
     preds = _predictions(tmp_path / "p.jsonl", {})
-    with pytest.raises(PipelineError, match="--num-samples > 1 needs --model"):
+    with pytest.raises(PipelineError, match="--num-samples > 1 needs --model or --server"):
         EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=2)
     with pytest.raises(PipelineError, match="--num-samples must be >= 1"):
         EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=0)
