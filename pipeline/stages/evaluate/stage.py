@@ -115,10 +115,14 @@ def answer_source(config: EvaluateConfig, run: ResolvedRun, split_ids: frozenset
     return InProcessModel(config, run.video_settings, run.video_settings_source)
 
 
-def _targets(config: EvaluateConfig, rows: datasets.Dataset, n_steps: int) -> dict[str, Any]:
-    """The scored rows' target columns (`_columns`), checked against the train split's `n_steps`."""
+def _check_not_empty(config: EvaluateConfig, rows: datasets.Dataset) -> None:
     if len(rows) == 0:
         raise PipelineError(f"--dataset {config.dataset}: split {config.split!r} has no samples to score")
+
+
+def _targets(config: EvaluateConfig, rows: datasets.Dataset, n_steps: int) -> dict[str, Any]:
+    """The scored rows' target columns (`_columns`), checked against the train split's `n_steps`."""
+    _check_not_empty(config, rows)
     targets = _columns(rows)
     if targets["velocity"].shape[1] != n_steps:
         raise PipelineError(
@@ -159,7 +163,7 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     dataset_meta = read_meta(config.dataset)
     scored, clips = _scored_rows(config, split, dataset_meta)
     if path_answers(dataset_meta):
-        lines = answer_lines(dataset_meta, 0)
+        lines = answer_lines(dataset_meta, n_steps=0)
         _warn_if_too_short(config, lines)
         answers = source.answers(scored, lines, progress)
         trajectory, train_size = _trajectory_scores(config, dataset_meta, answers)
@@ -257,16 +261,16 @@ def _log_scores(config: EvaluateConfig, result: EvaluationResult) -> None:
 
 
 def answer_lines(dataset_meta: dict[str, Any], n_steps: int) -> int:
-    """Lines of a full answer: the n motion steps, or the trajectory's points when dataset_meta.json "targets" asks
-    for trajectories and they are more (a server's `max_tokens` is sized on it): its `n_targets`, or horizon_s *
-    target_hz of a build written before that key."""
+    """Lines of a full answer (a server's `max_tokens` is sized on it): the n motion steps, or with path answers
+    (`path_answers`) the trajectory's points: dataset_meta.json `n_targets`, or horizon_s * target_hz of a build
+    written before that key."""
     if not path_answers(dataset_meta):
         return n_steps
     settings = dataset_meta["targets"]
     points = dataset_meta.get("n_targets")
-    if not isinstance(points, int):
-        points = round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0)))
-    return max(n_steps, points)
+    if isinstance(points, int):
+        return points
+    return round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0)))
 
 
 def _warn_if_too_short(config: EvaluateConfig, lines: int) -> None:
@@ -292,6 +296,7 @@ def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], ans
     from pipeline.stages.evaluate.trajectory_baselines import fit_trajectory_ridge
     from pipeline.stages.evaluate.trajectory_scoring import score_trajectory_answers, xyh_column
 
+    _check_not_empty(config, answers.rows)
     history = xyh_column(answers.rows, "history_xyh")
     if history.shape[1] < 2:
         raise PipelineError(f"--dataset {config.dataset}: history_xyh has {history.shape[1]} row(s), need >= 2")
