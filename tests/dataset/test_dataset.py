@@ -50,7 +50,7 @@ def test_reload_features_dtypes_and_numbers(dataset_dir, synthetic_segments_dir)
     expected = records_by_id(synthetic_segments_dir)
     meta = read_meta(dataset_dir)
     assert meta["video_root"] == str(synthetic_segments_dir.resolve())
-    assert meta["target_hz"] == 30 and meta["split_by"] == "clip" and meta["seed"] == 42
+    assert meta["target_hz"] == meta["n_targets"] == 30 and meta["split_by"] == "clip" and meta["seed"] == 42
     seen = []
     for split in ("train", "test"):
         ds = datasets.load_from_disk(str(dataset_dir / split))

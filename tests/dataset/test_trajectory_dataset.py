@@ -15,7 +15,7 @@ from pipeline.stages.dataset.stage import run
 from tests.fixtures.dataset_fixtures import make_segment_records, write_segment_files
 from tests.fixtures.segment_fixtures import make_segments
 
-SETTINGS = {"target_kind": "both", "target_hz": 10.0, "history_steps": 4, "history_hz": 5.0}
+SETTINGS = {"target_kind": "both", "horizon_s": 2.0, "target_hz": 10.0, "history_steps": 4, "history_hz": 5.0}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_rows_carry_the_records_trajectories_and_cameras(trajectory_build):
         rec = records[row["id"]]
         assert row["cameras"] == ["camera_front_wide_120fov"]
         assert row["videos"] == [rec["video"]]  # relative, as in the records (load_split resolves `video` only)
-        for name, steps in (("future_xyh", 10), ("history_xyh", 4)):
+        for name, steps in (("future_xyh", 20), ("history_xyh", 4)):
             got = np.array(row[name])
             assert got.shape == (steps, 3)
             np.testing.assert_array_equal(got, np.array(rec[name], dtype=np.float32))
@@ -52,9 +52,15 @@ def test_rows_carry_the_records_trajectories_and_cameras(trajectory_build):
 
 def test_meta_records_the_targets(trajectory_build):
     _, out = trajectory_build
-    assert read_meta(out)["targets"] == {
+    meta = read_meta(out)
+    # target_hz is the rate (the flag); n_targets the length of every target list: 2 s at 10 Hz
+    assert (meta["target_hz"], meta["n_targets"]) == (10, 20)
+    assert len(load_split(out, "train")[0]["velocity"]) == 20
+    card = (out / "README.md").read_text()
+    assert "**Answer format**: 20 lines, line k (k = 1..20) = the motion k/10 s after" in card
+    assert meta["targets"] == {
         "targets": "both",
-        "horizon_s": 1.0,
+        "horizon_s": 2.0,
         "target_hz": 10.0,
         "history_steps": 4,
         "history_hz": 5.0,

@@ -1,8 +1,10 @@
 """A small OpenAI-compatible chat-completions server on 127.0.0.1 that counts requests (for the client's tests).
 
 It answers `GET /v1/models` and `POST /v1/chat/completions`; the answer of a request is looked up by the file
-name of its video (`answers`), each request is recorded (video, Authorization header, body), and `fail_first`
-/ `fail_always` make it answer HTTP 500 for given video names. `delay_s` slows every answer (to interrupt a run).
+name of its video (`answers`: one text, repeated for each of the request's `n` choices, or a list whose first `n`
+items are the choices, fewer when it is shorter; the choices are sent in reverse index order), each request is
+recorded (video, Authorization header, body), and `fail_first` / `fail_always` make it answer HTTP 500 for given
+video names. `delay_s` slows every answer (to interrupt a run).
 Malformed answers: `raw` maps a video name to the (status, content type, body) sent instead of an answer,
 `echo_key` names videos answered HTTP 500 with a body that quotes the request's Authorization header, and
 `models_body` replaces the body of `GET /v1/models`.
@@ -22,7 +24,7 @@ from typing import Any
 
 
 class FakeChatServer:
-    def __init__(self, answers: dict[str, str], model: str = "served-model", delay_s: float = 0.0) -> None:
+    def __init__(self, answers: dict[str, str | list[str]], model: str = "served-model", delay_s: float = 0.0) -> None:
         self.answers = answers
         self.model = model
         self.delay_s = delay_s
@@ -85,13 +87,19 @@ class FakeChatServer:
         if video in self.raw:
             status, content_type, content = self.raw[video]
             return Response(content, status_code=status, media_type=content_type)
-        message = {"role": "assistant", "content": self.answers.get(video, "no answer")}
+        answer = self.answers.get(video, "no answer")
+        n = int(body.get("n") or 1)
+        contents = answer[:n] if isinstance(answer, list) else [answer] * n
+        choices = [
+            {"index": j, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            for j, text in enumerate(contents)
+        ]
         reply = {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": 0,
             "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": choices[::-1],  # the OpenAI API orders choices by their index, not by their place
         }
         if self.prompt_tokens is not None:
             n = self.prompt_tokens(body)

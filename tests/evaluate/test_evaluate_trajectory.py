@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,53 @@ def test_the_trajectory_ridge_streams_the_train_split_in_batches(trajectory_data
     np.testing.assert_allclose(traj.baselines["history_ridge"], in_memory.predict(history), rtol=0, atol=1e-9)
 
 
+@pytest.fixture(scope="module", params=["trajectory", "both"])
+def path_dataset(request, trajectory_dataset: Path, tmp_path_factory) -> Path:
+    """The trajectory dataset as built with --targets trajectory, and as with both (whose answers are paths too)."""
+    if request.param == "trajectory":
+        return trajectory_dataset
+    out = tmp_path_factory.mktemp("both") / "dataset"
+    shutil.copytree(trajectory_dataset, out)
+    meta = json.loads((out / "dataset_meta.json").read_text())
+    meta["targets"]["targets"] = "both"
+    (out / "dataset_meta.json").write_text(json.dumps(meta))
+    return out
+
+
+def test_path_answers_get_no_motion_section_and_the_same_trajectory_scores(path_dataset, tmp_path):
+    import datasets
+
+    truth = _truth(path_dataset)
+    answers = {i: format_trajectory(xy + [0.5, 0.0]) for i, xy in truth.items()}
+    answers[next(iter(answers))] = "I cannot tell."
+    out = tmp_path / "out"
+    result = run(
+        EvaluateConfig(dataset=path_dataset, output_dir=out, predictions=_predictions(tmp_path / "p", answers))
+    )
+    assert not result.motion and result.scores == {} and result.true_velocity.shape == (len(truth), 0)
+    # the failures counted are the incomplete path answers, not unreadable (speed, curvature) lines
+    assert result.n_failures == 1 and result.parsed.tolist() == result.trajectory.complete.tolist()
+    test = datasets.load_from_disk(str(path_dataset / "test"))
+    history = np.array(test["history_xyh"], dtype=np.float64)
+    future = np.array(test["future_xyh"], dtype=np.float64)
+    meta = json.loads((path_dataset / "dataset_meta.json").read_text())["targets"]
+    alone = score_trajectory_answers(list(truth), [[t] for t in answers.values()], future, history, meta)
+    # the trajectory figures are those of the scorer alone (the ridge baseline is fit on train, so left out here)
+    for name in ("model", "constant_velocity", "ctrv"):
+        assert result.trajectory.scores["all"][name]["ade_m"] == pytest.approx(alone.scores["all"][name]["ade_m"])
+    assert result.trajectory.scores["all"]["model"]["ade_m"]["all"] == pytest.approx(0.5, abs=0.01)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["answers"] == "trajectory" and metrics["failure_policy"] == "points_given"
+    assert not {"scores", "parse_failures", "parse_failure_rate", "n_steps"} & set(metrics)
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Trajectory prediction") and "## Trajectory" in report
+    motion_words = ("velocity mae", "curvature", "zero_motion", "train_mean", "parse failure")
+    assert not [word for word in motion_words if word in report.lower()]
+    assert sorted(p.name for p in out.glob("*.png")) == [TOP_DOWN_PLOT] and not (out / "predictions.csv").exists()
+    page = (out / "report.html").read_text()
+    assert not [word for word in motion_words if word in page.lower()]
+
+
 def _refuse(name: str) -> None:
     raise AssertionError(f"metrics.json holds {name}, which is not JSON")
 
@@ -201,6 +249,60 @@ def test_num_samples_generates_k_sampled_answers_in_process(trajectory_dataset, 
     assert metrics["answers_per_sample"] == 2 and set(metrics["min_over_answers"]) == {"min_ade_m", "min_fde_m"}
 
 
+def test_a_server_gives_k_sampled_choices_scored_resumed_and_checked(trajectory_dataset, tiny_qwen3_vl, tmp_path):
+    import datasets
+
+    from pipeline.stages.evaluate.serving_client import PREDICTIONS_FILE, ServerSettings
+    from tests.evaluate.fake_chat_server import FakeChatServer
+
+    truth = _truth(trajectory_dataset)
+    test = datasets.load_from_disk(str(trajectory_dataset / "test"))
+    video = {i: Path(v).name for i, v in zip(test["id"], test["video"], strict=True)}
+    # every sample: a first answer 1 m to the left, then the exact one; one sample's server gives a single choice
+    answers = {video[i]: [format_trajectory(xy + [0.0, 1.0]), format_trajectory(xy)] for i, xy in truth.items()}
+    short = sorted(truth)[0]
+    answers[video[short]] = answers[video[short]][:1]
+    out = tmp_path / "out"
+    settings = ServerSettings(url="http://127.0.0.1:1/v1", max_failed_share=1.0, max_retries=0)
+    with FakeChatServer(answers) as server:
+        config = EvaluateConfig(
+            dataset=trajectory_dataset,
+            output_dir=out,
+            server=replace(settings, url=server.url),
+            run_dir=tiny_qwen3_vl,
+            num_samples=2,
+        )
+        traj = run(config).trajectory
+        body = server.bodies[0]
+        assert len(server.bodies) == len(truth)  # no parity pre-flight request
+        # sampled as in-process --num-samples samples: transformers' defaults once do_sample is on
+        assert (body["n"], body["temperature"], body["top_p"], body["top_k"]) == (2, 1.0, 1.0, 50)
+        assert body["repetition_penalty"] == 1.0
+        metrics = json.loads((out / "metrics.json").read_text())
+        server_info = metrics["server"]
+        assert server_info["parity"] == {
+            "checked": False,
+            "reason": "--num-samples 2: the check compares greedy answers' prompts",
+        }
+        assert server_info["failures"] == 1
+        assert "1 choice(s) where n=2" in server_info["failure_examples"][short]
+        rows = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
+        assert sorted(r["id"] for r in rows) == sorted(set(truth) - {short})
+        assert all(len(r["samples"]) == 2 and r["samples"][0] == r["text"] for r in rows)
+        # the first answers (1 m off) are scored, the exact second ones give the minimum; the failure has neither
+        others = [traj.ids.index(i) for i in truth if i != short]
+        assert traj.samples_xy.shape[:2] == (len(truth), 2) and np.isnan(traj.samples_xy[traj.ids.index(short)]).all()
+        assert traj.scores["complete"]["model"]["ade_m"]["all"] == pytest.approx(1.0, abs=0.01)
+        assert np.nanmax(np.abs(traj.samples_xy[others, 1] - traj.true_xy[others])) <= 0.005 + 1e-6
+        server.answers[video[short]] = [format_trajectory(truth[short])] * 2
+        server.reset()
+        again = run(config).trajectory
+        assert dict(server.counts) == {video[short]: 1}  # only the failed sample is asked again
+    # the k answers of the earlier run come back from predictions.jsonl
+    np.testing.assert_array_equal(again.samples_xy[others], traj.samples_xy[others])
+    assert again.min_over_k["min_ade_m"] <= 0.005 * np.sqrt(2)
+
+
 def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
     import datasets
 
@@ -208,13 +310,14 @@ def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
     preds = _predictions(tmp_path / "p.jsonl", dict.fromkeys(ids, ""))
     out = tmp_path / "out"
     assert run(EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds)).trajectory is None
-    assert "trajectory" not in json.loads((out / "metrics.json").read_text())
-    assert not (out / TOP_DOWN_PLOT).exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "trajectory" not in metrics and metrics["answers"] == "motion" and metrics["parse_failures"] == len(ids)
+    assert not (out / TOP_DOWN_PLOT).exists() and "Trajectories" not in (out / "report.html").read_text()
 
 
-def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
+def test_num_samples_needs_a_model_or_a_server(trajectory_dataset, tmp_path):
     preds = _predictions(tmp_path / "p.jsonl", {})
-    with pytest.raises(PipelineError, match="--num-samples > 1 needs --model"):
+    with pytest.raises(PipelineError, match="--num-samples > 1 needs --model or --server"):
         EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=2)
     with pytest.raises(PipelineError, match="--num-samples must be >= 1"):
         EvaluateConfig(dataset=trajectory_dataset, output_dir=tmp_path / "out", predictions=preds, num_samples=0)
@@ -222,6 +325,7 @@ def test_num_samples_needs_a_model(trajectory_dataset, tmp_path):
 
 def test_answers_are_sized_on_the_trajectory_points():
     targets = {"targets": "trajectory", "horizon_s": 6.4, "target_hz": 30}
-    assert answer_lines({"targets": targets}, 30) == 192
+    assert answer_lines({"targets": targets}, 30) == 192  # a build without n_targets: horizon_s * target_hz
+    assert answer_lines({"targets": targets, "n_targets": 64}, 30) == 64
     assert answer_lines({"targets": {**targets, "targets": "motion"}}, 30) == 30
     assert answer_lines({}, 30) == 30

@@ -45,3 +45,14 @@ def test_a_full_disk_while_appending_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(PipelineError) as err:
         log.append("a", "1,2")
     assert str(err.value) == f"{path}: cannot append the answer of a (No space left on device)"
+
+
+def test_k_answers_are_stored_and_read_back_and_a_bad_list_is_refused(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    PredictionLog(path).append("a", "1,2", ["1,2", "3,4"])
+    PredictionLog(path).append("b", "5,6")
+    log = PredictionLog(path)
+    assert log.done == {"a": "1,2", "b": "5,6"} and log.samples == {"a": ["1,2", "3,4"]}
+    path.write_text(json.dumps({"id": "c", "text": "1,2", "samples": ["1,2", 3]}) + "\n")
+    with pytest.raises(PipelineError, match="line 1 is not an answer"):
+        PredictionLog(path)

@@ -194,3 +194,86 @@ def test_the_browser_check_sees_a_missing_clip(html_report, tmp_path):
     messages = console_messages(open_in_chromium(page, tmp_path / "broken.png", tmp_path / "profile"))
     assert f"load error: {(page.parent / CLIPS_DIR / f'{ids[0]}.mp4').as_uri()}" in messages
     assert len([m for m in messages if m.startswith("video ready:")]) == 2
+
+
+class _Tables(HTMLParser):
+    """The text of every table cell, as tables of rows, and the text of `<p>`s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.paragraphs: list[str] = []
+        self._where: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.tables[-1][-1].append("")
+        self._where = tag if tag in ("td", "th", "p") else self._where
+        if tag == "p":
+            self.paragraphs.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th", "p"):
+            self._where = None
+
+    def handle_data(self, data):
+        if self._where in ("td", "th"):
+            self.tables[-1][-1][-1] += data
+        elif self._where == "p":
+            self.paragraphs[-1] += data
+
+
+def path_result(sample_id: str):
+    """Two samples' path answers, k = 2 each (both first ones 1 m to the left of the truth; the first sample's second
+    exact, the second's unreadable), scored with the baselines."""
+    from pipeline.contracts.trajectory_answer import format_trajectory
+    from pipeline.stages.evaluate.scoring import path_answer_result
+    from pipeline.stages.evaluate.trajectory_scoring import score_trajectory_answers
+
+    future = np.zeros((2, 10, 3))
+    future[:, :, 0] = np.arange(1, 11)  # 1 m per 0.1 s point: 10 m/s straight ahead for 1 s
+    history = np.zeros((2, 3, 3))
+    history[:, :, 0] = [-2.0, -1.0, 0.0]
+    left, exact = format_trajectory(future[0, :, :2] + [0.0, 1.0]), format_trajectory(future[0, :, :2])
+    texts = [[left, exact], [left, "no"]]
+    settings = {"target_hz": 10.0, "history_hz": 1.0}
+    ids = [sample_id, "plain"]
+    trajectory = score_trajectory_answers(ids, texts, future, history, settings)
+    rows = {"id": ids, "clip_id": ["c<1>", "c2"], "segment_index": [0, 1]}
+    result = path_answer_result(rows, [t[0] for t in texts], trajectory)
+    result.info = {"split": "test", "predictions_file": "p<&>.jsonl", "settings": {}}
+    return result
+
+
+def test_trajectory_section_shows_the_tables_min_ade_and_the_top_down_plot(tmp_path):
+    from pipeline.stages.evaluate.report import write_report
+    from pipeline.stages.evaluate.report_html import write_html_report
+    from pipeline.stages.evaluate.trajectory_metrics import L2_AT, L2_AVERAGED
+    from pipeline.stages.evaluate.trajectory_report import trajectory_tables
+
+    result = path_result('<img src=x onerror="alert(1)">&')
+    write_report(result, tmp_path)
+    write_html_report(result, tmp_path, videos=[None, None])
+    text = (tmp_path / HTML_FILE).read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;" in text
+    parsed = _Tables()
+    parsed.feed(text)
+    # the page's tables after the settings' own: ADE/FDE and L2 over all, then over complete answers
+    expected = [[header, *rows] for subset in ("all", "complete") for header, rows in trajectory_tables(
+        result.trajectory, subset)]  # fmt: skip
+    shown = [table for table in parsed.tables if table and table[0][0] == "predictor"]
+    assert shown == expected
+    ade, l2 = shown[0], shown[1]
+    assert [row[0] for row in ade[1:]] == ["model", "constant_velocity", "ctrv"]
+    assert ade[1][ade[0].index("ADE all (m)")] == "1.000"  # both first answers are 1 m to the left
+    assert {f"L2 1s, {L2_AVERAGED} (m)", f"L2 1s, {L2_AT} (m)"} <= set(l2[0])
+    assert any(p.startswith("minADE over the 2 answers: 0.500 m; minFDE: 0.500 m") for p in parsed.paragraphs)
+    page = parse(tmp_path / HTML_FILE)
+    images = page.all("img")
+    assert any(a["alt"].startswith("Trajectories from above") for a in images)
+    assert len(images) == 1 + 2 and not page.all("video")  # the plot, one path figure per card; no video found
+    assert console_messages(open_in_chromium(tmp_path / HTML_FILE, tmp_path / "t.png", tmp_path / "profile")) == []

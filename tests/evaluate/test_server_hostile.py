@@ -30,7 +30,7 @@ MALFORMED = {
         "an error: 'model overloaded'",
     ),
     "empty choices": ((200, JSON, '{"choices": []}'), "a chat completion without choices"),
-    "null message": ((200, JSON, '{"choices": [{"index": 0, "message": null}]}'), "the first choice has no message"),
+    "null message": ((200, JSON, '{"choices": [{"index": 0, "message": null}]}'), "a choice has no message"),
     "list content": (
         (200, JSON, '{"choices": [{"message": {"content": [{"type": "text", "text": "1,2"}]}}]}'),
         "the message's content is a JSON list, not text",

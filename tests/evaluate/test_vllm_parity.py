@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.model.inference import GenerationSettings
-from pipeline.stages.evaluate.serving_client import ServerSettings, answer_max_tokens
+from pipeline.stages.evaluate.serving_client import PREDICTIONS_FILE, ServerSettings, answer_max_tokens
 from pipeline.stages.evaluate.stage import EvaluateConfig, run
 from pipeline.stages.serve.config import ServeModelConfig
 from pipeline.stages.serve.stage import engine_command
@@ -168,6 +168,17 @@ def test_vllm_serves_training_prompts_and_in_process_answers(vllm_python, traine
             settings = ServerSettings(url=f"http://127.0.0.1:{port}/v1", media=media, concurrency=2)
             config = EvaluateConfig(dataset=dataset_dir, output_dir=tmp_path / media, server=settings, run_dir=run_dir)
             served[media] = (run(config), json.loads((tmp_path / media / "metrics.json").read_text())["server"])
+        # k = 2 sampled choices per request (the OpenAI n), on the same server
+        sampled_dir = tmp_path / "sampled"
+        config = EvaluateConfig(
+            dataset=dataset_dir, output_dir=sampled_dir, server=settings, run_dir=run_dir, num_samples=2
+        )
+        sampled = run(config)
+    sampled_info = json.loads((sampled_dir / "metrics.json").read_text())["server"]
+    assert sampled_info["failures"] == 0 and sampled_info["parity"]["checked"] is False
+    stored = [json.loads(line) for line in (sampled_dir / PREDICTIONS_FILE).read_text().splitlines()]
+    assert len(stored) == N_TEST and all(len(r["samples"]) == 2 and r["samples"][0] == r["text"] for r in stored)
+    assert sorted(r["text"] for r in stored) == sorted(sampled.texts)
     for media, (result, info) in served.items():
         print(f"vLLM --media {media}: {info['samples_per_s']} samples/s at concurrency 2; parity {info['parity']}")
         assert info["failures"] == 0

@@ -90,7 +90,7 @@ def _split_text(meta: dict[str, Any]) -> str:
 
 
 def _dataset_card(meta: dict[str, Any], example_answer: str) -> str:
-    n = meta["target_hz"]
+    n, hz = meta["n_targets"], meta["target_hz"]
     counts, clips = meta["counts"], meta["clip_counts"]
     split_text = _split_text(meta)
     first_lines = "\n".join(example_answer.splitlines()[:3])
@@ -114,9 +114,9 @@ Segments skipped because their video is missing: {meta["skipped_missing_video"]}
 `video` (mp4 path relative to `video_root` in `dataset_meta.json`; `pipeline.contracts.dataset_reader.load_split` makes
 it absolute), `messages` (system text; user = the video then the prompt{history_note}; assistant = the
 answer), and float32 sequences of length {n}: `velocity` (m/s), `curvature` (1/m, positive = left turn)
-for the next second, `history_velocity`, `history_curvature` for the input second.
+over the next {n / hz:g} s, `history_velocity`, `history_curvature` for the input second.
 
-**Answer format**: {n} lines, line k (k = 1..{n}) = the motion k/{n} s after the end of the video, written
+**Answer format**: {n} lines, line k (k = 1..{n}) = the motion k/{hz:g} s after the end of the video, written
 `velocity,curvature` with velocity in m/s and curvature in **1/km** (1000 x the 1/m columns), both with
 {DECIMALS} decimals (rounding error <= 0.005 m/s and <= 5e-6 1/m), never `-0.00`. First lines of a train answer:
 
@@ -275,6 +275,7 @@ def _meta(
         "segments_path": str(config.segments_path.resolve()),
         "output_dir": str(config.output_dir.resolve()),
         "target_hz": n,
+        "n_targets": list_length(config, settings),
         "split_by": split_by,
         "split_by_reason": plan.reason,
         "split_method": DRIVE_SPLIT_METHOD if split_by == "drive" else SPLIT_METHOD,

@@ -37,15 +37,15 @@ class Server:
         return cls(config, run, check_server(config.server))
 
     def answers(self, split: datasets.Dataset, n_pairs: int, progress: ProgressSink) -> Answers:
-        """The server's answers ("" for a recorded failure) and its summary; answers of an earlier run in the output
-        directory are kept and not asked again."""
+        """The server's answers ("" for a recorded failure; k sampled ones each with --num-samples k > 1) and its
+        summary; answers of an earlier run in the output directory are kept and not asked again."""
         config = self.config
         assert config.server is not None and self.run.run_dir is not None and self.run.video_settings is not None
         rows = split
         if config.max_samples is not None:
             rows = split.select(whole_clip_rows([str(c) for c in split["clip_id"]], config.max_samples))
         max_tokens = min(config.generation.max_new_tokens, answer_max_tokens(n_pairs))
-        texts, info = server_answers(
+        texts, samples, info = server_answers(
             config.server,
             rows,
             self.run.run_dir,
@@ -55,8 +55,9 @@ class Server:
             self.served_model,
             progress,
             preflight=check_parity,
+            samples=config.num_samples,
         )
-        return Answers(rows, texts, server=info)
+        return Answers(rows, texts, server=info, samples=samples)
 
 
 __all__ = ["Server"]

@@ -127,7 +127,8 @@ class EvaluateConfig:
     save_predictions: bool = setting(False, help="Write the answers to predictions.jsonl.")
     batch_size: int = setting(4, help="Samples per generation batch.")
     # k answers per sample: 1 = greedy (today's); k > 1 samples each (do_sample with the run's other generation
-    # settings), scores the first and reports minADE/minFDE over the k for trajectory targets. In-process only.
+    # settings; a server is asked for k choices, the OpenAI `n`), scores the first and reports minADE/minFDE over
+    # the k for trajectory targets.
     num_samples: int = setting(1, help="Answers per sample (k > 1: sampled; minADE over k for trajectories).")
     # `evaluate --clips` (`clip_selection`): a parquet with a clip_id column, or one id per line; None = every clip.
     clips: Path | None = setting(
@@ -164,8 +165,8 @@ class EvaluateConfig:
             raise PipelineError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.num_samples < 1:
             raise PipelineError(f"--num-samples must be >= 1, got {self.num_samples}")
-        if self.num_samples > 1 and self.model is None:
-            raise PipelineError("--num-samples > 1 needs --model (a predictions file or a server gives one answer)")
+        if self.num_samples > 1 and self.predictions is not None:
+            raise PipelineError("--num-samples > 1 needs --model or --server (a predictions file gives one answer)")
         if self.max_samples is not None and self.max_samples < 1:
             raise PipelineError(f"--max-samples must be >= 1, got {self.max_samples}")
         if self.window_s <= 0 or self.horizon_s <= 0:

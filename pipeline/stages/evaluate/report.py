@@ -98,10 +98,9 @@ def markdown_table(result: EvaluationResult, subset: str = "all") -> str:
 
 
 def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
-    """Every number of the evaluation plus provenance, JSON-ready (NaN -> null)."""
-    return {
-        **result.info,
-        "n_samples": result.n_samples,
+    """Every number of the evaluation plus provenance, JSON-ready (NaN -> null); the motion scores only when the
+    answers are (speed, curvature) lines, the trajectory's when the targets include trajectories."""
+    motion = {
         "n_steps": int(result.true_velocity.shape[1]),
         "horizon_s": result.horizon_s,
         "parse_failures": result.n_failures,
@@ -109,6 +108,12 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
         "scores": {
             subset: {name: s.to_dict() for name, s in by_name.items()} for subset, by_name in result.scores.items()
         },
+    }
+    return {
+        **result.info,
+        "n_samples": result.n_samples,
+        "answers": "motion" if result.motion else "trajectory",
+        **(motion if result.motion else {}),
         **({"trajectory": result.trajectory.to_json()} if result.trajectory is not None else {}),
     }
 
@@ -164,35 +169,44 @@ def predictions_csv(result: EvaluationResult) -> str:
     return buf.getvalue()
 
 
-def report_markdown(result: EvaluationResult) -> str:
-    """report.md: provenance, the failure policy, the tables over all and parsed samples, and the plots."""
+def _provenance_lines(result: EvaluationResult) -> list[str]:
+    """report.md's lines on where the answers came from and what was scored."""
     info = result.info
     source = (
         f"predictions file `{info.get('predictions_file')}`"
         if info.get("predictions_file")
         else f"model `{info.get('model')}`" + (f" + adapter `{info['adapter']}`" if info.get("adapter") else "")
     )
-    n_parsed = result.n_samples - result.n_failures
-    extra_lines = []
+    lines = [
+        f"- Answers: {source}",
+        f"- Dataset: `{info.get('dataset_dir')}`, split `{info.get('split')}`: {result.n_samples} samples scored"
+        f" (of {info.get('split_size', result.n_samples)}); fingerprint `{str(info.get('dataset_fingerprint'))[:16]}`",
+    ]
     video = (info.get("settings") or {}).get("video_settings")
     if video:
         values = ", ".join(f"{k} {v}" for k, v in video.items())
-        extra_lines = [f"- Video input: {values} (from {info.get('video_settings_source')})"]
+        lines.append(f"- Video input: {values} (from {info.get('video_settings_source')})")
     if info.get("server") and failed_share_verdict(info["server"]):
-        extra_lines.append(f"- **Served run failed:** {failed_share_verdict(info['server'])}")
+        lines.append(f"- **Served run failed:** {failed_share_verdict(info['server'])}")
     if info.get("samples_without_prediction"):
-        extra_lines.append(
-            f"- {info['samples_without_prediction']} samples of the split had no prediction (not scored)"
-        )
-    extra_lines += _clip_list_lines(info.get("clips"))
+        lines.append(f"- {info['samples_without_prediction']} samples of the split had no prediction (not scored)")
+    return lines + _clip_list_lines(info.get("clips"))
+
+
+def report_markdown(result: EvaluationResult) -> str:
+    """report.md: provenance, the failure policy, the tables over all and parsed samples, and the plots; for path
+    answers, provenance and the trajectory section (`trajectory_report.trajectory_markdown`) only."""
+    if not result.motion:
+        from pipeline.stages.evaluate.trajectory_report import trajectory_markdown
+
+        title = ["# Trajectory prediction: evaluation", "", *_provenance_lines(result), ""]
+        return "\n".join(title) + "\n" + trajectory_markdown(result.trajectory)
+    n_parsed = result.n_samples - result.n_failures
     horizons = ", ".join(f"{t:g} s" for t in HORIZON_POINTS_S)
     lines = [
         "# Next-second motion prediction: evaluation",
         "",
-        f"- Answers: {source}",
-        f"- Dataset: `{info.get('dataset_dir')}`, split `{info.get('split')}`: {result.n_samples} samples scored"
-        f" (of {info.get('split_size', result.n_samples)}); fingerprint `{str(info.get('dataset_fingerprint'))[:16]}`",
-        *extra_lines,
+        *_provenance_lines(result),
         f"- Targets: {result.true_velocity.shape[1]} steps over {result.horizon_s:g} s (speed m/s, curvature 1/m);"
         " paths integrate speed and curvature held constant over each step, as exact arcs from the origin facing +x",
         f"- Parse failures: {result.n_failures} of {result.n_samples}"
@@ -363,25 +377,25 @@ def plot_trajectories(result: EvaluationResult, path: Path, n_examples: int = 6)
 
 
 def write_report(result: EvaluationResult, output_dir: Path, n_examples: int = 6) -> dict[str, Path]:
-    """Write every file of `REPORT_FILES` into `output_dir` (created if missing), and with trajectory scores their
-    report.md section and top-down plot; returns name -> path."""
+    """Write metrics.json and report.md into `output_dir` (created if missing), then with motion answers the other
+    files of `REPORT_FILES`, with path answers the top-down plot (`trajectory_report`); returns name -> path."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in REPORT_FILES}
     write_json(paths["metrics.json"], json.loads(json.dumps(metrics_dict(result), default=_json_default)))
+    write_text(paths["report.md"], report_markdown(result))
+    if not result.motion:
+        from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT, plot_top_down
+
+        paths = {"metrics.json": paths["metrics.json"], "report.md": paths["report.md"]}
+        paths[TOP_DOWN_PLOT] = output_dir / TOP_DOWN_PLOT
+        plot_top_down(result.trajectory, paths[TOP_DOWN_PLOT], n_examples=n_examples)
+        return paths
     write_text(paths["predictions.csv"], predictions_csv(result))
     plot_error_vs_horizon(result, paths["error_vs_horizon.png"])
     plot_scatter(result, paths["scatter_velocity.png"], "velocity")
     plot_scatter(result, paths["scatter_curvature.png"], "curvature")
     plot_trajectories(result, paths["example_trajectories.png"], n_examples=n_examples)
-    markdown = report_markdown(result)
-    if result.trajectory is not None:
-        from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT, plot_top_down, trajectory_markdown
-
-        paths[TOP_DOWN_PLOT] = output_dir / TOP_DOWN_PLOT
-        plot_top_down(result.trajectory, paths[TOP_DOWN_PLOT], n_examples=n_examples)
-        markdown += "\n" + trajectory_markdown(result.trajectory)
-    write_text(paths["report.md"], markdown)
     return paths
 
 

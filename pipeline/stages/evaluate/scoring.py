@@ -20,6 +20,9 @@ MODEL_NAME = "model"
 FAILURE_POLICY = "train_mean"
 """How a parse failure is scored: the train split's per-step mean target replaces the whole answer."""
 
+PATH_FAILURE_POLICY = "points_given"
+"""How an incomplete path answer is scored (`trajectory_scoring`): on the points it gives; no fallback."""
+
 SUBSETS = ("all", "parsed")
 """Sample subsets every predictor is scored on: every sample, and the samples whose answer parsed."""
 
@@ -54,6 +57,10 @@ class EvaluationResult:
     info: dict[str, Any] = field(default_factory=dict)
     # Trajectory scores (`trajectory_scoring.TrajectoryResult`) when the dataset's targets include trajectories.
     trajectory: Any = None
+    # The answers are (speed, curvature) lines and the motion fields above are scored. False for path answers
+    # (`path_answer_result`): the motion arrays are (N, 0), `scores` and `baselines` are empty, and `parsed`,
+    # `n_pairs` and `problems` are the first answers' completeness, points read and parser notes.
+    motion: bool = True
 
     @property
     def n_samples(self) -> int:
@@ -105,6 +112,36 @@ def fallback_predictions(
             velocity[i] = mean_velocity
             curvature[i] = mean_curvature
     return velocity, curvature, parsed, n_pairs, problems
+
+
+def path_answer_result(rows: Any, texts: list[str], trajectory: Any) -> EvaluationResult:
+    """The record of path answers (dataset targets "trajectory" or "both"): no motion scored, the trajectory's
+    scores attached.
+
+    Args:
+        rows: the scored dataset rows (`id`, `clip_id`, `segment_index`), in answer order.
+        texts: N answer texts (the first of each sample's k).
+        trajectory: their `trajectory_scoring.TrajectoryResult`.
+    """
+    empty = np.empty((len(texts), 0))
+    return EvaluationResult(
+        ids=[str(x) for x in rows["id"]],
+        clip_ids=[str(x) for x in rows["clip_id"]],
+        segment_index=[int(x) for x in rows["segment_index"]],
+        texts=list(texts),
+        true_velocity=empty,
+        true_curvature=empty,
+        pred_velocity=empty,
+        pred_curvature=empty,
+        parsed=trajectory.complete.copy(),
+        n_pairs=trajectory.n_points.copy(),
+        problems=trajectory.problems,
+        baselines={},
+        scores={},
+        horizon_s=trajectory.true_xy.shape[1] / trajectory.target_hz,
+        trajectory=trajectory,
+        motion=False,
+    )
 
 
 def score_answers(
@@ -169,4 +206,13 @@ def score_answers(
     )
 
 
-__all__ = ["FAILURE_POLICY", "MODEL_NAME", "SUBSETS", "EvaluationResult", "fallback_predictions", "score_answers"]
+__all__ = [
+    "FAILURE_POLICY",
+    "MODEL_NAME",
+    "PATH_FAILURE_POLICY",
+    "SUBSETS",
+    "EvaluationResult",
+    "fallback_predictions",
+    "path_answer_result",
+    "score_answers",
+]

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.contracts.run_config import VideoSettings
 from pipeline.core.errors import PipelineError, first_line
+from pipeline.model.inference import GREEDY_SETTINGS
 
 VLLM_VIDEO_BACKEND = "opencv"
 """vLLM's video decoder that hands the processor every frame (its `qwen3_vl` loader pre-samples)."""
@@ -97,21 +98,33 @@ class FramePlan:
         return len(train)
 
 
-def decoding_fields(engine: str, processor: Any, max_tokens: int) -> dict[str, Any]:
-    """Request fields beyond temperature 0 that make the server decode as `pipeline evaluate --model` does.
+def decoding_fields(engine: str, processor: Any, max_tokens: int, samples: int = 1) -> dict[str, Any]:
+    """Request fields beyond temperature (`sampling_fields`) that make the server decode as `pipeline evaluate
+    --model` does, greedy or (`samples` > 1) sampled.
 
     A checkpoint's `generation_config.json` may carry a `repetition_penalty` (Qwen2.5-VL's published one is 1.05)
     that servers apply by default even to greedy requests (`pipeline.model.inference`): vLLM gets 1.0 as a
-    sampling parameter, transformers serve the in-process generation config itself (its `generation_config` field
-    replaces the checkpoint's).
+    sampling parameter (and, when sampling, the in-process `top_k`), transformers serve the in-process generation
+    config itself (its `generation_config` field replaces the checkpoint's; `do_sample` when sampling).
     """
     if engine == "vllm":
-        return {"repetition_penalty": 1.0}
+        return {"repetition_penalty": 1.0, **({"top_k": GREEDY_SETTINGS["top_k"]} if samples > 1 else {})}
     if engine == "transformers":
         from pipeline.model.inference import generation_record, greedy_generation_config
 
-        return {"generation_config": json.dumps(generation_record(greedy_generation_config(processor, max_tokens)))}
+        config = greedy_generation_config(processor, max_tokens)
+        config.do_sample = samples > 1
+        return {"generation_config": json.dumps(generation_record(config))}
     return {}
+
+
+def sampling_fields(samples: int) -> dict[str, Any]:
+    """The standard chat-completion fields of the answers' decoding: greedy (temperature 0) for one answer; for
+    `samples` > 1, `samples` choices (the OpenAI `n`) sampled as `pipeline evaluate --model --num-samples` samples:
+    the in-process generation's temperature and top_p (`GREEDY_SETTINGS`, which apply once sampling is on)."""
+    if samples == 1:
+        return {"temperature": 0.0}
+    return {"n": samples, "temperature": GREEDY_SETTINGS["temperature"], "top_p": GREEDY_SETTINGS["top_p"]}
 
 
 def load_run_processor(run_dir: Path) -> Any:
@@ -131,4 +144,12 @@ def load_run_processor(run_dir: Path) -> Any:
     return processor
 
 
-__all__ = ["VLLM_VIDEO_BACKEND", "FramePlan", "decoding_fields", "first_line", "load_run_processor", "probe_frames"]
+__all__ = [
+    "VLLM_VIDEO_BACKEND",
+    "FramePlan",
+    "decoding_fields",
+    "first_line",
+    "load_run_processor",
+    "probe_frames",
+    "sampling_fields",
+]

@@ -46,6 +46,28 @@ def chat_answer(body: bytes, content_type: str) -> str:
     Raises:
         BadResponse: not JSON, an error object, no choices, no message, or content that is not text.
     """
+    return _content(_choices(body, content_type)[0])
+
+
+def chat_answers(body: bytes, content_type: str, n: int) -> list[str]:
+    """The message contents of the `n` choices of a chat-completion body asked with the OpenAI `n`, in the order of
+    their `index`, each stripped.
+
+    Raises:
+        BadResponse: as `chat_answer`, or not exactly `n` choices.
+    """
+    choices = _choices(body, content_type)
+    if len(choices) != n:
+        raise BadResponse(f"{len(choices)} choice(s) where n={n} were asked (does the server support n?)")
+    return [_content(choice) for choice in sorted(choices, key=_choice_index)]
+
+
+def _choice_index(choice: Any) -> int:
+    index = choice.get("index") if isinstance(choice, dict) else None
+    return index if isinstance(index, int) else 0
+
+
+def _choices(body: bytes, content_type: str) -> list[Any]:
     data = _json(body, content_type)
     if not isinstance(data, dict):
         raise BadResponse(f"a JSON {type(data).__name__} instead of a chat completion")
@@ -54,9 +76,13 @@ def chat_answer(body: bytes, content_type: str) -> str:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise BadResponse(f"a chat completion without choices ({_excerpt(json.dumps(data)[:1000])})")
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    return choices
+
+
+def _content(choice: Any) -> str:
+    message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
-        raise BadResponse("the first choice has no message")
+        raise BadResponse("a choice has no message")
     content = message.get("content")
     if content is None:
         return ""
@@ -110,4 +136,4 @@ def _excerpt(text: str) -> str:
     return repr(text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "...")
 
 
-__all__ = ["MAX_RESPONSE_BYTES", "BadResponse", "chat_answer", "model_ids", "read_capped"]
+__all__ = ["MAX_RESPONSE_BYTES", "BadResponse", "chat_answer", "chat_answers", "model_ids", "read_capped"]

@@ -1,11 +1,12 @@
 """Ask an OpenAI-compatible chat-completions server (vLLM, SGLang, `transformers serve`) for the evaluation's answers.
 
 Each request carries the dataset's own messages (system prompt, then the user turn with each camera's segment video as
-a `video_url` part, in the conversation's order, and the prompt), greedy decoding (temperature 0) and `max_tokens`
-sized to the answer. Requests run with bounded concurrency through `openai.AsyncOpenAI`, whose own retries (exponential
-backoff, `Retry-After` honoured) cover 408/409/429/5xx, timeouts and dropped connections; a sample still failing after
-them is recorded as a failure, not a crash. Every answer is appended to `predictions.jsonl` as it arrives (one flushed
-line), so an interrupted run resumes asking only for the ids not in the file.
+a `video_url` part, in the conversation's order, and the prompt), greedy decoding (temperature 0; with
+`--num-samples k` > 1, k sampled choices per request) and `max_tokens` sized to the answer. Requests run with bounded
+concurrency through `openai.AsyncOpenAI`, whose own retries (exponential backoff, `Retry-After` honoured) cover
+408/409/429/5xx, timeouts and dropped connections; a sample still failing after them is recorded as a failure, not a
+crash. Every answer is appended to `predictions.jsonl` as it arrives (one flushed line, with all k answers), so an
+interrupted run resumes asking only for the ids not in the file.
 
 Frame settings per request: `pipeline.stages.evaluate.served_frames`.
 """
@@ -30,8 +31,8 @@ from pipeline.core.secrets import redact, redacted_line
 from pipeline.model.families import family_of_processor
 from pipeline.stages.evaluate.config import ServerSettings
 from pipeline.stages.evaluate.served_errors import is_client_error, server_message
-from pipeline.stages.evaluate.served_frames import FramePlan, decoding_fields, load_run_processor
-from pipeline.stages.evaluate.server_responses import BadResponse, chat_answer, model_ids, read_capped
+from pipeline.stages.evaluate.served_frames import FramePlan, decoding_fields, load_run_processor, sampling_fields
+from pipeline.stages.evaluate.server_responses import BadResponse, chat_answers, model_ids, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def answer_max_tokens(n_pairs: int) -> int:
 class ServerRunResult:
     """What one `ask_server` call did (counts cover this call; answers include earlier runs' from the file)."""
 
-    answers: dict[str, str]  # id -> answer text, for every answered id of the asked rows
+    answers: dict[str, str]  # id -> answer text (the first of k), for every answered id of the asked rows
+    samples: dict[str, list[str]] = field(default_factory=dict)  # id -> its k answers, with --num-samples k > 1
     failures: dict[str, str] = field(default_factory=dict)  # id -> last error, after the retries
     resumed: int = 0  # answers already in predictions.jsonl, not asked again
     asked: int = 0  # samples asked for in this call
@@ -137,6 +139,8 @@ class PredictionLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.done: dict[str, str] = {}
+        # id -> its k answers, for the lines that hold them (`"samples"`, --num-samples k > 1)
+        self.samples: dict[str, list[str]] = {}
         if self.path.is_file():
             self._read()
 
@@ -146,7 +150,15 @@ class PredictionLog:
             for raw in fh:
                 try:
                     record = json.loads(raw)
-                    self.done[str(record["id"])] = str(record["text"])
+                    sample_id, text = str(record["id"]), str(record["text"])
+                    samples = record.get("samples")
+                    if samples is not None and not (
+                        isinstance(samples, list) and samples and all(isinstance(t, str) for t in samples)
+                    ):
+                        raise TypeError("samples is not a list of answers")
+                    self.done[sample_id] = text
+                    if samples is not None:
+                        self.samples[sample_id] = samples
                 except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
                     if raw.endswith(b"\n"):
                         raise PipelineError(f"{self.path}: line {len(self.done) + 1} is not an answer") from None
@@ -160,17 +172,21 @@ class PredictionLog:
                 fh.seek(good_bytes)
                 fh.write(b"\n")
 
-    def append(self, sample_id: str, text: str) -> None:
-        """Append one answer line; a full disk (or any write failure) stops the run with one line."""
+    def append(self, sample_id: str, text: str, samples: list[str] | None = None) -> None:
+        """Append one answer line (`samples`: all k answers, `text` the first, stored as `"samples"`); a full disk
+        (or any write failure) stops the run with one line."""
+        record: dict[str, Any] = {"id": sample_id, "text": text, **({"samples": samples} if samples else {})}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"id": sample_id, "text": text}, ensure_ascii=False) + "\n")
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         except OSError as err:
             raise PipelineError(
                 f"{self.path}: cannot append the answer of {sample_id} ({err.strerror or err})"
             ) from None
         self.done[sample_id] = text
+        if samples:
+            self.samples[sample_id] = list(samples)
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,7 @@ class RequestPlan:
     max_tokens: int
     frames: FramePlan  # per-sample frame sampling and pixel budget
     decoding: dict[str, Any] = field(default_factory=dict)  # extra decoding fields (`decoding_fields`)
+    samples: int = 1  # answers per request: 1 greedy, k > 1 sampled choices (`sampling_fields`)
 
 
 def ask_server(
@@ -208,6 +225,7 @@ def ask_server(
         progress.finish()
         result.elapsed_s = time.monotonic() - started
     result.answers = {sample_id: store.done[sample_id] for sample_id in ids if sample_id in store.done}
+    result.samples = {sample_id: store.samples[sample_id] for sample_id in ids if sample_id in store.samples}
     return result
 
 
@@ -245,7 +263,7 @@ async def _ask_all(
             row = rows[i]
             sample_id = str(row["id"])
             try:
-                text = await _ask_one(client, settings, row["messages"], plan)
+                texts = await _ask_one(client, settings, row["messages"], plan)
             except (openai.APIError, PipelineError, OSError) as err:
                 if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
                     raise PipelineError(f"--server {settings.url}: the server refused the API key") from None
@@ -257,7 +275,7 @@ async def _ask_all(
                 result.failures[sample_id] = reason = redacted_line(err, settings.api_key())
                 log.warning("no answer for %s after %d retries: %s", sample_id, settings.max_retries, reason)
             else:
-                store.append(sample_id, text)
+                store.append(sample_id, texts[0], texts if plan.samples > 1 else None)
                 answered += 1
             progress.advance(1)
             rate = (answered + len(result.failures)) / max(time.monotonic() - started, 1e-9)
@@ -269,18 +287,25 @@ async def _ask_all(
         await client.close()
 
 
-async def _ask_one(client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan) -> str:
+async def _ask_one(
+    client: Any, settings: ServerSettings, messages: list[dict[str, Any]], plan: RequestPlan
+) -> list[str]:
+    """The `plan.samples` answers of one sample, in choice order.
+
+    Raises:
+        BadResponse: a response without them (not exactly `plan.samples` choices among its reasons).
+    """
     frames = await asyncio.to_thread(plan.frames.request_fields, settings.engine, sample_videos(messages))
     chat = await asyncio.to_thread(request_messages, messages, settings.media, settings.engine)
     async with client.chat.completions.with_streaming_response.create(
         model=plan.served_model,
         messages=chat,
-        temperature=0.0,
         max_tokens=plan.max_tokens,
         extra_body={**plan.decoding, **frames} or None,
+        **sampling_fields(plan.samples),
     ) as response:
         body = await read_capped(response.iter_bytes())
-        return chat_answer(body, response.headers.get("content-type", ""))
+        return chat_answers(body, response.headers.get("content-type", ""), plan.samples)
 
 
 def check_resume(output_dir: Path, identity: dict[str, Any]) -> None:
@@ -331,35 +356,40 @@ def server_answers(
     served_model: str,
     progress: ProgressSink | None = None,
     preflight: Callable[..., dict[str, Any]] | None = None,
-) -> tuple[list[str], dict[str, Any]]:
-    """The evaluator's seam: answer texts in row order ("" for a recorded failure) and a summary for metrics.json.
+    samples: int = 1,
+) -> tuple[list[str], list[list[str]] | None, dict[str, Any]]:
+    """The evaluator's seam: answer texts in row order ("" for a recorded failure), with `samples` k > 1 each row's k
+    sampled answers (k times "" for a failure; else None), and a summary for metrics.json.
 
-    `preflight` (`parity.check_parity`) asks the first samples before the run and returns its record.
+    `preflight` (`parity.check_parity`) asks the first samples before the run and returns its record; it asks greedy
+    answers, so a sampled run skips it (and says so in the record).
     """
     processor = load_run_processor(run_dir)
     family = family_of_processor(processor)
     frames = FramePlan(processor.video_processor, video_settings, family.frame_multiple, family.template_kwargs)
-    plan = RequestPlan(served_model, max_tokens, frames, decoding_fields(settings.engine, processor, max_tokens))
-    check_resume(
-        output_dir,
-        {
-            "served_model": served_model,
-            "engine": settings.engine,
-            "max_tokens": max_tokens,
-            "video_settings": dataclasses.asdict(video_settings),
-            "decoding": plan.decoding,
-        },
-    )
+    decoding = decoding_fields(settings.engine, processor, max_tokens, samples)
+    plan = RequestPlan(served_model, max_tokens, frames, decoding, samples)
+    identity = {
+        "served_model": served_model,
+        "engine": settings.engine,
+        "max_tokens": max_tokens,
+        "video_settings": dataclasses.asdict(video_settings),
+        "decoding": plan.decoding,
+    }
+    check_resume(output_dir, identity | ({"num_samples": samples} if samples > 1 else {}))
     store = PredictionLog(output_dir / PREDICTIONS_FILE)
     before = len(store.done)
-    parity = (
-        preflight(settings, rows, processor, plan, store)
-        if settings.parity_check and preflight
-        else {"checked": False}
-    )
+    if samples > 1:
+        parity = {"checked": False, "reason": f"--num-samples {samples}: the check compares greedy answers' prompts"}
+    elif settings.parity_check and preflight:
+        parity = preflight(settings, rows, processor, plan, store)
+    else:
+        parity = {"checked": False}
     result = ask_server(settings, rows, plan, output_dir / PREDICTIONS_FILE, progress)
     result.resumed -= len(store.done) - before  # the pre-flight's answers are this run's
-    texts = [result.answers.get(str(sample_id), "") for sample_id in rows["id"]]
+    ids = [str(sample_id) for sample_id in rows["id"]]
+    texts = [result.answers.get(sample_id, "") for sample_id in ids]
+    sampled = [result.samples.get(sample_id, [""] * samples) for sample_id in ids] if samples > 1 else None
     info = {
         "url": settings.url,
         "engine": settings.engine,
@@ -380,7 +410,7 @@ def server_answers(
         len(result.failures),
         info["samples_per_s"] or 0.0,
     )
-    return texts, info
+    return texts, sampled, info
 
 
 __all__ = [

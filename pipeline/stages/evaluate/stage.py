@@ -26,7 +26,14 @@ from pipeline.stages.evaluate import baselines as baselines_mod
 from pipeline.stages.evaluate.answers import Answers, AnswerSource
 from pipeline.stages.evaluate.config import EvaluateConfig
 from pipeline.stages.evaluate.resolved_run import ResolvedRun, resolve_run
-from pipeline.stages.evaluate.scoring import FAILURE_POLICY, MODEL_NAME, EvaluationResult, score_answers
+from pipeline.stages.evaluate.scoring import (
+    FAILURE_POLICY,
+    MODEL_NAME,
+    PATH_FAILURE_POLICY,
+    EvaluationResult,
+    path_answer_result,
+    score_answers,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -108,10 +115,14 @@ def answer_source(config: EvaluateConfig, run: ResolvedRun, split_ids: frozenset
     return InProcessModel(config, run.video_settings, run.video_settings_source)
 
 
-def _targets(config: EvaluateConfig, rows: datasets.Dataset, n_steps: int) -> dict[str, Any]:
-    """The scored rows' target columns (`_columns`), checked against the train split's `n_steps`."""
+def _check_not_empty(config: EvaluateConfig, rows: datasets.Dataset) -> None:
     if len(rows) == 0:
         raise PipelineError(f"--dataset {config.dataset}: split {config.split!r} has no samples to score")
+
+
+def _targets(config: EvaluateConfig, rows: datasets.Dataset, n_steps: int) -> dict[str, Any]:
+    """The scored rows' target columns (`_columns`), checked against the train split's `n_steps`."""
+    _check_not_empty(config, rows)
     targets = _columns(rows)
     if targets["velocity"].shape[1] != n_steps:
         raise PipelineError(
@@ -151,12 +162,68 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
     _load(config.dataset, "train")  # a missing or unreadable train split stops here, with the splits found
     dataset_meta = read_meta(config.dataset)
     scored, clips = _scored_rows(config, split, dataset_meta)
+    if path_answers(dataset_meta):
+        lines = answer_lines(dataset_meta, n_steps=0)
+        _warn_if_too_short(config, lines)
+        answers = source.answers(scored, lines, progress)
+        trajectory, train_size = _trajectory_scores(config, dataset_meta, answers)
+        result = path_answer_result(answers.rows, answers.texts, trajectory)
+    else:
+        result, answers, train_size = _motion_scores(config, dataset_meta, source, scored, progress)
+    result.info = {
+        "model": config.model,
+        "adapter": str(config.adapter) if config.adapter else None,
+        "predictions_file": str(config.predictions) if config.predictions else None,
+        "dataset_dir": str(config.dataset),
+        "split": config.split,
+        "split_size": len(split),
+        "train_size": train_size,
+        "samples_without_prediction": answers.without_prediction,
+        "clips": clips.to_json() if clips is not None else None,
+        "server": answers.server,
+        "video_settings_source": resolved.video_settings_source,
+        "generation": answers.generation,
+        "dataset_fingerprint": _fingerprint(result.ids, config.split, dataset_meta),
+        "dataset_meta": dataset_meta,
+        "failure_policy": FAILURE_POLICY if result.motion else PATH_FAILURE_POLICY,
+        "settings": config.to_json() | resolved.to_json(),
+    }
+    _log_scores(config, result)
+    _write_report(config, result, answers)
+    if answers.server is not None:
+        from pipeline.stages.evaluate.served_errors import failed_share_verdict
+
+        verdict = failed_share_verdict(answers.server)
+        if verdict is not None:  # the report is written, and says so
+            raise PipelineError(f"{verdict}: see {config.output_dir / 'metrics.json'}")
+    return result
+
+
+def path_answers(dataset_meta: dict[str, Any]) -> bool:
+    """The answers are paths (`x,y` lines): dataset_meta.json "targets" asks for trajectories. With "both" too the
+    answer is the path alone (build-dataset writes the trajectory answer), so the motion tables are left out."""
+    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS
+
+    settings = dataset_meta.get("targets")
+    return isinstance(settings, dict) and settings.get("targets", "motion") in TRAJECTORY_TARGETS
+
+
+def _motion_scores(
+    config: EvaluateConfig,
+    dataset_meta: dict[str, Any],
+    source: AnswerSource,
+    scored: datasets.Dataset,
+    progress: ProgressSink,
+) -> tuple[EvaluationResult, Answers, int]:
+    """(speed, curvature) answers scored against the targets and the motion baselines; with the train split's size.
+
+    Raises:
+        PipelineError: an empty train split, or a split whose steps differ from train's.
+    """
     moments = _train_moments(config.dataset)
     if not moments.count:
         raise PipelineError(f"--dataset {config.dataset}: the train split is empty (needed for the train mean)")
     mean_v, mean_k = moments.mean_profile()
-    history_model = moments.fit_ridge()
-
     lines = answer_lines(dataset_meta, len(mean_v))
     _warn_if_too_short(config, lines)
     answers = source.answers(scored, lines, progress)
@@ -168,27 +235,21 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         mean_k,
         window_s=config.window_s,
         horizon_s=config.horizon_s,
-        history_model=history_model,
+        history_model=moments.fit_ridge(),
     )
-    result.trajectory = _trajectory_scores(config, dataset_meta, answers)
-    result.info = {
-        "model": config.model,
-        "adapter": str(config.adapter) if config.adapter else None,
-        "predictions_file": str(config.predictions) if config.predictions else None,
-        "dataset_dir": str(config.dataset),
-        "split": config.split,
-        "split_size": len(split),
-        "train_size": moments.count,
-        "samples_without_prediction": answers.without_prediction,
-        "clips": clips.to_json() if clips is not None else None,
-        "server": answers.server,
-        "video_settings_source": resolved.video_settings_source,
-        "generation": answers.generation,
-        "dataset_fingerprint": _fingerprint(result.ids, config.split, dataset_meta),
-        "dataset_meta": dataset_meta,
-        "failure_policy": FAILURE_POLICY,
-        "settings": config.to_json() | resolved.to_json(),
-    }
+    return result, answers, moments.count
+
+
+def _log_scores(config: EvaluateConfig, result: EvaluationResult) -> None:
+    if result.trajectory is not None:
+        log.info(
+            "scored %d samples of %r: %d incomplete answer(s); ADE %.3f m",
+            result.n_samples,
+            config.split,
+            result.n_failures,
+            result.trajectory.scores["all"][MODEL_NAME]["ade_m"]["all"],
+        )
+        return
     log.info(
         "scored %d samples of %r: %d parse failure(s); velocity MAE %.3f m/s, ADE %.3f m",
         result.n_samples,
@@ -197,25 +258,19 @@ def run(config: EvaluateConfig, progress: ProgressSink | None = None) -> Evaluat
         result.scores["all"][MODEL_NAME].velocity_mae,
         result.scores["all"][MODEL_NAME].ade,
     )
-    _write_report(config, result, answers)
-    if answers.server is not None:
-        from pipeline.stages.evaluate.served_errors import failed_share_verdict
-
-        verdict = failed_share_verdict(answers.server)
-        if verdict is not None:  # the report is written, and says so
-            raise PipelineError(f"{verdict}: see {config.output_dir / 'metrics.json'}")
-    return result
 
 
 def answer_lines(dataset_meta: dict[str, Any], n_steps: int) -> int:
-    """Lines of a full answer: the n motion steps, or the trajectory's points (horizon_s * target_hz) when
-    dataset_meta.json "targets" asks for trajectories and they are more (a server's `max_tokens` is sized on it)."""
-    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS
-
-    settings = dataset_meta.get("targets")
-    if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
+    """Lines of a full answer (a server's `max_tokens` is sized on it): the n motion steps, or with path answers
+    (`path_answers`) the trajectory's points: dataset_meta.json `n_targets`, or horizon_s * target_hz of a build
+    written before that key."""
+    if not path_answers(dataset_meta):
         return n_steps
-    return max(n_steps, round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0))))
+    settings = dataset_meta["targets"]
+    points = dataset_meta.get("n_targets")
+    if isinstance(points, int):
+        return points
+    return round(float(settings.get("horizon_s", 1.0)) * float(settings.get("target_hz", 30.0)))
 
 
 def _warn_if_too_short(config: EvaluateConfig, lines: int) -> None:
@@ -231,26 +286,30 @@ def _warn_if_too_short(config: EvaluateConfig, lines: int) -> None:
         )
 
 
-def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], answers: Answers) -> Any:
-    """`trajectory_scoring.TrajectoryResult` when dataset_meta.json "targets" asks for trajectories, else None.
+def _trajectory_scores(config: EvaluateConfig, dataset_meta: dict[str, Any], answers: Answers) -> tuple[Any, int]:
+    """The path answers scored (`trajectory_scoring.TrajectoryResult`) and the train split's size.
 
     Raises:
-        PipelineError: the trajectory columns are missing or malformed, or the history has fewer than 2 rows.
+        PipelineError: the trajectory columns are missing or malformed, the history has fewer than 2 rows, or the
+        train split is empty.
     """
-    from pipeline.stages.evaluate.trajectory_scoring import TRAJECTORY_TARGETS, score_trajectory_answers, xyh_column
+    from pipeline.contracts.dataset_reader import split_num_rows
+    from pipeline.stages.evaluate.trajectory_scoring import (
+        score_trajectory_answers,
+        train_trajectory_ridge,
+        xyh_column,
+    )
 
-    settings = dataset_meta.get("targets")
-    if not isinstance(settings, dict) or settings.get("targets", "motion") not in TRAJECTORY_TARGETS:
-        return None
-    from pipeline.stages.evaluate.trajectory_scoring import train_trajectory_ridge
-
+    _check_not_empty(config, answers.rows)
     history = xyh_column(answers.rows, "history_xyh")
     if history.shape[1] < 2:
         raise PipelineError(f"--dataset {config.dataset}: history_xyh has {history.shape[1]} row(s), need >= 2")
     ridge = train_trajectory_ridge(config.dataset)
     texts = answers.samples or [[text] for text in answers.texts]
     ids = [str(x) for x in answers.rows["id"]]
-    return score_trajectory_answers(ids, texts, xyh_column(answers.rows, "future_xyh"), history, settings, ridge)
+    settings = dataset_meta["targets"]
+    scores = score_trajectory_answers(ids, texts, xyh_column(answers.rows, "future_xyh"), history, settings, ridge)
+    return scores, split_num_rows(config.dataset, "train")
 
 
 def _write_report(config: EvaluateConfig, result: EvaluationResult, answers: Answers) -> None:
@@ -267,4 +326,4 @@ def _write_report(config: EvaluateConfig, result: EvaluationResult, answers: Ans
         write_text(config.output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
 
 
-__all__ = ["EvaluateConfig", "answer_lines", "answer_source", "run"]
+__all__ = ["EvaluateConfig", "answer_lines", "answer_source", "path_answers", "run"]

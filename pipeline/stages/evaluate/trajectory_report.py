@@ -17,14 +17,20 @@ from pipeline.stages.evaluate.trajectory_scoring import TrajectoryResult
 TOP_DOWN_PLOT = "trajectories_top_down.png"
 """File `plot_top_down` writes beside the other plots."""
 
+BASELINES_TEXT = (
+    "Baselines from the past trajectory only: `constant_velocity` (the last step's velocity vector held),"
+    " `ctrv` (constant speed and yaw rate along an arc), `history_ridge` (ridge regression from the past rows,"
+    " fit on the train split)."
+)
+
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
-def _tables(result: TrajectoryResult, subset: str) -> list[str]:
-    """Two Markdown tables over `subset`: ADE/FDE by horizon (and the share of points given), then L2 by time under
-    both conventions."""
+def trajectory_tables(result: TrajectoryResult, subset: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Two tables over `subset` as (header, rows) of formatted cells, model first then the baselines: ADE/FDE by
+    horizon (and the share of points given), then L2 by time under both conventions, each named in its header."""
     scores = result.scores[subset]
     first = next(iter(scores.values()))
     horizons = list(first["ade_m"])
@@ -37,7 +43,31 @@ def _tables(result: TrajectoryResult, subset: str) -> list[str]:
         cells.append(f"{100 * s['coverage']:.1f} %" if math.isfinite(s["coverage"]) else "n/a")
         ade_rows.append([name, *cells])
         l2_rows.append([name, *(_fmt(s["l2_m"][c][t]) for c in (L2_AVERAGED, L2_AT) for t in l2_times)])
-    return [*_markdown(["predictor", *ade_header], ade_rows), "", *_markdown(["predictor", *l2_header], l2_rows)]
+    return [(["predictor", *ade_header], ade_rows), (["predictor", *l2_header], l2_rows)]
+
+
+def _tables(result: TrajectoryResult, subset: str) -> list[str]:
+    (ade_header, ade_rows), (l2_header, l2_rows) = trajectory_tables(result, subset)
+    return [*_markdown(ade_header, ade_rows), "", *_markdown(l2_header, l2_rows)]
+
+
+def min_over_answers_text(result: TrajectoryResult) -> str | None:
+    """The minADE/minFDE sentence (k > 1 answers per sample), else None."""
+    if result.min_over_k is None:
+        return None
+    return (
+        f"minADE over the {result.samples_xy.shape[1]} answers: {_fmt(result.min_over_k['min_ade_m'])} m;"
+        f" minFDE: {_fmt(result.min_over_k['min_fde_m'])} m (each minimised on its own)."
+    )
+
+
+def first_answer_errors(result: TrajectoryResult) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) ADE and (N,) FDE of each sample's first answer over the points it gave, m (NaN: none given, or the last
+    point missing)."""
+    distance = np.linalg.norm(result.pred_xy - result.true_xy, axis=-1)  # (N, n), NaN where not given
+    given = np.isfinite(distance)
+    ade = np.where(given.any(axis=1), np.nansum(distance, axis=1) / np.maximum(given.sum(axis=1), 1), np.nan)
+    return ade, distance[:, -1] if distance.shape[1] else np.full(len(distance), np.nan)
 
 
 def trajectory_headline(result: TrajectoryResult) -> str:
@@ -94,16 +124,10 @@ def trajectory_markdown(result: TrajectoryResult) -> str:
         *_tables(result, "complete"),
         "",
     ]
-    if result.min_over_k is not None:
-        lines += [
-            f"minADE over the {k} answers: {_fmt(result.min_over_k['min_ade_m'])} m;"
-            f" minFDE: {_fmt(result.min_over_k['min_fde_m'])} m (each minimised on its own).",
-            "",
-        ]
+    if (min_text := min_over_answers_text(result)) is not None:
+        lines += [min_text, ""]
     lines += [
-        "Baselines from the past trajectory only: `constant_velocity` (the last step's velocity vector held),"
-        " `ctrv` (constant speed and yaw rate along an arc), `history_ridge` (ridge regression from the past rows,"
-        " fit on the train split).",
+        BASELINES_TEXT,
         "",
         f"![trajectories from above]({TOP_DOWN_PLOT})",
         "",
@@ -123,9 +147,14 @@ def example_indices(result: TrajectoryResult, n_examples: int) -> list[int]:
 def plot_top_down(result: TrajectoryResult, path: Path, n_examples: int = 6) -> None:
     """Past, true and predicted trajectories seen from above (x forward to the right, y left upwards, m) for a few
     samples: the model's k answers (the first drawn thick), constant velocity and CTRV."""
+    with atomic_path(path) as tmp:
+        top_down_figure(result, example_indices(result, n_examples) or [0]).savefig(tmp, format="png")
+
+
+def top_down_figure(result: TrajectoryResult, indices: list[int]) -> Any:
+    """The `plot_top_down` figure of the samples `indices` (a matplotlib `Figure`, three panels a row)."""
     from matplotlib.figure import Figure
 
-    indices = example_indices(result, n_examples) or [0]
     cols = min(3, len(indices))
     rows = math.ceil(len(indices) / cols)
     fig = Figure(figsize=(4 * cols, 3.6 * rows), dpi=100, layout="constrained")
@@ -135,8 +164,7 @@ def plot_top_down(result: TrajectoryResult, path: Path, n_examples: int = 6) -> 
     for ax in axes[len(indices) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    return fig
 
 
 def _draw_sample(ax: Any, result: TrajectoryResult, i: int) -> None:
@@ -158,4 +186,14 @@ def _draw_sample(ax: Any, result: TrajectoryResult, i: int) -> None:
     ax.grid(alpha=0.3)
 
 
-__all__ = ["TOP_DOWN_PLOT", "example_indices", "plot_top_down", "trajectory_markdown"]
+__all__ = [
+    "BASELINES_TEXT",
+    "TOP_DOWN_PLOT",
+    "example_indices",
+    "first_answer_errors",
+    "min_over_answers_text",
+    "plot_top_down",
+    "top_down_figure",
+    "trajectory_markdown",
+    "trajectory_tables",
+]
