@@ -179,9 +179,12 @@ def test_path_answers_get_no_motion_section_and_the_same_trajectory_scores(path_
     answers = {i: format_trajectory(xy + [0.5, 0.0]) for i, xy in truth.items()}
     answers[next(iter(answers))] = "I cannot tell."
     out = tmp_path / "out"
-    result = run(
-        EvaluateConfig(dataset=path_dataset, output_dir=out, predictions=_predictions(tmp_path / "p", answers))
-    )
+    out.mkdir()
+    for earlier in ("predictions.csv", "scatter_velocity.png", "notes.txt"):  # a motion run's files, and the user's
+        (out / earlier).write_text("earlier")
+    preds = _predictions(tmp_path / "p", answers)
+    result = run(EvaluateConfig(dataset=path_dataset, output_dir=out, predictions=preds, overwrite=True))
+    assert (out / "notes.txt").read_text() == "earlier"
     assert not result.motion and result.scores == {} and result.true_velocity.shape == (len(truth), 0)
     # the failures counted are the incomplete path answers, not unreadable (speed, curvature) lines
     assert result.n_failures == 1 and result.parsed.tolist() == result.trajectory.complete.tolist()
@@ -309,7 +312,10 @@ def test_the_default_dataset_gets_no_trajectory_scores(dataset_dir, tmp_path):
     ids = datasets.load_from_disk(str(dataset_dir / "test"))["id"]
     preds = _predictions(tmp_path / "p.jsonl", dict.fromkeys(ids, ""))
     out = tmp_path / "out"
-    assert run(EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds)).trajectory is None
+    out.mkdir()
+    (out / TOP_DOWN_PLOT).write_text("an earlier path run's plot")
+    config = EvaluateConfig(dataset=dataset_dir, output_dir=out, predictions=preds, overwrite=True)
+    assert run(config).trajectory is None
     metrics = json.loads((out / "metrics.json").read_text())
     assert "trajectory" not in metrics and metrics["answers"] == "motion" and metrics["parse_failures"] == len(ids)
     assert not (out / TOP_DOWN_PLOT).exists() and "Trajectories" not in (out / "report.html").read_text()

@@ -30,7 +30,8 @@ REPORT_FILES = (
     "scatter_curvature.png",
     "example_trajectories.png",
 )
-"""Files `write_report` writes into the output directory."""
+"""Files `write_report` writes into the output directory: all with motion answers, the first two with path answers
+(which add `trajectory_report.TOP_DOWN_PLOT`)."""
 
 _COLUMNS: tuple[tuple[str, Callable[[Scores], float], str], ...] = (
     ("velocity MAE (m/s)", lambda s: s.velocity_mae, "{:.3f}"),
@@ -378,15 +379,19 @@ def plot_trajectories(result: EvaluationResult, path: Path, n_examples: int = 6)
 
 def write_report(result: EvaluationResult, output_dir: Path, n_examples: int = 6) -> dict[str, Path]:
     """Write metrics.json and report.md into `output_dir` (created if missing), then with motion answers the other
-    files of `REPORT_FILES`, with path answers the top-down plot (`trajectory_report`); returns name -> path."""
+    files of `REPORT_FILES`, with path answers the top-down plot (`trajectory_report`); returns name -> path. The
+    report files of an earlier run of the other kind (`--overwrite`) are removed."""
+    from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT, plot_top_down
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in REPORT_FILES}
     write_json(paths["metrics.json"], json.loads(json.dumps(metrics_dict(result), default=_json_default)))
     write_text(paths["report.md"], report_markdown(result))
+    stale = REPORT_FILES[2:] if not result.motion else (TOP_DOWN_PLOT,)
+    for name in stale:
+        (output_dir / name).unlink(missing_ok=True)
     if not result.motion:
-        from pipeline.stages.evaluate.trajectory_report import TOP_DOWN_PLOT, plot_top_down
-
         paths = {"metrics.json": paths["metrics.json"], "report.md": paths["report.md"]}
         paths[TOP_DOWN_PLOT] = output_dir / TOP_DOWN_PLOT
         plot_top_down(result.trajectory, paths[TOP_DOWN_PLOT], n_examples=n_examples)
