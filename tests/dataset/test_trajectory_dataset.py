@@ -57,7 +57,12 @@ def test_meta_records_the_targets(trajectory_build):
     assert (meta["target_hz"], meta["n_targets"]) == (10, 20)
     assert len(load_split(out, "train")[0]["velocity"]) == 20
     card = (out / "README.md").read_text()
-    assert "**Answer format**: 20 lines, line k (k = 1..20) = the motion k/10 s after" in card
+    # targets "both": the answer is the path (the motion stays in the columns)
+    assert card.startswith("# PhysicalAI-AV 2-second ego-path dataset")
+    assert "**Answer format**: the future path, 20 lines, line k (k = 1..20) = the position k/10 s after" in card
+    assert "`future_xyh` (20, 3) and `history_xyh` (4, 3)" in card and "1/km" not in card
+    answer = load_split(out, "train")[0]["messages"][-1]["content"][0]["text"]
+    assert answer.splitlines()[:3] == card.split("```\n")[1].splitlines()[:3]
     assert meta["targets"] == {
         "targets": "both",
         "horizon_s": 2.0,
@@ -72,6 +77,8 @@ def test_meta_records_the_targets(trajectory_build):
 
 def test_a_motion_build_has_no_extended_columns(dataset_dir):
     assert "targets" not in read_meta(dataset_dir)
+    card = (dataset_dir / "README.md").read_text()
+    assert card.startswith("# PhysicalAI-AV next-second motion dataset") and "the motion k/30 s after" in card
     assert "future_xyh" not in load_split(dataset_dir, "train").column_names
 
 

@@ -92,10 +92,12 @@ def _split_text(meta: dict[str, Any]) -> str:
 def _dataset_card(meta: dict[str, Any], example_answer: str) -> str:
     n, hz = meta["n_targets"], meta["target_hz"]
     counts, clips = meta["counts"], meta["clip_counts"]
-    split_text = _split_text(meta)
+    paths = meta.get(TARGETS_KEY, {}).get("targets", "motion") != "motion"  # trajectory and both: path answers
+    title, columns, answer = _path_card_text(meta) if paths else _motion_card_text(meta)
     first_lines = "\n".join(example_answer.splitlines()[:3])
-    history_note = " after the input second's measured motion" if meta["history"] else ""
-    return f"""# PhysicalAI-AV next-second motion dataset (Qwen-VL conversations)
+    measured = "the measured path" if paths else "the input second's measured motion"
+    history_note = f" after {measured}" if meta["history"] else ""
+    return f"""# PhysicalAI-AV {title} dataset (Qwen-VL conversations)
 
 Built by `pipeline build-dataset` from `{meta["segments_path"]}`.
 
@@ -106,19 +108,17 @@ Built by `pipeline build-dataset` from `{meta["segments_path"]}`.
 
 Segments skipped because their video is missing: {meta["skipped_missing_video"]}.
 
-**Split**: {split_text}. Every segment of a clip is on the same side (overlapping windows share frames).
+**Split**: {_split_text(meta)}. Every segment of a clip is on the same side (overlapping windows share frames).
 
 **Leakage**: {leakage_text(meta["leakage"])}.
 
 **Rows**: `id`, `clip_id`, `chunk`, `segment_index`, `start_us`/`end_us` (segment window, microseconds),
 `video` (mp4 path relative to `video_root` in `dataset_meta.json`; `pipeline.contracts.dataset_reader.load_split` makes
 it absolute), `messages` (system text; user = the video then the prompt{history_note}; assistant = the
-answer), and float32 sequences of length {n}: `velocity` (m/s), `curvature` (1/m, positive = left turn)
-over the next {n / hz:g} s, `history_velocity`, `history_curvature` for the input second.
+answer), float32 sequences of length {n}: `velocity` (m/s), `curvature` (1/m, positive = left turn)
+over the next {n / hz:g} s, `history_velocity`, `history_curvature` for the input second{columns}.
 
-**Answer format**: {n} lines, line k (k = 1..{n}) = the motion k/{hz:g} s after the end of the video, written
-`velocity,curvature` with velocity in m/s and curvature in **1/km** (1000 x the 1/m columns), both with
-{DECIMALS} decimals (rounding error <= 0.005 m/s and <= 5e-6 1/m), never `-0.00`. First lines of a train answer:
+**Answer format**: {answer} First lines of a train answer:
 
 ```
 {first_lines}
@@ -131,6 +131,34 @@ from pipeline.contracts.dataset_reader import load_split
 train = load_split("{meta["output_dir"]}", "train")
 ```
 """
+
+
+def _motion_card_text(meta: dict[str, Any]) -> tuple[str, str, str]:
+    """(title, extra columns, answer format) of the card of motion answers."""
+    n, hz = meta["n_targets"], meta["target_hz"]
+    answer = (
+        f"{n} lines, line k (k = 1..{n}) = the motion k/{hz:g} s after the end of the video, written "
+        f"`velocity,curvature` with velocity in m/s and curvature in **1/km** (1000 x the 1/m columns), both with "
+        f"{DECIMALS} decimals (rounding error <= 0.005 m/s and <= 5e-6 1/m), never `-0.00`."
+    )
+    return "next-second motion", "", answer
+
+
+def _path_card_text(meta: dict[str, Any]) -> tuple[str, str, str]:
+    """(title, extra columns, answer format) of the card of path answers (`--targets trajectory` or `both`)."""
+    settings, answer_format = meta[TARGETS_KEY], meta["answer_format"]
+    lines, hz, rows = answer_format["lines"], settings["target_hz"], settings["history_steps"]
+    columns = (
+        f"; `future_xyh` ({lines}, 3) and `history_xyh` ({rows}, 3): x, y (m) and heading (rad) in the "
+        f"{answer_format['frame']}, at (k + 1)/{hz:g} s after the window's end and {settings['history_hz']:g} Hz up "
+        "to it (the last history row is the window's end)"
+    )
+    answer = (
+        f"the future path, {lines} lines, line k (k = 1..{lines}) = the position k/{hz:g} s after the end of the "
+        f"video, written `x,y` in metres in the {answer_format['frame']}, with {answer_format['decimals']} decimals, "
+        "never `-0.00`."
+    )
+    return f"{settings['horizon_s']:g}-second ego-path", columns, answer
 
 
 def _check_output(config: DatasetConfig) -> None:
