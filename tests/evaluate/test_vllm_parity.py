@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from pipeline.stages.evaluate.serving_client import PREDICTIONS_FILE, ServerSett
 from pipeline.stages.evaluate.stage import EvaluateConfig, run
 from pipeline.stages.serve.config import ServeModelConfig
 from pipeline.stages.serve.stage import engine_command
-from tests.evaluate.test_transformers_serve import free_port
+from pipeline.standins.server_process import free_port, stop, wait_ready
 from tests.fixtures.model_fixtures import TEST_TARGET_HZ, write_test_dataset
 
 N_TEST = 4
@@ -117,20 +116,6 @@ def qwen3_5_run(tmp_path_factory) -> tuple[Path, Path]:
     return dataset_dir, run_dir
 
 
-def wait_ready(proc: subprocess.Popen, port: int, log_path: Path, timeout_s: float = 900.0) -> float:
-    """Seconds until the server lists its model; fails with the log's tail if it exits or takes too long."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        assert proc.poll() is None, f"vLLM exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
-                if json.load(response)["data"]:
-                    return time.monotonic() - started
-        except OSError:
-            time.sleep(2)
-    raise AssertionError(f"vLLM did not serve within {timeout_s:g} s:\n{log_path.read_text()[-4000:]}")
-
-
 @contextmanager
 def vllm_server(vllm_python: str, run_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
     """(process, port, log path) of vLLM serving `run_dir` with `serve-model`'s command; stopped on exit."""
@@ -145,8 +130,7 @@ def vllm_server(vllm_python: str, run_dir: Path, tmp_path: Path) -> Iterator[tup
     try:
         yield server, port, log_path
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
+        stop(server)
 
 
 def in_process(dataset_dir: Path, run_dir: Path, output_dir: Path, dtype: str | None = None):
@@ -162,7 +146,7 @@ def test_vllm_serves_training_prompts_and_in_process_answers(vllm_python, traine
     dataset_dir, run_dir = trained_run
     with vllm_server(vllm_python, run_dir, tmp_path) as (server, port, log_path):
         local = in_process(dataset_dir, run_dir, tmp_path / "in_process")  # while the server starts
-        startup_s = wait_ready(server, port, log_path)
+        startup_s = wait_ready(server, port, 900.0, log_path)
         served = {}
         for media in ("file", "base64"):
             settings = ServerSettings(url=f"http://127.0.0.1:{port}/v1", media=media, concurrency=2)
@@ -234,7 +218,7 @@ def test_vllm_serves_qwen3_5_with_its_template_switch_on_every_request(vllm_pyth
     with vllm_server(vllm_python, run_dir, tmp_path) as (server, port, log_path):
         # bfloat16, as `serve-model --cpu` serves Qwen3.5 (vLLM's CPU Gated DeltaNet kernel takes nothing else)
         local = in_process(dataset_dir, run_dir, tmp_path / "in_process", dtype="bfloat16")
-        wait_ready(server, port, log_path)
+        wait_ready(server, port, 900.0, log_path)
         with recording_proxy(f"http://127.0.0.1:{port}", bodies) as url:
             settings = ServerSettings(url=url, media="file", concurrency=2)
             result = run(EvaluateConfig(dataset_dir, tmp_path / "served", server=settings, run_dir=run_dir))
