@@ -155,10 +155,10 @@ class ParsedAnswer:
         )
 
 
-def excerpt(text: str) -> str:
-    """`text` stripped and cut to `_EXCERPT` characters, for a problem message."""
+def excerpt(text: str, limit: int = _EXCERPT) -> str:
+    """`text` stripped and cut to `limit` characters (the last three then `...`), for a problem message."""
     text = text.strip()
-    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def line_pairs(text: str, problems: list[str]) -> Iterator[tuple[int, re.Match[str]]]:

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pipeline.contracts.answer import excerpt
 from pipeline.core.errors import PipelineError, first_line
 from pipeline.stages.evaluate.answers import valid_text
 
@@ -132,8 +133,8 @@ def _error_message(error: Any) -> str:
 
 
 def _excerpt(text: str) -> str:
-    text = " ".join(valid_text(text).split())
-    return repr(text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "...")
+    """A server's text for a failure reason: made valid, on one line, cut to `_EXCERPT` characters, quoted."""
+    return repr(excerpt(" ".join(valid_text(text).split()), _EXCERPT))
 
 
 __all__ = ["MAX_RESPONSE_BYTES", "BadResponse", "chat_answer", "chat_answers", "model_ids", "read_capped"]
