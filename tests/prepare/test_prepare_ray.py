@@ -14,6 +14,7 @@ import time
 import tracemalloc
 from functools import partial
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -82,18 +83,24 @@ def test_worker_warm_up_imports_the_work_and_only_logs_a_failure(ray_cluster, ca
     assert "could not import pipeline.no_such_module" in caplog.text
 
 
-def test_every_worker_has_imported_the_work_before_its_first_task(ray_cluster):
+def test_every_worker_has_imported_the_work_before_its_first_task(ray_cluster, tmp_path):
     import ray
 
-    # More CPU-less tasks at once than workers were warmed: Ray starts new worker processes for the rest.
+    # More CPU-less tasks than workers were warmed (2 CPUs + 1), each held until 4 run at once: Ray must start new
+    # worker processes for them, however slowly they start.
+    together = 4
+
     @ray.remote(num_cpus=0)
-    def imported_at_start() -> tuple[int, bool]:
+    def imported_at_start(barrier: str) -> tuple[int, bool]:
         ready = all(name in sys.modules for name in ("pandas", *WORK_MODULES))
-        time.sleep(1.0)
+        (Path(barrier) / str(os.getpid())).touch()
+        deadline = time.monotonic() + 120
+        while len(list(Path(barrier).iterdir())) < together and time.monotonic() < deadline:
+            time.sleep(0.05)
         return os.getpid(), ready
 
-    results = ray.get([imported_at_start.remote() for _ in range(6)])
-    assert len({pid for pid, _ in results}) > 3  # more workers than the warm-up started (2 CPUs + 1)
+    results = ray.get([imported_at_start.remote(str(tmp_path)) for _ in range(6)])
+    assert len({pid for pid, _ in results}) >= together  # more workers than the warm-up started
     assert all(ready for _, ready in results)
 
 
