@@ -132,11 +132,15 @@ def test_a_url_password_and_an_echoed_key_are_neither_sent_nor_written(
 def test_an_interrupted_served_run_says_so_and_exits_130(served_dataset, tiny_qwen3_vl, tmp_path):
     dataset_dir, answers = served_dataset
     out = tmp_path / "out"
-    # 1.5 s per answer: the run is still asking 7.5 s after its second answer, time enough for a late SIGINT
-    with FakeChatServer(answers, delay_s=1.5) as server:
+    with FakeChatServer(answers, delay_s=0.5) as server:
         args = cli_args(server.url, dataset_dir, out, tiny_qwen3_vl, "--concurrency", "2")
+        # SIGINT back to its default in the child: a parent run in the background by a shell ignores it.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT, stderr=subprocess.PIPE, env=dict(os.environ)
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=REPO_ROOT,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 300
         while not ((out / PREDICTIONS_FILE).is_file() and (out / PREDICTIONS_FILE).read_text().count("\n") >= 2):
