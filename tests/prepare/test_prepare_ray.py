@@ -187,14 +187,16 @@ def test_driver_memory_does_not_grow_with_the_chunk_count(ray_cluster, eight_chu
     with serve_repo(eight_chunk_repo.root) as server:
         use_hub(server)
         run_prepare(tmp_path / "warm-up", engine=RayEngine(), chunks=("0-1",))  # one-time imports and caches
-        for n in (2, 8):
+        # Each size twice, the lower peak kept: a one-off allocation under load is not growth with the chunk count.
+        for n, attempt in ((2, 0), (8, 0), (2, 1), (8, 1)):
             tracemalloc.start()
             try:
-                result = run_prepare(tmp_path / str(n), engine=RayEngine(), chunks=(f"0-{n - 1}",))
-                peaks[n] = tracemalloc.get_traced_memory()[1]
+                result = run_prepare(tmp_path / f"{n}-{attempt}", engine=RayEngine(), chunks=(f"0-{n - 1}",))
+                peak = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()
             assert result.segments.done == n
+            peaks[n] = min(peaks.get(n, peak), peak)
     assert peaks[8] <= 1.2 * peaks[2], peaks
 
 
